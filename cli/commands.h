@@ -1,0 +1,11 @@
+// The mixtape command's subcommands. Each add_* function registers one group
+// of subcommands on the app; its implementation lives in its own file.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace mixtape::cli {
+
+void add_keygen_command(CLI::App& app);
+
+}  // namespace mixtape::cli

@@ -1,0 +1,183 @@
+// engine/common: the vocabulary every engine module shares.
+//
+// Errors are exceptions deriving from mixtape::Error; each carries a message
+// that already names its context (file, tape, block), so a front end can print
+// what() as its one line. Modules derive their own error types when callers
+// must tell kinds apart (see crypto::AgeError).
+//
+// Byte streams are the three small interfaces below. Pipelines are built by
+// composing them: tar writer -> age encryptor -> record writer -> drive, each
+// stage a ByteSink writing into the next, so no stage holds a whole file.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mixtape {
+
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// An operating-system failure; code() is the errno value.
+class SystemError : public Error {
+ public:
+  SystemError(const std::string& context, int code);
+  int code() const { return code_; }
+
+ private:
+  int code_;
+};
+
+// Throws SystemError for the current errno, prefixed by context.
+[[noreturn]] void throw_errno(const std::string& context);
+
+using Bytes = std::vector<std::uint8_t>;
+using ByteSpan = std::span<const std::uint8_t>;
+using MutableByteSpan = std::span<std::uint8_t>;
+
+inline ByteSpan as_bytes(std::string_view s) {
+  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
+}
+inline std::string_view as_chars(ByteSpan b) {
+  return {reinterpret_cast<const char*>(b.data()), b.size()};
+}
+
+// A consumer of a byte stream. write() may be called any number of times;
+// close() marks the end of the stream (flushing, finalising trailers) and must
+// be called exactly once for the output to be complete. A sink destroyed
+// without close() leaves its output incomplete, never silently "finished".
+class ByteSink {
+ public:
+  virtual ~ByteSink() = default;
+  virtual void write(ByteSpan data) = 0;
+  virtual void close() = 0;
+};
+
+// A producer of a byte stream. read() fills up to out.size() bytes and returns
+// how many; 0 means end of stream. Short reads are allowed before the end.
+class ByteSource {
+ public:
+  virtual ~ByteSource() = default;
+  virtual std::size_t read(MutableByteSpan out) = 0;
+};
+
+// Reads exactly out.size() bytes unless the source ends first; returns count.
+std::size_t read_full(ByteSource& source, MutableByteSpan out);
+
+// Bytes addressable by offset (a file, a tape archive seen through a reader).
+// read_at returns fewer bytes than asked only at the end of the data.
+class RandomAccessSource {
+ public:
+  virtual ~RandomAccessSource() = default;
+  virtual std::uint64_t size() const = 0;
+  virtual std::size_t read_at(std::uint64_t offset, MutableByteSpan out) = 0;
+};
+
+// Owns a file descriptor; closes it on destruction.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept;
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd();
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  int release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+  void reset(int fd = -1);
+
+ private:
+  int fd_ = -1;
+};
+
+// open(2) that throws SystemError naming the path.
+UniqueFd open_file(const std::string& path, int flags, unsigned mode = 0);
+
+// Writes all of data to fd (retrying short writes and EINTR); throws naming `what`.
+void write_all(int fd, ByteSpan data, const std::string& what);
+
+// A sink writing to a file descriptor it does not own.
+class FdSink final : public ByteSink {
+ public:
+  FdSink(int fd, std::string name) : fd_(fd), name_(std::move(name)) {}
+  void write(ByteSpan data) override { write_all(fd_, data, name_); }
+  void close() override {}
+
+ private:
+  int fd_;
+  std::string name_;
+};
+
+// A source reading from a file descriptor it does not own.
+class FdSource final : public ByteSource {
+ public:
+  FdSource(int fd, std::string name) : fd_(fd), name_(std::move(name)) {}
+  std::size_t read(MutableByteSpan out) override;
+
+ private:
+  int fd_;
+  std::string name_;
+};
+
+// Random access over a regular file (pread).
+class FileRandomAccess final : public RandomAccessSource {
+ public:
+  explicit FileRandomAccess(const std::string& path);
+  std::uint64_t size() const override { return size_; }
+  std::size_t read_at(std::uint64_t offset, MutableByteSpan out) override;
+
+ private:
+  std::string path_;
+  UniqueFd fd_;
+  std::uint64_t size_ = 0;
+};
+
+// Collects everything written into memory (tests, small indexes).
+class MemorySink final : public ByteSink {
+ public:
+  void write(ByteSpan data) override { bytes_.insert(bytes_.end(), data.begin(), data.end()); }
+  void close() override { closed_ = true; }
+  const Bytes& bytes() const { return bytes_; }
+  bool closed() const { return closed_; }
+
+ private:
+  Bytes bytes_;
+  bool closed_ = false;
+};
+
+// Reads from a span the caller keeps alive.
+class MemorySource final : public ByteSource, public RandomAccessSource {
+ public:
+  explicit MemorySource(ByteSpan data) : data_(data) {}
+  std::size_t read(MutableByteSpan out) override;
+  std::uint64_t size() const override { return data_.size(); }
+  std::size_t read_at(std::uint64_t offset, MutableByteSpan out) override;
+
+ private:
+  ByteSpan data_;
+  std::size_t pos_ = 0;
+};
+
+std::string to_hex(ByteSpan bytes);
+// Parses lower- or upper-case hex; throws Error on odd length or bad digits.
+Bytes from_hex(std::string_view hex);
+
+// "512K", "64M", "2.5T", "1G", "4096" (binary units: K = 1024). Throws Error.
+std::uint64_t parse_size(std::string_view text);
+// 1536 -> "1.5 KiB"; for progress and status output.
+std::string format_size(std::uint64_t bytes);
+
+}  // namespace mixtape
