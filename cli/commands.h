@@ -7,5 +7,8 @@
 namespace mixtape::cli {
 
 void add_keygen_command(CLI::App& app);
+void add_tape_commands(CLI::App& app);
+void add_backup_commands(CLI::App& app);
+void add_catalog_commands(CLI::App& app);
 
 }  // namespace mixtape::cli

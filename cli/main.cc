@@ -11,6 +11,9 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("mixtape ") + MIXTAPE_VERSION);
   app.require_subcommand(1);
   mixtape::cli::add_keygen_command(app);
+  mixtape::cli::add_tape_commands(app);
+  mixtape::cli::add_backup_commands(app);
+  mixtape::cli::add_catalog_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

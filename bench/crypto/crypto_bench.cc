@@ -1,0 +1,82 @@
+// crypto_bench: the mixtape side of bench/crypto/run.sh. Each subcommand does
+// what its peer CLI does, file to file, so run.sh can time both the same way
+// (wall clock around the whole process):
+//
+//   crypto_bench encrypt RECIPIENT IN OUT [THREADS]   ~ age -r RECIPIENT -o OUT IN
+//   crypto_bench decrypt IDENTITY_FILE IN OUT [THREADS] ~ age -d -i IDENTITY_FILE -o OUT IN
+//   crypto_bench hash IN                               ~ b2sum -l 256 IN
+#include <fcntl.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "engine/crypto/crypto.h"
+
+namespace {
+
+using namespace mixtape;
+
+// 4 MiB: large enough that syscalls are noise, as a pipeline stage would use.
+constexpr std::size_t kBuffer = 4 << 20;
+
+unsigned threads_arg(int argc, char** argv, int index) {
+  return argc > index ? static_cast<unsigned>(std::stoul(argv[index])) : 2;
+}
+
+void encrypt(const std::string& recipient, const std::string& in, const std::string& out,
+             unsigned threads) {
+  UniqueFd in_fd = open_file(in, O_RDONLY);
+  UniqueFd out_fd = open_file(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  FdSource source(in_fd.get(), in);
+  FdSink sink(out_fd.get(), out);
+  std::vector<crypto::X25519Recipient> recipients{crypto::X25519Recipient::parse(recipient)};
+  crypto::AgeEncryptOptions options;
+  options.threads = threads;
+  crypto::AgeEncryptor encryptor(sink, recipients, options);
+  Bytes buffer(kBuffer);
+  for (std::size_t n; (n = source.read(buffer)) > 0;) encryptor.write({buffer.data(), n});
+  encryptor.close();
+}
+
+void decrypt(const std::string& identity_file, const std::string& in, const std::string& out,
+             unsigned threads) {
+  crypto::AgeDecryptKeys keys;
+  keys.identities = crypto::load_identities(identity_file);
+  UniqueFd in_fd = open_file(in, O_RDONLY);
+  UniqueFd out_fd = open_file(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  FdSource source(in_fd.get(), in);
+  crypto::AgeDecryptor decryptor(source, keys, {crypto::AgeArmor::Auto, threads});
+  Bytes buffer(kBuffer);
+  for (std::size_t n; (n = decryptor.read(buffer)) > 0;)
+    write_all(out_fd.get(), {buffer.data(), n}, out);
+}
+
+int usage() {
+  std::fprintf(stderr,
+               "usage: crypto_bench encrypt RECIPIENT IN OUT [THREADS]\n"
+               "       crypto_bench decrypt IDENTITY_FILE IN OUT [THREADS]\n"
+               "       crypto_bench hash IN\n");
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    std::string command = argc > 1 ? argv[1] : "";
+    if (command == "encrypt" && argc >= 5) {
+      encrypt(argv[2], argv[3], argv[4], threads_arg(argc, argv, 5));
+    } else if (command == "decrypt" && argc >= 5) {
+      decrypt(argv[2], argv[3], argv[4], threads_arg(argc, argv, 5));
+    } else if (command == "hash" && argc == 3) {
+      std::printf("%s  %s\n", crypto::blake2b256_file_hex(argv[2]).c_str(), argv[2]);
+    } else {
+      return usage();
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "crypto_bench: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Crypto benchmark: mixtape's age encryption, decryption and BLAKE2b-256
+# against `age -r`, `age -d` and `b2sum -l 256` on the same file, in the same
+# run, runs interleaved so machine noise hits both sides alike. Prints medians
+# and mixtape/peer ratios. Wall-clock time of each whole process, file to file.
+#
+#   bench/crypto/run.sh [BUILD_DIR]         (default BUILD_DIR: build)
+#   env: SIZE_MB=1024 RUNS=3 THREADS=2 DIR=/dev/shm (tmpfs if present, else /tmp)
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+build=${1:-$root/build}
+size_mb=${SIZE_MB:-1024}
+runs=${RUNS:-3}
+threads=${THREADS:-2}
+if [ -z "${DIR:-}" ]; then
+  if [ -d /dev/shm ] && [ -w /dev/shm ]; then DIR=/dev/shm; else DIR=/tmp; fi
+fi
+for tool in age age-keygen b2sum cmake; do
+  command -v "$tool" >/dev/null || { echo "run.sh: $tool not found (scripts/install-deps.sh)" >&2; exit 1; }
+done
+
+cmake --build "$build" --target crypto_bench >/dev/null
+bench="$build/bench/crypto/crypto_bench"
+work=$(mktemp -d "$DIR/mixtape-crypto-bench.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+echo "preparing $size_mb MiB of random data in $DIR ..." >&2
+head -c $((size_mb * 1048576)) /dev/urandom >"$work/plain"
+age-keygen -o "$work/key" 2>/dev/null
+recipient=$(age-keygen -y "$work/key")
+# Both decryptors read the same file, written by the age CLI.
+age -r "$recipient" -o "$work/peer.age" "$work/plain"
+
+# Nanoseconds taken by a command (output discarded).
+time_ns() {
+  local start end
+  start=$(date +%s%N)
+  "$@" >/dev/null
+  end=$(date +%s%N)
+  echo $((end - start))
+}
+
+declare -A samples
+record() {  # record NAME COMMAND...
+  local name=$1
+  shift
+  samples[$name]+="$(time_ns "$@") "
+}
+
+for ((run = 1; run <= runs; run++)); do
+  echo "run $run/$runs ..." >&2
+  record mixtape_encrypt "$bench" encrypt "$recipient" "$work/plain" "$work/mixtape.age" "$threads"
+  record age_encrypt age -r "$recipient" -o "$work/age-out.age" "$work/plain"
+  record mixtape_decrypt "$bench" decrypt "$work/key" "$work/peer.age" "$work/mixtape.out" "$threads"
+  record age_decrypt age -d -i "$work/key" -o "$work/age.out" "$work/peer.age"
+  record mixtape_hash "$bench" hash "$work/plain"
+  record b2sum_hash b2sum -l 256 "$work/plain"
+done
+
+# The outputs must be right for the numbers to mean anything.
+cmp -s "$work/mixtape.out" "$work/plain" || { echo "run.sh: mixtape decrypt output differs" >&2; exit 1; }
+cmp -s "$work/age.out" "$work/plain" || { echo "run.sh: age decrypt output differs" >&2; exit 1; }
+age -d -i "$work/key" -o "$work/check.out" "$work/mixtape.age"
+cmp -s "$work/check.out" "$work/plain" || { echo "run.sh: age cannot decrypt mixtape's output" >&2; exit 1; }
+[ "$("$bench" hash "$work/plain" | cut -d' ' -f1)" = "$(b2sum -l 256 "$work/plain" | cut -d' ' -f1)" ] ||
+  { echo "run.sh: BLAKE2b-256 digests differ" >&2; exit 1; }
+
+median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+bytes=$((size_mb * 1048576))
+
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+echo
+echo "crypto benchmark: $size_mb MiB of random data in $DIR, median of $runs runs, THREADS=$threads"
+echo "machine: nproc=$(nproc), $cpu; age $(age --version); $(b2sum --version | head -1)"
+echo
+printf '| %-9s | %-20s | %-12s | %-20s | %-12s |\n' operation mixtape peer "peer result" mixtape/peer
+printf '|%s|%s|%s|%s|%s|\n' ----------- ---------------------- -------------- ---------------------- --------------
+row() {  # row LABEL MIXTAPE_KEY PEER_KEY PEER_NAME
+  local m p
+  m=$(median "${samples[$2]}")
+  p=$(median "${samples[$3]}")
+  awk -v label="$1" -v m="$m" -v p="$p" -v bytes="$bytes" -v peer="$4" 'BEGIN {
+    printf "| %-9s | %5.0f MB/s (%5.2f s) | %-12s | %5.0f MB/s (%5.2f s) | %11.2fx |\n",
+      label, bytes / (m / 1e9) / 1e6, m / 1e9, peer, bytes / (p / 1e9) / 1e6, p / 1e9, p / m }'
+}
+row encrypt mixtape_encrypt age_encrypt "age -r"
+row decrypt mixtape_decrypt age_decrypt "age -d"
+row hash mixtape_hash b2sum_hash "b2sum -l 256"
+echo
+echo "MB/s = 10^6 bytes/s of plaintext; mixtape/peer > 1 means mixtape is faster."

@@ -1,0 +1,237 @@
+// mixtape init | label | scan | backup: making a catalog and filling tapes.
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "cli/commands.h"
+#include "cli/context.h"
+#include "engine/backup/backup.h"
+#include "engine/crypto/crypto.h"
+
+namespace mixtape::cli {
+namespace {
+
+std::string default_identity_path() {
+  if (const char* config = std::getenv("XDG_CONFIG_HOME"); config && *config)
+    return std::string(config) + "/mixtape/identity.txt";
+  const char* home = std::getenv("HOME");
+  return std::string(home && *home ? home : "/root") + "/.config/mixtape/identity.txt";
+}
+
+std::vector<std::string> absolute_roots(const std::vector<std::string>& roots) {
+  std::vector<std::string> out;
+  for (const auto& root : roots) {
+    std::error_code error;
+    auto absolute = std::filesystem::absolute(root, error).lexically_normal().string();
+    if (error) throw Error("cannot resolve " + root + ": " + error.message());
+    while (absolute.size() > 1 && absolute.back() == '/') absolute.pop_back();
+    out.push_back(absolute);
+  }
+  return out;
+}
+
+struct InitArgs {
+  std::string catalog;
+  std::vector<std::string> recipients;
+  std::string passphrase_file;
+  bool no_encryption = false;
+  std::string identity_out;
+  int copies = 2;
+  std::string record_size = "512K";
+};
+
+void init(const InitArgs& args) {
+  if (std::filesystem::exists(args.catalog))
+    throw Error("a catalog already exists at " + args.catalog);
+  int modes = !args.recipients.empty() + !args.passphrase_file.empty() + args.no_encryption;
+  if (modes > 1)
+    throw Error("choose one of --recipient, --passphrase-file and --no-encryption");
+  catalog::CatalogConfig config;
+  config.default_copies = args.copies;
+  config.record_size = parse_size(args.record_size);
+  if (config.record_size < 512 || config.record_size > (16u << 20) || config.record_size % 512)
+    throw Error("--record-size must be a multiple of 512 between 512 and 16M");
+  if (args.copies < 1) throw Error("--copies must be at least 1");
+  if (args.no_encryption) {
+    config.encryption = catalog::Encryption::kNone;
+  } else if (!args.passphrase_file.empty()) {
+    crypto::load_passphrase_file(args.passphrase_file);  // readable and non-empty
+    config.encryption = catalog::Encryption::kPassphrase;
+  } else if (!args.recipients.empty()) {
+    for (const auto& r : args.recipients) crypto::X25519Recipient::parse(r);
+    config.recipients = args.recipients;
+  } else {
+    std::string path = args.identity_out.empty() ? default_identity_path() : args.identity_out;
+    std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+    auto identity = crypto::X25519Identity::generate();
+    crypto::write_identity_file(path, identity);
+    config.recipients = {identity.recipient().to_string()};
+    std::fprintf(stderr, "mixtape: wrote identity %s (keep it safe: tapes cannot be read without it)\n",
+                 path.c_str());
+  }
+  std::filesystem::create_directories(std::filesystem::path(args.catalog).parent_path());
+  auto catalog = catalog::Catalog::create(args.catalog, config);
+  for (const auto& r : config.recipients) std::printf("%s\n", r.c_str());
+  std::fprintf(stderr, "mixtape: created catalog %s (%d copies per file)\n", args.catalog.c_str(),
+               args.copies);
+}
+
+struct LabelArgs {
+  std::string catalog;
+  std::string serial;
+  std::string passphrase_file;
+  DriveFlags drive;
+};
+
+void label(const LabelArgs& args) {
+  auto catalog = open_catalog(args.catalog);
+  OpenedLibrary opened(args.drive);
+  tape::Drive& drive = opened.library().load(args.serial);
+  backup::LabelOptions options;
+  options.capacity = opened.capacity();
+  auto tape = backup::label_tape(catalog, drive, args.serial, options,
+                                 writer_keys(args.passphrase_file));
+  std::printf("labelled %s (%s, record size %s)\n", tape.serial.c_str(),
+              format_size(tape.capacity).c_str(), format_size(tape.record_size).c_str());
+}
+
+struct ScanArgs {
+  std::string catalog;
+  std::vector<std::string> roots;
+  std::vector<std::string> excludes;
+  bool cross = false;
+  bool hash = true;
+};
+
+void scan(const ScanArgs& args) {
+  auto catalog = open_catalog(args.catalog);
+  auto progress = make_progress();
+  auto roots = absolute_roots(args.roots);
+  auto run = catalog.begin_run(catalog::RunKind::kScan, roots);
+  backup::WalkOptions walk{args.cross, args.excludes};
+  auto report = backup::scan(catalog, roots, walk, run, *progress);
+  backup::HashReport hashed;
+  if (args.hash) hashed = backup::hash_dirty(catalog, run, *progress);
+  catalog.finish_run(run);
+  progress.reset();
+  std::printf(
+      "scanned %llu directories, %llu files: %llu new, %llu changed, %llu vanished, "
+      "%llu skipped, %llu problems\n",
+      static_cast<unsigned long long>(report.dirs), static_cast<unsigned long long>(report.files),
+      static_cast<unsigned long long>(report.new_files),
+      static_cast<unsigned long long>(report.changed),
+      static_cast<unsigned long long>(report.vanished),
+      static_cast<unsigned long long>(report.skipped),
+      static_cast<unsigned long long>(report.problems));
+  if (args.hash)
+    std::printf("hashed %llu files (%s): %llu new versions, %llu unreadable, %llu unstable\n",
+                static_cast<unsigned long long>(hashed.files), format_size(hashed.bytes).c_str(),
+                static_cast<unsigned long long>(hashed.new_versions),
+                static_cast<unsigned long long>(hashed.unreadable),
+                static_cast<unsigned long long>(hashed.unstable));
+}
+
+struct BackupArgs {
+  std::string catalog;
+  std::vector<std::string> roots;
+  std::vector<std::string> excludes;
+  bool cross = false;
+  std::optional<int> copies;
+  std::string archive_size;
+  bool paranoid = false;
+  std::string passphrase_file;
+  std::string serial_prefix = "L";
+  std::string temp_dir;
+  DriveFlags drive;
+};
+
+void run_backup(const BackupArgs& args) {
+  auto catalog = open_catalog(args.catalog);
+  OpenedLibrary opened(args.drive);
+  backup::BackupOptions options;
+  options.roots = absolute_roots(args.roots);
+  options.walk = {args.cross, args.excludes};
+  options.copies = args.copies;
+  if (!args.archive_size.empty()) options.archive_size = parse_size(args.archive_size);
+  options.paranoid = args.paranoid;
+  options.serial_prefix = args.serial_prefix;
+  options.label.capacity = opened.capacity();
+  options.temp_dir = args.temp_dir;
+  auto progress = make_progress();
+  auto report =
+      backup::backup(catalog, opened.library(), options, writer_keys(args.passphrase_file),
+                     *progress);
+  progress.reset();
+  std::string tapes;
+  for (const auto& serial : report.tapes) tapes += (tapes.empty() ? "" : " ") + serial;
+  std::printf("backed up %llu file copies (%s) in %llu archives to %s\n",
+              static_cast<unsigned long long>(report.copies), format_size(report.bytes).c_str(),
+              static_cast<unsigned long long>(report.archives),
+              tapes.empty() ? "no tape" : tapes.c_str());
+  std::printf("scan: %llu files, %llu new, %llu changed; hashed %s\n",
+              static_cast<unsigned long long>(report.scan.files),
+              static_cast<unsigned long long>(report.scan.new_files),
+              static_cast<unsigned long long>(report.scan.changed),
+              format_size(report.hash.bytes).c_str());
+  std::uint64_t problems = report.hash.unreadable + report.hash.unstable + report.not_copied;
+  if (report.below_goal > 0)
+    std::printf("%llu versions are still below their copy goal\n",
+                static_cast<unsigned long long>(report.below_goal));
+  if (problems > 0)
+    throw Error(std::to_string(problems) +
+                " files could not be backed up (see warnings above); run backup again");
+}
+
+}  // namespace
+
+void add_backup_commands(CLI::App& app) {
+  auto init_args = std::make_shared<InitArgs>();
+  auto* init_cmd = app.add_subcommand("init", "Create the catalog");
+  add_catalog_option(init_cmd, init_args->catalog);
+  init_cmd->add_option("--recipient", init_args->recipients, "Encrypt to this age1... recipient");
+  init_cmd->add_option("--passphrase-file", init_args->passphrase_file,
+                       "Encrypt with the passphrase in this file");
+  init_cmd->add_flag("--no-encryption", init_args->no_encryption, "Write plain tapes");
+  init_cmd->add_option("--identity-out", init_args->identity_out,
+                       "Where the generated identity goes (default ~/.config/mixtape/identity.txt)");
+  init_cmd->add_option("--copies", init_args->copies, "Default copy goal (default 2)");
+  init_cmd->add_option("--record-size", init_args->record_size, "Tape record size (default 512K)");
+  init_cmd->callback([init_args] { init(*init_args); });
+
+  auto label_args = std::make_shared<LabelArgs>();
+  auto* label_cmd = app.add_subcommand("label", "Write file 0 to a blank tape and register it");
+  add_catalog_option(label_cmd, label_args->catalog);
+  label_cmd->add_option("--serial", label_args->serial, "Tape serial (e.g. L00042)")->required();
+  label_cmd->add_option("--passphrase-file", label_args->passphrase_file, "Passphrase file");
+  add_drive_options(label_cmd, label_args->drive);
+  label_cmd->callback([label_args] { label(*label_args); });
+
+  auto scan_args = std::make_shared<ScanArgs>();
+  auto* scan_cmd = app.add_subcommand("scan", "Update the catalog from disk (no tape)");
+  add_catalog_option(scan_cmd, scan_args->catalog);
+  scan_cmd->add_option("roots", scan_args->roots, "Folders to scan")->required();
+  scan_cmd->add_option("--exclude", scan_args->excludes, "fnmatch pattern to skip");
+  scan_cmd->add_flag("--cross-filesystems", scan_args->cross, "Descend into other filesystems");
+  scan_cmd->add_flag("!--no-hash", scan_args->hash, "Only compare metadata, hash nothing");
+  scan_cmd->callback([scan_args] { scan(*scan_args); });
+
+  auto backup_args = std::make_shared<BackupArgs>();
+  auto* backup_cmd = app.add_subcommand("backup", "Scan, hash and write to tape");
+  add_catalog_option(backup_cmd, backup_args->catalog);
+  backup_cmd->add_option("roots", backup_args->roots, "Folders to back up")->required();
+  backup_cmd->add_option("--exclude", backup_args->excludes, "fnmatch pattern to skip");
+  backup_cmd->add_flag("--cross-filesystems", backup_args->cross, "Descend into other filesystems");
+  backup_cmd->add_option("--copies", backup_args->copies, "Copy goal for these roots");
+  backup_cmd->add_option("--archive-size", backup_args->archive_size,
+                         "Plaintext bytes per archive (default: a few GiB)");
+  backup_cmd->add_flag("--paranoid", backup_args->paranoid, "Re-hash files while writing them");
+  backup_cmd->add_option("--passphrase-file", backup_args->passphrase_file, "Passphrase file");
+  backup_cmd->add_option("--serial-prefix", backup_args->serial_prefix,
+                         "Prefix of serials for new tapes (default L)");
+  backup_cmd->add_option("--temp-dir", backup_args->temp_dir, "Where index files are built");
+  add_drive_options(backup_cmd, backup_args->drive);
+  backup_cmd->callback([backup_args] { run_backup(*backup_args); });
+}
+
+}  // namespace mixtape::cli

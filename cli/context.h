@@ -1,0 +1,63 @@
+// What the writer's and reader's commands share: where the catalog is, how
+// drives and libraries are opened from flags, keys, progress on a terminal,
+// and --stats-json written at exit.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "engine/backup/backup.h"
+#include "engine/catalog/catalog.h"
+#include "engine/tape/tape.h"
+
+namespace mixtape::cli {
+
+// --catalog PATH, else $MIXTAPE_CATALOG, else $XDG_DATA_HOME/mixtape/catalog.db
+// (~/.local/share/mixtape/catalog.db).
+std::string default_catalog_path();
+void add_catalog_option(CLI::App* command, std::string& path);
+catalog::Catalog open_catalog(const std::string& path);
+
+struct DriveFlags {
+  std::string device;
+  std::string library;
+  std::string changer;
+  std::string capacity = "2500G";
+  std::string early_warning;
+  std::size_t drives = 1;
+  std::string stats_json;
+};
+
+// --device | --library | --changer (+ --capacity, --drives, --stats-json).
+void add_drive_options(CLI::App* command, DriveFlags& flags);
+
+// The library the flags name. A single --device acts as a library of the one
+// tape in it. Writes --stats-json when destroyed, whatever happened.
+class OpenedLibrary {
+ public:
+  explicit OpenedLibrary(const DriveFlags& flags);
+  ~OpenedLibrary();
+  OpenedLibrary(const OpenedLibrary&) = delete;
+  OpenedLibrary& operator=(const OpenedLibrary&) = delete;
+  tape::Library& library() { return *library_; }
+  std::uint64_t capacity() const { return capacity_; }
+
+ private:
+  std::string stats_json_;
+  std::uint64_t capacity_ = 0;
+  std::unique_ptr<tape::Library> library_;
+};
+
+// --passphrase-file F.
+backup::WriterKeys writer_keys(const std::string& passphrase_file);
+
+// Progress on stderr when it is a terminal; warnings always.
+std::unique_ptr<backup::Progress> make_progress(bool quiet = false);
+
+// "2026-11-21T10:00:00Z" (with nanoseconds dropped).
+std::string format_time_ns(std::int64_t ns);
+
+}  // namespace mixtape::cli

@@ -1,0 +1,148 @@
+// engine/backup: scan, hash, plan and write.
+//
+// scan() walks the roots and compares every path with its stored scan state
+// (size, mtime, ctime, dev, inode); only changed paths are marked dirty, so a
+// rescan of an unchanged tree reads no file data. Hashing reads each dirty
+// file once in large sequential reads and records a version when the content
+// or metadata changed; a file that changes while it is read is retried, then
+// skipped with a warning, never recorded with a wrong hash.
+//
+// backup() is scan + the write pipeline (see pipeline.cc for its design):
+// a hash stage prepares archive k+1 while the write stage streams archive k
+// (index, then pax tar -> age -> records -> drive), joined by a bounded queue.
+// Copies are committed to the catalog only after the tape holds the archives
+// and the trailing index, so a crash at any instant leaves a catalog that
+// describes only what is on tape.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/catalog/catalog.h"
+#include "engine/common/common.h"
+#include "engine/crypto/crypto.h"
+#include "engine/tape/tape.h"
+
+namespace mixtape::backup {
+
+struct WalkOptions {
+  bool cross_filesystems = false;
+  // fnmatch(3) patterns; a pattern containing '/' is matched against the
+  // whole path, otherwise against the entry's name.
+  std::vector<std::string> excludes;
+};
+
+// What long-running work reports; the CLI draws it on a terminal.
+class Progress {
+ public:
+  virtual ~Progress() = default;
+  // A new phase ("scan", "hash", "write L00001"); totals may be 0 if unknown.
+  virtual void phase(const std::string& /*name*/, std::uint64_t /*total_bytes*/,
+                     std::uint64_t /*total_items*/) {}
+  virtual void advance(std::uint64_t /*bytes*/, std::uint64_t /*items*/,
+                       const std::string& /*current*/) {}
+  // Something the user should know that does not stop the run.
+  virtual void warning(const std::string& /*message*/) {}
+};
+
+// Progress that reports nothing (tests, scripts).
+class SilentProgress final : public Progress {};
+
+struct ScanReport {
+  std::uint64_t dirs = 0;
+  std::uint64_t files = 0;      // regular files and symlinks seen
+  std::uint64_t new_files = 0;  // never seen before
+  std::uint64_t changed = 0;    // seen before, different now
+  std::uint64_t vanished = 0;   // in the catalog's scan state, gone from disk
+  std::uint64_t skipped = 0;    // special files (fifos, sockets, devices)
+  std::uint64_t problems = 0;   // unreadable directories, vanished entries
+};
+
+// Walks roots (absolute paths) and updates scan states; run_id is the run
+// the paths are seen in. Marks changed paths dirty.
+ScanReport scan(catalog::Catalog& catalog, const std::vector<std::string>& roots,
+                const WalkOptions& options, catalog::Id run_id, Progress& progress);
+
+struct HashReport {
+  std::uint64_t files = 0;
+  std::uint64_t bytes = 0;
+  std::uint64_t new_versions = 0;
+  std::uint64_t unreadable = 0;  // reported and left dirty
+  std::uint64_t unstable = 0;    // changed while being read; left dirty
+};
+
+// Hashes every dirty file and records its version in run_id.
+HashReport hash_dirty(catalog::Catalog& catalog, catalog::Id run_id, Progress& progress);
+
+// The attributes and content hash of one path as it is now. nullopt (with
+// `why` set) when it cannot be read or kept changing while it was read.
+struct HashedFile {
+  catalog::VersionRow version;  // kind, size, hash, attrs, symlink target
+  struct stat_identity {
+    std::uint64_t size = 0;
+    std::int64_t mtime_ns = 0;
+    std::int64_t ctime_ns = 0;
+  } identity;
+};
+std::optional<HashedFile> hash_path(const std::string& path, std::string& why);
+
+// ------------------------------------------------------------ writing
+
+// Keys the writer seals tape files with, from the catalog's settings; a
+// passphrase catalog needs the passphrase.
+struct WriterKeys {
+  std::optional<crypto::Passphrase> passphrase;
+};
+
+struct LabelOptions {
+  std::uint64_t capacity = 0;  // bytes; 0: ask nothing, use the default
+  // Paths for the archaeology tar; empty: the defaults (running binary,
+  // embedded source tarball).
+  std::string binary_path;
+  std::string source_tarball_path;
+};
+
+// Writes file 0 (archaeology) and an initial trailing index to the tape in
+// `drive`, and registers the tape. Refuses a serial the catalog knows.
+catalog::TapeRow label_tape(catalog::Catalog& catalog, tape::Drive& drive,
+                            const std::string& serial, const LabelOptions& options,
+                            const WriterKeys& keys);
+
+struct BackupOptions {
+  std::vector<std::string> roots;
+  WalkOptions walk;
+  // Sets the copy goal of each root (kept in the catalog) before planning.
+  std::optional<int> copies;
+  // Plaintext bytes per archive; 0: a few GiB, bounded by available memory
+  // so that the write stage re-reads files from the page cache.
+  std::uint64_t archive_size = 0;
+  // Re-hash every file while writing it and compare with the hash stage.
+  bool paranoid = false;
+  // New tapes: serial prefix (serials are <prefix><5 digits>) and the options
+  // they are labelled with.
+  std::string serial_prefix = "L";
+  LabelOptions label;
+  // Where index files are built before they go to tape.
+  std::string temp_dir;
+};
+
+struct BackupReport {
+  ScanReport scan;
+  HashReport hash;
+  std::uint64_t archives = 0;
+  std::uint64_t copies = 0;        // file copies committed
+  std::uint64_t bytes = 0;         // plaintext bytes of those copies
+  std::uint64_t not_copied = 0;    // changed between hashing and writing
+  std::vector<std::string> tapes;  // serials written, in order
+  std::uint64_t below_goal = 0;    // versions still below their goal after the run
+};
+
+// Scans the roots, then writes every version below its copy goal to tapes of
+// the library (never two copies on one tape), labelling new tapes as needed.
+BackupReport backup(catalog::Catalog& catalog, tape::Library& library,
+                    const BackupOptions& options, const WriterKeys& keys, Progress& progress);
+
+}  // namespace mixtape::backup

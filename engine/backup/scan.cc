@@ -1,0 +1,178 @@
+// scan(): walk the roots, compare each path with its stored scan state, and
+// mark only what changed dirty. Unchanged files cost one fstatat and no write
+// beyond the per-directory "seen" update.
+#include <map>
+#include <optional>
+#include <set>
+
+#include "engine/backup/attributes.h"
+#include "engine/backup/backup.h"
+#include "engine/backup/walker.h"
+
+namespace mixtape::backup {
+namespace {
+
+// Commits the scan every so many catalog writes, so a huge scan neither
+// holds one enormous transaction nor pays an fsync per file.
+constexpr std::uint64_t kWritesPerCommit = 20000;
+
+class ScanVisitor final : public WalkVisitor {
+ public:
+  ScanVisitor(catalog::Catalog& catalog, catalog::Id run_id, Progress& progress,
+              ScanReport& report)
+      : catalog_(catalog), run_id_(run_id), progress_(progress), report_(report) {
+    transaction_.emplace(catalog_.database());
+  }
+
+  void finish() {
+    if (transaction_) transaction_->commit();
+    transaction_.reset();
+  }
+
+  void directory(const std::string& path, const struct stat& st) override {
+    ++report_.dirs;
+    if (!stack_.empty()) stack_.back().seen_dirs.insert(name_of(path));
+    DirState state;
+    state.id = catalog_.ensure_dir(path);
+    state.path = path;
+    catalog_.touch_dir(state.id, attributes_of(st, names_), run_id_);
+    for (auto& entry : catalog_.scan_entries(state.id))
+      state.known.emplace(entry.name, std::move(entry));
+    stack_.push_back(std::move(state));
+    wrote();
+  }
+
+  void entry(const std::string& path, const struct stat& st) override {
+    if (!S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode)) {
+      ++report_.skipped;
+      progress_.warning("skipped special file " + path);
+      return;
+    }
+    ++report_.files;
+    progress_.advance(0, 1, path);
+    if (stack_.empty()) {
+      // A root that is a single file.
+      auto dir = parent_of(path);
+      DirState state;
+      state.id = catalog_.ensure_dir(dir);
+      state.path = dir;
+      for (auto& e : catalog_.scan_entries(state.id)) state.known.emplace(e.name, std::move(e));
+      stack_.push_back(std::move(state));
+      record(name_of(path), st);
+      stack_.pop_back();
+      return;
+    }
+    record(name_of(path), st);
+  }
+
+  void directory_done(const std::string& path) override {
+    DirState& state = stack_.back();
+    for (const auto& [name, entry] : state.known) {
+      if (state.seen_files.count(name) || !entry.state) continue;
+      ++report_.vanished;
+      catalog_.mark_absent(entry.file_id);
+      wrote();
+    }
+    mark_vanished_subdirs(state);
+    catalog_.mark_dir_seen(state.id, run_id_);
+    wrote();
+    (void)path;
+    stack_.pop_back();
+  }
+
+  void problem(const std::string& path, const std::string& what) override {
+    ++report_.problems;
+    progress_.warning(path + ": " + what);
+  }
+
+ private:
+  struct DirState {
+    catalog::Id id = 0;
+    std::string path;
+    std::map<std::string, catalog::ScanEntry> known;
+    std::set<std::string> seen_files;
+    std::set<std::string> seen_dirs;
+  };
+
+  static std::string name_of(const std::string& path) {
+    return path.substr(path.rfind('/') + 1);
+  }
+  static std::string parent_of(const std::string& path) {
+    auto slash = path.rfind('/');
+    return slash == 0 ? "/" : path.substr(0, slash);
+  }
+
+  void record(const std::string& name, const struct stat& st) {
+    DirState& dir = stack_.back();
+    dir.seen_files.insert(name);
+    catalog::ScanState now = scan_state_of(st);
+    auto known = dir.known.find(name);
+    if (known != dir.known.end() && known->second.state) {
+      catalog::ScanState before = *known->second.state;
+      if (before.size == now.size && before.mtime_ns == now.mtime_ns &&
+          before.ctime_ns == now.ctime_ns && before.dev == now.dev && before.ino == now.ino &&
+          before.readable) {
+        return;  // unchanged: mark_dir_seen extends it
+      }
+      ++report_.changed;
+      now.dirty = true;
+      catalog_.set_scan_state(known->second.file_id, now);
+      wrote();
+      return;
+    }
+    ++report_.new_files;
+    catalog::Id file_id =
+        known != dir.known.end() ? known->second.file_id : catalog_.ensure_file(dir.id, name);
+    now.dirty = true;
+    catalog_.set_scan_state(file_id, now);
+    wrote();
+  }
+
+  void mark_vanished_subdirs(const DirState& state) {
+    std::string after;
+    for (;;) {
+      auto entries = catalog_.list_dir(state.id, catalog::View::latest(), after, 1024);
+      if (entries.empty()) break;
+      for (const auto& e : entries) {
+        if (e.is_dir && !state.seen_dirs.count(e.name) && e.dir.last_seen_run != 0) {
+          catalog_.mark_dir_absent(e.dir.id);
+          wrote();
+        }
+      }
+      after = entries.back().name;
+    }
+  }
+
+  void wrote() {
+    if (++writes_ % kWritesPerCommit == 0) {
+      transaction_->commit();
+      transaction_.emplace(catalog_.database());
+    }
+  }
+
+  catalog::Catalog& catalog_;
+  catalog::Id run_id_;
+  Progress& progress_;
+  ScanReport& report_;
+  OwnerNames names_;
+  std::vector<DirState> stack_;
+  std::optional<sqlite::Transaction> transaction_;
+  std::uint64_t writes_ = 0;
+};
+
+}  // namespace
+
+ScanReport scan(catalog::Catalog& catalog, const std::vector<std::string>& roots,
+                const WalkOptions& options, catalog::Id run_id, Progress& progress) {
+  ScanReport report;
+  progress.phase("scan", 0, 0);
+  Walker walker(options);
+  for (const auto& root : roots) {
+    ScanVisitor visitor(catalog, run_id, progress, report);
+    walker.walk(root, visitor);
+    visitor.finish();
+  }
+  return report;
+}
+
+}  // namespace mixtape::backup

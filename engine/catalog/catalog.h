@@ -1,0 +1,495 @@
+// engine/catalog: the SQLite catalog of everything mixtape knows: the scan
+// state of every source path, every file version, directories, tapes,
+// archives, copies, copy goals, backup runs and verification results.
+// docs/CATALOG.md is the schema reference; this comment is the design.
+//
+// Design
+//
+// * One SQLite database in WAL mode, one connection per thread: each thread
+//   constructs its own Catalog on the same file (SQLite connections are not
+//   shared here). Writers wait for each other (busy timeout, 30 s); readers
+//   (the mount) never wait for writers. synchronous=FULL: every commit is on
+//   disk when commit() returns, so a copy the catalog lists is never lost to
+//   a power cut after the writer was told it is committed.
+//
+// * The schema is created and upgraded by numbered migrations; PRAGMA
+//   user_version counts the applied steps. A catalog written by a newer
+//   mixtape is refused with a message naming both versions.
+//
+// * Rows are never deleted (write-once history), so every id is stable
+//   forever; the mount uses dirs.id, files.id and versions.id as inode
+//   numbers. Ids of different tables are separate spaces; 0 means "none".
+//
+// * Paths are byte strings: absolute, normalised ("/a/b", never "/a//b/",
+//   "." or ".."), no NUL, otherwise any bytes (invalid UTF-8, newlines).
+//   Directories are rows of `dirs` (with their full path, for keyed path
+//   lookups); every other path (regular file or symlink) is a row of `files`
+//   under its directory, and owns its versions.
+//
+// * A version is a distinct (content, metadata) of a file. Recording the same
+//   content and metadata again extends the version's [first_seen_run,
+//   last_seen_run] instead of adding a row. Snapshot r shows, under run r's
+//   roots, the version whose range contains r, unless the file was absent
+//   from a run in between (recorded as a gap). Every version ever recorded
+//   needs its copy goal: old versions are data too.
+//
+// * Planning is keyed: each version carries its copy goal (longest matching
+//   prefix of copy_goals, kept up to date when goals change) and its count of
+//   distinct non-retired tapes holding a copy (kept by triggers), and a
+//   partial index holds exactly the versions below goal.
+//
+// * Every lookup that the writer, restore and the mount make is a keyed
+//   query on an index (tests/catalog/scale_test.cc checks the query plans).
+//   Prepared statements are cached per Catalog. Results that can be huge
+//   (dirty files, pending versions, a tape's copies) are streamed to a
+//   callback, which may itself call into the same Catalog; a callback that
+//   writes should run inside a transaction() held around the whole loop, so
+//   the reading statement and the writes share one snapshot and lock.
+//
+// * copy_into() copies the catalog into an on-tape index database through a
+//   second connection, reading through this one, so it works inside an open
+//   write transaction and includes its uncommitted rows (ATTACH could not:
+//   the attached file's writes would only commit with the catalog's COMMIT).
+//   merge_from_index() reads such an index as hostile input (read-only,
+//   defensive SQLite settings, every value type- and range-checked, paths
+//   validated) and merges it by natural keys, remapping ids.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/common/common.h"
+#include "engine/crypto/crypto.h"
+#include "engine/sqlite/sqlite.h"
+
+namespace mixtape::catalog {
+
+// Semantic errors: a catalog newer than this binary, not a catalog, a foreign
+// index, an invalid path, a hostile index. SQLite failures are
+// sqlite::SqliteError; both derive from mixtape::Error.
+class CatalogError : public Error {
+ public:
+  using Error::Error;
+};
+
+using Id = std::int64_t;  // a row id; positive; 0 means none
+using Hash = crypto::Blake2b256Digest;
+
+inline constexpr Id kRootDirId = 1;  // the directory "/"
+
+// ------------------------------------------------------------------ config
+
+enum class Encryption { kNone, kRecipients, kPassphrase };
+
+struct CatalogConfig {
+  Encryption encryption = Encryption::kRecipients;
+  std::vector<std::string> recipients;  // age1... (Encryption::kRecipients)
+  std::uint64_t record_size = 512 * 1024;
+  int default_copies = 2;  // stored as the copy goal of "/"
+};
+
+// ------------------------------------------------------------------ rows
+
+enum class RunKind { kScan, kBackup };
+
+struct RunRow {
+  Id id = 0;
+  RunKind kind = RunKind::kBackup;
+  std::int64_t started_at_ns = 0;   // strictly increasing with id
+  std::int64_t finished_at_ns = 0;  // 0 while running or if interrupted
+  std::vector<std::string> roots;   // sorted
+};
+
+// Metadata shared by directories and versions; mode includes the file type
+// bits (S_IFDIR, S_IFREG, S_IFLNK).
+struct Attributes {
+  std::uint32_t mode = 0;
+  std::uint32_t uid = 0;
+  std::uint32_t gid = 0;
+  std::string uname;
+  std::string gname;
+  std::int64_t mtime_ns = 0;
+  bool operator==(const Attributes&) const = default;
+};
+
+struct DirRow {
+  Id id = 0;
+  Id parent = 0;          // 0 for the root
+  std::string name;       // "" for the root
+  std::string path;       // "/" or "/a/b"
+  Attributes attrs;       // as last seen; mode 040755 and zeros until first seen
+  Id first_seen_run = 0;  // 0: never seen by a scan (made as an ancestor)
+  Id last_seen_run = 0;
+};
+
+struct FileRow {
+  Id id = 0;
+  Id dir = 0;
+  std::string name;
+};
+
+// What a scan saw of a path on disk, to tell whether it changed.
+struct ScanState {
+  std::uint64_t size = 0;
+  std::int64_t mtime_ns = 0;
+  std::int64_t ctime_ns = 0;
+  std::uint64_t dev = 0;
+  std::uint64_t ino = 0;
+  bool readable = true;
+  bool dirty = false;  // changed since its last version was recorded
+  Id seen_run = 0;     // the last run that saw the path
+  bool operator==(const ScanState&) const = default;
+};
+
+// A file of a directory with its scan state (none if never scanned or absent).
+struct ScanEntry {
+  Id file_id = 0;
+  std::string name;
+  std::optional<ScanState> state;
+};
+
+struct FileRef {
+  Id file_id = 0;
+  std::string path;
+};
+
+enum class VersionKind { kFile, kSymlink };
+
+struct VersionRow {
+  Id id = 0;
+  Id file_id = 0;
+  VersionKind kind = VersionKind::kFile;
+  std::uint64_t size = 0;  // for a symlink, the length of its target
+  // BLAKE2b-256 of the content; for a symlink, of its target (record_version
+  // computes it).
+  Hash hash{};
+  Attributes attrs;
+  std::string symlink_target;  // empty unless kSymlink
+  Id first_seen_run = 0;
+  Id last_seen_run = 0;
+  // Maintained by the catalog, ignored on input:
+  int copies = 0;  // distinct non-retired tapes holding a committed copy
+  int goal = 0;    // the copy goal of the file's path
+};
+
+struct RecordedVersion {
+  Id id = 0;
+  bool created = false;  // false: an identical latest version was extended
+};
+
+enum class TapeState { kLabelled, kOpen, kFull, kRetired };
+
+struct TapeRow {
+  Id id = 0;
+  std::string serial;
+  std::uint64_t capacity = 0;
+  std::uint64_t record_size = 0;
+  bool encrypted = true;
+  TapeState state = TapeState::kLabelled;
+  std::uint64_t bytes_used = 0;
+  // Tape file number where the next session starts writing: the trailing
+  // index once one exists (1 on a tape holding only file 0).
+  std::int64_t append_file = 1;
+  std::optional<std::uint64_t> append_block;  // its first logical block, if known
+  std::int64_t labelled_at_ns = 0;
+  std::int64_t written_at_ns = 0;  // last session; 0 if never written
+};
+
+struct ArchiveRow {
+  Id id = 0;
+  Id tape_id = 0;
+  std::int64_t index_file = 0;    // tape file number of the index before it
+  std::uint64_t index_block = 0;  // first logical block of that index
+  std::int64_t archive_file = 0;  // tape file number of the archive
+  std::uint64_t first_block = 0;  // first logical block of the archive
+  bool encrypted = true;
+  std::uint64_t age_header_len = 0;  // H; 0 when not encrypted
+  std::uint64_t cipher_bytes = 0;    // bytes on tape
+  std::uint64_t plain_bytes = 0;     // bytes of the plaintext tar
+  std::uint64_t members = 0;
+  std::int64_t written_at_ns = 0;
+  Id run_id = 0;
+};
+
+struct CopyRow {
+  Id id = 0;
+  Id archive_id = 0;
+  Id version_id = 0;
+  std::uint64_t header_offset = 0;  // of the tar header in the plaintext tar
+  std::uint64_t data_offset = 0;    // of the member's data in the plaintext tar
+};
+
+// A copy with the archive and tape it lives on: all a restore needs to
+// locate it (block arithmetic in docs/FORMAT.md).
+struct Replica {
+  CopyRow copy;
+  ArchiveRow archive;
+  TapeRow tape;
+};
+
+// A copy on a tape, with what it holds (for verify and per-tape restores).
+struct TapeCopy {
+  CopyRow copy;
+  std::int64_t archive_file = 0;
+  VersionRow version;
+  std::string path;
+};
+
+// A version below its copy goal, with its path (for planning).
+struct PendingVersion {
+  VersionRow version;
+  std::string path;
+};
+
+struct CopyGoal {
+  std::string prefix;  // "/" is the default goal
+  int copies = 0;
+};
+
+enum class VerifyResult { kOk, kMismatch, kUnreadable, kMissing };
+
+struct VerificationRow {
+  Id id = 0;
+  Id archive_id = 0;
+  Id version_id = 0;  // 0: the archive as a whole
+  std::int64_t checked_at_ns = 0;
+  VerifyResult result = VerifyResult::kOk;
+  std::string detail;
+  Id run_id = 0;
+};
+
+struct TapeUsage {
+  TapeRow tape;
+  std::uint64_t archives = 0;
+  std::uint64_t members = 0;
+  std::uint64_t plain_bytes = 0;
+};
+
+struct CatalogStatus {
+  std::uint64_t dirs = 0;
+  std::uint64_t files = 0;
+  std::uint64_t versions = 0;
+  std::uint64_t version_bytes = 0;
+  std::uint64_t copies = 0;
+  std::uint64_t below_goal_versions = 0;  // every version ever recorded counts
+  std::uint64_t below_goal_bytes = 0;
+  std::uint64_t dirty_files = 0;
+  std::vector<TapeUsage> tapes;
+};
+
+// ------------------------------------------------------------------ views
+
+// Which tree a listing shows: the mount's latest/, snapshots/<time>/ and
+// tapes/<serial>/.
+struct View {
+  enum class Kind { kLatest, kSnapshot, kTape };
+  Kind kind = Kind::kLatest;
+  Id run_id = 0;                // kSnapshot
+  Id tape_id = 0;               // kTape
+  bool backed_up_only = false;  // kLatest: newest version with a committed copy
+
+  // Every file ever backed up, in its newest version (deleted files too).
+  static View latest(bool backed_up_only = false) { return {Kind::kLatest, 0, 0, backed_up_only}; }
+  // The tree run `run_id` saw under its roots (their ancestors lead there).
+  static View snapshot(Id run_id) { return {Kind::kSnapshot, run_id, 0, false}; }
+  // What a tape holds: files with a copy on it (newest such version), and
+  // the directories leading to them.
+  static View tape(Id tape_id) { return {Kind::kTape, 0, tape_id, false}; }
+};
+
+// A directory entry in a view. When a name was a directory once and a file
+// another time, the one seen in the later run is shown.
+struct Entry {
+  std::string name;
+  bool is_dir = false;
+  DirRow dir;          // when is_dir
+  Id file_id = 0;      // when !is_dir
+  VersionRow version;  // when !is_dir: the version this view shows
+};
+
+struct MergeOptions {
+  // Merge an index from another catalog (a different catalog_id) anyway.
+  bool force = false;
+};
+
+// Rows added by a merge (matched rows are not counted).
+struct MergeStats {
+  std::uint64_t runs = 0, tapes = 0, dirs = 0, files = 0, versions = 0;
+  std::uint64_t archives = 0, copies = 0, verifications = 0;
+  bool adopted_catalog_id = false;  // the catalog was empty and took the index's id
+};
+
+class StatementCache;
+
+class Catalog {
+ public:
+  // Creates a new catalog file; refuses an existing path.
+  static Catalog create(const std::string& path, const CatalogConfig& config);
+  // Opens an existing catalog read-write, upgrading an older schema.
+  static Catalog open(const std::string& path);
+  // Opens read-only (the mount). An older schema is refused (it needs one
+  // read-write open to upgrade), as is a newer one.
+  static Catalog open_read_only(const std::string& path);
+
+  Catalog(Catalog&&) noexcept;
+  Catalog& operator=(Catalog&&) noexcept;
+  ~Catalog();
+
+  const std::string& path() const { return path_; }
+  // The schema version this binary writes (the number of migrations).
+  static int schema_version();
+
+  // BEGIN IMMEDIATE ... commit(); rolled back if destroyed uncommitted.
+  // Group many writes in one (a scan, a merge): each commit is an fsync.
+  // Methods below that make several writes are atomic on their own.
+  sqlite::Transaction transaction() { return sqlite::Transaction(*db_); }
+  // The connection, for diagnostics and tests (EXPLAIN QUERY PLAN).
+  sqlite::Database& database() { return *db_; }
+
+  // ---- config
+  std::string catalog_id();  // 32 lower-case hex digits, random at creation
+  CatalogConfig config();
+  std::optional<std::string> get_config(std::string_view key);
+  void set_config(std::string_view key, std::string_view value);
+
+  // ---- runs
+  Id begin_run(RunKind kind, const std::vector<std::string>& roots);
+  void finish_run(Id run_id);
+  std::optional<RunRow> run(Id run_id);
+  std::vector<RunRow> runs();  // oldest first
+  // The newest run started at or before time_ns (restore --at).
+  std::optional<RunRow> run_at(std::int64_t time_ns);
+
+  // ---- namespace
+  Id ensure_dir(std::string_view path);  // makes missing ancestors
+  Id ensure_file(Id dir_id, std::string_view name);
+  std::optional<DirRow> dir(Id dir_id);
+  std::optional<DirRow> dir_by_path(std::string_view path);
+  std::optional<FileRow> file(Id file_id);
+  std::optional<Id> file_by_path(std::string_view path);
+  std::string file_path(Id file_id);
+
+  // ---- scan
+  // Records a directory's metadata as seen by run_id.
+  void touch_dir(Id dir_id, const Attributes& attrs, Id run_id);
+  // Every file of the directory with its scan state, by name (one query, to
+  // compare with a readdir listing).
+  std::vector<ScanEntry> scan_entries(Id dir_id);
+  void set_scan_state(Id file_id, const ScanState& state);  // insert or replace
+  void mark_dirty(Id file_id);
+  void clear_dirty(Id file_id);
+  // The path is still there, unchanged: seen by run_id, and unless it is
+  // dirty its latest version is extended to run_id.
+  void mark_seen(Id file_id, Id run_id);
+  // The same for every file of the directory that has a scan state (call it
+  // after updating the changed ones and marking the vanished ones absent).
+  void mark_dir_seen(Id dir_id, Id run_id);
+  // The path is gone from disk: its scan state is dropped (its versions stay).
+  void mark_absent(Id file_id);
+  // A directory is gone: every file below it is marked absent.
+  void mark_dir_absent(Id dir_id);
+  // Dirty files in path order (directory path, then name).
+  void for_each_dirty(const std::function<void(const FileRef&)>& fn);
+  std::uint64_t dirty_count();
+
+  // ---- versions
+  // Records what run_id hashed. Identical (kind, size, hash, attributes,
+  // target) to the file's latest version: that version is extended to run_id
+  // (with a gap if a run in between covered the path without seeing it).
+  // Otherwise a new version is added.
+  RecordedVersion record_version(Id file_id, const VersionRow& version, Id run_id);
+  std::optional<VersionRow> version(Id version_id);
+  std::optional<VersionRow> latest_version(Id file_id);
+  std::vector<VersionRow> versions_of(Id file_id);  // oldest first
+
+  // ---- copy goals
+  // Sets the goal of a path prefix (a directory or a file; "/" is the
+  // default) and updates the versions below it.
+  void set_copy_goal(std::string_view prefix, int copies);
+  // Removes a prefix's goal ("/" cannot be removed).
+  void remove_copy_goal(std::string_view prefix);
+  std::vector<CopyGoal> copy_goals();  // by prefix
+  int default_copy_goal();
+  int goal_for(std::string_view path);  // longest matching prefix
+
+  // ---- planning
+  // Versions below their copy goal without a copy on tape_id (0: any tape),
+  // in path order (directory path, name, version). With only_present, just
+  // those that are still on disk as hashed: the latest version of a file
+  // whose scan state is readable, not dirty, and seen in the version's last
+  // run. (Older versions stay below goal in status() until written.)
+  void for_each_pending(Id tape_id, const std::function<void(const PendingVersion&)>& fn,
+                        bool only_present = true);
+
+  // ---- tapes
+  Id add_tape(const TapeRow& tape);  // id ignored; serial must be new
+  // Writes the mutable fields: capacity, state, bytes_used, append_file,
+  // append_block, written_at_ns.
+  void update_tape(const TapeRow& tape);
+  void set_tape_state(Id tape_id, TapeState state);
+  std::optional<TapeRow> tape(Id tape_id);
+  std::optional<TapeRow> tape_by_serial(std::string_view serial);
+  std::vector<TapeRow> tapes();  // by serial
+
+  // ---- archives and copies
+  Id add_archive(const ArchiveRow& archive);  // id ignored
+  std::optional<ArchiveRow> archive(Id archive_id);
+  std::optional<ArchiveRow> archive_by_file(Id tape_id, std::int64_t archive_file);
+  std::vector<ArchiveRow> archives_of_tape(Id tape_id);  // by archive_file
+  Id add_copy(const CopyRow& copy);                      // id ignored
+  std::vector<Replica> copies_of(Id version_id);         // by tape serial
+  // In tape order: archive_file, then data_offset.
+  void for_each_copy_on_tape(Id tape_id, const std::function<void(const TapeCopy&)>& fn);
+
+  // ---- the mount's views
+  // Up to `limit` entries with names after `after` ("" = from the start), by
+  // name (byte order). Fewer than limit does not mean the end; an empty
+  // result does.
+  std::vector<Entry> list_dir(Id dir_id, const View& view, std::string_view after = {},
+                              std::size_t limit = 1024);
+  std::optional<Entry> lookup(Id dir_id, std::string_view name, const View& view);
+  std::optional<Entry> resolve(std::string_view path, const View& view = View::latest());
+  // Every entry below path (depth first, by name), with its full path.
+  void walk(std::string_view path, const View& view,
+            const std::function<void(const std::string& path, const Entry&)>& fn);
+
+  // ---- status and verification
+  CatalogStatus status();
+  Id record_verification(const VerificationRow& row);  // id ignored
+  // The newest result for the archive as a whole, or for one copy in it.
+  std::optional<VerificationRow> last_verification(Id archive_id, Id version_id = 0);
+  std::vector<VerificationRow> verifications_of_archive(Id archive_id);  // newest first
+
+  // ---- on-tape indexes
+  // Writes catalog_<table> copies of the catalog tables into an index
+  // database (replacing earlier copies there), including rows of a write
+  // transaction open on this connection. scan_state and tape_dirs are left
+  // out: the first is this machine's disk, the second is derived.
+  void copy_into(sqlite::Database& index);
+  void copy_into(const std::string& index_db_path);
+  // Merges the catalog_* tables of an index (a file from tape: untrusted)
+  // into this catalog, in one transaction. Refuses an index of another
+  // catalog unless this one is empty (it then adopts the index's id and
+  // settings, and keeps its row ids) or options.force.
+  MergeStats merge_from_index(const std::string& index_db_path, const MergeOptions& options = {});
+
+ private:
+  Catalog(std::string path, std::unique_ptr<sqlite::Database> db, bool read_only);
+
+  std::string path_;
+  std::unique_ptr<sqlite::Database> db_;
+  std::unique_ptr<StatementCache> stmts_;
+  bool read_only_ = false;
+};
+
+const char* to_string(RunKind kind);
+const char* to_string(VersionKind kind);
+const char* to_string(TapeState state);
+const char* to_string(VerifyResult result);
+
+}  // namespace mixtape::catalog

@@ -1,0 +1,339 @@
+// The catalog schema as numbered migrations, and the runner that applies them.
+//
+// Rules for adding a step: append, never edit a released step; end it by
+// setting config 'schema_version' to its number (indexes carry that value, so
+// a merge knows which layout their catalog_* tables have); keep
+// `CREATE TABLE name (` on one line (copy_into renames tables by that text);
+// comments inside CREATE TABLE are kept by SQLite and shown by `.schema` in
+// every on-tape index, so they are written for a reader in 2040.
+#include <sys/random.h>
+
+#include <cerrno>
+#include <chrono>
+
+#include "engine/catalog/internal.h"
+
+namespace mixtape::catalog::internal {
+namespace {
+
+constexpr const char* kSchemaV1 = R"sql(
+PRAGMA application_id = 1297634384;
+
+CREATE TABLE config (  -- settings of the catalog, one value per key
+  key   TEXT PRIMARY KEY NOT NULL,  -- catalog_id, schema_version, encryption, recipients, record_size
+  value TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE runs (  -- every scan or backup run; a backup run is a snapshot
+  id             INTEGER PRIMARY KEY,
+  kind           TEXT NOT NULL CHECK (kind IN ('scan', 'backup')),
+  started_at_ns  INTEGER NOT NULL,  -- Unix time in nanoseconds, increasing with id
+  finished_at_ns INTEGER            -- NULL while running or if interrupted
+);
+CREATE INDEX runs_by_start ON runs(started_at_ns);
+
+CREATE TABLE run_roots (  -- the source paths a run covered
+  run_id INTEGER NOT NULL REFERENCES runs(id),
+  root   TEXT NOT NULL,  -- absolute path, bytes as on disk
+  PRIMARY KEY (run_id, root)
+) WITHOUT ROWID;
+
+CREATE TABLE dirs (  -- every directory ever seen; id 1 is "/"
+  id             INTEGER PRIMARY KEY,
+  parent         INTEGER REFERENCES dirs(id),  -- NULL only for "/"
+  name           TEXT NOT NULL,                -- last component; '' for "/"
+  path           TEXT NOT NULL UNIQUE,         -- full absolute path
+  mode           INTEGER NOT NULL,             -- st_mode including S_IFDIR
+  uid            INTEGER NOT NULL,
+  gid            INTEGER NOT NULL,
+  uname          TEXT NOT NULL,
+  gname          TEXT NOT NULL,
+  mtime_ns       INTEGER NOT NULL,
+  first_seen_run INTEGER REFERENCES runs(id),  -- NULL if only made as an ancestor
+  last_seen_run  INTEGER REFERENCES runs(id),
+  UNIQUE (parent, name)
+);
+INSERT INTO dirs (id, parent, name, path, mode, uid, gid, uname, gname, mtime_ns)
+  VALUES (1, NULL, '', '/', 16877, 0, 0, '', '', 0);
+
+CREATE TABLE files (  -- every non-directory path ever seen (regular file or symlink)
+  id   INTEGER PRIMARY KEY,
+  dir  INTEGER NOT NULL REFERENCES dirs(id),
+  name TEXT NOT NULL,
+  UNIQUE (dir, name)
+);
+
+CREATE TABLE scan_state (  -- what the last scan saw of each path still on disk (local only)
+  file_id  INTEGER PRIMARY KEY REFERENCES files(id),
+  size     INTEGER NOT NULL,
+  mtime_ns INTEGER NOT NULL,
+  ctime_ns INTEGER NOT NULL,
+  dev      INTEGER NOT NULL,
+  ino      INTEGER NOT NULL,
+  readable INTEGER NOT NULL,  -- 0 if it could not be opened
+  dirty    INTEGER NOT NULL,  -- 1 if changed since its last version was hashed
+  seen_run INTEGER REFERENCES runs(id)
+);
+CREATE INDEX scan_state_dirty ON scan_state(file_id) WHERE dirty = 1;
+
+CREATE TABLE versions (  -- every distinct content and metadata a file has had
+  id             INTEGER PRIMARY KEY,
+  file_id        INTEGER NOT NULL REFERENCES files(id),
+  kind           TEXT NOT NULL CHECK (kind IN ('file', 'symlink')),
+  size           INTEGER NOT NULL CHECK (size >= 0),
+  hash           BLOB NOT NULL CHECK (length(hash) = 32),  -- BLAKE2b-256 (of the target for a symlink)
+  mtime_ns       INTEGER NOT NULL,
+  mode           INTEGER NOT NULL,  -- st_mode including the file type bits
+  uid            INTEGER NOT NULL,
+  gid            INTEGER NOT NULL,
+  uname          TEXT NOT NULL,
+  gname          TEXT NOT NULL,
+  symlink_target TEXT,              -- NULL unless kind = 'symlink'
+  first_seen_run INTEGER NOT NULL REFERENCES runs(id),
+  last_seen_run  INTEGER NOT NULL REFERENCES runs(id),  -- the version was on disk in runs first..last
+  copies         INTEGER NOT NULL DEFAULT 0,  -- distinct non-retired tapes holding a copy
+  goal           INTEGER NOT NULL             -- copies wanted (copy_goals, longest prefix)
+);
+CREATE INDEX versions_by_file ON versions(file_id, id);
+CREATE INDEX versions_below_goal ON versions(file_id) WHERE copies < goal;
+
+CREATE TABLE gaps (  -- runs that covered a file's path but did not see it, inside a version's range
+  file_id  INTEGER NOT NULL REFERENCES files(id),
+  from_run INTEGER NOT NULL REFERENCES runs(id),
+  to_run   INTEGER NOT NULL REFERENCES runs(id),
+  PRIMARY KEY (file_id, from_run)
+) WITHOUT ROWID;
+
+CREATE TABLE tapes (  -- every labelled tape
+  id             INTEGER PRIMARY KEY,
+  serial         TEXT NOT NULL UNIQUE,
+  capacity       INTEGER NOT NULL,  -- bytes
+  record_size    INTEGER NOT NULL,  -- bytes per tape record
+  encrypted      INTEGER NOT NULL,  -- 1 if indexes and archives are age-encrypted
+  state          TEXT NOT NULL CHECK (state IN ('labelled', 'open', 'full', 'retired')),
+  bytes_used     INTEGER NOT NULL DEFAULT 0,
+  append_file    INTEGER NOT NULL DEFAULT 1,  -- tape file where the next session writes (the trailing index)
+  append_block   INTEGER,                     -- its first logical block, if known
+  labelled_at_ns INTEGER NOT NULL,
+  written_at_ns  INTEGER                      -- NULL if never written
+);
+
+CREATE TABLE archives (  -- every archive on tape: tape files index_file (SQLite) and archive_file (tar)
+  id             INTEGER PRIMARY KEY,
+  tape_id        INTEGER NOT NULL REFERENCES tapes(id),
+  index_file     INTEGER NOT NULL,
+  index_block    INTEGER NOT NULL,  -- first logical block of the index
+  archive_file   INTEGER NOT NULL,
+  first_block    INTEGER NOT NULL,  -- first logical block of the archive (B0)
+  encrypted      INTEGER NOT NULL,
+  age_header_len INTEGER NOT NULL,  -- H: bytes of the age header; 0 if not encrypted
+  cipher_bytes   INTEGER NOT NULL,
+  plain_bytes    INTEGER NOT NULL,
+  members        INTEGER NOT NULL,
+  written_at_ns  INTEGER NOT NULL,
+  run_id         INTEGER REFERENCES runs(id),
+  UNIQUE (tape_id, archive_file)
+);
+
+CREATE TABLE copies (  -- a version stored in an archive; offsets are in the plaintext tar
+  id            INTEGER PRIMARY KEY,
+  archive_id    INTEGER NOT NULL REFERENCES archives(id),
+  version_id    INTEGER NOT NULL REFERENCES versions(id),
+  header_offset INTEGER NOT NULL,
+  data_offset   INTEGER NOT NULL,  -- block = B0 + (H + 16 + (data_offset / 65536) * 65552) / record_size
+  UNIQUE (archive_id, version_id)
+);
+CREATE INDEX copies_by_version ON copies(version_id);
+CREATE INDEX copies_by_offset ON copies(archive_id, data_offset);
+
+CREATE TABLE tape_dirs (  -- directories holding something on a tape (derived from copies; local only)
+  tape_id INTEGER NOT NULL REFERENCES tapes(id),
+  dir_id  INTEGER NOT NULL REFERENCES dirs(id),
+  PRIMARY KEY (tape_id, dir_id)
+) WITHOUT ROWID;
+
+CREATE TABLE copy_goals (  -- copies wanted per path prefix; '/' is the default
+  prefix TEXT PRIMARY KEY NOT NULL,
+  copies INTEGER NOT NULL CHECK (copies >= 1)
+) WITHOUT ROWID;
+
+CREATE TABLE verifications (  -- results of re-reading archives
+  id            INTEGER PRIMARY KEY,
+  archive_id    INTEGER NOT NULL REFERENCES archives(id),
+  version_id    INTEGER REFERENCES versions(id),  -- NULL: the archive as a whole
+  checked_at_ns INTEGER NOT NULL,
+  result        TEXT NOT NULL CHECK (result IN ('ok', 'mismatch', 'unreadable', 'missing')),
+  detail        TEXT NOT NULL DEFAULT '',
+  run_id        INTEGER REFERENCES runs(id)
+);
+CREATE INDEX verifications_by_copy ON verifications(archive_id, version_id, checked_at_ns);
+
+-- versions.copies: raised by the catalog as it inserts each copy (one
+-- keyed check, cheaper than a trigger recount per copy), recounted by the
+-- triggers below when a copy is deleted or a tape enters or leaves the
+-- retired state.
+CREATE TRIGGER copies_removed AFTER DELETE ON copies BEGIN
+  UPDATE versions SET copies = (
+    SELECT count(DISTINCT a.tape_id) FROM copies c CROSS JOIN archives a CROSS JOIN tapes t
+    WHERE c.version_id = OLD.version_id AND a.id = c.archive_id AND t.id = a.tape_id
+      AND t.state <> 'retired')
+  WHERE id = OLD.version_id;
+END;
+CREATE TRIGGER tapes_retired AFTER UPDATE OF state ON tapes
+WHEN (OLD.state = 'retired') <> (NEW.state = 'retired') BEGIN
+  UPDATE versions SET copies = (
+    SELECT count(DISTINCT a2.tape_id) FROM copies c2 CROSS JOIN archives a2 CROSS JOIN tapes t2
+    WHERE c2.version_id = versions.id AND a2.id = c2.archive_id AND t2.id = a2.tape_id
+      AND t2.state <> 'retired')
+  WHERE id IN (SELECT c.version_id FROM archives a CROSS JOIN copies c
+               WHERE a.tape_id = NEW.id AND c.archive_id = a.id);
+END;
+
+INSERT INTO config (key, value) VALUES ('schema_version', '1');
+)sql";
+
+constexpr Migration kMigrations[] = {
+    {"initial schema", kSchemaV1},
+};
+
+constexpr const char* kCopiedTables[] = {
+    "config", "runs",  "run_roots", "dirs",   "files",      "versions",
+    "gaps",   "tapes", "archives",  "copies", "copy_goals", "verifications",
+};
+
+}  // namespace
+
+std::span<const Migration> migrations() {
+  return kMigrations;
+}
+
+std::span<const char* const> copied_tables() {
+  return kCopiedTables;
+}
+
+int user_version(sqlite::Database& db) {
+  auto s = db.prepare("PRAGMA user_version");
+  return s.step() ? static_cast<int>(s.column_int(0)) : 0;
+}
+
+void migrate(sqlite::Database& db, std::span<const Migration> steps, const std::string& path) {
+  const int known = static_cast<int>(steps.size());
+  auto refuse_newer = [&](int current) {
+    if (current > known) {
+      throw CatalogError("catalog " + path + " has schema version " + std::to_string(current) +
+                         ", newer than this mixtape (" + std::to_string(known) +
+                         "); upgrade mixtape");
+    }
+  };
+  // The common case reads one header field and takes no lock, so opening a
+  // current catalog never waits for a writer.
+  int current = user_version(db);
+  refuse_newer(current);
+  if (current == known) return;
+  // Re-read inside the write transaction: two processes opening an old
+  // catalog at once must not both apply a step.
+  sqlite::Transaction tx(db);
+  current = user_version(db);
+  refuse_newer(current);
+  for (int i = current; i < known; ++i) {
+    const Migration& step = steps[static_cast<std::size_t>(i)];
+    try {
+      db.exec(step.sql);
+    } catch (const Error& e) {
+      throw CatalogError("catalog " + path + ": migration " + std::to_string(i + 1) + " (" +
+                         step.description + ") failed: " + e.what());
+    }
+  }
+  db.exec("PRAGMA user_version = " + std::to_string(known));
+  tx.commit();
+}
+
+std::optional<RunKind> parse_run_kind(std::string_view text) {
+  if (text == "scan") return RunKind::kScan;
+  if (text == "backup") return RunKind::kBackup;
+  return std::nullopt;
+}
+
+std::optional<VersionKind> parse_version_kind(std::string_view text) {
+  if (text == "file") return VersionKind::kFile;
+  if (text == "symlink") return VersionKind::kSymlink;
+  return std::nullopt;
+}
+
+std::optional<TapeState> parse_tape_state(std::string_view text) {
+  if (text == "labelled") return TapeState::kLabelled;
+  if (text == "open") return TapeState::kOpen;
+  if (text == "full") return TapeState::kFull;
+  if (text == "retired") return TapeState::kRetired;
+  return std::nullopt;
+}
+
+std::optional<VerifyResult> parse_verify_result(std::string_view text) {
+  if (text == "ok") return VerifyResult::kOk;
+  if (text == "mismatch") return VerifyResult::kMismatch;
+  if (text == "unreadable") return VerifyResult::kUnreadable;
+  if (text == "missing") return VerifyResult::kMissing;
+  return std::nullopt;
+}
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string random_catalog_id() {
+  std::uint8_t bytes[16];
+  std::size_t got = 0;
+  while (got < sizeof bytes) {
+    ssize_t n = getrandom(bytes + got, sizeof bytes - got, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw_errno("getrandom");
+    }
+    got += static_cast<std::size_t>(n);
+  }
+  return to_hex(bytes);
+}
+
+}  // namespace mixtape::catalog::internal
+
+namespace mixtape::catalog {
+
+const char* to_string(RunKind kind) {
+  return kind == RunKind::kScan ? "scan" : "backup";
+}
+
+const char* to_string(VersionKind kind) {
+  return kind == VersionKind::kFile ? "file" : "symlink";
+}
+
+const char* to_string(TapeState state) {
+  switch (state) {
+    case TapeState::kLabelled:
+      return "labelled";
+    case TapeState::kOpen:
+      return "open";
+    case TapeState::kFull:
+      return "full";
+    case TapeState::kRetired:
+      return "retired";
+  }
+  return "?";
+}
+
+const char* to_string(VerifyResult result) {
+  switch (result) {
+    case VerifyResult::kOk:
+      return "ok";
+    case VerifyResult::kMismatch:
+      return "mismatch";
+    case VerifyResult::kUnreadable:
+      return "unreadable";
+    case VerifyResult::kMissing:
+      return "missing";
+  }
+  return "?";
+}
+
+}  // namespace mixtape::catalog

@@ -1,0 +1,481 @@
+// Index files: docs/FORMAT.md "Indexes". The schema is written for a reader
+// who has only `sqlite3`: the comments inside CREATE TABLE are kept by
+// SQLite and shown by `.schema`.
+#include <charconv>
+#include <filesystem>
+
+#include "engine/format/format.h"
+#include "engine/format/tar_header.h"
+
+namespace mixtape::format {
+namespace {
+
+constexpr std::string_view kSchema = R"sql(
+CREATE TABLE format (  -- what this file is; see FORMAT.txt in tape file 0
+  key   TEXT PRIMARY KEY,  -- version: format version (1); kind: 'archive' or 'trailing';
+                           -- serial: tape serial; record_size: bytes per tape record;
+                           -- generation: counts the indexes written to this tape;
+                           -- index_file / archive_file: tape file numbers (first file is 0);
+                           -- catalog_id: the catalog this tape belongs to;
+                           -- created: UTC time written; encryption: 'age' or 'none';
+                           -- hash: 'blake2b-256' (b2sum -l 256)
+  value TEXT NOT NULL
+);
+CREATE TABLE archive (  -- the archive (tape file) that follows this index; none in a trailing index
+  tape_file         INTEGER NOT NULL,  -- its tape file number (mt fsf this many from the start)
+  first_block       INTEGER NOT NULL,  -- logical block of its first record (mt seek), B0
+  age_header_length INTEGER NOT NULL,  -- H: bytes of age header up to its MAC line; 0 if plain
+  ciphertext_size   INTEGER NOT NULL,  -- bytes of the tape file (age file, or tar if plain)
+  plaintext_size    INTEGER NOT NULL,  -- bytes of the tar inside
+  member_count      INTEGER NOT NULL   -- rows in member
+);
+CREATE TABLE member (  -- one row per tar member, in archive order
+  id            INTEGER PRIMARY KEY,  -- archive order
+  path          TEXT NOT NULL,     -- member name: source path without its leading '/'
+  type          TEXT NOT NULL,     -- 'file', 'directory' or 'symlink'
+  size          INTEGER NOT NULL,  -- bytes of data (files; 0 otherwise)
+  mode          INTEGER NOT NULL,  -- permission bits (decimal here; 420 = 0644)
+  uid           INTEGER NOT NULL,
+  gid           INTEGER NOT NULL,
+  uname         TEXT NOT NULL,
+  gname         TEXT NOT NULL,
+  mtime_ns      INTEGER NOT NULL,  -- modification time, nanoseconds since 1970-01-01 UTC
+  blake2b256    TEXT,              -- files: BLAKE2b-256 of the data, as b2sum -l 256 prints it
+  header_offset INTEGER NOT NULL,  -- byte offset of its first tar header in the plaintext tar
+  data_offset   INTEGER NOT NULL,  -- byte offset of its data in the plaintext tar; the tape
+                                   -- block holding it: chunk i = data_offset / 65536,
+                                   -- c = H + 16 + i * 65552 (plain: c = data_offset),
+                                   -- block = first_block + c / record_size
+  linkpath      TEXT               -- symlinks: the target
+);
+)sql";
+
+std::string_view kind_name(IndexKind kind) {
+  return kind == IndexKind::kArchive ? "archive" : "trailing";
+}
+
+std::optional<std::uint64_t> parse_decimal(std::string_view text) {
+  std::uint64_t value = 0;
+  if (text.empty() || text.size() > 19) return std::nullopt;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  if (value > static_cast<std::uint64_t>(INT64_MAX)) return std::nullopt;
+  return value;
+}
+
+MemberType parse_type(std::string_view text) {
+  if (text == "file") return MemberType::kFile;
+  if (text == "directory") return MemberType::kDirectory;
+  if (text == "symlink") return MemberType::kSymlink;
+  return MemberType::kOther;
+}
+
+constexpr std::string_view kMemberColumns =
+    "path, type, size, mode, uid, gid, uname, gname, mtime_ns, blake2b256, header_offset, "
+    "data_offset, linkpath, "
+    // SQLite is dynamically typed: a hostile file can put text where a
+    // number belongs, and column_int() would silently read 0.
+    "typeof(path) = 'text' AND typeof(type) = 'text' AND typeof(size) = 'integer' AND "
+    "typeof(mode) = 'integer' AND typeof(uid) = 'integer' AND typeof(gid) = 'integer' AND "
+    "typeof(uname) = 'text' AND typeof(gname) = 'text' AND typeof(mtime_ns) = 'integer' AND "
+    "typeof(blake2b256) IN ('text', 'null') AND typeof(header_offset) = 'integer' AND "
+    "typeof(data_offset) = 'integer' AND typeof(linkpath) IN ('text', 'null')";
+
+}  // namespace
+
+// ------------------------------------------------------------ IndexWriter
+
+IndexWriter::IndexWriter(std::string path, const IndexHeader& header)
+    : path_(std::move(path)), kind_(header.kind), db_([&] {
+        if (std::filesystem::exists(path_)) {
+          throw FormatError("index " + path_ + ": file already exists");
+        }
+        return sqlite::Database(path_, sqlite::OpenMode::kReadWriteCreate);
+      }()) {
+  if (header.kind == IndexKind::kArchive && header.archive_file != header.index_file + 1) {
+    throw FormatError("index " + path_ + ": the archive must be the tape file after its index");
+  }
+  // Settings that make a plain, stock-readable file: rollback journal (no
+  // -wal to lose), 4 KiB pages, our application id for `file(1)`.
+  db_.exec("PRAGMA page_size = 4096; PRAGMA journal_mode = DELETE; PRAGMA application_id = " +
+           std::to_string(kIndexApplicationId) +
+           "; PRAGMA user_version = " + std::to_string(kFormatVersion) + ";");
+  sqlite::Transaction transaction(db_);
+  db_.exec(kSchema);
+  auto insert = db_.prepare("INSERT INTO format (key, value) VALUES (?, ?)");
+  auto put = [&](std::string_view key, std::string_view value) {
+    insert.reset();
+    insert.bind(1, key).bind(2, value).run();
+  };
+  put("version", std::to_string(kFormatVersion));
+  put("kind", kind_name(header.kind));
+  put("serial", header.serial);
+  put("record_size", std::to_string(header.record_size));
+  put("generation", std::to_string(header.generation));
+  put("index_file", std::to_string(header.index_file));
+  if (header.kind == IndexKind::kArchive) {
+    put("archive_file", std::to_string(header.archive_file));
+  }
+  put("catalog_id", header.catalog_id);
+  put("created", header.created);
+  put("encryption", header.encrypted ? "age" : "none");
+  put("hash", kHashName);
+  transaction.commit();
+}
+
+void IndexWriter::add_member(const IndexedMember& member) {
+  if (finished_) throw FormatError("index " + path_ + ": add_member after finish");
+  if (kind_ != IndexKind::kArchive) {
+    throw FormatError("index " + path_ + ": a trailing index has no members");
+  }
+  const MemberInfo& info = member.info;
+  if (!safe_relative_path(info.path) || *safe_relative_path(info.path) != info.path) {
+    throw FormatError("index " + path_ + ": member path '" + tar::printable(info.path) +
+                      "' is not a normalised relative path");
+  }
+  if (info.type == MemberType::kFile ? !tar::is_hash_hex(info.blake2b256)
+                                     : (info.size != 0 || !info.blake2b256.empty())) {
+    throw FormatError("index " + path_ + ": member '" + tar::printable(info.path) +
+                      "' needs a BLAKE2b-256 (files) or no data and hash (others)");
+  }
+  if (info.type != MemberType::kFile && info.type != MemberType::kSymlink &&
+      info.type != MemberType::kDirectory) {
+    throw FormatError("index " + path_ + ": member '" + tar::printable(info.path) + "' is a " +
+                      std::string(member_type_name(info.type)) +
+                      "; indexes hold files, symlinks and directories");
+  }
+  if (!pending_) pending_.emplace(db_);
+  if (!insert_member_) {
+    insert_member_.emplace(
+        db_.prepare("INSERT INTO member (path, type, size, mode, uid, gid, uname, gname, mtime_ns, "
+                    "blake2b256, header_offset, data_offset, linkpath) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+  }
+  auto& insert = *insert_member_;
+  insert.reset();
+  insert.bind(1, info.path)
+      .bind(2, member_type_name(info.type))
+      .bind(3, info.size)
+      .bind(4, info.mode)
+      .bind(5, info.uid)
+      .bind(6, info.gid)
+      .bind(7, info.uname)
+      .bind(8, info.gname)
+      .bind(9, info.mtime_ns);
+  if (info.type == MemberType::kFile) {
+    insert.bind(10, info.blake2b256);
+  } else {
+    insert.bind_null(10);
+  }
+  insert.bind(11, member.offsets.header_offset).bind(12, member.offsets.data_offset);
+  if (info.type == MemberType::kSymlink) {
+    insert.bind(13, info.linkpath);
+  } else {
+    insert.bind_null(13);
+  }
+  insert.run();
+  ++members_;
+}
+
+void IndexWriter::set_archive(const ArchiveRecord& archive) {
+  if (finished_) throw FormatError("index " + path_ + ": set_archive after finish");
+  if (kind_ != IndexKind::kArchive) {
+    throw FormatError("index " + path_ + ": a trailing index describes no archive");
+  }
+  commit_pending();
+  db_.exec("DELETE FROM archive");
+  db_.prepare(
+         "INSERT INTO archive (tape_file, first_block, age_header_length, ciphertext_size, "
+         "plaintext_size, member_count) VALUES (?, ?, ?, ?, ?, ?)")
+      .bind(1, archive.tape_file)
+      .bind(2, archive.first_block)
+      .bind(3, archive.age_header_length)
+      .bind(4, archive.ciphertext_size)
+      .bind(5, archive.plaintext_size)
+      .bind(6, archive.member_count)
+      .run();
+  archive_set_ = true;
+}
+
+sqlite::Database& IndexWriter::database() {
+  commit_pending();
+  return db_;
+}
+
+void IndexWriter::commit_pending() {
+  if (!pending_) return;
+  pending_->commit();
+  pending_.reset();
+}
+
+void IndexWriter::finish() {
+  if (finished_) throw FormatError("index " + path_ + ": finish called twice");
+  if (kind_ == IndexKind::kArchive && !archive_set_) {
+    throw FormatError("index " + path_ + ": archive row never set");
+  }
+  commit_pending();
+  insert_member_.reset();
+  // Compact: no free pages, rows in order. With the rollback journal the
+  // file is complete on disk once VACUUM returns; no side file remains.
+  db_.exec("VACUUM");
+  finished_ = true;
+}
+
+// ------------------------------------------------------------ IndexReader
+
+IndexReader::IndexReader(std::string path)
+    : path_(std::move(path)), db_([&] {
+        try {
+          return sqlite::Database(path_, sqlite::OpenMode::kUntrusted);
+        } catch (const sqlite::SqliteError& e) {
+          throw FormatError("index " + path_ + ": cannot open: " + e.what());
+        }
+      }()) {
+  try {
+    check_schema();
+    read_header();
+    read_archive();
+  } catch (const sqlite::SqliteError& e) {
+    fail(std::string("not a readable mixtape index: ") + e.what());
+  }
+}
+
+void IndexReader::fail(const std::string& message) const {
+  throw FormatError("index " + path_ + ": " + message);
+}
+
+void IndexReader::check_schema() {
+  // Untrusted mode disables triggers and views already; an index never has
+  // them, so their presence means the file was tampered with.
+  auto objects = db_.prepare(
+      "SELECT type, name, sql LIKE 'CREATE VIRTUAL%' FROM sqlite_schema "
+      "WHERE type IN ('trigger', 'view') OR sql LIKE 'CREATE VIRTUAL%' LIMIT 1");
+  if (objects.step()) {
+    std::string what = objects.column_int(2) ? "virtual table" : objects.column_text(0);
+    fail("unexpected " + what + " '" + tar::printable(objects.column_text(1)) +
+         "' (an index has none; refusing a possibly tampered file)");
+  }
+  auto table = db_.prepare("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?");
+  for (std::string_view name : {"format", "archive", "member"}) {
+    table.reset();
+    table.bind(1, name);
+    table.step();
+    if (table.column_int(0) != 1) fail("not a mixtape index: no '" + std::string(name) + "' table");
+  }
+}
+
+void IndexReader::read_header() {
+  std::vector<std::pair<std::string, std::string>> values;
+  auto rows = db_.prepare("SELECT key, value FROM format");
+  while (rows.step()) {
+    if (values.size() > 1000) fail("format table is implausibly large");
+    values.emplace_back(rows.column_text(0), rows.column_text(1));
+  }
+  auto get = [&](std::string_view key) -> std::optional<std::string> {
+    for (const auto& [k, v] : values) {
+      if (k == key) return v;
+    }
+    return std::nullopt;
+  };
+  auto require = [&](std::string_view key) {
+    auto value = get(key);
+    if (!value) fail("format table has no '" + std::string(key) + "'");
+    return *value;
+  };
+  auto number = [&](std::string_view key) {
+    std::string text = require(key);
+    auto value = parse_decimal(text);
+    if (!value) {
+      fail("format " + std::string(key) + " '" + tar::printable(text) + "' is not a number");
+    }
+    return *value;
+  };
+
+  std::string version = require("version");
+  if (version != std::to_string(kFormatVersion)) {
+    fail("format version '" + tar::printable(version) + "' is not supported (this mixtape reads " +
+         "version " + std::to_string(kFormatVersion) + ")");
+  }
+  std::string kind = require("kind");
+  if (kind == "archive") {
+    header_.kind = IndexKind::kArchive;
+  } else if (kind == "trailing") {
+    header_.kind = IndexKind::kTrailing;
+  } else {
+    fail("unknown index kind '" + tar::printable(kind) + "'");
+  }
+  header_.serial = require("serial");
+  header_.record_size = number("record_size");
+  if (header_.record_size == 0 || header_.record_size > kMaxRecordSize ||
+      header_.record_size % kTarBlockSize != 0) {
+    fail("record size " + std::to_string(header_.record_size) + " is out of range");
+  }
+  header_.generation = number("generation");
+  header_.index_file = number("index_file");
+  if (header_.kind == IndexKind::kArchive) {
+    header_.archive_file = number("archive_file");
+    if (header_.archive_file != header_.index_file + 1) {
+      fail("archive file " + std::to_string(header_.archive_file) + " does not follow index file " +
+           std::to_string(header_.index_file));
+    }
+  }
+  header_.catalog_id = require("catalog_id");
+  header_.created = require("created");
+  std::string encryption = require("encryption");
+  if (encryption != "age" && encryption != "none") {
+    fail("unknown encryption '" + tar::printable(encryption) + "'");
+  }
+  header_.encrypted = encryption == "age";
+  if (require("hash") != kHashName) fail("unknown hash '" + tar::printable(require("hash")) + "'");
+}
+
+void IndexReader::read_archive() {
+  auto rows = db_.prepare(
+      "SELECT tape_file, first_block, age_header_length, ciphertext_size, plaintext_size, "
+      "member_count, typeof(tape_file) = 'integer' AND typeof(first_block) = 'integer' AND "
+      "typeof(age_header_length) = 'integer' AND typeof(ciphertext_size) = 'integer' AND "
+      "typeof(plaintext_size) = 'integer' AND typeof(member_count) = 'integer' FROM archive "
+      "LIMIT 2");
+  std::vector<ArchiveRecord> found;
+  while (rows.step()) {
+    if (!rows.column_int(6)) fail("archive row has a non-integer value");
+    std::int64_t values[6];
+    for (int i = 0; i < 6; ++i) {
+      values[i] = rows.column_int(i);
+      if (values[i] < 0) fail("archive row has a negative value");
+    }
+    found.push_back({static_cast<std::uint64_t>(values[0]), static_cast<std::uint64_t>(values[1]),
+                     static_cast<std::uint64_t>(values[2]), static_cast<std::uint64_t>(values[3]),
+                     static_cast<std::uint64_t>(values[4]), static_cast<std::uint64_t>(values[5])});
+  }
+  auto count = db_.prepare("SELECT count(*) FROM member");
+  count.step();
+  auto members = static_cast<std::uint64_t>(count.column_int(0));
+
+  if (header_.kind == IndexKind::kTrailing) {
+    if (!found.empty() || members != 0) fail("a trailing index must not describe an archive");
+    return;
+  }
+  if (found.size() != 1) fail("an archive index needs exactly one archive row");
+  const ArchiveRecord& a = found.front();
+  if (a.tape_file != header_.archive_file) {
+    fail("archive row names tape file " + std::to_string(a.tape_file) + " but format says " +
+         std::to_string(header_.archive_file));
+  }
+  if (a.plaintext_size < kTarEndOfArchiveSize || a.plaintext_size % kTarBlockSize != 0 ||
+      a.plaintext_size > static_cast<std::uint64_t>(INT64_MAX) / 2) {
+    fail("archive plaintext size " + std::to_string(a.plaintext_size) + " is not a tar size");
+  }
+  std::uint64_t expected = header_.encrypted
+                               ? age_encrypted_size(a.age_header_length, a.plaintext_size)
+                               : a.plaintext_size;
+  if ((header_.encrypted && a.age_header_length == 0) ||
+      (!header_.encrypted && a.age_header_length != 0) || a.ciphertext_size != expected) {
+    fail("archive sizes are inconsistent (ciphertext " + std::to_string(a.ciphertext_size) +
+         ", plaintext " + std::to_string(a.plaintext_size) + ", age header " +
+         std::to_string(a.age_header_length) + ")");
+  }
+  if (a.member_count != members) {
+    fail("archive row counts " + std::to_string(a.member_count) + " members but the table has " +
+         std::to_string(members));
+  }
+  archive_ = a;
+}
+
+ArchiveGeometry IndexReader::geometry() const {
+  if (!archive_) fail("a trailing index describes no archive");
+  return {archive_->first_block, header_.record_size, header_.encrypted,
+          archive_->age_header_length};
+}
+
+IndexReader::Cursor IndexReader::members() {
+  return Cursor(*this,
+                db_.prepare("SELECT " + std::string(kMemberColumns) + " FROM member ORDER BY id"));
+}
+
+std::optional<IndexedMember> IndexReader::find(std::string_view path) {
+  auto statement = db_.prepare("SELECT " + std::string(kMemberColumns) +
+                               " FROM member WHERE path = ? ORDER BY id LIMIT 1");
+  statement.bind(1, path);
+  if (!statement.step()) return std::nullopt;
+  return validated(statement);
+}
+
+std::optional<IndexedMember> IndexReader::Cursor::next() {
+  if (!statement_.step()) return std::nullopt;
+  IndexedMember member = reader_.validated(statement_);
+  if (!first_ && member.offsets.header_offset <= last_header_offset_) {
+    reader_.fail("member '" + tar::printable(member.info.path) + "' is out of archive order");
+  }
+  first_ = false;
+  last_header_offset_ = member.offsets.header_offset;
+  return member;
+}
+
+IndexedMember IndexReader::validated(sqlite::Statement& row) const {
+  IndexedMember m;
+  m.info.path = row.column_text(0);
+  auto bad = [&](const std::string& why) {
+    fail("member '" + tar::printable(m.info.path) + "': " + why);
+  };
+  if (!row.column_int(13)) bad("a column has the wrong type");
+  auto safe = safe_relative_path(m.info.path);
+  if (!safe || *safe != m.info.path) bad("unsafe or unnormalised path");
+  std::string type = row.column_text(1);
+  m.info.type = parse_type(type);
+  if (m.info.type == MemberType::kOther) bad("unknown type '" + tar::printable(type) + "'");
+  std::int64_t size = row.column_int(2);
+  std::int64_t mode = row.column_int(3);
+  std::int64_t uid = row.column_int(4);
+  std::int64_t gid = row.column_int(5);
+  std::int64_t header_offset = row.column_int(10);
+  std::int64_t data_offset = row.column_int(11);
+  if (size < 0 || uid < 0 || gid < 0 || header_offset < 0 || data_offset < 0) {
+    bad("negative size, owner or offset");
+  }
+  if (mode < 0 || mode > 07777) bad("mode " + std::to_string(mode) + " out of range");
+  if (m.info.type != MemberType::kFile && size != 0) bad("only files have a size");
+  m.info.size = static_cast<std::uint64_t>(size);
+  m.info.mode = static_cast<std::uint32_t>(mode);
+  m.info.uid = static_cast<std::uint64_t>(uid);
+  m.info.gid = static_cast<std::uint64_t>(gid);
+  m.info.uname = row.column_text(6);
+  m.info.gname = row.column_text(7);
+  if (m.info.uname.size() > 256 || m.info.gname.size() > 256) bad("owner name too long");
+  m.info.mtime_ns = row.column_int(8);
+  m.offsets.header_offset = static_cast<std::uint64_t>(header_offset);
+  m.offsets.data_offset = static_cast<std::uint64_t>(data_offset);
+
+  auto hash = row.column_optional_text(9);
+  if (m.info.type == MemberType::kFile) {
+    if (!hash || !tar::is_hash_hex(*hash)) {
+      bad("blake2b256 is not 64 lower-case hex digits");
+    }
+    m.info.blake2b256 = *hash;
+  } else if (hash) {
+    bad("only files have a blake2b256");
+  }
+  auto link = row.column_optional_text(12);
+  if (m.info.type == MemberType::kSymlink) {
+    if (!link || link->empty()) bad("symlink without a target");
+    m.info.linkpath = *link;
+  } else if (link) {
+    bad("only symlinks have a linkpath");
+  }
+
+  // Offsets must land inside the archive, on tar block boundaries.
+  if (archive_) {
+    std::uint64_t end = archive_->plaintext_size - kTarEndOfArchiveSize;
+    const auto& o = m.offsets;
+    if (o.header_offset % kTarBlockSize != 0 || o.data_offset % kTarBlockSize != 0 ||
+        o.header_offset >= o.data_offset || o.data_offset > end || m.info.size > end ||
+        o.data_offset + m.info.size > end) {
+      bad("offsets (header " + std::to_string(o.header_offset) + ", data " +
+          std::to_string(o.data_offset) + ", size " + std::to_string(m.info.size) +
+          ") do not fit in the archive of " + std::to_string(archive_->plaintext_size) + " bytes");
+    }
+  }
+  return m;
+}
+
+}  // namespace mixtape::format

@@ -1,0 +1,66 @@
+// One SIMH image opened as a tape cartridge: the .tap file, its geometry
+// (.meta sidecar) and its block index (.idx sidecar). ImageDrive owns the
+// position and the counters; this class owns the bytes. Private to
+// engine/tape.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "engine/common/common.h"
+#include "engine/tape/image_index.h"
+#include "engine/tape/tape.h"
+
+namespace mixtape::tape::detail {
+
+// Makes an empty image and its .meta; throws if the image exists.
+void create_image(const std::string& path, const ImageGeometry& geometry);
+// The geometry with defaults resolved (early warning 0 -> capacity / 64).
+ImageGeometry resolve_geometry(const ImageGeometry& geometry);
+
+class ImageMedium {
+ public:
+  // Opens and locks the image (shared when write-protected, else exclusive)
+  // and loads or rebuilds its index.
+  ImageMedium(std::string path, bool write_protected);
+  ImageMedium(const ImageMedium&) = delete;
+  ImageMedium& operator=(const ImageMedium&) = delete;
+  // Saves the index if it changed; never throws (the index is a cache).
+  ~ImageMedium();
+
+  const std::string& path() const { return path_; }
+  const ImageGeometry& geometry() const { return geometry_; }
+  bool write_protected() const { return write_protected_; }
+  const ImageIndex& index() const { return index_; }
+  std::uint64_t reads() const { return reads_; }
+
+  // Reads the object at `block` (< block_count) into buffer. Throws
+  // kMediaError for bad or damaged records, kRecordTooLarge if it does not
+  // fit; the caller moves past the block either way, as st does.
+  ReadResult read(std::uint64_t block, MutableByteSpan buffer);
+
+  // Write at `block`, first discarding it and every later block. Return
+  // whether the write ended in the early-warning zone. kPhysicalEnd (and no
+  // change) if it would not fit.
+  bool write_record(std::uint64_t block, ByteSpan data);
+  bool write_filemarks(std::uint64_t block, std::uint32_t count);
+
+  bool in_early_warning(std::uint64_t offset) const;
+  void save_index_quietly() noexcept;
+
+ private:
+  ImageFingerprint fingerprint() const;
+  void prepare_write(std::uint64_t block, std::uint64_t bytes, const char* what);
+  [[noreturn]] void fail(TapeErrorKind kind, const std::string& what, std::uint64_t block) const;
+
+  std::string path_;
+  UniqueFd fd_;
+  bool write_protected_;
+  ImageGeometry geometry_;
+  ImageIndex index_;
+  std::uint64_t file_size_ = 0;
+  std::uint64_t reads_ = 0;
+  bool index_dirty_ = false;
+};
+
+}  // namespace mixtape::tape::detail

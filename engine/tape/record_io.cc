@@ -1,0 +1,93 @@
+// RecordWriter and TapeFileReader: byte streams over tape files.
+#include <algorithm>
+#include <cstring>
+
+#include "engine/tape/tape.h"
+
+namespace mixtape::tape {
+
+RecordWriter::RecordWriter(Drive& drive, std::size_t record_size)
+    : drive_(drive), record_size_(record_size) {
+  if (record_size == 0 || record_size > kMaxRecordSize) {
+    throw TapeError(TapeErrorKind::kInvalidArgument, "record size " + std::to_string(record_size) +
+                                                         " is not in 1.." +
+                                                         std::to_string(kMaxRecordSize));
+  }
+  buffer_.reserve(record_size);
+}
+
+void RecordWriter::write_out(ByteSpan record) {
+  WriteResult result = drive_.write_record(record);
+  early_warning_ = early_warning_ || result.early_warning;
+  bytes_written_ += record.size();
+  ++records_written_;
+}
+
+void RecordWriter::write(ByteSpan data) {
+  if (closed_) throw Error(drive_.name() + ": write after close of a tape file");
+  while (!data.empty()) {
+    if (buffer_.empty() && data.size() >= record_size_) {
+      write_out(data.first(record_size_));  // whole records need no copy
+      data = data.subspan(record_size_);
+      continue;
+    }
+    std::size_t n = std::min(record_size_ - buffer_.size(), data.size());
+    buffer_.insert(buffer_.end(), data.begin(), data.begin() + static_cast<std::ptrdiff_t>(n));
+    data = data.subspan(n);
+    if (buffer_.size() == record_size_) {
+      write_out(buffer_);
+      buffer_.clear();
+    }
+  }
+}
+
+void RecordWriter::close() {
+  if (closed_) return;
+  if (!buffer_.empty()) {
+    write_out(buffer_);
+    buffer_.clear();
+  }
+  WriteResult result = drive_.write_filemarks(1);
+  early_warning_ = early_warning_ || result.early_warning;
+  closed_ = true;
+}
+
+TapeFileReader::TapeFileReader(Drive& drive, std::size_t buffer_size)
+    : drive_(drive), buffer_size_(buffer_size) {
+  if (buffer_size == 0) {
+    throw TapeError(TapeErrorKind::kInvalidArgument, "tape read buffer must not be empty");
+  }
+}
+
+std::size_t TapeFileReader::read(MutableByteSpan out) {
+  if (out.empty()) return 0;
+  while (begin_ == end_) {
+    if (ended_) return 0;
+    // A span that can hold any record is filled straight from the drive.
+    const bool direct = out.size() >= buffer_size_;
+    if (!direct && buffer_.size() != buffer_size_) buffer_.resize(buffer_size_);
+    ReadResult r = drive_.read_record(direct ? out : MutableByteSpan(buffer_));
+    switch (r.kind) {
+      case ReadKind::kData:
+        ++records_read_;
+        bytes_read_ += r.size;
+        if (direct) return r.size;
+        begin_ = 0;
+        end_ = r.size;
+        break;
+      case ReadKind::kFilemark:
+        ended_ = true;
+        break;
+      case ReadKind::kEndOfData:
+        ended_ = true;
+        ended_at_eod_ = true;
+        break;
+    }
+  }
+  std::size_t n = std::min(out.size(), end_ - begin_);
+  std::memcpy(out.data(), buffer_.data() + begin_, n);
+  begin_ += n;
+  return n;
+}
+
+}  // namespace mixtape::tape

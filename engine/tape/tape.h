@@ -1,0 +1,665 @@
+// engine/tape: everything mixtape knows about tape drives.
+//
+// Design. Every other module talks to tape through one interface, Drive, in
+// the role LevelDB's Env plays for files. Its contract is the behaviour of a
+// Linux st drive in variable-block mode (one write() = one record, a read()
+// returns one whole record), written down method by method below, and checked
+// by one typed GoogleTest suite (tests/tape/drive_contract_test.cc) that runs
+// against every implementation:
+//
+//   ImageDrive          a SIMH .tap image, byte-for-byte readable by any
+//                       SIMH-aware tool, with an index sidecar for O(1) locate,
+//                       and a timing model of an LTO-6 drive (tape_seconds).
+//   StDrive             /dev/nstN through the TapeSyscalls seam; tested against
+//                       an in-memory emulation of the st driver.
+//   FaultInjectingDrive a wrapper around any Drive that injects bad records,
+//                       premature end of data and end of medium (LevelDB's
+//                       SpecialEnv).
+//
+// Libraries hand out drives with a tape loaded: ImageLibrary (a folder of
+// images), MtxChanger (a SCSI changer through mtx) and ManualChanger (an
+// operator and one drive). RecordWriter and TapeFileReader adapt a drive to
+// the ByteSink/ByteSource pipelines of engine/common.
+//
+// Positions are logical blocks as in SCSI: block 0 is the beginning of tape
+// (BOT), every record and every filemark occupies one block, and end of data
+// (EOD) is the block after the last one written. The tape format that sits on
+// top of this is docs/FORMAT.md; the image format, the timing model and the
+// st mapping are docs/TAPE.md.
+//
+// Threads: a Drive is used by one thread at a time (recalls run one worker per
+// drive). Errors are TapeError with a kind callers can act on, and a message
+// naming the drive and block, e.g. "L00042.tap: media error reading block 1234".
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <iosfwd>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/common/common.h"
+
+// <sys/mtio.h> structures, used by the TapeSyscalls seam.
+struct mtop;
+struct mtget;
+struct mtpos;
+
+namespace mixtape::tape {
+
+// The largest record: SIMH lengths have 24 bits, and mixtape writes nothing
+// larger. A read buffer of kReadBufferSize holds any record (like dd bs=16M).
+inline constexpr std::size_t kMaxRecordSize = 0xFFFFFF;
+inline constexpr std::size_t kReadBufferSize = std::size_t{16} << 20;
+
+// Native capacity of an LTO-6 cartridge: the default size of new images.
+inline constexpr std::uint64_t kLto6NativeBytes = 2'500'000'000'000ULL;
+
+// ------------------------------------------------------------------ errors
+
+enum class TapeErrorKind {
+  kMediaError,       // a record could not be read or written (EIO); bad record
+  kEndOfData,        // spacing or locating ran into end of data
+  kBeginningOfTape,  // spacing backward ran into BOT
+  kPhysicalEnd,      // the medium is full: the write was refused (ENOSPC)
+  kRecordTooLarge,   // the read buffer is smaller than the record (ENOMEM)
+  kWriteProtected,   // write to a protected tape (EACCES)
+  kNotLoaded,        // no tape in the drive (ENOMEDIUM)
+  kInvalidArgument,  // empty or oversized record, bad serial, bad geometry
+  kTimeout,          // the operator did not insert the tape in time
+  kDeviceError,      // anything else: system errors, changer failures
+};
+
+std::string_view to_string(TapeErrorKind kind);
+
+class TapeError : public Error {
+ public:
+  TapeError(TapeErrorKind kind, const std::string& message,
+            std::optional<std::uint64_t> block = std::nullopt)
+      : Error(message), kind_(kind), block_(block) {}
+  TapeErrorKind kind() const { return kind_; }
+  // The logical block concerned, when there is one.
+  std::optional<std::uint64_t> block() const { return block_; }
+
+ private:
+  TapeErrorKind kind_;
+  std::optional<std::uint64_t> block_;
+};
+
+// -------------------------------------------------------- status, counters
+
+struct DriveStatus {
+  bool loaded = false;           // a tape is in the drive, ready
+  bool bot = false;              // positioned at block 0
+  bool eod = false;              // the drive knows it is at end of data
+  bool early_warning = false;    // positioned in the early-warning zone
+  bool write_protected = false;  // writes will be refused
+};
+
+// What a drive did. Counters count commands (a locate to the current block
+// is still a locate); tape_seconds is what a real drive would have spent
+// (ImageDrive: the TimingModel; StDrive: measured time in the driver).
+struct DriveStats {
+  std::uint64_t loads = 0;
+  std::uint64_t unloads = 0;
+  std::uint64_t locates = 0;
+  std::uint64_t filemark_spaces = 0;  // space_filemarks_* calls
+  std::uint64_t eod_spaces = 0;       // space_to_eod calls
+  std::uint64_t rewinds = 0;
+  std::uint64_t records_read = 0;
+  std::uint64_t records_written = 0;
+  std::uint64_t bytes_read = 0;
+  std::uint64_t bytes_written = 0;
+  std::uint64_t filemarks_read = 0;
+  std::uint64_t filemarks_written = 0;
+  std::uint64_t media_errors = 0;
+  double tape_seconds = 0;
+
+  DriveStats& operator+=(const DriveStats& other);
+  // One JSON object with every field above (--stats-json, .mixtape/stats).
+  std::string to_json() const;
+};
+
+// The time model of ImageDrive: published LTO-6 figures. Every duration an
+// image drive reports comes from these numbers, so benchmarks can state what
+// a real drive would have spent. docs/TAPE.md explains the calibration.
+struct TimingModel {
+  double stream_bytes_per_second = 160e6;  // LTO-6 native transfer rate
+  double load_seconds = 12;                // load and thread to BOT
+  double unload_seconds = 17;              // unload from BOT (rewind is extra)
+  // locate (and filemark spacing) over d bytes of tape takes
+  // locate_base_seconds + d / locate_bytes_per_second: on a full 2.5 TB tape
+  // the average locate from BOT (d = 1.25 TB) is 10 + 50 = 60 s.
+  double locate_base_seconds = 10;
+  double locate_bytes_per_second = 25e9;
+  double full_rewind_seconds = 60;  // rewind from the end of a full tape
+  // Bytes on a full tape: converts byte positions into tape length.
+  std::uint64_t tape_bytes = kLto6NativeBytes;
+
+  double stream_seconds(std::uint64_t bytes) const;
+  // 0 for no movement, else base + distance / speed.
+  double locate_seconds(std::uint64_t distance_bytes) const;
+  // Proportional to the position: full_rewind_seconds from tape_bytes.
+  double rewind_seconds(std::uint64_t position_bytes) const;
+};
+
+// ------------------------------------------------------------------ Drive
+
+enum class ReadKind { kData, kFilemark, kEndOfData };
+
+struct ReadResult {
+  ReadKind kind = ReadKind::kEndOfData;
+  std::size_t size = 0;  // bytes of the record for kData, else 0
+};
+
+struct WriteResult {
+  // The write completed and the tape is now in the early-warning zone:
+  // finish the current tape file (trailer, index, filemark) and stop.
+  bool early_warning = false;
+};
+
+// A tape drive. Methods other than name(), status(), load() and stats() throw
+// TapeError(kNotLoaded) when no tape is loaded.
+class Drive {
+ public:
+  virtual ~Drive() = default;
+
+  // The image path or device node, for messages.
+  virtual std::string name() const = 0;
+
+  // Writes one record of 1..kMaxRecordSize bytes at the current position and
+  // moves past it. Writing anywhere but at EOD discards everything after the
+  // position first, as on tape. The write that crosses into the
+  // early-warning zone, and every write after it, completes and returns
+  // early_warning; a write that would not fit before the physical end is
+  // refused with kPhysicalEnd and changes nothing. kWriteProtected if
+  // protected; kInvalidArgument for an empty or oversized record.
+  virtual WriteResult write_record(ByteSpan data) = 0;
+
+  // Writes count filemarks (each one block) like write_record; a filemark
+  // ends a tape file. count 0 writes nothing. Filemarks are a sync point:
+  // everything written before is on the medium when this returns.
+  virtual WriteResult write_filemarks(std::uint32_t count = 1) = 0;
+
+  // Reads the object at the current position and moves past it:
+  //  - a record: copied whole into buffer, kData with its size;
+  //  - a filemark: kFilemark, reported once (the next read is the next file);
+  //  - end of data: kEndOfData, the position stays at EOD.
+  // A record larger than buffer throws kRecordTooLarge (st's ENOMEM); like
+  // st, the record is skipped. A record that cannot be read throws
+  // kMediaError naming its block; the position is after it, so reading can
+  // continue with the next record.
+  virtual ReadResult read_record(MutableByteSpan buffer) = 0;
+
+  // MTFSF: moves forward over count filemarks, leaving the position just
+  // after the count-th one (the first block of a later file). If end of data
+  // comes first, the position is EOD and kEndOfData is thrown.
+  virtual void space_filemarks_forward(std::uint32_t count) = 0;
+
+  // MTBSF: moves backward over count filemarks, leaving the position just
+  // before (on the BOT side of) the count-th filemark met going back. If BOT
+  // comes first, the position is BOT and kBeginningOfTape is thrown.
+  virtual void space_filemarks_backward(std::uint32_t count) = 0;
+
+  // Moves to logical block `block` (0 = BOT; EOD is a valid target, which is
+  // how appending starts). Beyond EOD: kEndOfData, position at EOD.
+  virtual void locate(std::uint64_t block) = 0;
+
+  // The current logical block.
+  virtual std::uint64_t tell() = 0;
+
+  virtual void rewind() = 0;
+
+  // Moves to end of data, where the next write appends.
+  virtual void space_to_eod() = 0;
+
+  // Never throws kNotLoaded: status().loaded says whether a tape is there.
+  virtual DriveStatus status() = 0;
+
+  // Loads the tape in the drive and positions at BOT; a no-op if loaded.
+  // kNotLoaded if there is no tape to load.
+  virtual void load() = 0;
+  // Rewinds and unloads the tape; a no-op if none is loaded.
+  virtual void unload() = 0;
+
+  // Counters since the drive object was created (they survive tape swaps).
+  virtual DriveStats stats() const = 0;
+};
+
+// --------------------------------------------------------------- ImageDrive
+
+// Size and early-warning zone of an image, fixed when it is created and
+// stored in the "<image>.meta" sidecar, since the .tap itself stays pure SIMH.
+// Both count image bytes (SIMH length words included).
+struct ImageGeometry {
+  std::uint64_t capacity = kLto6NativeBytes;
+  // Bytes before the physical end where early warning starts; 0 chooses the
+  // default, capacity / 64.
+  std::uint64_t early_warning = 0;
+};
+
+namespace detail {
+class ImageMedium;
+}
+
+// A drive whose cartridge is a SIMH .tap image (docs/TAPE.md). Besides the
+// image it keeps "<image>.idx", the position of every block, so locate and
+// filemark spacing never scan; a missing, stale or damaged index is rebuilt by
+// scanning the image. Reading understands the whole SIMH standard format
+// (erase gaps, end-of-medium marker, private records are skipped; bad-data
+// records read as media errors; a truncated trailing record is ignored).
+class ImageDrive final : public Drive {
+ public:
+  // Makes a blank image at path (and its .meta). Throws if path exists.
+  static void create(const std::string& path, const ImageGeometry& geometry);
+
+  // A drive with the image at path already loaded, at BOT, like a tape that
+  // was in the drive when mixtape started (not counted as a load).
+  static std::unique_ptr<ImageDrive> open(const std::string& path, bool write_protected = false,
+                                          TimingModel timing = {});
+
+  // An empty drive.
+  explicit ImageDrive(TimingModel timing = {});
+  ImageDrive(const ImageDrive&) = delete;
+  ImageDrive& operator=(const ImageDrive&) = delete;
+  // Saves the index sidecar.
+  ~ImageDrive() override;
+
+  // Puts the image at path into the empty drive, which loads it (a counted
+  // load, as LTO drives load on insertion). Another process or drive holding
+  // the image writable makes this fail.
+  void insert(const std::string& path, bool write_protected = false);
+  // Takes the cartridge out, unloading it first if loaded; returns its path.
+  std::optional<std::string> eject();
+
+  // The inserted image, if any.
+  std::optional<std::string> image_path() const;
+  // Geometry of the inserted image (throws kNotLoaded when empty).
+  ImageGeometry geometry() const;
+  // pread calls made on image files: lets tests prove locate never scans.
+  std::uint64_t image_reads() const;
+
+  std::string name() const override;
+  WriteResult write_record(ByteSpan data) override;
+  WriteResult write_filemarks(std::uint32_t count = 1) override;
+  ReadResult read_record(MutableByteSpan buffer) override;
+  void space_filemarks_forward(std::uint32_t count) override;
+  void space_filemarks_backward(std::uint32_t count) override;
+  void locate(std::uint64_t block) override;
+  std::uint64_t tell() override;
+  void rewind() override;
+  void space_to_eod() override;
+  DriveStatus status() override;
+  void load() override;
+  void unload() override;
+  DriveStats stats() const override { return stats_; }
+
+ private:
+  detail::ImageMedium& medium();  // the loaded medium, or kNotLoaded
+  std::uint64_t position_bytes() const;
+  void move_to(std::uint64_t block);  // updates position, no counters
+
+  TimingModel timing_;
+  DriveStats stats_;
+  std::unique_ptr<detail::ImageMedium> medium_;
+  bool loaded_ = false;
+  std::uint64_t position_ = 0;  // logical block
+  std::uint64_t reads_of_ejected_ = 0;
+};
+
+// ------------------------------------------------------------------ StDrive
+
+// The system calls StDrive makes, so it can run without hardware. Each method
+// behaves as the system call it names: -1 with errno set on failure.
+class TapeSyscalls {
+ public:
+  virtual ~TapeSyscalls() = default;
+  virtual int open(const std::string& path, int flags) = 0;
+  virtual int close(int fd) = 0;
+  virtual ssize_t read(int fd, void* buffer, std::size_t size) = 0;
+  virtual ssize_t write(int fd, const void* data, std::size_t size) = 0;
+  virtual int ioctl_op(int fd, const mtop& operation) = 0;  // MTIOCTOP
+  virtual int ioctl_get(int fd, mtget& status) = 0;         // MTIOCGET
+  virtual int ioctl_pos(int fd, mtpos& position) = 0;       // MTIOCPOS
+};
+
+// The real thing: ::open, ::read, ::write, ::ioctl.
+class SystemTapeSyscalls final : public TapeSyscalls {
+ public:
+  int open(const std::string& path, int flags) override;
+  int close(int fd) override;
+  ssize_t read(int fd, void* buffer, std::size_t size) override;
+  ssize_t write(int fd, const void* data, std::size_t size) override;
+  int ioctl_op(int fd, const mtop& operation) override;
+  int ioctl_get(int fd, mtget& status) override;
+  int ioctl_pos(int fd, mtpos& position) override;
+};
+
+// A Linux SCSI tape (/dev/nstN: the non-rewinding node) in variable-block
+// mode (MTSETBLK 0) with SCSI-2 logical block addresses (MT_ST_SCSI2LOGICAL,
+// which needs root: without it run `mt stsetoptions scsi2logical` once).
+// docs/TAPE.md maps every method to the st ioctls and explains how st's
+// quirks are hidden: the ENOSPC alternation after early warning, reads of 0
+// bytes meaning filemark or EOD, and the filemark st adds on its own before
+// repositioning after a write (StDrive flushes with MTWEOF 0 instead, so the
+// contract's "no implicit filemarks" holds).
+class StDrive final : public Drive {
+ public:
+  // Opens device through syscalls, which must outlive the drive. read_only
+  // opens O_RDONLY (writes then fail with kWriteProtected).
+  StDrive(std::string device, TapeSyscalls& syscalls, bool read_only = false);
+  // Opens device with the real system calls.
+  explicit StDrive(std::string device, bool read_only = false);
+  StDrive(const StDrive&) = delete;
+  StDrive& operator=(const StDrive&) = delete;
+  ~StDrive() override;
+
+  std::string name() const override { return device_; }
+  WriteResult write_record(ByteSpan data) override;
+  WriteResult write_filemarks(std::uint32_t count = 1) override;
+  ReadResult read_record(MutableByteSpan buffer) override;
+  void space_filemarks_forward(std::uint32_t count) override;
+  void space_filemarks_backward(std::uint32_t count) override;
+  void locate(std::uint64_t block) override;
+  std::uint64_t tell() override;
+  void rewind() override;
+  void space_to_eod() override;
+  DriveStatus status() override;
+  void load() override;
+  void unload() override;
+  DriveStats stats() const override { return stats_; }
+
+ private:
+  class Fd;  // the open device, closed through the seam
+  void open_device();
+  void reopen_device();
+  int fd();
+  unsigned long query_gstat();
+  std::uint64_t query_position();
+  void ensure_ready();
+  void configure();
+  int operation(short op, int count);
+  void flush_writes();
+  [[noreturn]] void fail(TapeErrorKind kind, const std::string& what, int error,
+                         std::optional<std::uint64_t> block = std::nullopt);
+
+  std::string device_;
+  std::unique_ptr<TapeSyscalls> owned_syscalls_;
+  TapeSyscalls& sys_;
+  std::unique_ptr<Fd> fd_;
+  bool want_read_only_;           // asked for by the caller
+  bool read_only_ = false;        // opened O_RDONLY (asked for, or a protected tape)
+  bool configured_ = false;       // MTSETBLK 0 done for the tape in the drive
+  bool unflushed_write_ = false;  // st would add a filemark before moving
+  bool at_eod_ = false;
+  bool in_early_warning_ = false;
+  std::optional<std::uint64_t> position_;
+  DriveStats stats_;
+};
+
+// ------------------------------------------------------ FaultInjectingDrive
+
+// Wraps any Drive and injects faults for tests, LevelDB SpecialEnv style.
+// With no faults set it passes everything through unchanged.
+class FaultInjectingDrive final : public Drive {
+ public:
+  explicit FaultInjectingDrive(Drive& inner) : inner_(inner) {}
+
+  // Reading block N throws kMediaError naming block N; the record is
+  // consumed, so the next read returns block N + 1.
+  void add_bad_record(std::uint64_t block) { bad_records_.insert(block); }
+  // The tape seems to end at block N: reads there return kEndOfData, spacing
+  // and locating stop there. Writes are passed through.
+  void set_end_of_data(std::uint64_t block) { end_of_data_ = block; }
+  // Writing block N or any later block reports early warning.
+  void set_early_warning_at(std::uint64_t block) { early_warning_at_ = block; }
+  // Writing block N or any later block is refused with kPhysicalEnd.
+  void set_physical_end_at(std::uint64_t block) { physical_end_at_ = block; }
+  void clear_faults();
+
+  std::string name() const override { return inner_.name(); }
+  WriteResult write_record(ByteSpan data) override;
+  WriteResult write_filemarks(std::uint32_t count = 1) override;
+  ReadResult read_record(MutableByteSpan buffer) override;
+  void space_filemarks_forward(std::uint32_t count) override;
+  void space_filemarks_backward(std::uint32_t count) override;
+  void locate(std::uint64_t block) override;
+  std::uint64_t tell() override { return inner_.tell(); }
+  void rewind() override { inner_.rewind(); }
+  void space_to_eod() override;
+  DriveStatus status() override;
+  void load() override { inner_.load(); }
+  void unload() override { inner_.unload(); }
+  DriveStats stats() const override { return inner_.stats(); }
+
+ private:
+  void check_write(std::uint64_t blocks);
+  WriteResult with_early_warning(WriteResult result);
+
+  Drive& inner_;
+  std::set<std::uint64_t> bad_records_;
+  std::optional<std::uint64_t> end_of_data_;
+  std::optional<std::uint64_t> early_warning_at_;
+  std::optional<std::uint64_t> physical_end_at_;
+};
+
+// ---------------------------------------------------------------- libraries
+
+// Slots and drives: hands out drives with a requested tape loaded.
+class Library {
+ public:
+  virtual ~Library() = default;
+  virtual std::size_t drive_count() const = 0;
+  virtual Drive& drive(std::size_t index) = 0;
+  // Serials of the tapes the library can load right now (slots and drives).
+  virtual std::vector<std::string> serials() = 0;
+  // Loads tape `serial` into drive `index` (unloading what is there) and
+  // returns the drive at BOT.
+  virtual Drive& load(const std::string& serial, std::size_t index = 0) = 0;
+  // Unloads drive `index` back to its slot; a no-op if it is empty.
+  virtual void unload(std::size_t index = 0) = 0;
+  // The tape in drive `index`, if known.
+  virtual std::optional<std::string> loaded_serial(std::size_t index = 0) const = 0;
+  // Counters summed over every drive since the library was made.
+  virtual DriveStats stats() const = 0;
+};
+
+// Throws kInvalidArgument unless serial is 1-32 of [A-Za-z0-9_-] (serials
+// become file names and mtx arguments).
+void check_serial(std::string_view serial);
+
+// A folder of "<serial>.tap" images with `drives` image drives. Loading a
+// serial that has no image makes a blank one with blank_geometry.
+class ImageLibrary final : public Library {
+ public:
+  explicit ImageLibrary(std::string directory, std::size_t drives = 1,
+                        ImageGeometry blank_geometry = {}, TimingModel timing = {});
+
+  std::string image_path(const std::string& serial) const;
+
+  std::size_t drive_count() const override { return drives_.size(); }
+  Drive& drive(std::size_t index) override;
+  std::vector<std::string> serials() override;
+  Drive& load(const std::string& serial, std::size_t index = 0) override;
+  void unload(std::size_t index = 0) override;
+  std::optional<std::string> loaded_serial(std::size_t index = 0) const override;
+  DriveStats stats() const override;
+
+ private:
+  std::string directory_;
+  ImageGeometry blank_geometry_;
+  std::vector<std::unique_ptr<ImageDrive>> drives_;
+  std::vector<std::optional<std::string>> loaded_;
+};
+
+// Runs argv[0] with arguments, returning exit status and stdout+stderr. The
+// seam between MtxChanger and the real mtx.
+struct CommandResult {
+  int exit_status = 0;
+  std::string output;
+};
+using CommandRunner = std::function<CommandResult(const std::vector<std::string>& argv)>;
+// fork/exec without a shell (PATH lookup); exit_status 127 if not found.
+CommandResult run_command(const std::vector<std::string>& argv);
+
+// `mtx status` parsed. Drives are numbered from 0, slots from 1 (mtx's own
+// numbering, as its load/unload arguments expect).
+struct MtxElement {
+  int number = 0;
+  bool full = false;
+  bool import_export = false;
+  std::string volume_tag;          // barcode, e.g. "L00042L6"; empty if none
+  std::optional<int> source_slot;  // drives: the slot the tape came from
+};
+struct MtxStatus {
+  int drive_count = 0;
+  int slot_count = 0;
+  int import_export_count = 0;
+  std::vector<MtxElement> drives;
+  std::vector<MtxElement> slots;
+};
+// Throws kDeviceError on text that is not mtx status output.
+MtxStatus parse_mtx_status(std::string_view text);
+// Barcode "L00042L6" (or "L00042") names serial "L00042".
+bool volume_tag_matches(std::string_view volume_tag, std::string_view serial);
+
+// A SCSI media changer driven with `mtx -f /dev/sgN status|load|unload`;
+// drives[i] is data transfer element i. Tapes are found by barcode.
+class MtxChanger final : public Library {
+ public:
+  MtxChanger(std::string changer_device, std::vector<std::unique_ptr<Drive>> drives,
+             CommandRunner runner = run_command);
+
+  MtxStatus status();
+
+  std::size_t drive_count() const override { return drives_.size(); }
+  Drive& drive(std::size_t index) override;
+  std::vector<std::string> serials() override;
+  Drive& load(const std::string& serial, std::size_t index = 0) override;
+  void unload(std::size_t index = 0) override;
+  std::optional<std::string> loaded_serial(std::size_t index = 0) const override;
+  DriveStats stats() const override;
+
+ private:
+  std::string mtx(const std::vector<std::string>& arguments);
+  void unload_to_slot(const MtxStatus& status, std::size_t index);
+
+  std::string changer_device_;
+  std::vector<std::unique_ptr<Drive>> drives_;
+  CommandRunner runner_;
+  std::vector<std::optional<std::string>> loaded_;
+  std::uint64_t robot_loads_ = 0;  // the drive loads on insertion, unseen by it
+};
+
+// Reads the serial from the label (tape file 0) of the tape in a drive;
+// nullopt for a blank or foreign tape. Provided by the label module.
+using SerialReader = std::function<std::optional<std::string>(Drive&)>;
+
+struct ManualChangerOptions {
+  std::chrono::milliseconds poll_interval{2000};
+  std::chrono::milliseconds timeout{std::chrono::hours(1)};
+};
+
+// One drive and a person: load() writes which tape to insert to `prompt`,
+// then polls the drive until it holds a tape whose label names the serial
+// (ejecting wrong tapes), or throws kTimeout.
+class ManualChanger final : public Library {
+ public:
+  ManualChanger(Drive& drive, std::ostream& prompt, SerialReader read_serial,
+                ManualChangerOptions options = {});
+
+  std::size_t drive_count() const override { return 1; }
+  Drive& drive(std::size_t index) override;
+  std::vector<std::string> serials() override;
+  Drive& load(const std::string& serial, std::size_t index = 0) override;
+  void unload(std::size_t index = 0) override;
+  std::optional<std::string> loaded_serial(std::size_t index = 0) const override;
+  DriveStats stats() const override;
+
+ private:
+  std::optional<std::string> serial_in_drive();
+
+  Drive& drive_;
+  std::ostream& prompt_;
+  SerialReader read_serial_;
+  ManualChangerOptions options_;
+  std::optional<std::string> loaded_;
+};
+
+// ------------------------------------------------------- record streaming
+
+// A ByteSink that cuts a byte stream into records of record_size bytes (the
+// last one shorter) and writes them to the drive; close() writes the last
+// record and the filemark that ends the tape file. Early warning does not
+// throw: the pipeline checks early_warning() and closes its archive cleanly.
+// Running into the physical end throws TapeError(kPhysicalEnd).
+class RecordWriter final : public ByteSink {
+ public:
+  RecordWriter(Drive& drive, std::size_t record_size);
+  void write(ByteSpan data) override;
+  void close() override;
+
+  bool early_warning() const { return early_warning_; }
+  std::uint64_t bytes_written() const { return bytes_written_; }
+  std::uint64_t records_written() const { return records_written_; }
+
+ private:
+  void write_out(ByteSpan record);
+
+  Drive& drive_;
+  std::size_t record_size_;
+  Bytes buffer_;
+  bool early_warning_ = false;
+  bool closed_ = false;
+  std::uint64_t bytes_written_ = 0;
+  std::uint64_t records_written_ = 0;
+};
+
+// A ByteSource over the rest of the current tape file: the bytes of its
+// records up to the filemark, which it consumes (so the drive is then at the
+// next file). buffer_size must be at least the tape's record size; the
+// default holds any record.
+class TapeFileReader final : public ByteSource {
+ public:
+  explicit TapeFileReader(Drive& drive, std::size_t buffer_size = kReadBufferSize);
+  std::size_t read(MutableByteSpan out) override;
+
+  // The file ended at end of data rather than at a filemark.
+  bool ended_at_eod() const { return ended_at_eod_; }
+  std::uint64_t records_read() const { return records_read_; }
+  std::uint64_t bytes_read() const { return bytes_read_; }
+
+ private:
+  Drive& drive_;
+  std::size_t buffer_size_;
+  Bytes buffer_;  // allocated on first use: direct reads into large spans need none
+  std::size_t begin_ = 0;
+  std::size_t end_ = 0;
+  bool ended_ = false;
+  bool ended_at_eod_ = false;
+  std::uint64_t records_read_ = 0;
+  std::uint64_t bytes_read_ = 0;
+};
+
+// ------------------------------------------------------------ open_drive
+
+struct OpenDriveOptions {
+  bool read_only = false;
+  bool create_if_missing = false;  // images only: make a blank image
+  ImageGeometry geometry;          // of a newly made image
+  TimingModel timing;
+};
+
+// A character device (or a missing "/dev/..." path that is not a .tap) opens
+// an StDrive with the real system calls; anything else is a .tap image (the
+// ImageDrive::open semantics), so images on /dev/shm work too.
+std::unique_ptr<Drive> open_drive(const std::string& device, const OpenDriveOptions& options = {});
+
+}  // namespace mixtape::tape

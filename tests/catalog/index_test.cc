@@ -1,0 +1,383 @@
+// The catalog copied into on-tape indexes, and merged back from them.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "engine/catalog/catalog.h"
+#include "engine/catalog/internal.h"
+#include "tests/catalog/test_util.h"
+
+namespace mixtape::catalog {
+namespace {
+
+using testing::add_copy;
+using testing::add_tape_with_archive;
+using testing::file_version;
+using testing::make_file;
+using testing::TempDir;
+using testing::test_config;
+
+// A fresh index file as the format module makes it: its own tables first.
+void make_index_file(const std::string& path) {
+  sqlite::Database db(path, sqlite::OpenMode::kReadWriteCreate);
+  db.exec("CREATE TABLE format (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
+}
+
+std::int64_t count(sqlite::Database& db, const std::string& table) {
+  auto s = db.prepare("SELECT count(*) FROM " + table);
+  s.step();
+  return s.column_int(0);
+}
+
+// Every row of a table, as text, in primary-key order.
+std::string dump(sqlite::Database& db, const std::string& table) {
+  auto s = db.prepare("SELECT * FROM " + table + " ORDER BY 1, 2");
+  std::string out;
+  while (s.step()) {
+    for (int i = 0; i < s.column_count(); ++i) {
+      out += s.is_null(i) ? "NULL" : to_hex(as_bytes(s.column_text(i)));
+      out += '|';
+    }
+    out += '\n';
+  }
+  return out;
+}
+
+const char* const kMergedTables[] = {"runs",     "run_roots",  "dirs",          "files",
+                                     "versions", "gaps",       "tapes",         "archives",
+                                     "copies",   "copy_goals", "verifications", "tape_dirs"};
+
+std::string dump_all(Catalog& c) {
+  std::string out;
+  for (const char* t : kMergedTables) out += std::string(t) + ":\n" + dump(c.database(), t);
+  return out;
+}
+
+// Adds a run's worth of history under /<tag>: two files (one symlink), a
+// version that changes, a tape with an archive holding copies, a goal and
+// a verification.
+void populate(Catalog& c, const std::string& tag, const std::string& serial) {
+  const std::string root = "/" + tag;
+  Id r1 = c.begin_run(RunKind::kBackup, {root});
+  c.touch_dir(c.ensure_dir(root + "/sub"), Attributes{0750, 1, 2, "u", "g", 3}, r1);
+  Id f = make_file(c, root + "/sub/file\nname");
+  Id v1 = c.record_version(f, file_version(tag + "1"), r1).id;
+  VersionRow link;
+  link.kind = VersionKind::kSymlink;
+  link.symlink_target = "sub/file";
+  Id vl = c.record_version(make_file(c, root + "/link"), link, r1).id;
+  c.finish_run(r1);
+  Id r2 = c.begin_run(RunKind::kBackup, {root});
+  Id v2 = c.record_version(f, file_version(tag + "2"), r2).id;
+  auto t = add_tape_with_archive(c, serial, 2, r2);
+  add_copy(c, t.archive, v1, 0);
+  add_copy(c, t.archive, vl, 1024);
+  add_copy(c, t.archive, v2, 4096);
+  c.record_verification({0, t.archive, 0, 1234, VerifyResult::kOk, "fine", r2});
+  c.set_copy_goal(root + "/sub", 3);
+}
+
+TEST(CopyInto, InsideAWriteTransactionIncludesUncommittedRows) {
+  TempDir tmp;
+  Catalog c = Catalog::create(tmp.file("c.db"), test_config());
+  Id run = c.begin_run(RunKind::kBackup, {"/d"});
+  Id v = c.record_version(make_file(c, "/d/f"), file_version("f"), run).id;
+  const std::string index = tmp.file("index.db");
+  make_index_file(index);
+  {
+    auto tx = c.transaction();
+    auto t = add_tape_with_archive(c, "L00001", 2, run);
+    add_copy(c, t.archive, v);
+    c.copy_into(index);
+    c.copy_into(index);  // replaces, never doubles
+    // Not committed: the tape write "failed".
+  }
+  EXPECT_TRUE(c.copies_of(v).empty());
+
+  sqlite::Database db(index, sqlite::OpenMode::kReadOnly);
+  EXPECT_EQ(count(db, "catalog_copies"), 1);
+  EXPECT_EQ(count(db, "catalog_archives"), 1);
+  EXPECT_EQ(count(db, "catalog_versions"), 1);
+  EXPECT_EQ(count(db, "format"), 0);  // the index's own tables are untouched
+  auto s = db.prepare("SELECT value FROM catalog_config WHERE key = 'catalog_id'");
+  ASSERT_TRUE(s.step());
+  EXPECT_EQ(s.column_text(0), c.catalog_id());
+  EXPECT_THROW(db.prepare("SELECT * FROM catalog_scan_state"), Error);  // local only
+  EXPECT_THROW(db.prepare("SELECT * FROM catalog_tape_dirs"), Error);   // derived
+}
+
+TEST(CopyInto, StockSqlite3ExplainsTheIndex) {
+  TempDir tmp;
+  Catalog c = Catalog::create(tmp.file("c.db"), test_config());
+  populate(c, "photos", "L00001");
+  const std::string index = tmp.file("index with space.db");
+  make_index_file(index);
+  {
+    sqlite::Database db(index, sqlite::OpenMode::kReadWrite);
+    c.copy_into(db);  // through the format module's own connection
+  }
+  std::string command = "sqlite3 '" + index + "' .schema 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string schema;
+  char buf[4096];
+  while (std::size_t n = fread(buf, 1, sizeof buf, pipe)) schema.append(buf, n);
+  ASSERT_EQ(pclose(pipe), 0) << schema;
+  EXPECT_NE(schema.find("CREATE TABLE catalog_versions ("), std::string::npos) << schema;
+  EXPECT_NE(schema.find("REFERENCES catalog_files(id)"), std::string::npos);
+  EXPECT_NE(schema.find("BLAKE2b-256"), std::string::npos);  // the column comments came along
+  EXPECT_NE(schema.find("CREATE TABLE format"), std::string::npos);
+}
+
+TEST(Merge, IntoAnEmptyCatalogAdoptsItAndKeepsIds) {
+  TempDir tmp;
+  Catalog source = Catalog::create(tmp.file("source.db"), test_config());
+  populate(source, "photos", "L00001");
+  populate(source, "video", "L00002");
+  const std::string index = tmp.file("index.db");
+  make_index_file(index);
+  source.copy_into(index);
+
+  CatalogConfig other = test_config();
+  other.recipients = {"age1someoneelse"};
+  Catalog target = Catalog::create(tmp.file("target.db"), other);
+  MergeStats stats = target.merge_from_index(index);
+  EXPECT_TRUE(stats.adopted_catalog_id);
+  EXPECT_EQ(stats.runs, 4u);
+  EXPECT_EQ(stats.tapes, 2u);
+  EXPECT_EQ(stats.versions, 6u);
+  EXPECT_EQ(stats.copies, 6u);
+  EXPECT_EQ(stats.verifications, 2u);
+  EXPECT_EQ(target.catalog_id(), source.catalog_id());
+  EXPECT_EQ(target.config().recipients, source.config().recipients);
+  // Row for row the same, ids included (inode numbers survive recovery),
+  // and the derived columns and tables are rebuilt.
+  EXPECT_EQ(dump_all(target), dump_all(source));
+}
+
+TEST(Merge, TwiceChangesNothing) {
+  TempDir tmp;
+  Catalog source = Catalog::create(tmp.file("source.db"), test_config());
+  populate(source, "photos", "L00001");
+  const std::string index = tmp.file("index.db");
+  make_index_file(index);
+  source.copy_into(index);
+  Catalog target = Catalog::create(tmp.file("target.db"), test_config());
+  target.merge_from_index(index);
+  const std::string before = dump_all(target);
+  MergeStats again = target.merge_from_index(index);
+  EXPECT_EQ(dump_all(target), before);
+  EXPECT_EQ(again.runs + again.tapes + again.dirs + again.files + again.versions + again.archives +
+                again.copies + again.verifications,
+            0u);
+  EXPECT_FALSE(again.adopted_catalog_id);
+}
+
+TEST(Merge, TwoTapesOfForkedHistoriesGiveTheUnion) {
+  TempDir tmp;
+  const std::string a_path = tmp.file("a.db");
+  const std::string b_path = tmp.file("b.db");
+  {
+    Catalog a = Catalog::create(a_path, test_config());
+    populate(a, "common", "L00001");
+  }
+  // The same catalog restored from an older copy on another machine.
+  std::filesystem::copy_file(a_path, b_path);
+  Catalog a = Catalog::open(a_path);
+  Catalog b = Catalog::open(b_path);
+  populate(a, "only-a", "L00002");
+  populate(b, "only-b", "L00003");
+  make_index_file(tmp.file("a-index.db"));
+  make_index_file(tmp.file("b-index.db"));
+  a.copy_into(tmp.file("a-index.db"));
+  b.copy_into(tmp.file("b-index.db"));
+
+  Catalog target = Catalog::create(tmp.file("target.db"), test_config());
+  target.merge_from_index(tmp.file("b-index.db"));
+  MergeStats second = target.merge_from_index(tmp.file("a-index.db"));
+  EXPECT_FALSE(second.adopted_catalog_id);  // same catalog id: no adoption needed
+  EXPECT_EQ(second.tapes, 1u);              // L00002; L00001 matched
+  EXPECT_EQ(target.tapes().size(), 3u);
+  for (const char* path : {"/common/sub/file\nname", "/only-a/link", "/only-b/sub/file\nname"}) {
+    auto e = target.resolve(path);
+    ASSERT_TRUE(e) << path;
+    auto replicas = target.copies_of(e->version.id);
+    EXPECT_EQ(replicas.size(), 1u) << path;
+  }
+  EXPECT_EQ(target.runs().size(), 6u);
+  EXPECT_EQ(target.goal_for("/only-a/sub/x"), 3);
+  EXPECT_EQ(target.goal_for("/only-b/sub/x"), 3);
+  // Merging both again adds nothing.
+  const std::string before = dump_all(target);
+  target.merge_from_index(tmp.file("a-index.db"));
+  target.merge_from_index(tmp.file("b-index.db"));
+  EXPECT_EQ(dump_all(target), before);
+}
+
+TEST(Merge, ForeignCatalogIsRefusedUnlessForced) {
+  TempDir tmp;
+  Catalog source = Catalog::create(tmp.file("source.db"), test_config());
+  populate(source, "theirs", "L00001");
+  const std::string index = tmp.file("index.db");
+  make_index_file(index);
+  source.copy_into(index);
+
+  Catalog target = Catalog::create(tmp.file("target.db"), test_config());
+  populate(target, "ours", "L00009");
+  const std::string ours = target.catalog_id();
+  const std::string before = dump_all(target);
+  try {
+    target.merge_from_index(index);
+    FAIL() << "merged a foreign index";
+  } catch (const CatalogError& e) {
+    EXPECT_NE(std::string(e.what()).find("belongs to catalog " + source.catalog_id()),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(dump_all(target), before);
+  MergeOptions force;
+  force.force = true;
+  MergeStats stats = target.merge_from_index(index, force);
+  EXPECT_EQ(stats.tapes, 1u);
+  EXPECT_EQ(target.catalog_id(), ours);
+  EXPECT_TRUE(target.resolve("/theirs/link"));
+  EXPECT_TRUE(target.resolve("/ours/link"));
+  EXPECT_EQ(target.tapes().size(), 2u);
+}
+
+// ---------------------------------------------------------------- hostile indexes
+
+class HostileIndex : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    Catalog source = Catalog::create(tmp_.file("source.db"), test_config());
+    populate(source, "photos", "L00001");
+    make_index_file(index_);
+    source.copy_into(index_);
+  }
+
+  // Applies `sql` to the index, merges it into an empty catalog and returns
+  // the error (the catalog must be left untouched).
+  std::string merge_after(const std::string& sql) {
+    {
+      sqlite::Database db(index_, sqlite::OpenMode::kReadWrite);
+      // The copied tables keep the catalog's CHECK constraints; an attacker
+      // would not.
+      db.exec("PRAGMA ignore_check_constraints = ON");
+      db.exec(sql);
+    }
+    Catalog target = Catalog::create(tmp_.file("target.db"), test_config());
+    const std::string id = target.catalog_id();
+    std::string error = "(merged)";
+    try {
+      target.merge_from_index(index_);
+    } catch (const CatalogError& e) {
+      error = e.what();
+      // All or nothing: a refused index leaves no trace.
+      EXPECT_EQ(target.catalog_id(), id);
+      EXPECT_TRUE(target.runs().empty());
+      EXPECT_TRUE(target.tapes().empty());
+    }
+    return error;
+  }
+
+  TempDir tmp_;
+  std::string index_ = tmp_.file("index.db");
+};
+
+#define EXPECT_CONTAINS(haystack, needle) \
+  EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << (haystack)
+
+TEST_F(HostileIndex, WrongColumnType) {
+  EXPECT_CONTAINS(merge_after("UPDATE catalog_versions SET size = 'big' WHERE id = 2"),
+                  "catalog_versions row 2, column size: not an integer");
+}
+
+TEST_F(HostileIndex, ShortHash) {
+  EXPECT_CONTAINS(merge_after("UPDATE catalog_versions SET hash = x'00'"), "not a 32-byte hash");
+}
+
+TEST_F(HostileIndex, NegativeSize) {
+  EXPECT_CONTAINS(merge_after("UPDATE catalog_versions SET size = -5"), "out of range");
+}
+
+TEST_F(HostileIndex, PathEscapingUpwards) {
+  EXPECT_CONTAINS(merge_after("UPDATE catalog_dirs SET path = '/photos/../../etc' "
+                              "WHERE path = '/photos'"),
+                  "not an absolute normalised path");
+}
+
+TEST_F(HostileIndex, NameWithSlash) {
+  EXPECT_CONTAINS(merge_after("UPDATE catalog_files SET name = '../../x' "
+                              "WHERE id = (SELECT min(id) FROM catalog_files)"),
+                  "is not a valid file name");
+}
+
+TEST_F(HostileIndex, DanglingReference) {
+  EXPECT_CONTAINS(merge_after("UPDATE catalog_files SET dir = 9999"),
+                  "refers to a row the index does not have");
+}
+
+TEST_F(HostileIndex, DuplicateIds) {
+  EXPECT_CONTAINS(merge_after("CREATE TABLE t AS SELECT * FROM catalog_files; "
+                              "DROP TABLE catalog_files; "
+                              "CREATE TABLE catalog_files (id INTEGER, dir INTEGER, name TEXT); "
+                              "INSERT INTO catalog_files SELECT * FROM t; "
+                              "INSERT INTO catalog_files SELECT * FROM t;"),
+                  "duplicate or unordered id");
+}
+
+TEST_F(HostileIndex, ViewInsteadOfTable) {
+  EXPECT_CONTAINS(merge_after("ALTER TABLE catalog_tapes RENAME TO real_tapes; "
+                              "CREATE VIEW catalog_tapes AS SELECT * FROM real_tapes;"),
+                  "not a usable mixtape index (catalog_tapes)");
+}
+
+TEST_F(HostileIndex, MissingColumn) {
+  EXPECT_CONTAINS(merge_after("ALTER TABLE catalog_copies DROP COLUMN data_offset"),
+                  "not a usable mixtape index (catalog_copies)");
+}
+
+TEST_F(HostileIndex, HugeValue) {
+  // 70 MB of text in one cell: over the untrusted connection's length limit.
+  EXPECT_CONTAINS(
+      merge_after("UPDATE catalog_dirs SET uname = replace(hex(zeroblob(35000000)), '0', 'x') "
+                  "WHERE path = '/photos/sub'"),
+      "cannot read catalog_dirs");
+}
+
+TEST_F(HostileIndex, TriggersNeverRun) {
+  // A trigger that would wreck the merge if SQLite ran it; reads do not fire
+  // triggers and the untrusted connection has them disabled anyway.
+  EXPECT_EQ(merge_after("CREATE TABLE log (x); "
+                        "CREATE TRIGGER evil BEFORE UPDATE ON catalog_dirs "
+                        "BEGIN SELECT RAISE(FAIL, 'evil'); END;"),
+            "(merged)");
+}
+
+TEST_F(HostileIndex, NewerSchema) {
+  EXPECT_CONTAINS(
+      merge_after("UPDATE catalog_config SET value = '999' WHERE key = 'schema_version'"),
+      "newer than this mixtape");
+}
+
+TEST_F(HostileIndex, NoCatalogId) {
+  EXPECT_CONTAINS(merge_after("DELETE FROM catalog_config WHERE key = 'catalog_id'"),
+                  "not a mixtape index");
+}
+
+TEST_F(HostileIndex, NotADatabase) {
+  std::ofstream(index_, std::ios::trunc) << std::string(8192, '\x42');
+  Catalog target = Catalog::create(tmp_.file("target.db"), test_config());
+  try {
+    target.merge_from_index(index_);
+    FAIL();
+  } catch (const CatalogError& e) {
+    EXPECT_CONTAINS(e.what(), "cannot be read as a database");
+  }
+}
+
+}  // namespace
+}  // namespace mixtape::catalog

@@ -1,0 +1,377 @@
+// The Drive contract (engine/tape/tape.h), one typed suite run against every
+// implementation: ImageDrive, StDrive over the emulated st driver, and
+// FaultInjectingDrive (with no faults) around an ImageDrive.
+#include <gtest/gtest.h>
+
+#include "tests/tape/tape_test_util.h"
+
+namespace mixtape::tape::testing {
+namespace {
+
+constexpr Geometry kGeometry{4 << 20, 1 << 20};
+
+template <typename Harness>
+class DriveContractTest : public ::testing::Test {
+ protected:
+  DriveContractTest() : harness_(kGeometry) {}
+  Drive& d() { return harness_.drive(); }
+
+  // Three tape files: a0 a1 | b0 | c0 c1 |  (blocks 0..7, EOD at 8).
+  void write_three_files() {
+    put(d(), "a0");
+    put(d(), "a1");
+    d().write_filemarks(1);
+    put(d(), "b0");
+    d().write_filemarks(1);
+    put(d(), "c0");
+    put(d(), "c1");
+    d().write_filemarks(1);
+  }
+
+  Harness harness_;
+};
+
+using Implementations = ::testing::Types<ImageHarness, StHarness, FaultHarness>;
+
+class ImplementationNames {
+ public:
+  template <typename T>
+  static std::string GetName(int) {
+    if (std::is_same_v<T, ImageHarness>) return "ImageDrive";
+    if (std::is_same_v<T, StHarness>) return "StDrive";
+    return "FaultInjectingDrive";
+  }
+};
+
+TYPED_TEST_SUITE(DriveContractTest, Implementations, ImplementationNames);
+
+TYPED_TEST(DriveContractTest, BlankTapeIsLoadedAtBotAndEod) {
+  DriveStatus s = this->d().status();
+  EXPECT_TRUE(s.loaded);
+  EXPECT_TRUE(s.bot);
+  EXPECT_FALSE(s.early_warning);
+  EXPECT_FALSE(s.write_protected);
+  EXPECT_EQ(this->d().tell(), 0u);
+  EXPECT_EQ(next(this->d()), "|EOD|");
+  EXPECT_EQ(next(this->d()), "|EOD|");
+  EXPECT_EQ(this->d().tell(), 0u);
+  EXPECT_TRUE(this->d().status().eod);
+}
+
+TYPED_TEST(DriveContractTest, RecordsReadBackWhole) {
+  const std::size_t sizes[] = {1, 2, 3, 511, 4096, 65537};
+  std::vector<Bytes> records;
+  for (std::size_t size : sizes) {
+    records.push_back(random_bytes(size, static_cast<std::uint32_t>(size)));
+    this->d().write_record(records.back());
+  }
+  this->d().write_filemarks(1);
+  this->d().rewind();
+  Bytes buffer(kReadBufferSize);
+  for (const Bytes& expected : records) {
+    ReadResult r = this->d().read_record(buffer);
+    ASSERT_EQ(r.kind, ReadKind::kData);
+    ASSERT_EQ(r.size, expected.size());
+    EXPECT_TRUE(std::equal(expected.begin(), expected.end(), buffer.begin()));
+  }
+  EXPECT_EQ(next(this->d()), "|FM|");
+  EXPECT_EQ(next(this->d()), "|EOD|");
+}
+
+TYPED_TEST(DriveContractTest, FilemarkIsReportedOnceThenTheNextFile) {
+  put(this->d(), "a");
+  this->d().write_filemarks(1);
+  put(this->d(), "b");
+  this->d().write_filemarks(1);
+  this->d().rewind();
+  EXPECT_EQ(next(this->d()), "a");
+  EXPECT_EQ(next(this->d()), "|FM|");
+  EXPECT_EQ(next(this->d()), "b");
+  EXPECT_EQ(next(this->d()), "|FM|");
+  EXPECT_EQ(next(this->d()), "|EOD|");
+}
+
+TYPED_TEST(DriveContractTest, ReadingAtEndOfDataStaysThere) {
+  put(this->d(), "a");
+  this->d().write_filemarks(1);
+  this->d().rewind();
+  EXPECT_EQ(next(this->d()), "a");
+  EXPECT_EQ(next(this->d()), "|FM|");
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(next(this->d()), "|EOD|");
+  EXPECT_EQ(this->d().tell(), 2u);
+  EXPECT_TRUE(this->d().status().eod);
+}
+
+TYPED_TEST(DriveContractTest, EndOfDataWithoutFilemarkReadsAsEndOfData) {
+  put(this->d(), "a");
+  put(this->d(), "b");
+  this->d().rewind();
+  EXPECT_EQ(next(this->d()), "a");
+  EXPECT_EQ(next(this->d()), "b");
+  EXPECT_EQ(next(this->d()), "|EOD|");
+  EXPECT_EQ(next(this->d()), "|EOD|");
+  EXPECT_EQ(this->d().tell(), 2u);
+}
+
+TYPED_TEST(DriveContractTest, BufferSmallerThanRecordIsAnErrorAndSkipsTheRecord) {
+  this->d().write_record(random_bytes(1000, 1));
+  put(this->d(), "next");
+  this->d().rewind();
+  Bytes small(100);
+  auto e = expect_tape_error(TapeErrorKind::kRecordTooLarge, [&] { this->d().read_record(small); });
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->block(), 0u);
+  EXPECT_EQ(this->d().tell(), 1u);  // as st: the record was passed
+  EXPECT_EQ(next(this->d()), "next");
+}
+
+TYPED_TEST(DriveContractTest, SpaceFilemarksForwardLeavesAfterTheNthFilemark) {
+  this->write_three_files();
+  this->d().rewind();
+  this->d().space_filemarks_forward(2);
+  EXPECT_EQ(this->d().tell(), 5u);
+  EXPECT_EQ(next(this->d()), "c0");
+  this->d().rewind();
+  this->d().space_filemarks_forward(1);
+  EXPECT_EQ(next(this->d()), "b0");
+  // From inside a file, the next filemark is the end of that file.
+  this->d().locate(5);
+  this->d().space_filemarks_forward(1);
+  EXPECT_EQ(this->d().tell(), 8u);
+  EXPECT_EQ(next(this->d()), "|EOD|");
+}
+
+TYPED_TEST(DriveContractTest, SpaceForwardPastEndOfDataStopsAtEndOfData) {
+  this->write_three_files();
+  this->d().rewind();
+  expect_tape_error(TapeErrorKind::kEndOfData, [&] { this->d().space_filemarks_forward(4); });
+  EXPECT_EQ(this->d().tell(), 8u);
+  EXPECT_TRUE(this->d().status().eod);
+  EXPECT_EQ(next(this->d()), "|EOD|");
+}
+
+TYPED_TEST(DriveContractTest, SpaceFilemarksBackwardLeavesBeforeTheNthFilemark) {
+  this->write_three_files();
+  this->d().space_to_eod();
+  this->d().space_filemarks_backward(1);
+  EXPECT_EQ(this->d().tell(), 7u);  // the BOT side of the last filemark
+  EXPECT_EQ(next(this->d()), "|FM|");
+  EXPECT_EQ(this->d().tell(), 8u);
+  this->d().space_filemarks_backward(2);
+  EXPECT_EQ(this->d().tell(), 4u);
+  EXPECT_EQ(next(this->d()), "|FM|");
+  EXPECT_EQ(next(this->d()), "c0");
+  // Start of the current file: back over one filemark, forward over it.
+  this->d().locate(6);
+  this->d().space_filemarks_backward(1);
+  this->d().space_filemarks_forward(1);
+  EXPECT_EQ(this->d().tell(), 5u);
+}
+
+TYPED_TEST(DriveContractTest, SpaceBackwardPastBeginningOfTapeStopsAtBot) {
+  this->write_three_files();
+  this->d().locate(4);
+  expect_tape_error(TapeErrorKind::kBeginningOfTape,
+                    [&] { this->d().space_filemarks_backward(2); });
+  EXPECT_EQ(this->d().tell(), 0u);
+  EXPECT_TRUE(this->d().status().bot);
+  EXPECT_EQ(next(this->d()), "a0");
+}
+
+TYPED_TEST(DriveContractTest, FilemarksOccupyALogicalBlock) {
+  put(this->d(), "a");
+  EXPECT_EQ(this->d().tell(), 1u);
+  put(this->d(), "b");
+  EXPECT_EQ(this->d().tell(), 2u);
+  this->d().write_filemarks(1);
+  EXPECT_EQ(this->d().tell(), 3u);
+  put(this->d(), "c");
+  EXPECT_EQ(this->d().tell(), 4u);
+  this->d().locate(3);
+  EXPECT_EQ(next(this->d()), "c");
+  this->d().locate(2);
+  EXPECT_EQ(next(this->d()), "|FM|");
+  this->d().locate(0);
+  EXPECT_EQ(next(this->d()), "a");
+  this->d().locate(4);  // end of data is a valid target
+  EXPECT_EQ(this->d().tell(), 4u);
+  EXPECT_EQ(next(this->d()), "|EOD|");
+}
+
+TYPED_TEST(DriveContractTest, LocateBeyondEndOfDataStopsAtEndOfData) {
+  put(this->d(), "a");
+  put(this->d(), "b");
+  auto e = expect_tape_error(TapeErrorKind::kEndOfData, [&] { this->d().locate(5); });
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->block(), 5u);
+  EXPECT_EQ(this->d().tell(), 2u);
+  EXPECT_TRUE(this->d().status().eod);
+  EXPECT_EQ(next(this->d()), "|EOD|");
+}
+
+TYPED_TEST(DriveContractTest, RewindReturnsToBot) {
+  this->write_three_files();
+  EXPECT_FALSE(this->d().status().bot);
+  this->d().rewind();
+  EXPECT_TRUE(this->d().status().bot);
+  EXPECT_EQ(this->d().tell(), 0u);
+  EXPECT_EQ(next(this->d()), "a0");
+}
+
+TYPED_TEST(DriveContractTest, SpaceToEndOfDataThenAppend) {
+  put(this->d(), "a");
+  this->d().write_filemarks(1);
+  this->d().rewind();
+  this->d().space_to_eod();
+  EXPECT_EQ(this->d().tell(), 2u);
+  EXPECT_TRUE(this->d().status().eod);
+  put(this->d(), "b");
+  this->d().write_filemarks(1);
+  this->d().rewind();
+  EXPECT_EQ(next(this->d()), "a");
+  EXPECT_EQ(next(this->d()), "|FM|");
+  EXPECT_EQ(next(this->d()), "b");
+  EXPECT_EQ(next(this->d()), "|FM|");
+  EXPECT_EQ(next(this->d()), "|EOD|");
+}
+
+TYPED_TEST(DriveContractTest, WritingInTheMiddleDiscardsWhatFollows) {
+  for (int i = 0; i < 5; ++i) put(this->d(), "r" + std::to_string(i));
+  this->d().write_filemarks(1);
+  this->d().locate(2);
+  put(this->d(), "X");
+  EXPECT_EQ(this->d().tell(), 3u);
+  EXPECT_TRUE(this->d().status().eod);
+  this->d().rewind();
+  EXPECT_EQ(next(this->d()), "r0");
+  EXPECT_EQ(next(this->d()), "r1");
+  EXPECT_EQ(next(this->d()), "X");
+  EXPECT_EQ(next(this->d()), "|EOD|");
+  this->d().rewind();
+  this->d().space_to_eod();
+  EXPECT_EQ(this->d().tell(), 3u);
+}
+
+TYPED_TEST(DriveContractTest, FilemarkInTheMiddleDiscardsWhatFollows) {
+  for (int i = 0; i < 3; ++i) put(this->d(), "r" + std::to_string(i));
+  this->d().write_filemarks(1);
+  this->d().locate(1);
+  this->d().write_filemarks(1);
+  this->d().rewind();
+  EXPECT_EQ(next(this->d()), "r0");
+  EXPECT_EQ(next(this->d()), "|FM|");
+  EXPECT_EQ(next(this->d()), "|EOD|");
+}
+
+TYPED_TEST(DriveContractTest, EmptyAndOversizedRecordsAreRefused) {
+  put(this->d(), "a");
+  expect_tape_error(TapeErrorKind::kInvalidArgument, [&] { this->d().write_record(ByteSpan()); });
+  Bytes huge(kMaxRecordSize + 1);
+  expect_tape_error(TapeErrorKind::kInvalidArgument, [&] { this->d().write_record(huge); });
+  EXPECT_EQ(this->d().tell(), 1u);
+  this->d().rewind();
+  EXPECT_EQ(next(this->d()), "a");
+  EXPECT_EQ(next(this->d()), "|EOD|");
+}
+
+TYPED_TEST(DriveContractTest, EarlyWarningOnTheCrossingWriteThenPhysicalEnd) {
+  // 64 KiB tape, early warning 16 KiB before the end; each 4000-byte record
+  // takes 4008 bytes: record 13 crosses 48 KiB, record 17 would pass 64 KiB.
+  TypeParam harness({64 * 1024, 16 * 1024});
+  Drive& d = harness.drive();
+  std::vector<Bytes> written;
+  int first_warning = -1;
+  for (int i = 0; i < 100; ++i) {
+    Bytes record = random_bytes(4000, static_cast<std::uint32_t>(i));
+    try {
+      WriteResult r = d.write_record(record);
+      written.push_back(record);
+      if (r.early_warning && first_warning < 0) first_warning = i;
+      if (first_warning >= 0) {
+        EXPECT_TRUE(r.early_warning) << "write " << i;
+      }
+    } catch (const TapeError& e) {
+      EXPECT_EQ(e.kind(), TapeErrorKind::kPhysicalEnd) << e.what();
+      break;
+    }
+  }
+  EXPECT_EQ(first_warning, 12);
+  EXPECT_EQ(written.size(), 16u);
+  EXPECT_TRUE(d.status().early_warning);
+  // The physical end keeps refusing records, but a filemark still fits, so a
+  // writer can close its tape file cleanly.
+  expect_tape_error(TapeErrorKind::kPhysicalEnd, [&] { d.write_record(written[0]); });
+  EXPECT_TRUE(d.write_filemarks(1).early_warning);
+  expect_tape_error(TapeErrorKind::kPhysicalEnd, [&] { d.write_record(written[0]); });
+  d.rewind();
+  Bytes buffer(kReadBufferSize);
+  for (const Bytes& expected : written) {
+    ReadResult r = d.read_record(buffer);
+    ASSERT_EQ(r.kind, ReadKind::kData);
+    ASSERT_TRUE(std::equal(expected.begin(), expected.end(), buffer.begin()));
+  }
+  EXPECT_EQ(next(d), "|FM|");
+  EXPECT_EQ(next(d), "|EOD|");
+}
+
+TYPED_TEST(DriveContractTest, WriteProtectedTapeRefusesWritesButReads) {
+  put(this->d(), "a");
+  this->d().write_filemarks(1);
+  this->harness_.reopen(true);
+  EXPECT_TRUE(this->d().status().write_protected);
+  expect_tape_error(TapeErrorKind::kWriteProtected, [&] { put(this->d(), "b"); });
+  expect_tape_error(TapeErrorKind::kWriteProtected, [&] { this->d().write_filemarks(1); });
+  this->d().rewind();
+  EXPECT_EQ(next(this->d()), "a");
+  EXPECT_EQ(next(this->d()), "|FM|");
+  EXPECT_EQ(next(this->d()), "|EOD|");
+}
+
+TYPED_TEST(DriveContractTest, UnloadedDriveRefusesCommandsUntilLoaded) {
+  put(this->d(), "a");
+  this->d().write_filemarks(1);
+  this->d().unload();
+  EXPECT_FALSE(this->d().status().loaded);
+  expect_tape_error(TapeErrorKind::kNotLoaded, [&] { next(this->d()); });
+  expect_tape_error(TapeErrorKind::kNotLoaded, [&] { this->d().tell(); });
+  this->d().unload();  // a no-op
+  this->d().load();
+  DriveStatus s = this->d().status();
+  EXPECT_TRUE(s.loaded);
+  EXPECT_TRUE(s.bot);
+  EXPECT_EQ(next(this->d()), "a");
+  this->d().load();  // a no-op: stays where it is
+  EXPECT_EQ(this->d().tell(), 1u);
+}
+
+TYPED_TEST(DriveContractTest, CountersCountCommands) {
+  DriveStats before = this->d().stats();
+  for (int i = 0; i < 3; ++i) this->d().write_record(random_bytes(100, i));
+  this->d().write_filemarks(1);
+  this->d().rewind();
+  for (int i = 0; i < 3; ++i) next(this->d());
+  EXPECT_EQ(next(this->d()), "|FM|");
+  this->d().locate(1);
+  this->d().space_filemarks_forward(1);
+  this->d().space_filemarks_backward(1);
+  this->d().space_to_eod();
+  this->d().unload();
+  this->d().load();
+  DriveStats after = this->d().stats();
+  EXPECT_EQ(after.records_written - before.records_written, 3u);
+  EXPECT_EQ(after.bytes_written - before.bytes_written, 300u);
+  EXPECT_EQ(after.filemarks_written - before.filemarks_written, 1u);
+  EXPECT_EQ(after.records_read - before.records_read, 3u);
+  EXPECT_EQ(after.bytes_read - before.bytes_read, 300u);
+  EXPECT_EQ(after.filemarks_read - before.filemarks_read, 1u);
+  EXPECT_EQ(after.rewinds - before.rewinds, 1u);
+  EXPECT_EQ(after.locates - before.locates, 1u);
+  EXPECT_EQ(after.filemark_spaces - before.filemark_spaces, 2u);
+  EXPECT_EQ(after.eod_spaces - before.eod_spaces, 1u);
+  EXPECT_EQ(after.unloads - before.unloads, 1u);
+  EXPECT_EQ(after.loads - before.loads, 1u);
+  EXPECT_GE(after.tape_seconds, before.tape_seconds);
+}
+
+}  // namespace
+}  // namespace mixtape::tape::testing

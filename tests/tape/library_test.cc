@@ -1,0 +1,341 @@
+// Libraries: a folder of images, a SCSI changer through mtx (with a fake
+// robot behind the command-runner seam), and an operator with one drive.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include "tests/tape/tape_test_util.h"
+
+namespace mixtape::tape::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+EmulatedCartridge labelled_cartridge(const std::string& serial) {
+  EmulatedCartridge c;
+  c.blocks = {{EmulatedBlock::Kind::kRecord, label_tar(serial)},
+              {EmulatedBlock::Kind::kFilemark, {}}};
+  return c;
+}
+
+// ------------------------------------------------------------ ImageLibrary
+
+TEST(ImageLibrary, LabelsLoadsSwapsAndUnloadsThreeTapes) {
+  TempDir dir;
+  ImageLibrary library(dir.file("library"), 1, {8 << 20, 1 << 20});
+  const std::vector<std::string> serials = {"L00001", "L00002", "L00003"};
+  for (const std::string& serial : serials) {
+    Drive& d = library.load(serial);  // blank tapes are made on demand
+    EXPECT_EQ(read_label(d), std::nullopt);
+    write_label(d, serial);
+    put(d, "data of " + serial);
+    d.write_filemarks(1);
+    library.unload();
+    EXPECT_EQ(library.loaded_serial(), std::nullopt);
+  }
+  EXPECT_EQ(library.serials(), serials);
+
+  Drive& d = library.load("L00002");
+  EXPECT_EQ(library.loaded_serial(), "L00002");
+  EXPECT_TRUE(d.status().bot);
+  EXPECT_EQ(read_label(d), "L00002");  // reads file 0 up to its filemark
+  EXPECT_EQ(next(d), "data of L00002");
+  // Swap: loading another tape unloads this one first.
+  EXPECT_EQ(read_label(library.load("L00003")), "L00003");
+  EXPECT_EQ(read_label(library.load("L00001")), "L00001");
+  library.unload();
+  EXPECT_FALSE(library.drive(0).status().loaded);
+
+  // Counters survive every swap: 6 loads and unloads, 3 tapes written.
+  DriveStats s = library.stats();
+  EXPECT_EQ(s.loads, 6u);
+  EXPECT_EQ(s.unloads, 6u);
+  EXPECT_EQ(s.filemarks_written, 6u);
+  EXPECT_EQ(s.records_written, 6u);  // one label record and one data record each
+  EXPECT_GT(s.tape_seconds, 6 * (12.0 + 17.0));
+}
+
+TEST(ImageLibrary, MovesATapeBetweenDrivesAndRejectsBadSerials) {
+  TempDir dir;
+  ImageLibrary library(dir.path(), 2, {4 << 20, 0});
+  EXPECT_EQ(library.drive_count(), 2u);
+  put(library.load("A1", 0), "x");
+  library.load("A1", 1);  // a cartridge is in one drive at a time
+  EXPECT_EQ(library.loaded_serial(0), std::nullopt);
+  EXPECT_EQ(library.loaded_serial(1), "A1");
+  EXPECT_EQ(next(library.drive(1)), "x");
+  library.load("A2", 0);
+  EXPECT_EQ(library.serials(), (std::vector<std::string>{"A1", "A2"}));
+  expect_tape_error(TapeErrorKind::kInvalidArgument, [&] { library.load("../etc/passwd"); });
+  expect_tape_error(TapeErrorKind::kInvalidArgument, [&] { library.load(""); });
+  expect_tape_error(TapeErrorKind::kInvalidArgument, [&] { library.drive(2); });
+}
+
+// ----------------------------------------------------------- mtx parsing
+
+// mtx's Status(): "  Storage Changer %s:%d Drives, %d Slots ( %d Import/Export )",
+// "Data Transfer Element %d:Full (Storage Element %d Loaded):VolumeTag = %s",
+// "      Storage Element %d%s:%s" + ":VolumeTag=%s".
+constexpr char kTwoDrives[] =
+    "  Storage Changer /dev/sg3:2 Drives, 24 Slots ( 4 Import/Export )\n"
+    "Data Transfer Element 0:Full (Storage Element 1 Loaded):VolumeTag = L00001L6\n"
+    "Data Transfer Element 1:Empty\n"
+    "      Storage Element 1:Empty\n"
+    "      Storage Element 2:Full :VolumeTag=L00002L6\n"
+    "      Storage Element 3:Full :VolumeTag=L00003L6\n"
+    "      Storage Element 4:Empty\n"
+    "      Storage Element 21 IMPORT/EXPORT:Full :VolumeTag=CLN001CU\n"
+    "      Storage Element 24 IMPORT/EXPORT:Empty\n";
+
+TEST(MtxStatus, ParsesDrivesSlotsAndBarcodes) {
+  MtxStatus s = parse_mtx_status(kTwoDrives);
+  EXPECT_EQ(s.drive_count, 2);
+  EXPECT_EQ(s.slot_count, 24);
+  EXPECT_EQ(s.import_export_count, 4);
+  ASSERT_EQ(s.drives.size(), 2u);
+  EXPECT_TRUE(s.drives[0].full);
+  EXPECT_EQ(s.drives[0].source_slot, 1);
+  EXPECT_EQ(s.drives[0].volume_tag, "L00001L6");
+  EXPECT_FALSE(s.drives[1].full);
+  ASSERT_EQ(s.slots.size(), 6u);
+  EXPECT_FALSE(s.slots[0].full);
+  EXPECT_EQ(s.slots[1].number, 2);
+  EXPECT_EQ(s.slots[1].volume_tag, "L00002L6");
+  EXPECT_TRUE(s.slots[4].import_export);
+  EXPECT_EQ(s.slots[4].number, 21);
+  EXPECT_EQ(s.slots[4].volume_tag, "CLN001CU");
+  EXPECT_FALSE(s.slots[5].full);
+}
+
+TEST(MtxStatus, ParsesLibraryWithoutBarcodeReaderAndAlternateTags) {
+  MtxStatus s = parse_mtx_status(
+      "  Storage Changer /dev/sg6:4 Drives, 121 Slots ( 1 Import/Export )\n"
+      "Data Transfer Element 0:Full (Storage Element 3 Loaded)\n"
+      "Data Transfer Element 1:Full (Unknown Storage Element Loaded):VolumeTag = "
+      "ABC123L5:AlternateVolumeTag = XYZ\n"
+      "Data Transfer Element 2:Empty\n"
+      "Data Transfer Element 3:Empty\n"
+      "      Storage Element 1:Full \n"
+      "      Storage Element 2:Full :VolumeTag=SDE122S                         \n"
+      "      Storage Element 121 IMPORT/EXPORT:Full :VolumeTag=SDE120S\n");
+  ASSERT_EQ(s.drives.size(), 4u);
+  EXPECT_EQ(s.drives[0].source_slot, 3);
+  EXPECT_EQ(s.drives[0].volume_tag, "");
+  EXPECT_EQ(s.drives[1].source_slot, std::nullopt);
+  EXPECT_EQ(s.drives[1].volume_tag, "ABC123L5");
+  ASSERT_EQ(s.slots.size(), 3u);
+  EXPECT_TRUE(s.slots[0].full);
+  EXPECT_EQ(s.slots[0].volume_tag, "");
+  EXPECT_EQ(s.slots[1].volume_tag, "SDE122S");
+  EXPECT_TRUE(s.slots[2].import_export);
+  EXPECT_EQ(s.slots[2].number, 121);
+}
+
+TEST(MtxStatus, RejectsOtherOutput) {
+  expect_tape_error(TapeErrorKind::kDeviceError,
+                    [] { parse_mtx_status("mtx: Request Sense: Long Report=yes\n"); });
+}
+
+TEST(MtxStatus, BarcodesNameSerials) {
+  EXPECT_TRUE(volume_tag_matches("L00042L6", "L00042"));
+  EXPECT_TRUE(volume_tag_matches("L00042", "L00042"));
+  EXPECT_FALSE(volume_tag_matches("L00042L6", "L0004"));
+  EXPECT_FALSE(volume_tag_matches("L00043L6", "L00042"));
+  EXPECT_FALSE(volume_tag_matches("", ""));
+}
+
+// ------------------------------------------------------------- MtxChanger
+
+// A robot behind `mtx`: answers status in mtx's format, moves cartridges
+// between its slots and the emulated drives, and refuses to pull a tape out
+// of a drive that has not ejected it (mtx: "Drive needs offline before move").
+class FakeRobot {
+ public:
+  FakeRobot(std::vector<EmulatedStDevice*> drives, std::vector<std::string> slot_tags)
+      : drives_(std::move(drives)), drive_tag_(drives_.size()), drive_source_(drives_.size()) {
+    for (const std::string& tag : slot_tags) {
+      slots_.push_back(tag);
+      if (!tag.empty()) cartridges_[tag] = labelled_cartridge(tag.substr(0, 6));
+    }
+  }
+
+  CommandResult operator()(const std::vector<std::string>& argv) {
+    std::string line;
+    for (const std::string& a : argv) line += (line.empty() ? "" : " ") + a;
+    calls.push_back(line);
+    if (argv.size() < 4 || argv[0] != "mtx" || argv[1] != "-f" || argv[2] != "/dev/sg3") {
+      return {1, "usage"};
+    }
+    if (argv[3] == "status") return {0, render()};
+    std::size_t slot = std::stoul(argv.at(4)) - 1;
+    std::size_t drive = std::stoul(argv.at(5));
+    if (argv[3] == "load") {
+      if (slots_[slot].empty() || !drive_tag_[drive].empty()) return {1, "cannot load"};
+      drive_tag_[drive] = slots_[slot];
+      drive_source_[drive] = static_cast<int>(slot + 1);
+      slots_[slot].clear();
+      drives_[drive]->insert(cartridges_.at(drive_tag_[drive]));
+      return {0, "Loading media from Storage Element " + argv[4] + " into drive " + argv[5] +
+                     "...done\n"};
+    }
+    if (argv[3] == "unload") {
+      if (drives_[drive]->loaded()) return {1, "Drive needs offline before move\n"};
+      if (drive_tag_[drive].empty() || !slots_[slot].empty()) return {1, "cannot unload"};
+      cartridges_[drive_tag_[drive]] = *drives_[drive]->remove();
+      slots_[slot] = drive_tag_[drive];
+      drive_tag_[drive].clear();
+      return {0, "Unloading drive " + argv[5] + " into Storage Element " + argv[4] + "...done\n"};
+    }
+    return {1, "unknown command"};
+  }
+
+  std::vector<std::string> calls;
+
+ private:
+  std::string render() const {
+    std::ostringstream out;
+    out << "  Storage Changer /dev/sg3:" << drives_.size() << " Drives, " << slots_.size()
+        << " Slots ( 1 Import/Export )\n";
+    for (std::size_t d = 0; d < drives_.size(); ++d) {
+      out << "Data Transfer Element " << d << ":";
+      if (drive_tag_[d].empty()) {
+        out << "Empty\n";
+      } else {
+        out << "Full (Storage Element " << drive_source_[d]
+            << " Loaded):VolumeTag = " << drive_tag_[d] << "\n";
+      }
+    }
+    for (std::size_t s = 0; s < slots_.size(); ++s) {
+      out << "      Storage Element " << s + 1 << (s + 1 == slots_.size() ? " IMPORT/EXPORT" : "")
+          << ":" << (slots_[s].empty() ? "Empty" : "Full ");
+      if (!slots_[s].empty()) out << ":VolumeTag=" << slots_[s];
+      out << "\n";
+    }
+    return out.str();
+  }
+
+  std::vector<EmulatedStDevice*> drives_;
+  std::vector<std::string> drive_tag_;
+  std::vector<int> drive_source_;
+  std::vector<std::string> slots_;
+  std::map<std::string, EmulatedCartridge> cartridges_;
+};
+
+TEST(MtxChanger, LoadsSwapsAndUnloadsWithMtx) {
+  EmulatedStDevice nst0("/dev/nst0"), nst1("/dev/nst1");
+  FakeRobot robot({&nst0, &nst1}, {"L00001L6", "L00002L6", "L00003L6", "", "", ""});
+  std::vector<std::unique_ptr<Drive>> drives;
+  drives.push_back(std::make_unique<StDrive>("/dev/nst0", nst0));
+  drives.push_back(std::make_unique<StDrive>("/dev/nst1", nst1));
+  MtxChanger changer("/dev/sg3", std::move(drives), std::ref(robot));
+
+  EXPECT_EQ(changer.serials(), (std::vector<std::string>{"L00001", "L00002", "L00003"}));
+  robot.calls.clear();
+
+  Drive& d0 = changer.load("L00002", 0);
+  EXPECT_EQ(robot.calls,
+            (std::vector<std::string>{"mtx -f /dev/sg3 status", "mtx -f /dev/sg3 load 2 0"}));
+  EXPECT_EQ(read_label(d0), "L00002");
+  EXPECT_EQ(changer.loaded_serial(0), "L00002");
+
+  robot.calls.clear();
+  EXPECT_EQ(read_label(changer.load("L00003", 0)), "L00003");
+  EXPECT_EQ(robot.calls,
+            (std::vector<std::string>{"mtx -f /dev/sg3 status", "mtx -f /dev/sg3 unload 2 0",
+                                      "mtx -f /dev/sg3 status", "mtx -f /dev/sg3 load 3 0"}));
+
+  robot.calls.clear();
+  EXPECT_EQ(read_label(changer.load("L00003", 1)), "L00003");  // moves between drives
+  EXPECT_EQ(robot.calls,
+            (std::vector<std::string>{"mtx -f /dev/sg3 status", "mtx -f /dev/sg3 unload 3 0",
+                                      "mtx -f /dev/sg3 status", "mtx -f /dev/sg3 load 3 1"}));
+
+  robot.calls.clear();
+  changer.unload(1);
+  EXPECT_EQ(robot.calls,
+            (std::vector<std::string>{"mtx -f /dev/sg3 status", "mtx -f /dev/sg3 unload 3 1"}));
+  EXPECT_EQ(changer.loaded_serial(1), std::nullopt);
+
+  expect_tape_error(TapeErrorKind::kNotLoaded, [&] { changer.load("L00009", 0); });
+  DriveStats s = changer.stats();
+  EXPECT_EQ(s.loads, 3u);
+  EXPECT_EQ(s.unloads, 3u);
+}
+
+TEST(MtxChanger, FailingMtxIsADeviceErrorWithItsOutput) {
+  EmulatedStDevice nst0("/dev/nst0");
+  std::vector<std::unique_ptr<Drive>> drives;
+  drives.push_back(std::make_unique<StDrive>("/dev/nst0", nst0));
+  MtxChanger changer("/dev/sg3", std::move(drives), [](const std::vector<std::string>&) {
+    return CommandResult{1, "/dev/sg3: No such file or directory\n"};
+  });
+  auto e = expect_tape_error(TapeErrorKind::kDeviceError, [&] { changer.status(); });
+  ASSERT_TRUE(e);
+  EXPECT_NE(std::string(e->what()).find("mtx -f /dev/sg3 status failed"), std::string::npos);
+  EXPECT_NE(std::string(e->what()).find("No such file"), std::string::npos);
+}
+
+TEST(RunCommand, CapturesOutputAndExitStatus) {
+  CommandResult r = run_command({"sh", "-c", "echo out; echo err >&2; exit 3"});
+  EXPECT_EQ(r.exit_status, 3);
+  EXPECT_EQ(r.output, "out\nerr\n");
+  EXPECT_EQ(run_command({"/nonexistent/mtx"}).exit_status, 127);
+}
+
+// ---------------------------------------------------------- ManualChanger
+
+TEST(ManualChanger, PromptsAndWaitsUntilTheRightTapeIsInserted) {
+  EmulatedStDevice device;
+  StDrive drive("/dev/nst0", device);
+  std::ostringstream prompt;  // written by this thread only
+  ManualChanger changer(drive, prompt, read_label, {10ms, 10s});
+
+  // The operator first inserts the wrong tape, takes it out once the drive
+  // has ejected it, then inserts the right one.
+  std::thread operator_thread([&device] {
+    std::this_thread::sleep_for(50ms);
+    device.insert(labelled_cartridge("L00007"));
+    for (int i = 0; i < 2000 && device.loaded(); ++i) std::this_thread::sleep_for(5ms);
+    device.remove();
+    device.insert(labelled_cartridge("L00042"));
+  });
+  Drive& d = changer.load("L00042");
+  operator_thread.join();
+
+  EXPECT_EQ(changer.loaded_serial(), "L00042");
+  EXPECT_TRUE(d.status().bot);
+  EXPECT_EQ(read_label(d), "L00042");
+  const std::string said = prompt.str();
+  EXPECT_NE(said.find("please insert tape L00042 into /dev/nst0"), std::string::npos) << said;
+  EXPECT_NE(said.find("holds tape L00007, not L00042"), std::string::npos) << said;
+  changer.unload();
+  EXPECT_NE(prompt.str().find("tape L00042 can be taken out"), std::string::npos);
+  EXPECT_FALSE(device.loaded());
+}
+
+TEST(ManualChanger, TapeAlreadyInTheDriveNeedsNoPrompt) {
+  EmulatedStDevice device;
+  device.insert(labelled_cartridge("L00042"));
+  StDrive drive("/dev/nst0", device);
+  std::ostringstream prompt;
+  ManualChanger changer(drive, prompt, read_label, {10ms, 1s});
+  changer.load("L00042");
+  EXPECT_EQ(prompt.str(), "");
+  EXPECT_EQ(changer.serials(), std::vector<std::string>{"L00042"});
+}
+
+TEST(ManualChanger, GivesUpAfterTheTimeout) {
+  EmulatedStDevice device;
+  StDrive drive("/dev/nst0", device);
+  std::ostringstream prompt;
+  ManualChanger changer(drive, prompt, read_label, {10ms, 100ms});
+  auto start = std::chrono::steady_clock::now();
+  expect_tape_error(TapeErrorKind::kTimeout, [&] { changer.load("L00042"); });
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 100ms);
+  EXPECT_NE(prompt.str().find("please insert tape L00042"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace mixtape::tape::testing
