@@ -731,10 +731,12 @@ catalog::TapeRow label_tape(catalog::Catalog& catalog, tape::Drive& drive,
   extras.source_tarball_path = options.source_tarball_path;
 
   drive.rewind();
+  std::uint64_t label_bytes = 0;
   {
     tape::RecordWriter records(drive, static_cast<std::size_t>(config.record_size));
     format::write_archaeology(records, label, extras);
     records.close();
+    label_bytes = records.bytes_written();
   }
   catalog::TapeRow tape;
   tape.serial = serial;
@@ -744,6 +746,7 @@ catalog::TapeRow label_tape(catalog::Catalog& catalog, tape::Drive& drive,
   tape.state = catalog::TapeState::kLabelled;
   tape.append_file = 1;
   tape.append_block = drive.tell();
+  tape.bytes_used = label_bytes;
   tape.labelled_at_ns = now_ns();
   auto transaction = catalog.transaction();
   tape.id = catalog.add_tape(tape);

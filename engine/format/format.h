@@ -221,9 +221,10 @@ class TarReader {
 
   // The next member, skipping any unread data of the previous one; nullopt
   // at the end-of-archive marker. Member names are normalised with
-  // safe_relative_path(); a hostile name (absolute, "..") or a malformed
-  // hash throws, but only that member is lost: next() then continues with
-  // the following one. Damage to the tar structure itself is final.
+  // safe_relative_path(). A member that is refused (hostile name, malformed
+  // hash or owner...) throws a FormatError ending in "member skipped": only
+  // it is lost, and next() continues with the following one. Any other
+  // error is damage to the tar structure and ends the reading.
   std::optional<TarMember> next();
   // Reads the current member's data; 0 once all of it has been read.
   std::size_t read_data(MutableByteSpan out);

@@ -150,7 +150,7 @@ std::string encode_headers(const MemberInfo& info) {
   // The extended header's own ustar header. Its name is what a reader
   // without pax support would extract it as, so keep it recognisable.
   tar::Block extended{};
-  std::string_view base = info.path.substr(info.path.rfind('/') + 1);
+  std::string_view base = std::string_view(info.path).substr(info.path.rfind('/') + 1);
   std::string pax_name = "PaxHeaders/";
   pax_name += tar::utf8_prefix(base, tar::kName.size - pax_name.size());
   tar::put_string(extended, tar::kName, pax_name);

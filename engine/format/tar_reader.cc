@@ -312,6 +312,7 @@ std::optional<TarMember> TarReader::read_member() {
   member.info.type = type_of(member.typeflag);
   std::string name = raw_name(pax, long_name, block, posix);
   current_ = name;
+  bool sized = false;  // once the data size is known, the member can be stepped over
   try {
     std::uint64_t size = pax_or_header(pax, "size", block, tar::kSize);
     if (size > static_cast<std::uint64_t>(INT64_MAX)) throw Error("size out of range");
@@ -319,6 +320,7 @@ std::optional<TarMember> TarReader::read_member() {
     remaining_ = data_size;
     padding_ = tar::padded(data_size) - data_size;
     member.info.size = data_size;
+    sized = true;
     auto mode = tar::get_number(block, tar::kMode);
     if (!mode || *mode < 0) throw Error("malformed mode field");
     member.info.mode = static_cast<std::uint32_t>(*mode & 07777);
@@ -341,7 +343,7 @@ std::optional<TarMember> TarReader::read_member() {
       member.info.blake2b256 = *hash;
     }
   } catch (const Error& e) {
-    fail(at, e.what());
+    fail(at, std::string(e.what()) + (sized ? "; member skipped" : ""));
   }
 
   auto safe = safe_relative_path(name);
