@@ -1,0 +1,50 @@
+// fs/fuse_fs: the FUSE low-level handlers over a Tree. Each handler does the
+// work through Tree or ContentSource and replies exactly once; errors become
+// errno (FsError carries its own, anything else is EIO). Everything that
+// would change the tree answers EROFS; .mixtape/recall is the one file that
+// takes writes, and only to queue recalls.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fs/tree.h"
+
+namespace mixtape::fs {
+
+// An open file's bytes, as the recall engine provides them: read() blocks
+// until the range is staged and verified (the last bytes only after the
+// whole file's hash matched).
+class OpenContent {
+ public:
+  virtual ~OpenContent() = default;
+  virtual std::size_t read(std::uint64_t offset, MutableByteSpan out) = 0;
+};
+
+class ContentSource {
+ public:
+  virtual ~ContentSource() = default;
+  virtual std::unique_ptr<OpenContent> open(const Content& content) = 0;
+  // For user.mixtape.state: "offline", "staging 37%", "staged".
+  virtual std::string state(const catalog::VersionRow& version) = 0;
+  // Paths written to .mixtape/recall, one per line.
+  virtual void recall(const std::vector<Content>& contents) = 0;
+};
+
+struct MountOptions {
+  std::string mountpoint;
+  bool foreground = false;
+  bool debug = false;
+  bool allow_other = false;
+  double timeout_seconds = 3600;  // entry/attr cache: the catalog only grows
+};
+
+// Mounts, serves until unmounted (or a signal), unmounts. ready() is called
+// once the kernel mount exists, so a parent can stop waiting.
+int serve(Tree& tree, ContentSource& content, ControlFiles& control, const MountOptions& options,
+          const std::function<void()>& ready);
+
+}  // namespace mixtape::fs

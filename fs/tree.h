@@ -1,0 +1,150 @@
+// fs/tree: the namespace mount.mixtape shows (docs: shared/design/namespace.md),
+// computed from the catalog alone. It never mentions FUSE: fuse_ops.cc turns
+// these answers into replies, and tests use the Tree directly.
+//
+// Inode numbers are catalog row ids, tagged with what they are and which view
+// they are seen through, so they are stable across remounts and forget() has
+// nothing to free:
+//
+//   bits 63..59  node kind (root is inode 1, FUSE's root id)
+//   bits 58..40  view: 0 latest, 1 + run id (snapshots), 2^18 + tape id (tapes)
+//   bits 39..0   the catalog id (dir, file, version or copy row; run or tape
+//                for view roots)
+#pragma once
+
+#include <sys/stat.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/catalog/catalog.h"
+
+namespace mixtape::fs {
+
+using Ino = std::uint64_t;
+
+enum class NodeKind : std::uint8_t {
+  kRoot = 0,  // inode 1
+  kLatestRoot,
+  kSnapshotsRoot,
+  kSnapshotsLatest,  // symlink to the newest snapshot
+  kSnapshotRoot,     // snapshots/<time>: id = run id
+  kTapesRoot,
+  kTapeRoot,  // tapes/<serial>: id = tape id
+  kDir,       // a catalog directory in a view
+  kFile,      // a file (regular or symlink) in a view: id = file id
+  kVersionsDir,
+  kVersion,  // id = version id
+  kReplicasDir,
+  kReplica,  // id = copy id
+  kControlDir,
+  kStatusFile,
+  kStatsFile,
+  kRecallFile,
+};
+
+struct Node {
+  NodeKind kind = NodeKind::kRoot;
+  std::uint32_t view = 0;
+  std::uint64_t id = 0;
+  bool operator==(const Node&) const = default;
+};
+
+inline constexpr std::uint32_t kTapeViewBase = 1u << 18;
+inline constexpr std::uint64_t kIdMask = (1ULL << 40) - 1;
+
+Ino encode(const Node& node);
+Node decode(Ino ino);
+
+// What stat(2) shows.
+struct Attr {
+  Ino ino = 0;
+  std::uint32_t mode = 0;
+  std::uint32_t nlink = 1;
+  std::uint32_t uid = 0;
+  std::uint32_t gid = 0;
+  std::uint64_t size = 0;
+  std::int64_t mtime_ns = 0;
+};
+
+struct DirEntry {
+  std::string name;
+  Attr attr;
+};
+
+// The error a request ends with; fuse_ops turns it into an errno.
+class FsError : public Error {
+ public:
+  FsError(int error, const std::string& what) : Error(what), errno_(error) {}
+  int error() const { return errno_; }
+
+ private:
+  int errno_;
+};
+
+// Where a file's bytes are: the version and, for replicas/, one copy.
+struct Content {
+  catalog::VersionRow version;
+  std::optional<catalog::Id> copy_id;  // recall from this copy only
+  std::optional<catalog::Id> tape_id;  // tapes/<serial>/: recall from this tape only
+  std::string path;                    // source path, for messages
+};
+
+// Text of the generated files under .mixtape/.
+class ControlFiles {
+ public:
+  virtual ~ControlFiles() = default;
+  virtual std::string status() = 0;
+  virtual std::string stats_json() = 0;
+};
+
+class Tree {
+ public:
+  // Opens read-only catalog connections on demand, one per thread.
+  explicit Tree(std::string catalog_path);
+
+  Attr getattr(Ino ino);
+  // nullopt: no such name.
+  std::optional<DirEntry> lookup(Ino parent, const std::string& name);
+  // Calls fn for entries from `offset` (0-based, in a stable order) until it
+  // returns false; every entry carries the offset of the next.
+  void list(Ino dir, std::uint64_t offset,
+            const std::function<bool(const DirEntry&, std::uint64_t next)>& fn);
+  std::string readlink(Ino ino);
+  // user.mixtape.* attributes of a file node (empty for others).
+  std::map<std::string, std::string> xattrs(Ino ino, const std::string& state);
+  // The bytes a regular file node stands for; FsError(EISDIR/EINVAL) otherwise.
+  Content content(Ino ino);
+
+  catalog::Catalog& catalog();  // this thread's connection
+
+ private:
+  Attr dir_attr(Ino ino, const catalog::DirRow& dir);
+  Attr file_attr(Ino ino, const catalog::VersionRow& version);
+  Attr synthetic_dir(Ino ino);
+  catalog::View view_of(std::uint32_t view);
+  std::uint32_t view_for_run(catalog::Id run) const;
+  std::uint32_t view_for_tape(catalog::Id tape) const;
+  catalog::Id dir_of_node(const Node& node);
+  std::optional<catalog::Entry> file_entry(const Node& node);
+  std::vector<DirEntry> special_children(const Node& node);
+  std::vector<DirEntry> version_entries(const Node& node);
+  std::vector<DirEntry> replica_entries(const Node& node);
+  std::string version_name(const catalog::FileRow& file, const catalog::VersionRow& v, int n);
+  std::string snapshot_name(const catalog::RunRow& run);
+
+  std::string catalog_path_;
+  std::mutex mutex_;
+  std::unordered_map<std::thread::id, std::unique_ptr<catalog::Catalog>> connections_;
+  std::int64_t mount_time_ns_;
+};
+
+}  // namespace mixtape::fs

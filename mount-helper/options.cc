@@ -1,0 +1,140 @@
+#include "mount-helper/options.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <set>
+
+#include "engine/common/common.h"
+
+namespace mixtape::mount {
+namespace {
+
+// What mount(8) and fstab pass that means nothing to a read-only FUSE mount.
+const std::set<std::string>& ignored_options() {
+  static const std::set<std::string> kIgnored = {
+      "ro",     "noauto",   "auto",     "user",    "nouser", "users",  "_netdev",
+      "nofail", "defaults", "exec",     "noexec",  "suid",   "nosuid", "dev",
+      "nodev",  "async",    "relatime", "noatime", "atime"};
+  return kIgnored;
+}
+
+double parse_seconds(const std::string& text) {
+  char* end = nullptr;
+  double value = std::strtod(text.c_str(), &end);
+  if (text.empty() || *end != '\0' || value < 0)
+    throw Error("wait= takes seconds, not '" + text + "'");
+  return value;
+}
+
+void apply_option(Options& options, const std::string& option) {
+  auto eq = option.find('=');
+  std::string key = option.substr(0, eq);
+  std::string value = eq == std::string::npos ? "" : option.substr(eq + 1);
+  auto needs_value = [&] {
+    if (eq == std::string::npos || value.empty()) throw Error("option " + key + " needs a value");
+  };
+  if (key == "rw") throw Error("mixtape mounts are read-only; remove 'rw'");
+  if (ignored_options().count(key) || key.rfind("x-", 0) == 0) {
+    options.ignored.push_back(option);
+  } else if (key == "foreground") {
+    options.foreground = true;
+  } else if (key == "debug") {
+    options.debug = options.foreground = true;
+  } else if (key == "allow_other") {
+    options.allow_other = true;
+  } else if (key == "identity") {
+    needs_value();
+    options.identity = value;
+  } else if (key == "passphrase_file") {
+    needs_value();
+    options.passphrase_file = value;
+  } else if (key == "device") {
+    needs_value();
+    options.device = value;
+  } else if (key == "library") {
+    needs_value();
+    options.library = value;
+  } else if (key == "changer") {
+    needs_value();
+    options.changer = value;
+  } else if (key == "cache") {
+    needs_value();
+    options.cache = value;
+  } else if (key == "cache_size") {
+    needs_value();
+    options.cache_size = parse_size(value);
+  } else if (key == "wait") {
+    needs_value();
+    options.wait_seconds = parse_seconds(value);
+  } else if (key == "recall") {
+    needs_value();
+    if (value == "open")
+      options.recall = RecallPolicy::kOpen;
+    else if (value == "read")
+      options.recall = RecallPolicy::kRead;
+    else if (value == "never")
+      options.recall = RecallPolicy::kNever;
+    else
+      throw Error("recall= takes open, read or never, not '" + value + "'");
+  } else if (!options.sloppy) {
+    throw Error("unknown option '" + key + "' (mount -s ignores unknown options)");
+  } else {
+    options.ignored.push_back(option);
+  }
+}
+
+}  // namespace
+
+Options parse_options(const std::vector<std::string>& argv) {
+  Options options;
+  std::vector<std::string> positional;
+  std::vector<std::string> option_lists;
+  for (std::size_t i = 1; i < argv.size(); ++i) {
+    const std::string& arg = argv[i];
+    if (arg == "-o") {
+      if (++i == argv.size()) throw Error("-o needs a list of options");
+      option_lists.push_back(argv[i]);
+    } else if (arg.rfind("-o", 0) == 0 && arg.size() > 2) {
+      option_lists.push_back(arg.substr(2));
+    } else if (arg.size() > 1 && arg[0] == '-' && arg != "--") {
+      for (char flag : arg.substr(1)) {
+        switch (flag) {
+          case 's':
+            options.sloppy = true;
+            break;
+          case 'f':
+            options.fake = true;
+            break;
+          case 'n':
+            break;  // no mtab: there is none to write
+          case 'v':
+            options.verbose = true;
+            break;
+          default:
+            throw Error(std::string("unknown flag -") + flag);
+        }
+      }
+    } else {
+      positional.push_back(arg);
+    }
+  }
+  // Flags may follow -o lists (mount(8) puts -o last), so options are applied
+  // once all flags, -s included, are known.
+  for (const auto& list : option_lists) {
+    std::size_t start = 0;
+    while (start <= list.size()) {
+      std::size_t comma = list.find(',', start);
+      if (comma == std::string::npos) comma = list.size();
+      if (comma > start) apply_option(options, list.substr(start, comma - start));
+      start = comma + 1;
+    }
+  }
+  if (positional.size() != 2) throw Error("usage: mount.mixtape SOURCE DIR [-sfnv] [-o options]");
+  options.source = positional[0];
+  options.mountpoint = std::filesystem::absolute(positional[1]).lexically_normal().string();
+  if (options.mountpoint.size() > 1 && options.mountpoint.back() == '/')
+    options.mountpoint.pop_back();
+  return options;
+}
+
+}  // namespace mixtape::mount

@@ -1,0 +1,66 @@
+#include "mount-helper/options.h"
+
+#include <gtest/gtest.h>
+
+#include "engine/common/common.h"
+
+namespace mixtape::mount {
+namespace {
+
+Options parse(std::vector<std::string> args) {
+  args.insert(args.begin(), "mount.mixtape");
+  return parse_options(args);
+}
+
+TEST(MountOptions, TakesSourceDirAndOptions) {
+  auto o = parse({"/var/lib/mixtape/catalog.db", "/mnt/tape", "-o",
+                  "identity=/root/id.txt,library=/srv/tapes,cache_size=2G,wait=30,recall=read"});
+  EXPECT_EQ(o.source, "/var/lib/mixtape/catalog.db");
+  EXPECT_EQ(o.mountpoint, "/mnt/tape");
+  EXPECT_EQ(o.identity, "/root/id.txt");
+  EXPECT_EQ(o.library, "/srv/tapes");
+  EXPECT_EQ(o.cache_size, 2ull << 30);
+  ASSERT_TRUE(o.wait_seconds);
+  EXPECT_DOUBLE_EQ(*o.wait_seconds, 30);
+  EXPECT_EQ(o.recall, RecallPolicy::kRead);
+  EXPECT_FALSE(o.foreground);
+}
+
+TEST(MountOptions, MinusFIsFakeAndForegroundIsAnOption) {
+  auto o = parse({"cat.db", "/mnt/x", "-f"});
+  EXPECT_TRUE(o.fake);
+  EXPECT_FALSE(o.foreground);
+  auto p = parse({"cat.db", "/mnt/x", "-o", "foreground"});
+  EXPECT_FALSE(p.fake);
+  EXPECT_TRUE(p.foreground);
+}
+
+TEST(MountOptions, IgnoresWhatFstabPasses) {
+  auto o = parse({"cat.db", "/mnt/x", "-o", "ro,noauto,user,_netdev,nofail,x-systemd.automount"});
+  EXPECT_EQ(o.ignored.size(), 6u);
+}
+
+TEST(MountOptions, RefusesRw) {
+  EXPECT_THROW(parse({"cat.db", "/mnt/x", "-o", "rw"}), Error);
+  EXPECT_THROW(parse({"cat.db", "/mnt/x", "-o", "noauto,rw"}), Error);
+}
+
+TEST(MountOptions, UnknownOptionsNeedSloppy) {
+  EXPECT_THROW(parse({"cat.db", "/mnt/x", "-o", "bogus=1"}), Error);
+  // mount(8) may put -s after the options.
+  auto o = parse({"cat.db", "/mnt/x", "-o", "bogus=1", "-s"});
+  EXPECT_TRUE(o.sloppy);
+  EXPECT_EQ(o.ignored.size(), 1u);
+}
+
+TEST(MountOptions, RejectsMalformedValues) {
+  EXPECT_THROW(parse({"cat.db", "/mnt/x", "-o", "recall=sometimes"}), Error);
+  EXPECT_THROW(parse({"cat.db", "/mnt/x", "-o", "wait=soon"}), Error);
+  EXPECT_THROW(parse({"cat.db", "/mnt/x", "-o", "cache_size=lots"}), Error);
+  EXPECT_THROW(parse({"cat.db", "/mnt/x", "-o", "identity="}), Error);
+  EXPECT_THROW(parse({"cat.db"}), Error);
+  EXPECT_THROW(parse({"cat.db", "/mnt/x", "-q"}), Error);
+}
+
+}  // namespace
+}  // namespace mixtape::mount
