@@ -10,5 +10,7 @@ void add_keygen_command(CLI::App& app);
 void add_tape_commands(CLI::App& app);
 void add_backup_commands(CLI::App& app);
 void add_catalog_commands(CLI::App& app);
+void add_mount_command(CLI::App& app);
+void add_restore_commands(CLI::App& app);
 
 }  // namespace mixtape::cli

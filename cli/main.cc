@@ -14,6 +14,8 @@ int main(int argc, char** argv) {
   mixtape::cli::add_tape_commands(app);
   mixtape::cli::add_backup_commands(app);
   mixtape::cli::add_catalog_commands(app);
+  mixtape::cli::add_mount_command(app);
+  mixtape::cli::add_restore_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

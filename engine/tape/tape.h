@@ -662,4 +662,44 @@ struct OpenDriveOptions {
 // ImageDrive::open semantics), so images on /dev/shm work too.
 std::unique_ptr<Drive> open_drive(const std::string& device, const OpenDriveOptions& options = {});
 
+// ------------------------------------------------------------ from flags
+
+// One drive and whatever tape is in it (`--device`): its serial comes from
+// the label; a blank tape answers to any serial, so a writer can label it.
+// Asking for another serial than the label's is an error telling the
+// operator which tape to insert.
+class SingleDriveLibrary final : public Library {
+ public:
+  SingleDriveLibrary(std::unique_ptr<Drive> drive, SerialReader read_serial);
+
+  std::size_t drive_count() const override { return 1; }
+  Drive& drive(std::size_t index) override;
+  std::vector<std::string> serials() override;
+  Drive& load(const std::string& serial, std::size_t index = 0) override;
+  void unload(std::size_t index = 0) override;
+  std::optional<std::string> loaded_serial(std::size_t index = 0) const override;
+  DriveStats stats() const override { return drive_->stats(); }
+
+ private:
+  std::optional<std::string> serial_in_drive();
+
+  std::unique_ptr<Drive> drive_;
+  SerialReader read_serial_;
+  std::optional<std::string> known_;
+};
+
+// What --device / --library / --changer name (cli.md), and mount -o alike.
+struct LibrarySpec {
+  std::string device;   // a drive or .tap image (with changer: the changer's drive)
+  std::string library;  // a folder of <serial>.tap images
+  std::string changer;  // /dev/sgN, driven with mtx
+  std::size_t drives = 1;
+  ImageGeometry blank_geometry;  // of images made on demand
+  bool read_only = false;
+};
+
+// Exactly one of device or library (or changer with device); throws
+// TapeError(kInvalidArgument) otherwise.
+std::unique_ptr<Library> open_library(const LibrarySpec& spec, SerialReader read_serial);
+
 }  // namespace mixtape::tape

@@ -1,0 +1,187 @@
+#include "fs/recall_content.h"
+
+#include <cerrno>
+#include <sstream>
+
+namespace mixtape::fs {
+namespace {
+
+class CachedFile final : public OpenContent {
+ public:
+  CachedFile(RecallContent& owner, restore::StageCache::Reader reader, catalog::VersionRow version,
+             bool recall_on_read, std::optional<std::chrono::seconds> wait, std::string path)
+      : owner_(owner),
+        reader_(std::move(reader)),
+        version_(std::move(version)),
+        recall_on_read_(recall_on_read),
+        wait_(wait),
+        path_(std::move(path)) {}
+
+  std::size_t read(std::uint64_t offset, MutableByteSpan out) override {
+    if (offset >= reader_.size() || out.empty()) return 0;
+    if (recall_on_read_) {
+      owner_.request(version_, 1);
+      recall_on_read_ = false;
+    }
+    auto deadline = wait_ ? std::chrono::steady_clock::now() + *wait_
+                          : std::chrono::steady_clock::time_point::max();
+    switch (reader_.wait_for(offset, out.size(), deadline)) {
+      case restore::WaitStatus::kReady:
+        return reader_.read(offset, out);
+      case restore::WaitStatus::kFailed:
+        throw FsError(EIO, path_ + ": " + reader_.error());
+      case restore::WaitStatus::kTimedOut:
+        throw FsError(ENOMEDIUM, path_ + ": its tape was not inserted in time");
+    }
+    throw FsError(EIO, path_);
+  }
+
+ private:
+  RecallContent& owner_;
+  restore::StageCache::Reader reader_;
+  catalog::VersionRow version_;
+  bool recall_on_read_;
+  std::optional<std::chrono::seconds> wait_;
+  std::string path_;
+};
+
+}  // namespace
+
+RecallContent::RecallContent(Tree& tree, tape::Library& library, restore::StageCache& cache,
+                             restore::RecallQueue& queue, RecallContentOptions options)
+    : tree_(tree), library_(library), cache_(cache), queue_(queue), options_(options) {}
+
+restore::RecallHandle RecallContent::request(const catalog::VersionRow& version, int priority) {
+  std::lock_guard lock(mutex_);
+  auto it = handles_.find(version.id);
+  if (it != handles_.end()) {
+    auto state = it->second.status().state;
+    if (state != restore::RecallState::kFailed) return it->second;
+  }
+  auto handle = queue_.request(version.id, priority);
+  handles_[version.id] = handle;
+  return handle;
+}
+
+std::unique_ptr<OpenContent> RecallContent::open(const Content& content) {
+  bool staged = cache_.contains(content.version.hash);
+  {
+    std::lock_guard lock(mutex_);
+    ++opens_;
+    if (staged) ++cache_hits_;
+  }
+  bool recall_on_read = false;
+  if (!staged) {
+    switch (options_.policy) {
+      case RecallPolicy::kNever:
+        throw FsError(EIO, content.path + " is not staged and recall=never");
+      case RecallPolicy::kRead:
+        recall_on_read = true;
+        break;
+      case RecallPolicy::kOpen:
+        request(content.version, 1);
+        read_ahead(content);
+        break;
+    }
+  }
+  return std::make_unique<CachedFile>(*this, cache_.open(content.version.hash, content.version.size),
+                                      content.version, recall_on_read, options_.wait, content.path);
+}
+
+// The files after this one in its directory, if they sit in the same archive
+// as its first copy, are queued at a lower priority: `cp -r dir` then
+// streams through the archive instead of seeking per file.
+void RecallContent::read_ahead(const Content& content) {
+  if (options_.read_ahead == 0) return;
+  auto& catalog = tree_.catalog();
+  auto file = catalog.file(content.version.file_id);
+  if (!file) return;
+  auto copies = catalog.copies_of(content.version.id);
+  if (copies.empty()) return;
+  catalog::Id archive = copies.front().archive.id;
+  auto entries = catalog.list_dir(file->dir, catalog::View::latest(), file->name,
+                                  options_.read_ahead);
+  for (const auto& entry : entries) {
+    if (entry.is_dir || entry.version.kind != catalog::VersionKind::kFile) continue;
+    if (cache_.contains(entry.version.hash)) continue;
+    bool same_archive = false;
+    for (const auto& r : catalog.copies_of(entry.version.id))
+      if (r.archive.id == archive) same_archive = true;
+    if (same_archive) request(entry.version, 0);
+  }
+}
+
+std::string RecallContent::state(const catalog::VersionRow& version) {
+  if (cache_.contains(version.hash)) return "staged";
+  std::lock_guard lock(mutex_);
+  auto it = handles_.find(version.id);
+  if (it == handles_.end()) return "offline";
+  auto status = it->second.status();
+  switch (status.state) {
+    case restore::RecallState::kStaging:
+      return "staging " + std::to_string(status.percent()) + "%";
+    case restore::RecallState::kStaged:
+      return "staged";
+    case restore::RecallState::kFailed:
+      return "failed";
+    case restore::RecallState::kOffline:
+      break;
+  }
+  return "offline";
+}
+
+void RecallContent::recall(const std::vector<Content>& contents) {
+  for (const auto& c : contents)
+    if (!cache_.contains(c.version.hash)) request(c.version, 0);
+}
+
+std::string RecallContent::status() {
+  std::ostringstream out;
+  for (std::size_t i = 0; i < library_.drive_count(); ++i) {
+    auto serial = library_.loaded_serial(i);
+    out << "drive " << i << ": " << (serial ? "tape " + *serial : std::string("empty")) << "\n";
+  }
+  auto q = queue_.stats();
+  out << "recalls: " << q.requests << " requested, " << q.staged << " staged, " << q.failed
+      << " failed, " << q.passes << " tape passes\n";
+  std::size_t waiting = 0;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [id, handle] : handles_) {
+      auto s = handle.status();
+      if (s.state == restore::RecallState::kOffline || s.state == restore::RecallState::kStaging)
+        ++waiting;
+      if (s.state == restore::RecallState::kFailed)
+        out << "failed: " << tree_.catalog().file_path(tree_.catalog().version(id)->file_id)
+            << ": " << s.error << "\n";
+    }
+  }
+  out << "queue: " << waiting << " files waiting\n";
+  auto c = cache_.stats();
+  out << "cache: " << format_size(c.used_bytes) << " of " << format_size(c.capacity) << ", "
+      << c.files << " files\n";
+  return out.str();
+}
+
+std::string RecallContent::stats_json() {
+  std::string drive = library_.stats().to_json();
+  auto q = queue_.stats();
+  auto c = cache_.stats();
+  std::uint64_t opens, hits;
+  {
+    std::lock_guard lock(mutex_);
+    opens = opens_;
+    hits = cache_hits_;
+  }
+  // The drive counters stay at the top level, as --stats-json writes them.
+  std::ostringstream extra;
+  extra << ", \"recalls\": " << q.requests << ", \"recalls_staged\": " << q.staged
+        << ", \"recalls_failed\": " << q.failed << ", \"copy_failures\": " << q.copy_failures
+        << ", \"tape_passes\": " << q.passes << ", \"opens\": " << opens
+        << ", \"cache_hits\": " << hits << ", \"cache_bytes\": " << c.used_bytes
+        << ", \"cache_files\": " << c.files << "}";
+  auto brace = drive.rfind('}');
+  return drive.substr(0, brace) + extra.str() + "\n";
+}
+
+}  // namespace mixtape::fs

@@ -1,0 +1,56 @@
+// fs/recall_content: file contents for the mount, from the engine's recall
+// queue and stage cache, and the text of .mixtape/status and stats.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <optional>
+
+#include "engine/restore/restore.h"
+#include "fs/fuse_fs.h"
+
+namespace mixtape::fs {
+
+enum class RecallPolicy { kOpen, kRead, kNever };
+
+struct RecallContentOptions {
+  RecallPolicy policy = RecallPolicy::kOpen;
+  // How long a read waits for its bytes; then ENOMEDIUM (nobody inserted
+  // the tape). None: wait as long as it takes.
+  std::optional<std::chrono::seconds> wait;
+  // Directory read-ahead: how many following files of the same directory
+  // and archive are queued behind an opened file.
+  std::size_t read_ahead = 256;
+};
+
+class RecallContent final : public ContentSource, public ControlFiles {
+ public:
+  RecallContent(Tree& tree, tape::Library& library, restore::StageCache& cache,
+                restore::RecallQueue& queue, RecallContentOptions options);
+
+  std::unique_ptr<OpenContent> open(const Content& content) override;
+  std::string state(const catalog::VersionRow& version) override;
+  void recall(const std::vector<Content>& contents) override;
+
+  std::string status() override;
+  std::string stats_json() override;
+
+  // Queues the version (once; later calls return the same handle).
+  restore::RecallHandle request(const catalog::VersionRow& version, int priority);
+
+ private:
+  void read_ahead(const Content& content);
+
+  Tree& tree_;
+  tape::Library& library_;
+  restore::StageCache& cache_;
+  restore::RecallQueue& queue_;
+  RecallContentOptions options_;
+  std::mutex mutex_;
+  std::map<catalog::Id, restore::RecallHandle> handles_;
+  std::uint64_t opens_ = 0;
+  std::uint64_t cache_hits_ = 0;
+};
+
+}  // namespace mixtape::fs

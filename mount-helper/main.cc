@@ -1,0 +1,181 @@
+// mount.mixtape SOURCE DIR [-sfnv] [-o options]: mounts a catalog (or a
+// found tape) read-only. Without -o foreground it returns once the mount is
+// ready, or fails with the reason, as mount(8) expects of a helper.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "engine/backup/backup.h"
+#include "engine/restore/restore.h"
+#include "fs/recall_content.h"
+#include "mount-helper/options.h"
+
+namespace mixtape::mount {
+namespace {
+
+std::string home_path(const char* xdg, const std::string& fallback, const std::string& leaf) {
+  if (const char* base = std::getenv(xdg); base && *base) return std::string(base) + leaf;
+  const char* home = std::getenv("HOME");
+  return std::string(home && *home ? home : "/root") + fallback + leaf;
+}
+
+bool is_sqlite_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char header[16] = {};
+  in.read(header, sizeof header);
+  return in && std::memcmp(header, "SQLite format 3", 16) == 0;
+}
+
+crypto::AgeDecryptKeys keys_from(const Options& options) {
+  crypto::AgeDecryptKeys keys;
+  std::string identity = options.identity;
+  if (identity.empty()) {
+    std::string fallback = home_path("XDG_CONFIG_HOME", "/.config", "/mixtape/identity.txt");
+    if (std::filesystem::exists(fallback)) identity = fallback;
+  }
+  if (!identity.empty()) keys.identities = crypto::load_identities(identity);
+  if (!options.passphrase_file.empty())
+    keys.passphrase = crypto::load_passphrase_file(options.passphrase_file);
+  return keys;
+}
+
+// Everything a mount holds, in the order it must be torn down (reverse).
+class Mount {
+ public:
+  explicit Mount(const Options& options) {
+    if (!std::filesystem::is_directory(options.mountpoint))
+      throw Error("mount point " + options.mountpoint + " is not a directory");
+    if (!is_sqlite_file(options.source))
+      throw Error(options.source +
+                  " is not a catalog database; to read a found tape, run `mixtape recover "
+                  "--device " +
+                  options.source + "` and mount the catalog it writes");
+    catalog_path_ = options.source;
+    std::string cache_dir =
+        options.cache.empty() ? home_path("XDG_CACHE_HOME", "/.cache", "/mixtape/stage")
+                              : options.cache;
+    tree_ = std::make_unique<fs::Tree>(catalog_path_);
+    tape::LibrarySpec spec;
+    spec.device = options.device;
+    spec.library = options.library;
+    spec.changer = options.changer;
+    spec.read_only = true;
+    if (spec.device.empty() && spec.library.empty()) {
+      // No drive named: nothing can be recalled until one is, and reads of
+      // unstaged files time out (ENOMEDIUM) rather than hang forever.
+      spec.library = cache_dir + "/no-library";
+    }
+    library_ = tape::open_library(spec, backup::label_serial_reader());
+    restore::StageCacheOptions cache_options;
+    cache_options.directory = cache_dir;
+    if (options.cache_size) cache_options.capacity = options.cache_size;
+    cache_ = std::make_unique<restore::StageCache>(cache_options);
+    queue_ = std::make_unique<restore::RecallQueue>(catalog_path_, *library_, keys_from(options),
+                                                    cache_.get());
+    fs::RecallContentOptions content_options;
+    content_options.policy = options.recall == RecallPolicy::kOpen   ? fs::RecallPolicy::kOpen
+                             : options.recall == RecallPolicy::kRead ? fs::RecallPolicy::kRead
+                                                                     : fs::RecallPolicy::kNever;
+    if (options.wait_seconds)
+      content_options.wait = std::chrono::seconds(static_cast<long>(*options.wait_seconds));
+    else if (options.device.empty() && options.library.empty())
+      content_options.wait = std::chrono::seconds(0);
+    content_ = std::make_unique<fs::RecallContent>(*tree_, *library_, *cache_, *queue_,
+                                                   content_options);
+  }
+
+  int serve(const Options& options, const std::function<void()>& ready) {
+    fs::MountOptions mount;
+    mount.mountpoint = options.mountpoint;
+    mount.foreground = options.foreground;
+    mount.debug = options.debug;
+    mount.allow_other = options.allow_other;
+    return fs::serve(*tree_, *content_, *content_, mount, ready);
+  }
+
+ private:
+  std::string catalog_path_;
+  std::unique_ptr<fs::Tree> tree_;
+  std::unique_ptr<tape::Library> library_;
+  std::unique_ptr<restore::StageCache> cache_;
+  std::unique_ptr<restore::RecallQueue> queue_;
+  std::unique_ptr<fs::RecallContent> content_;
+};
+
+int run_foreground(const Options& options) {
+  Mount mount(options);
+  return mount.serve(options, [] {});
+}
+
+// The parent waits on a pipe: "ok" once the kernel mount exists, or the
+// child's error line.
+int run_daemon(const Options& options) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) throw_errno("pipe");
+  UniqueFd read_end(fds[0]), write_end(fds[1]);
+  pid_t pid = ::fork();
+  if (pid < 0) throw_errno("fork");
+  if (pid > 0) {
+    write_end.reset();
+    std::string message;
+    char buf[512];
+    for (ssize_t n; (n = ::read(read_end.get(), buf, sizeof buf)) > 0;) message.append(buf, n);
+    if (message == "ok") return 0;
+    std::fprintf(stderr, "mount.mixtape: %s\n",
+                 message.empty() ? "the mount process died before it was ready" : message.c_str());
+    return 1;
+  }
+  read_end.reset();
+  ::setsid();
+  try {
+    Mount mount(options);
+    int rc = mount.serve(options, [&] {
+      write_all(write_end.get(), as_bytes("ok"), "the mount pipe");
+      write_end.reset();
+      int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+      if (null >= 0) {
+        ::dup2(null, STDIN_FILENO);
+        ::dup2(null, STDOUT_FILENO);
+        ::dup2(null, STDERR_FILENO);
+        ::close(null);
+      }
+      if (::chdir("/") != 0) {
+        // Nothing depends on the working directory; staying is harmless.
+      }
+    });
+    ::_exit(rc == 0 ? 0 : 1);
+  } catch (const std::exception& e) {
+    if (write_end.valid()) {
+      try {
+        write_all(write_end.get(), as_bytes(e.what()), "the mount pipe");
+      } catch (const std::exception&) {
+      }
+    }
+    ::_exit(1);
+  }
+}
+
+}  // namespace
+}  // namespace mixtape::mount
+
+int main(int argc, char** argv) {
+  using namespace mixtape::mount;
+  try {
+    Options options = parse_options(std::vector<std::string>(argv, argv + argc));
+    if (options.fake) {
+      if (options.verbose)
+        std::fprintf(stderr, "mount.mixtape: fake mount of %s on %s\n", options.source.c_str(),
+                     options.mountpoint.c_str());
+      return 0;
+    }
+    return options.foreground ? run_foreground(options) : run_daemon(options);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "mount.mixtape: %s\n", e.what());
+    return 1;
+  }
+}
