@@ -17,7 +17,9 @@ std::string find_mount_helper() {
       self / "mount.mixtape",
       self.parent_path() / "mount-helper" / "mount.mixtape",  // the build tree
       self.parent_path() / "sbin" / "mount.mixtape",          // installed beside bin/
-      "/usr/local/sbin/mount.mixtape", "/usr/sbin/mount.mixtape", "/sbin/mount.mixtape"};
+      "/usr/local/sbin/mount.mixtape",
+      "/usr/sbin/mount.mixtape",
+      "/sbin/mount.mixtape"};
   for (const auto& c : candidates)
     if (::access(c.c_str(), X_OK) == 0) return c.string();
   throw Error("mount.mixtape not found next to mixtape or in /sbin; install mixtape");

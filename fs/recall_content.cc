@@ -84,7 +84,8 @@ std::unique_ptr<OpenContent> RecallContent::open(const Content& content) {
         break;
     }
   }
-  return std::make_unique<CachedFile>(*this, cache_.open(content.version.hash, content.version.size),
+  return std::make_unique<CachedFile>(*this,
+                                      cache_.open(content.version.hash, content.version.size),
                                       content.version, recall_on_read, options_.wait, content.path);
 }
 
@@ -99,8 +100,8 @@ void RecallContent::read_ahead(const Content& content) {
   auto copies = catalog.copies_of(content.version.id);
   if (copies.empty()) return;
   catalog::Id archive = copies.front().archive.id;
-  auto entries = catalog.list_dir(file->dir, catalog::View::latest(), file->name,
-                                  options_.read_ahead);
+  auto entries =
+      catalog.list_dir(file->dir, catalog::View::latest(), file->name, options_.read_ahead);
   for (const auto& entry : entries) {
     if (entry.is_dir || entry.version.kind != catalog::VersionKind::kFile) continue;
     if (cache_.contains(entry.version.hash)) continue;
@@ -152,8 +153,8 @@ std::string RecallContent::status() {
       if (s.state == restore::RecallState::kOffline || s.state == restore::RecallState::kStaging)
         ++waiting;
       if (s.state == restore::RecallState::kFailed)
-        out << "failed: " << tree_.catalog().file_path(tree_.catalog().version(id)->file_id)
-            << ": " << s.error << "\n";
+        out << "failed: " << tree_.catalog().file_path(tree_.catalog().version(id)->file_id) << ": "
+            << s.error << "\n";
     }
   }
   out << "queue: " << waiting << " files waiting\n";

@@ -24,6 +24,14 @@ std::string home_path(const char* xdg, const std::string& fallback, const std::s
   return std::string(home && *home ? home : "/root") + fallback + leaf;
 }
 
+// Whether mount(8) started us (it passes "rw" unless told "ro").
+bool called_by_mount() {
+  std::ifstream comm("/proc/" + std::to_string(::getppid()) + "/comm");
+  std::string name;
+  std::getline(comm, name);
+  return name == "mount";
+}
+
 bool is_sqlite_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   char header[16] = {};
@@ -56,9 +64,9 @@ class Mount {
                   "--device " +
                   options.source + "` and mount the catalog it writes");
     catalog_path_ = options.source;
-    std::string cache_dir =
-        options.cache.empty() ? home_path("XDG_CACHE_HOME", "/.cache", "/mixtape/stage")
-                              : options.cache;
+    std::string cache_dir = options.cache.empty()
+                                ? home_path("XDG_CACHE_HOME", "/.cache", "/mixtape/stage")
+                                : options.cache;
     tree_ = std::make_unique<fs::Tree>(catalog_path_);
     tape::LibrarySpec spec;
     spec.device = options.device;
@@ -85,8 +93,8 @@ class Mount {
       content_options.wait = std::chrono::seconds(static_cast<long>(*options.wait_seconds));
     else if (options.device.empty() && options.library.empty())
       content_options.wait = std::chrono::seconds(0);
-    content_ = std::make_unique<fs::RecallContent>(*tree_, *library_, *cache_, *queue_,
-                                                   content_options);
+    content_ =
+        std::make_unique<fs::RecallContent>(*tree_, *library_, *cache_, *queue_, content_options);
   }
 
   int serve(const Options& options, const std::function<void()>& ready) {
@@ -166,7 +174,7 @@ int run_daemon(const Options& options) {
 int main(int argc, char** argv) {
   using namespace mixtape::mount;
   try {
-    Options options = parse_options(std::vector<std::string>(argv, argv + argc));
+    Options options = parse_options(std::vector<std::string>(argv, argv + argc), called_by_mount());
     if (options.fake) {
       if (options.verbose)
         std::fprintf(stderr, "mount.mixtape: fake mount of %s on %s\n", options.source.c_str(),

@@ -85,7 +85,7 @@ void apply_option(Options& options, const std::string& option) {
 
 }  // namespace
 
-Options parse_options(const std::vector<std::string>& argv) {
+Options parse_options(const std::vector<std::string>& argv, bool called_by_mount) {
   Options options;
   std::vector<std::string> positional;
   std::vector<std::string> option_lists;
@@ -120,6 +120,10 @@ Options parse_options(const std::vector<std::string>& argv) {
   }
   // Flags may follow -o lists (mount(8) puts -o last), so options are applied
   // once all flags, -s included, are known.
+  if (called_by_mount && !option_lists.empty()) {
+    std::string& first = option_lists.front();
+    if (first == "rw" || first.rfind("rw,", 0) == 0) first.erase(0, first.size() > 2 ? 3 : 2);
+  }
   for (const auto& list : option_lists) {
     std::size_t start = 0;
     while (start <= list.size()) {

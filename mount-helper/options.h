@@ -34,6 +34,9 @@ struct Options {
 
 // Throws mixtape::Error with one clear line for anything it refuses (rw, an
 // unknown option without -s, a malformed value, missing SOURCE or DIR).
-Options parse_options(const std::vector<std::string>& argv);
+// mount(8) always puts "rw" or "ro" first in the options it passes a helper,
+// "rw" when the user said nothing; with called_by_mount that leading "rw" is
+// taken as mount's default rather than a request (the mount is read-only).
+Options parse_options(const std::vector<std::string>& argv, bool called_by_mount = false);
 
 }  // namespace mixtape::mount

@@ -31,14 +31,18 @@ Drive& SingleDriveLibrary::load(const std::string& serial, std::size_t index) {
   drive(index);
   auto current = serial_in_drive();
   if (current && *current != serial)
-    throw TapeError(TapeErrorKind::kInvalidArgument,
-                    "the tape in " + drive_->name() + " is " + *current + "; insert tape " + serial);
+    throw TapeError(TapeErrorKind::kInvalidArgument, "the tape in " + drive_->name() + " is " +
+                                                         *current + "; insert tape " + serial);
   return *drive_;
 }
 
-void SingleDriveLibrary::unload(std::size_t index) { drive(index); }
+void SingleDriveLibrary::unload(std::size_t index) {
+  drive(index);
+}
 
-std::optional<std::string> SingleDriveLibrary::loaded_serial(std::size_t) const { return known_; }
+std::optional<std::string> SingleDriveLibrary::loaded_serial(std::size_t) const {
+  return known_;
+}
 
 std::unique_ptr<Library> open_library(const LibrarySpec& spec, SerialReader read_serial) {
   if (!spec.changer.empty()) {

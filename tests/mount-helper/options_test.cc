@@ -45,6 +45,15 @@ TEST(MountOptions, RefusesRw) {
   EXPECT_THROW(parse({"cat.db", "/mnt/x", "-o", "noauto,rw"}), Error);
 }
 
+TEST(MountOptions, MountsImplicitRwIsItsDefaultNotARequest) {
+  std::vector<std::string> argv = {"mount.mixtape", "cat.db", "/mnt/x", "-o", "rw,noauto"};
+  EXPECT_NO_THROW(parse_options(argv, /*called_by_mount=*/true));
+  EXPECT_THROW(parse_options(argv, /*called_by_mount=*/false), Error);
+  // Only the leading flag mount(8) adds; a second rw is the user's.
+  argv[4] = "rw,noauto,rw";
+  EXPECT_THROW(parse_options(argv, true), Error);
+}
+
 TEST(MountOptions, UnknownOptionsNeedSloppy) {
   EXPECT_THROW(parse({"cat.db", "/mnt/x", "-o", "bogus=1"}), Error);
   // mount(8) may put -s after the options.
