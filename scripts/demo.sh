@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's main job: install dependencies, build, back up a folder (a
 # sample made here, or the one given as $1) to a virtual tape library of .tap
-# images, and show what the catalog and the tapes hold.
+# images, mount the catalog, and show a directory, a file's versions and its
+# replicas through the mount; reading a file recalls it from tape.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -43,3 +44,30 @@ cat "$demo/stats.json"
 echo "== the first tape, file by file"
 first=$(ls "$demo/tapes"/*.tap | head -n 1)
 "$mixtape" tape info --device "$first"
+
+mnt=$demo/mnt
+mkdir -p "$mnt"
+echo "== mount.mixtape $MIXTAPE_CATALOG $mnt -o library=$demo/tapes,identity=$demo/identity.txt"
+"$PWD/build/mount-helper/mount.mixtape" "$MIXTAPE_CATALOG" "$mnt" \
+  -o "library=$demo/tapes,identity=$demo/identity.txt,cache=$demo/cache"
+trap 'fusermount3 -u "$mnt" 2>/dev/null || true' EXIT
+echo "== ls $mnt"
+ls "$mnt"
+dir=$mnt/latest$source_dir
+echo "== ls -la $dir"
+ls -la "$dir"
+file=$(find "$dir" -maxdepth 2 -type f | sort | head -n 1)
+[ -z "${1:-}" ] && file=$dir/2020/notes.txt
+echo "== ls $file.versions/"
+ls "$file.versions/"
+echo "== ls $file.replicas/"
+ls "$file.replicas/"
+echo "== getfattr -d $file"
+getfattr -d --absolute-names "$file"
+echo "== cat $file (recalled from tape, verified, staged)"
+head -c 300 "$file" | cat -v | head -n 5
+echo
+echo "== cat $mnt/.mixtape/status"
+cat "$mnt/.mixtape/status"
+echo "== done; the mount stays at $mnt until: fusermount3 -u $mnt"
+trap - EXIT
