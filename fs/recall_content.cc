@@ -9,10 +9,12 @@ namespace {
 class CachedFile final : public OpenContent {
  public:
   CachedFile(RecallContent& owner, restore::StageCache::Reader reader, catalog::VersionRow version,
-             bool recall_on_read, std::optional<std::chrono::seconds> wait, std::string path)
+             std::optional<catalog::Id> tape_id, bool recall_on_read,
+             std::optional<std::chrono::seconds> wait, std::string path)
       : owner_(owner),
         reader_(std::move(reader)),
         version_(std::move(version)),
+        tape_id_(tape_id),
         recall_on_read_(recall_on_read),
         wait_(wait),
         path_(std::move(path)) {}
@@ -20,7 +22,7 @@ class CachedFile final : public OpenContent {
   std::size_t read(std::uint64_t offset, MutableByteSpan out) override {
     if (offset >= reader_.size() || out.empty()) return 0;
     if (recall_on_read_) {
-      owner_.request(version_, 1);
+      owner_.request(version_, 1, tape_id_);
       recall_on_read_ = false;
     }
     auto deadline = wait_ ? std::chrono::steady_clock::now() + *wait_
@@ -40,6 +42,7 @@ class CachedFile final : public OpenContent {
   RecallContent& owner_;
   restore::StageCache::Reader reader_;
   catalog::VersionRow version_;
+  std::optional<catalog::Id> tape_id_;
   bool recall_on_read_;
   std::optional<std::chrono::seconds> wait_;
   std::string path_;
@@ -51,14 +54,19 @@ RecallContent::RecallContent(Tree& tree, tape::Library& library, restore::StageC
                              restore::RecallQueue& queue, RecallContentOptions options)
     : tree_(tree), library_(library), cache_(cache), queue_(queue), options_(options) {}
 
-restore::RecallHandle RecallContent::request(const catalog::VersionRow& version, int priority) {
+restore::RecallHandle RecallContent::request(const catalog::VersionRow& version, int priority,
+                                             std::optional<catalog::Id> tape_id) {
   std::lock_guard lock(mutex_);
   auto it = handles_.find(version.id);
   if (it != handles_.end()) {
     auto state = it->second.status().state;
     if (state != restore::RecallState::kFailed) return it->second;
   }
-  auto handle = queue_.request(version.id, priority);
+  restore::RecallRequest request;
+  request.version_id = version.id;
+  request.priority = priority;
+  request.tape_id = tape_id;
+  auto handle = queue_.request(request);
   handles_[version.id] = handle;
   return handle;
 }
@@ -79,14 +87,14 @@ std::unique_ptr<OpenContent> RecallContent::open(const Content& content) {
         recall_on_read = true;
         break;
       case RecallPolicy::kOpen:
-        request(content.version, 1);
+        request(content.version, 1, content.tape_id);
         read_ahead(content);
         break;
     }
   }
-  return std::make_unique<CachedFile>(*this,
-                                      cache_.open(content.version.hash, content.version.size),
-                                      content.version, recall_on_read, options_.wait, content.path);
+  return std::make_unique<CachedFile>(
+      *this, cache_.open(content.version.hash, content.version.size), content.version,
+      content.tape_id, recall_on_read, options_.wait, content.path);
 }
 
 // The files after this one in its directory, if they sit in the same archive

@@ -36,8 +36,10 @@ class RecallContent final : public ContentSource, public ControlFiles {
   std::string status() override;
   std::string stats_json() override;
 
-  // Queues the version (once; later calls return the same handle).
-  restore::RecallHandle request(const catalog::VersionRow& version, int priority);
+  // Queues the version (once; later calls return the same handle), from
+  // the copy on tape_id if given.
+  restore::RecallHandle request(const catalog::VersionRow& version, int priority,
+                                std::optional<catalog::Id> tape_id = std::nullopt);
 
  private:
   void read_ahead(const Content& content);

@@ -11,6 +11,7 @@
 #include <fstream>
 
 #include "engine/backup/backup.h"
+#include "engine/recover/recover.h"
 #include "engine/restore/restore.h"
 #include "fs/recall_content.h"
 #include "mount-helper/options.h"
@@ -58,32 +59,46 @@ class Mount {
   explicit Mount(const Options& options) {
     if (!std::filesystem::is_directory(options.mountpoint))
       throw Error("mount point " + options.mountpoint + " is not a directory");
-    if (!is_sqlite_file(options.source))
-      throw Error(options.source +
-                  " is not a catalog database; to read a found tape, run `mixtape recover "
-                  "--device " +
-                  options.source + "` and mount the catalog it writes");
-    catalog_path_ = options.source;
     std::string cache_dir = options.cache.empty()
                                 ? home_path("XDG_CACHE_HOME", "/.cache", "/mixtape/stage")
                                 : options.cache;
+    auto keys = keys_from(options);
+    std::unique_ptr<tape::Drive> found_drive;
+    if (is_sqlite_file(options.source)) {
+      catalog_path_ = options.source;
+    } else {
+      // A tape found in a drawer: its catalog comes from its trailing index
+      // (or its indexes), kept in the cache folder; the tape itself is the
+      // library unless one was named.
+      tape::OpenDriveOptions drive_options;
+      drive_options.read_only = true;
+      found_drive = tape::open_drive(options.source, drive_options);
+      std::filesystem::create_directories(cache_dir);
+      catalog_path_ = recover::catalog_for_found_tape(*found_drive, cache_dir, keys).catalog_path;
+    }
     tree_ = std::make_unique<fs::Tree>(catalog_path_);
     tape::LibrarySpec spec;
     spec.device = options.device;
     spec.library = options.library;
     spec.changer = options.changer;
     spec.read_only = true;
-    if (spec.device.empty() && spec.library.empty()) {
-      // No drive named: nothing can be recalled until one is, and reads of
-      // unstaged files time out (ENOMEDIUM) rather than hang forever.
-      spec.library = cache_dir + "/no-library";
+    found_tape_ = found_drive != nullptr;
+    if (found_drive && spec.device.empty() && spec.library.empty() && spec.changer.empty()) {
+      library_ = std::make_unique<tape::SingleDriveLibrary>(std::move(found_drive),
+                                                            backup::label_serial_reader());
+    } else {
+      if (spec.device.empty() && spec.library.empty()) {
+        // No drive named: nothing can be recalled until one is, and reads of
+        // unstaged files time out (ENOMEDIUM) rather than hang forever.
+        spec.library = cache_dir + "/no-library";
+      }
+      library_ = tape::open_library(spec, backup::label_serial_reader());
     }
-    library_ = tape::open_library(spec, backup::label_serial_reader());
     restore::StageCacheOptions cache_options;
     cache_options.directory = cache_dir;
     if (options.cache_size) cache_options.capacity = options.cache_size;
     cache_ = std::make_unique<restore::StageCache>(cache_options);
-    queue_ = std::make_unique<restore::RecallQueue>(catalog_path_, *library_, keys_from(options),
+    queue_ = std::make_unique<restore::RecallQueue>(catalog_path_, *library_, std::move(keys),
                                                     cache_.get());
     fs::RecallContentOptions content_options;
     content_options.policy = options.recall == RecallPolicy::kOpen   ? fs::RecallPolicy::kOpen
@@ -91,7 +106,7 @@ class Mount {
                                                                      : fs::RecallPolicy::kNever;
     if (options.wait_seconds)
       content_options.wait = std::chrono::seconds(static_cast<long>(*options.wait_seconds));
-    else if (options.device.empty() && options.library.empty())
+    else if (options.device.empty() && options.library.empty() && !found_tape_)
       content_options.wait = std::chrono::seconds(0);
     content_ =
         std::make_unique<fs::RecallContent>(*tree_, *library_, *cache_, *queue_, content_options);
@@ -108,6 +123,7 @@ class Mount {
 
  private:
   std::string catalog_path_;
+  bool found_tape_ = false;
   std::unique_ptr<fs::Tree> tree_;
   std::unique_ptr<tape::Library> library_;
   std::unique_ptr<restore::StageCache> cache_;

@@ -1,0 +1,471 @@
+// Recovering a catalog from a tape: the trailing index, or a walk over the
+// indexes (engine/recover/recover.h has the design).
+#include "engine/recover/recover.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <optional>
+
+namespace mixtape::recover {
+namespace {
+
+constexpr std::string_view kAgeMagic = "age-encryption.org/v1\n";
+constexpr std::string_view kSqliteMagic{"SQLite format 3\0", 16};
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string temp_directory(const std::string& configured) {
+  if (!configured.empty()) return configured;
+  const char* tmp = std::getenv("TMPDIR");
+  return tmp && *tmp ? tmp : "/tmp";
+}
+
+// A path for a decrypted index; the file (and any journal) is removed when
+// this goes out of scope.
+class ScratchFile {
+ public:
+  ScratchFile(const std::string& dir, const std::string& stem)
+      : path_(dir + "/mixtape-" + stem + "-" + std::to_string(::getpid()) + "-" +
+              std::to_string(now_ns()) + ".db") {}
+  ScratchFile(const ScratchFile&) = delete;
+  ScratchFile& operator=(const ScratchFile&) = delete;
+  ~ScratchFile() {
+    std::error_code ignored;
+    for (const char* suffix : {"", "-journal", "-wal", "-shm"})
+      std::filesystem::remove(path_ + suffix, ignored);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Serves a prefix already read, then the rest of a source.
+class PrefixedSource final : public ByteSource {
+ public:
+  PrefixedSource(ByteSpan prefix, ByteSource& rest) : prefix_(prefix), rest_(rest) {}
+  std::size_t read(MutableByteSpan out) override {
+    if (used_ < prefix_.size()) {
+      std::size_t n = std::min(out.size(), prefix_.size() - used_);
+      std::memcpy(out.data(), prefix_.data() + used_, n);
+      used_ += n;
+      return n;
+    }
+    return rest_.read(out);
+  }
+
+ private:
+  ByteSpan prefix_;
+  std::size_t used_ = 0;
+  ByteSource& rest_;
+};
+
+class CountingSource final : public ByteSource {
+ public:
+  explicit CountingSource(ByteSource& inner) : inner_(inner) {}
+  std::size_t read(MutableByteSpan out) override {
+    std::size_t n = inner_.read(out);
+    count_ += n;
+    return n;
+  }
+  std::uint64_t count() const { return count_; }
+
+ private:
+  ByteSource& inner_;
+  std::uint64_t count_ = 0;
+};
+
+// Copies an index's plaintext, refusing at its first bytes anything that is
+// not a SQLite file: the last file of an interrupted tape is an archive,
+// and reading all of it to find that out would cost the whole archive.
+void copy_index(ByteSource& from, int fd, const std::string& path) {
+  Bytes buffer(1 << 20);
+  Bytes magic(kSqliteMagic.size());
+  std::size_t n = read_full(from, magic);
+  if (n < magic.size() || as_chars(magic) != kSqliteMagic)
+    throw RecoverError("not an index: the file does not hold a SQLite database (an archive?)");
+  write_all(fd, magic, path);
+  while ((n = from.read(buffer)) > 0) write_all(fd, {buffer.data(), n}, path);
+}
+
+// The tape has nothing to walk either: blank, or only its label.
+class NothingToRecover : public RecoverError {
+ public:
+  using RecoverError::RecoverError;
+};
+
+bool is_key_error(const crypto::AgeError& e) {
+  return e.kind() == crypto::AgeErrorKind::NoIdentityMatched ||
+         e.kind() == crypto::AgeErrorKind::WrongPassphrase ||
+         e.kind() == crypto::AgeErrorKind::WorkFactorTooHigh;
+}
+
+[[noreturn]] void key_failure(const tape::Drive& drive, const crypto::AgeError& e) {
+  throw RecoverError(drive.name() + ": cannot decrypt the tape's index: " + e.what() +
+                     " (wrong --identity or --passphrase-file?)");
+}
+
+// A catalog that is not empty only takes tapes of its own (or, forced, any).
+void check_catalog(catalog::Catalog& catalog, const std::string& theirs, const std::string& serial,
+                   bool force) {
+  std::string ours = catalog.catalog_id();
+  if (ours == theirs || force) return;
+  if (catalog.runs().empty() && catalog.tapes().empty()) return;  // adopts the tape's id
+  throw RecoverError("tape " + serial + " belongs to catalog " + theirs +
+                     ", not to this catalog (" + ours +
+                     "); recover it into a new catalog, or use --force to merge the two");
+}
+
+// ------------------------------------------------------------ the walk
+
+struct WalkedArchive {
+  format::IndexHeader header;
+  format::ArchiveRecord archive;
+  std::uint64_t index_block = 0;
+  std::uint64_t end_block = 0;  // after the archive's filemark
+  std::vector<format::IndexedMember> members;
+  bool complete = false;
+};
+
+std::optional<catalog::Id> matching_version(catalog::Catalog& catalog,
+                                            const format::IndexedMember& member) {
+  const format::MemberInfo& m = member.info;
+  if (m.type != format::MemberType::kFile && m.type != format::MemberType::kSymlink)
+    return std::nullopt;
+  auto file_id = catalog.file_by_path("/" + m.path);
+  if (!file_id) return std::nullopt;
+  auto versions = catalog.versions_of(*file_id);
+  for (auto it = versions.rbegin(); it != versions.rend(); ++it) {
+    const catalog::VersionRow& v = *it;
+    const bool link = m.type == format::MemberType::kSymlink;
+    if (link != (v.kind == catalog::VersionKind::kSymlink)) continue;
+    if (link ? v.symlink_target != m.linkpath : v.size != m.size || to_hex(v.hash) != m.blake2b256)
+      continue;
+    if ((v.attrs.mode & 07777) != m.mode || v.attrs.uid != m.uid || v.attrs.gid != m.gid ||
+        v.attrs.mtime_ns != m.mtime_ns)
+      continue;
+    return v.id;
+  }
+  return std::nullopt;
+}
+
+// Archives the merged catalog copy cannot know: add them from the indexes'
+// member tables, and move the tape's append point past them.
+void add_walked_archives(catalog::Catalog& catalog, const std::string& serial,
+                         const std::vector<WalkedArchive>& walked, RecoverReport& report) {
+  auto transaction = catalog.transaction();
+  auto tape = catalog.tape_by_serial(serial);
+  if (!tape) throw RecoverError("the indexes of tape " + serial + " do not list the tape itself");
+  const WalkedArchive* last = nullptr;
+  for (const auto& w : walked) {
+    if (!w.complete ||
+        catalog.archive_by_file(tape->id, static_cast<std::int64_t>(w.archive.tape_file)))
+      continue;
+    catalog::ArchiveRow row;
+    row.tape_id = tape->id;
+    row.index_file = static_cast<std::int64_t>(w.header.index_file);
+    row.index_block = w.index_block;
+    row.archive_file = static_cast<std::int64_t>(w.archive.tape_file);
+    row.first_block = w.archive.first_block;
+    row.encrypted = w.header.encrypted;
+    row.age_header_len = w.archive.age_header_length;
+    row.cipher_bytes = w.archive.ciphertext_size;
+    row.plain_bytes = w.archive.plaintext_size;
+    row.members = w.archive.member_count;
+    if (auto created = format::parse_utc(w.header.created))
+      row.written_at_ns = *created * 1000000000;
+    catalog::Id archive_id = catalog.add_archive(row);
+    ++report.archives_added;
+    for (const auto& member : w.members) {
+      auto version = matching_version(catalog, member);
+      if (!version) {
+        report.warnings.push_back("archive file " + std::to_string(row.archive_file) +
+                                  ": no version in the catalog matches member '" +
+                                  member.info.path + "'; its copy is not recovered");
+        continue;
+      }
+      catalog::CopyRow copy;
+      copy.archive_id = archive_id;
+      copy.version_id = *version;
+      copy.header_offset = member.offsets.header_offset;
+      copy.data_offset = member.offsets.data_offset;
+      catalog.add_copy(copy);
+      ++report.copies_added;
+    }
+    last = &w;
+  }
+  if (last && tape->append_file <= static_cast<std::int64_t>(last->archive.tape_file)) {
+    catalog::TapeRow updated = *tape;
+    updated.append_file = static_cast<std::int64_t>(last->archive.tape_file) + 1;
+    updated.append_block = last->end_block;
+    for (const auto& w : walked)
+      if (w.complete && w.archive.tape_file >= static_cast<std::uint64_t>(tape->append_file))
+        updated.bytes_used += w.archive.ciphertext_size;
+    if (updated.state == catalog::TapeState::kLabelled) updated.state = catalog::TapeState::kOpen;
+    catalog.update_tape(updated);
+    report.warnings.push_back("tape " + serial + " has no trailing index; the next backup to it " +
+                              "appends after tape file " + std::to_string(last->archive.tape_file));
+  }
+  transaction.commit();
+}
+
+void drain(ByteSource& source) {
+  Bytes buffer(1 << 20);
+  while (source.read(buffer) > 0) {
+  }
+}
+
+// Walks file 1, 3, 5, ...: reads each index, passes over each archive.
+void walk(catalog::Catalog& catalog, tape::Drive& drive, const crypto::AgeDecryptKeys& keys,
+          const RecoverOptions& options, RecoverReport& report) {
+  report.source = RecoverSource::kIndexWalk;
+  const std::string temp_dir = temp_directory(options.temp_dir);
+  drive.rewind();
+  format::LabelInfo label;
+  {
+    tape::TapeFileReader file0(drive);
+    try {
+      label = format::read_label(file0);
+    } catch (const format::FormatError& e) {
+      throw RecoverError(drive.name() + ": " + e.what());
+    }
+  }
+  report.serial = label.serial;
+  check_catalog(catalog, label.catalog_id, label.serial, options.force);
+  try {
+    drive.space_filemarks_forward(1);
+  } catch (const tape::TapeError& e) {
+    if (e.kind() != tape::TapeErrorKind::kEndOfData) throw;
+    throw RecoverError(drive.name() + ": tape " + label.serial + " holds no index");
+  }
+  std::vector<WalkedArchive> walked;
+  std::unique_ptr<ScratchFile> last_good;
+  for (std::uint64_t file = 1;; file += 2) {
+    const std::uint64_t start = drive.tell();
+    auto scratch = std::make_unique<ScratchFile>(temp_dir, "index");
+    tape::TapeFileReader reader(drive);
+    std::string problem;
+    WalkedArchive w;
+    bool trailing = false;
+    try {
+      report.index_bytes += fetch_index(reader, keys, scratch->path());
+      format::IndexReader index(scratch->path());
+      w.header = index.header();
+      if (w.header.serial != label.serial || w.header.catalog_id != label.catalog_id) {
+        problem = "it belongs to tape " + w.header.serial + " of catalog " + w.header.catalog_id +
+                  ", not to this tape's label";
+      } else if (w.header.kind == format::IndexKind::kTrailing) {
+        trailing = true;
+      } else {
+        w.archive = *index.archive();
+        auto members = index.members();
+        while (auto m = members.next()) w.members.push_back(std::move(*m));
+      }
+    } catch (const crypto::AgeError& e) {
+      if (is_key_error(e)) key_failure(drive, e);
+      problem = e.what();
+    } catch (const Error& e) {
+      problem = e.what();
+    }
+    if (!problem.empty()) {
+      if (reader.bytes_read() == 0 && reader.ended_at_eod()) break;  // the tape ends here
+      report.warnings.push_back("the index at tape file " + std::to_string(file) + " (block " +
+                                std::to_string(start) + ") is unusable: " + problem +
+                                "; the archive after it is not recovered");
+      drain(reader);
+      if (reader.ended_at_eod()) break;
+      try {
+        drive.space_filemarks_forward(1);  // over its archive, unread
+      } catch (const tape::TapeError& e) {
+        if (e.kind() == tape::TapeErrorKind::kEndOfData) break;
+        throw;
+      }
+      continue;
+    }
+    ++report.indexes_read;
+    last_good = std::move(scratch);
+    if (trailing) break;
+    if (reader.ended_at_eod()) {
+      report.warnings.push_back("the tape ends after the index at tape file " +
+                                std::to_string(file) + ": its archive was never written");
+      break;
+    }
+    w.index_block = start;
+    const std::uint64_t archive_start = drive.tell();
+    try {
+      drive.space_filemarks_forward(1);  // over the archive, unread
+    } catch (const tape::TapeError& e) {
+      if (e.kind() != tape::TapeErrorKind::kEndOfData) throw;
+      report.warnings.push_back("the archive at tape file " + std::to_string(file + 1) +
+                                " is incomplete (the tape ends inside it); its files are not "
+                                "recovered from this tape");
+      break;
+    }
+    w.end_block = drive.tell();
+    const std::uint64_t expected =
+        w.archive.first_block +
+        format::record_count(w.archive.ciphertext_size, w.header.record_size) + 1;
+    w.complete = archive_start == w.archive.first_block && w.end_block == expected;
+    if (!w.complete) {
+      report.warnings.push_back("the archive at tape file " + std::to_string(file + 1) +
+                                " is not where or as long as its index says; not recovered");
+    }
+    walked.push_back(std::move(w));
+  }
+  if (!last_good) throw RecoverError(drive.name() + ": no readable index on tape " + label.serial);
+  catalog::MergeOptions merge;
+  merge.force = options.force;
+  report.merged = catalog.merge_from_index(last_good->path(), merge);
+  add_walked_archives(catalog, label.serial, walked, report);
+}
+
+}  // namespace
+
+std::uint64_t fetch_index(ByteSource& tape_file, const crypto::AgeDecryptKeys& keys,
+                          const std::string& path) {
+  CountingSource counted(tape_file);
+  Bytes head(kAgeMagic.size());
+  head.resize(read_full(counted, head));
+  if (head.empty()) throw RecoverError("the index file is empty");
+  PrefixedSource source(head, counted);
+  UniqueFd out = open_file(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  const std::string_view start = as_chars(head);
+  if (start == kAgeMagic) {
+    crypto::AgeDecryptOptions options;
+    options.armor = crypto::AgeArmor::Binary;
+    crypto::AgeDecryptor decryptor(source, keys, options);
+    copy_index(decryptor, out.get(), path);
+  } else if (start.starts_with(kSqliteMagic)) {
+    copy_index(source, out.get(), path);
+  } else {
+    throw RecoverError("not a mixtape index: neither an age file nor a SQLite database");
+  }
+  if (::fsync(out.get()) != 0) throw_errno("cannot write " + path);
+  return counted.count();
+}
+
+TrailingIndex read_trailing_index(tape::Drive& drive, const crypto::AgeDecryptKeys& keys,
+                                  const std::string& path) {
+  const std::string name = drive.name();
+  drive.space_to_eod();
+  const std::uint64_t eod = drive.tell();
+  if (eod == 0) throw NothingToRecover(name + ": the tape is blank");
+  auto back_one = [&](const char* missing) {
+    try {
+      drive.space_filemarks_backward(1);
+    } catch (const tape::TapeError& e) {
+      if (e.kind() != tape::TapeErrorKind::kBeginningOfTape) throw;
+      throw NothingToRecover(name + ": " + missing);
+    }
+  };
+  // A complete tape ends "... last file, filemark, EOD".
+  back_one("no filemark on the tape: it is blank or not a mixtape tape");
+  if (drive.tell() + 1 != eod) {
+    throw RecoverError(name + ": the tape does not end with a complete file (an interrupted " +
+                       "write or a truncated tape), so it has no trailing index");
+  }
+  back_one("the tape holds only its label: no index");
+  Bytes probe(64 * 1024);
+  tape::ReadResult mark;
+  try {
+    mark = drive.read_record(probe);
+  } catch (const tape::TapeError& e) {
+    throw RecoverError(name + ": expected a filemark before the last file: " + e.what());
+  }
+  if (mark.kind != tape::ReadKind::kFilemark)
+    throw RecoverError(name + ": expected a filemark before the last file");
+  const std::uint64_t start = drive.tell();
+  tape::TapeFileReader reader(drive);
+  TrailingIndex trailing;
+  trailing.bytes = fetch_index(reader, keys, path);
+  if (reader.ended_at_eod() || drive.tell() != eod) {
+    throw RecoverError(name + ": the last file (block " + std::to_string(start) +
+                       ") does not end at the end of the tape");
+  }
+  format::IndexReader index(path);
+  trailing.header = index.header();
+  if (trailing.header.kind != format::IndexKind::kTrailing) {
+    throw RecoverError(name + ": the last file on the tape is an archive's index, not a trailing " +
+                       "index (an interrupted session?)");
+  }
+  return trailing;
+}
+
+RecoverReport recover_tape(catalog::Catalog& catalog, tape::Drive& drive,
+                           const crypto::AgeDecryptKeys& keys, const RecoverOptions& options) {
+  RecoverReport report;
+  if (!options.walk_indexes) {
+    ScratchFile index(temp_directory(options.temp_dir), "trailing");
+    std::optional<TrailingIndex> trailing;
+    std::string problem;
+    try {
+      trailing = read_trailing_index(drive, keys, index.path());
+    } catch (const NothingToRecover&) {
+      throw;
+    } catch (const crypto::AgeError& e) {
+      if (is_key_error(e)) key_failure(drive, e);
+      problem = e.what();
+    } catch (const tape::TapeError& e) {
+      if (e.kind() == tape::TapeErrorKind::kNotLoaded) throw;
+      problem = e.what();
+    } catch (const Error& e) {
+      problem = e.what();
+    }
+    if (trailing) {
+      const format::IndexHeader& header = trailing->header;
+      tape::check_serial(header.serial);
+      check_catalog(catalog, header.catalog_id, header.serial, options.force);
+      report.serial = header.serial;
+      report.indexes_read = 1;
+      report.index_bytes = trailing->bytes;
+      catalog::MergeOptions merge;
+      merge.force = options.force;
+      try {
+        report.merged = catalog.merge_from_index(index.path(), merge);
+        return report;
+      } catch (const catalog::CatalogError& e) {
+        problem = e.what();
+      }
+    }
+    report.warnings.push_back("the trailing index is not usable (" + problem +
+                              "); walking the tape's indexes instead");
+  }
+  walk(catalog, drive, keys, options, report);
+  return report;
+}
+
+FoundTape catalog_for_found_tape(tape::Drive& drive, const std::string& cache_dir,
+                                 const crypto::AgeDecryptKeys& keys,
+                                 const RecoverOptions& options) {
+  std::error_code error;
+  std::filesystem::create_directories(cache_dir, error);
+  if (error) throw RecoverError("cannot create " + cache_dir + ": " + error.message());
+  ScratchFile building(cache_dir, "found");
+  FoundTape found;
+  {
+    catalog::CatalogConfig config;  // placeholders: the merge adopts the tape's
+    config.encryption = catalog::Encryption::kNone;
+    catalog::Catalog catalog = catalog::Catalog::create(building.path(), config);
+    found.report = recover_tape(catalog, drive, keys, options);
+  }
+  tape::check_serial(found.report.serial);
+  found.catalog_path = cache_dir + "/tape-" + found.report.serial + ".db";
+  // An older catalog's WAL must not be applied to the new file.
+  for (const char* suffix : {"-wal", "-shm", "-journal"})
+    std::filesystem::remove(found.catalog_path + suffix, error);
+  if (::rename(building.path().c_str(), found.catalog_path.c_str()) != 0)
+    throw_errno("cannot put " + found.catalog_path + " in place");
+  return found;
+}
+
+}  // namespace mixtape::recover

@@ -1,0 +1,168 @@
+// Private to engine/restore: reading members of a loaded tape.
+//
+//   TapeCursor      the bytes of tape files, forward, knowing the block under
+//                   the head; reaches a target by reading ahead or locating.
+//   KeyCache        age payload keys per (tape, archive), shared by workers.
+//   ArchiveStream   the plaintext of one archive from any offset: locates to
+//                   the age chunk and decrypts from there.
+//   MemberReader    one member: its tar headers checked against the
+//                   catalog, its data hashed on the way to a RecallSink.
+#pragma once
+
+#include <exception>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "engine/format/format.h"
+#include "engine/restore/restore.h"
+
+namespace mixtape::restore::detail {
+
+// Reads tape files forward. seek() reaches a byte of a tape file by reading
+// and dropping records when the target is close ahead (across filemarks),
+// else by one locate; read() then returns the file's bytes up to its
+// filemark (or end of data), and 0 after it.
+class TapeCursor final : public ByteSource {
+ public:
+  TapeCursor(tape::Drive& drive, std::uint64_t forward_read_limit);
+  tape::Drive& drive() { return drive_; }
+  // Re-learns the drive's position (after a load, a rewind, another user).
+  void resync();
+  void seek(std::uint64_t first_block, std::uint64_t record_size, std::uint64_t offset);
+  std::size_t read(MutableByteSpan out) override;
+  // Whether the last read() ended at end of data rather than a filemark.
+  bool at_end_of_data() const { return at_eod_; }
+
+ private:
+  // Reads the record at next_block_ into buffer_; false at a filemark or EOD.
+  bool read_record();
+
+  tape::Drive& drive_;
+  std::uint64_t forward_limit_;
+  Bytes buffer_;
+  std::size_t have_ = 0;
+  std::size_t pos_ = 0;
+  std::optional<std::uint64_t> buffer_block_;  // block held in buffer_
+  std::uint64_t next_block_ = 0;               // block under the head
+  bool at_end_ = false;                        // the current file ended
+  bool at_eod_ = false;
+};
+
+// At most `limit` bytes of a source (one tape file's ciphertext).
+class LimitedSource final : public ByteSource {
+ public:
+  LimitedSource(ByteSource& source, std::uint64_t limit) : source_(source), left_(limit) {}
+  std::size_t read(MutableByteSpan out) override;
+
+ private:
+  ByteSource& source_;
+  std::uint64_t left_;
+};
+
+struct ArchiveKey {
+  std::uint64_t header_length = 0;
+  crypto::SecretArray<32> payload_key;
+};
+
+// Payload keys by (tape serial, archive file). Failures are kept too, so a
+// wrong identity costs one header read per archive, not one per file.
+class KeyCache {
+ public:
+  using Key = std::pair<std::string, std::int64_t>;
+  std::optional<ArchiveKey> find(const Key& key, std::string* error);
+  void put(const Key& key, const ArchiveKey& value);
+  void put_error(const Key& key, const std::string& error);
+
+ private:
+  std::mutex mutex_;
+  std::map<Key, ArchiveKey> keys_;
+  std::map<Key, std::string> errors_;
+};
+
+// Plaintext of archives on the loaded tape, from any offset.
+class ArchiveStream final : public ByteSource {
+ public:
+  ArchiveStream(TapeCursor& cursor, KeyCache& keys, const crypto::AgeDecryptKeys& identities,
+                const RecallOptions& options);
+  ~ArchiveStream() override;
+  // Positions the stream at plaintext `offset` of `archive` on `tape`.
+  void seek(const catalog::TapeRow& tape, const catalog::ArchiveRow& archive, std::uint64_t offset);
+  std::size_t read(MutableByteSpan out) override;
+  std::uint64_t position() const { return position_; }
+  // Forgets the decryptor (after an error or when the cursor was moved).
+  void reset();
+  // The block holding plaintext offset `offset` of the current archive.
+  std::uint64_t block_of(std::uint64_t offset) const;
+
+ private:
+  struct Pipeline;
+  ArchiveKey key_for(const catalog::TapeRow& tape, const catalog::ArchiveRow& archive);
+  void discard(std::uint64_t count);
+
+  TapeCursor& cursor_;
+  KeyCache& keys_;
+  const crypto::AgeDecryptKeys& identities_;
+  RecallOptions options_;
+  std::unique_ptr<Pipeline> pipeline_;
+  std::optional<std::pair<catalog::Id, std::int64_t>> current_;  // (tape id, archive file)
+  format::ArchiveGeometry geometry_;
+  std::uint64_t position_ = 0;
+};
+
+// A member could not be read from this copy. kMismatch: the tape holds
+// something else than the catalog says (hash, name, size); kUnreadable: a
+// media, decryption or format error; kMissing: the tape ends before it.
+class MemberError : public RestoreError {
+ public:
+  enum class Kind { kMismatch, kUnreadable, kMissing };
+  MemberError(Kind kind, const std::string& message) : RestoreError(message), kind_(kind) {}
+  Kind kind() const { return kind_; }
+
+ private:
+  Kind kind_;
+};
+
+// An exception thrown by a RecallSink while a member was being read: the
+// destination failed, not the copy (so no other copy is tried).
+class SinkFailure {
+ public:
+  explicit SinkFailure(std::exception_ptr error) : error_(std::move(error)) {}
+  [[noreturn]] void rethrow() const { std::rethrow_exception(error_); }
+
+ private:
+  std::exception_ptr error_;
+};
+
+// Reads and checks single members of the loaded tape.
+class MemberReader {
+ public:
+  MemberReader(TapeCursor& cursor, KeyCache& keys, const crypto::AgeDecryptKeys& identities,
+               const RecallOptions& options);
+  // Streams the member holding `version` (at `replica`) to sink.write(),
+  // after checking its tar header against the catalog, and hashes it.
+  // Throws MemberError naming tape and block (the caller adds the path) or
+  // SinkFailure. begin/commit are the caller's. on_bytes reports progress.
+  void read(const catalog::Replica& replica, const catalog::VersionRow& version,
+            const std::string& path, RecallSink& sink,
+            const std::function<void(std::uint64_t)>& on_bytes = {});
+  ArchiveStream& stream() { return stream_; }
+
+ private:
+  ArchiveStream stream_;
+  Bytes buffer_;
+};
+
+// Reads the label at BOT of the tape in drive and checks it is `serial` of
+// catalog `catalog_id`; the drive is left after the label's first record.
+void check_label(tape::Drive& drive, const std::string& serial, const std::string& catalog_id);
+
+// One line naming tape and block, for errors.
+std::string where(const catalog::TapeRow& tape, const catalog::ArchiveRow& archive,
+                  std::optional<std::uint64_t> block);
+
+}  // namespace mixtape::restore::detail

@@ -1,0 +1,419 @@
+// engine/restore: reading files back from tape: the recall queue, the stage
+// cache, safe extraction, `mixtape restore` and `mixtape verify`.
+//
+// Design
+//
+// * Finding bytes is arithmetic (docs/FORMAT.md section 8). A copy names its
+//   archive (first block B0, age header length H) and the member's header
+//   offset in the plaintext tar; format::locate() turns that into a block
+//   and an age chunk. Reading one member therefore costs: locate to B0 and
+//   read H + 16 bytes (the payload key, cached per archive), then reach the
+//   member's chunk and decrypt from there, never what lies before it. So
+//   one file is at most two locates; a later file of the same archive needs
+//   none, or one.
+//
+// * The drive only moves forward when it can. A TapeCursor (private) knows
+//   the block under the head; a target a little ahead is reached by reading
+//   and dropping records (across filemarks, so the small index between two
+//   archives is read rather than located over), one far ahead or behind by a
+//   locate. RecallOptions::forward_read_limit sets the break-even: with the
+//   LTO-6 model a locate costs 10 s + distance / 25 GB/s while streaming
+//   runs at 160 MB/s, so reading up to about 1.6 GB ahead is cheaper.
+//   Within one archive the decryptor keeps running over small gaps instead of
+//   being restarted (decrypt_skip_limit).
+//
+// * The recall queue turns requests into passes. A request names a file
+//   version; the queue knows its copies and, when a drive is free, picks the
+//   tape to serve: the one already in that drive if it holds any pending
+//   request, else the library tape holding the most pending requests (tapes
+//   outside the library only when nothing else can serve). A pass reads the
+//   tape's requests in (archive block, header offset) order; requests that
+//   arrive meanwhile join the pass if they lie ahead of the head, otherwise
+//   they wait for the next pass. One worker thread per drive; workers never
+//   share a tape. A copy that fails (unreadable, hash mismatch, wrong tape)
+//   is struck off and the request goes back to the queue for its next copy;
+//   only when no copy is left does it fail, with every copy's error.
+//
+// * Nothing unverified looks finished. Bytes reach a RecallSink as they are
+//   decrypted and hashed; commit() comes only after the BLAKE2b-256 of the
+//   whole member matched the catalog. The stage cache releases the last byte
+//   of a file to readers only then, and writes objects under a temporary
+//   name renamed into place after the hash matched (and fdatasync); restore
+//   writes a hidden temporary file renamed over the final name only then.
+//
+// * Extraction never leaves its directory. Destination resolves every name
+//   component by component with openat(O_NOFOLLOW | O_DIRECTORY), refuses
+//   names that are absolute or contain "..", and never follows a symlink it
+//   finds (even one planted before the restore); files are created with
+//   O_EXCL and renamed with RENAME_NOREPLACE unless overwriting was asked.
+//
+// * Verification is one sequential pass per tape: the same member reader
+//   walks every copy of every archive in tape order, so the drive streams;
+//   --quick reads only the indexes and the trailing index.
+//
+// Threads: RecallQueue runs one worker per drive, joined in its destructor;
+// StageCache and RecallQueue are safe to call from any thread (the FUSE
+// mount calls them from its request threads). restore() and verify() run
+// on the caller's thread plus the queue's workers.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/backup/backup.h"
+#include "engine/catalog/catalog.h"
+#include "engine/common/common.h"
+#include "engine/crypto/crypto.h"
+#include "engine/tape/tape.h"
+
+namespace mixtape::restore {
+
+// Errors a restore reports per file: they name the file, the tape and the
+// block, and carry no secret.
+class RestoreError : public Error {
+ public:
+  using Error::Error;
+};
+
+// ------------------------------------------------------------ sinks
+
+// Where the bytes of one recalled file version go: the stage cache, or a
+// file being restored. Calls come from a recall worker thread, in this
+// order per attempt: begin, write..., then commit (the hash matched) or
+// abort (this copy failed; another copy may begin again from byte 0). fail
+// is called once if no copy is left. An exception thrown by the sink itself
+// (a full disk) fails the request at once: other copies would not help.
+class RecallSink {
+ public:
+  virtual ~RecallSink() = default;
+  virtual void begin(const catalog::VersionRow& version) = 0;
+  virtual void write(ByteSpan data) = 0;
+  virtual void commit() = 0;
+  virtual void abort() noexcept = 0;
+  virtual void fail(const std::string& /*error*/) noexcept {}
+};
+
+// ------------------------------------------------------------ stage cache
+
+struct StageCacheOptions {
+  std::string directory;                 // created if missing
+  std::uint64_t capacity = 64ULL << 30;  // bytes of staged files kept
+  // Test seam: how staged bytes are written (default ::pwrite).
+  std::function<long(int fd, const void* data, std::size_t size, std::int64_t offset)> pwrite;
+};
+
+enum class WaitStatus { kReady, kFailed, kTimedOut };
+
+// Files recalled from tape, content-addressed by BLAKE2b-256, under
+// directory/objects/<2 hex>/<64 hex>; bounded by capacity, least recently
+// used first out, kept across restarts (directory/lock keeps a second
+// process out). A file being staged lives in directory/tmp/ until its hash
+// matched; leftovers there are removed at startup.
+class StageCache {
+ public:
+  explicit StageCache(StageCacheOptions options);
+  ~StageCache();
+  StageCache(const StageCache&) = delete;
+  StageCache& operator=(const StageCache&) = delete;
+
+  // Whether the content is completely staged (and verified).
+  bool contains(const catalog::Hash& hash);
+  // A sink staging content `hash` of `size` bytes. Space is made at begin()
+  // by evicting unpinned files; a file larger than the cache, or a disk
+  // that fills up, is a clear error and leaves nothing behind.
+  std::unique_ptr<RecallSink> stage(const catalog::Hash& hash, std::uint64_t size);
+
+  // A reader of one content, pinned (never evicted) while it lives. It may
+  // be opened before or while the content is staged.
+  class Reader {
+   public:
+    Reader(Reader&&) noexcept;
+    Reader& operator=(Reader&&) noexcept;
+    ~Reader();
+    // Waits until bytes [offset, offset + length) (clipped to the size) are
+    // readable. The last byte of the file is readable only once the whole
+    // file's hash matched. kFailed if the staging failed, or if bytes this
+    // reader may already have read came from a copy that then failed its
+    // hash check (reopen to read the good copy); error() says why.
+    WaitStatus wait_for(std::uint64_t offset, std::uint64_t length,
+                        std::chrono::steady_clock::time_point deadline);
+    // Reads bytes that wait_for reported ready; returns the count.
+    std::size_t read(std::uint64_t offset, MutableByteSpan out);
+    std::string error() const;
+    std::uint64_t size() const { return size_; }
+
+   private:
+    friend class StageCache;
+    struct State;
+    Reader(std::shared_ptr<State> state, std::uint64_t size);
+    std::shared_ptr<State> state_;
+    std::uint64_t size_ = 0;
+  };
+  Reader open(const catalog::Hash& hash, std::uint64_t size);
+
+  // wait_for without keeping a reader (the brief's API for the mount).
+  WaitStatus wait_for(const catalog::Hash& hash, std::uint64_t size, std::uint64_t offset,
+                      std::uint64_t length, std::chrono::steady_clock::time_point deadline);
+
+  struct Stats {
+    std::uint64_t used_bytes = 0;  // staged and being staged
+    std::uint64_t capacity = 0;
+    std::uint64_t files = 0;
+    std::uint64_t staged = 0;  // files staged since start
+    std::uint64_t evicted = 0;
+    std::uint64_t failed = 0;
+  };
+  Stats stats() const;
+
+ private:
+  class Impl;
+  class Sink;
+  std::shared_ptr<Impl> impl_;
+};
+
+// ------------------------------------------------------------ recall queue
+
+struct RecallOptions {
+  // Read forward and drop records rather than locate when the target is at
+  // most this many bytes ahead (break-even with the LTO-6 model ~1.6 GB).
+  std::uint64_t forward_read_limit = 1ULL << 30;
+  // Within an archive, decrypt and drop up to this much plaintext rather
+  // than restarting the decryptor at a later chunk.
+  std::uint64_t decrypt_skip_limit = 8ULL << 20;
+  // Read each tape's label when it is loaded: a tape with the right serial
+  // from another catalog is refused instead of misread.
+  bool check_labels = true;
+  // Ask the library to load tapes it does not list (an operator with a
+  // manual drive). Off for image libraries, which would make blank tapes.
+  bool load_unlisted_tapes = false;
+  unsigned decrypt_threads = 2;
+};
+
+enum class RecallState {
+  kOffline,  // queued; its tape is not being read yet
+  kStaging,  // bytes are being read
+  kStaged,   // complete, hash matched
+  kFailed,   // no copy could be read; see error
+};
+const char* to_string(RecallState state);
+
+struct RecallStatus {
+  RecallState state = RecallState::kOffline;
+  std::uint64_t bytes_done = 0;
+  std::uint64_t bytes_total = 0;
+  std::string tape;   // the tape being (or last) read
+  std::string error;  // kFailed: every copy's error, "; "-separated
+  int percent() const;
+};
+
+namespace detail {
+struct Ticket;
+}
+
+// What request() returns: the request's progress, shared with the queue.
+class RecallHandle {
+ public:
+  RecallHandle() = default;
+  explicit RecallHandle(std::shared_ptr<detail::Ticket> ticket) : ticket_(std::move(ticket)) {}
+  bool valid() const { return ticket_ != nullptr; }
+  RecallStatus status() const;
+  // Blocks until staged or failed.
+  RecallStatus wait() const;
+  // False if the deadline passed first.
+  bool wait_until(std::chrono::steady_clock::time_point deadline) const;
+
+ private:
+  std::shared_ptr<detail::Ticket> ticket_;
+};
+
+struct RecallRequest {
+  catalog::Id version_id = 0;
+  int priority = 0;  // higher is served first when choosing the next tape
+  // Where the bytes go; null: the queue's stage cache (requests for the same
+  // content are then merged into one recall).
+  std::shared_ptr<RecallSink> sink;
+  // Read only the copy on this tape (the mount's tapes/<serial>/ and
+  // name.replicas/<serial>); none: any copy.
+  std::optional<catalog::Id> tape_id;
+};
+
+struct RecallQueueStats {
+  std::uint64_t requests = 0;
+  std::uint64_t staged = 0;
+  std::uint64_t failed = 0;
+  std::uint64_t copy_failures = 0;  // copies struck off (then retried elsewhere)
+  std::uint64_t passes = 0;         // tape passes started
+  std::uint64_t tape_loads = 0;
+};
+
+class RecallQueue {
+ public:
+  // The queue opens its own read-only connection to the catalog at
+  // catalog_path. `cache` may be null if every request brings its sink.
+  RecallQueue(const std::string& catalog_path, tape::Library& library, crypto::AgeDecryptKeys keys,
+              StageCache* cache, RecallOptions options = {});
+  // Stops the workers (after the read in progress) and joins them; requests
+  // still queued fail with "recall queue stopped".
+  ~RecallQueue();
+  RecallQueue(const RecallQueue&) = delete;
+  RecallQueue& operator=(const RecallQueue&) = delete;
+
+  // Recalls a version into the stage cache.
+  RecallHandle request(catalog::Id version_id, int priority = 0);
+  RecallHandle request(const RecallRequest& request);
+  // Blocks until nothing is queued or being read.
+  void wait_idle();
+  RecallQueueStats stats() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// ------------------------------------------------------------ extraction
+
+struct DestinationOptions {
+  bool overwrite = false;      // replace existing files and symlinks
+  bool restore_owner = false;  // chown to the recorded uid/gid (root only)
+};
+
+// A directory that restored files go into and never out of. Names are member
+// names: relative paths of bytes. A name that is absolute, contains "..",
+// or whose way leads through a symlink or a non-directory is refused with a
+// RestoreError and nothing is written.
+class Destination {
+ public:
+  // Opens (making it if missing) the directory.
+  Destination(const std::string& directory, DestinationOptions options);
+  ~Destination();
+  Destination(const Destination&) = delete;
+  Destination& operator=(const Destination&) = delete;
+
+  const std::string& directory() const { return directory_; }
+
+  // Creates the directory and any missing parents.
+  void make_directory(std::string_view name);
+  // Sets mode, owner (if restore_owner) and mtime of a directory.
+  void set_directory_attributes(std::string_view name, const catalog::Attributes& attrs);
+  void make_symlink(std::string_view name, std::string_view target,
+                    const catalog::Attributes& attrs);
+  // Whether the name exists (without following a final symlink).
+  bool exists(std::string_view name);
+
+  // A regular file being written under a temporary name in its directory;
+  // commit() sets its attributes and renames it into place. Destroyed
+  // without commit(), it is removed.
+  class PendingFile {
+    struct Key {  // only Destination makes PendingFiles
+      explicit Key() = default;
+    };
+
+   public:
+    PendingFile(Key, const Destination& owner, UniqueFd parent, std::string name, std::string temp,
+                UniqueFd file, catalog::Attributes attrs);
+    ~PendingFile();
+    PendingFile(const PendingFile&) = delete;
+    PendingFile& operator=(const PendingFile&) = delete;
+    void write(ByteSpan data);
+    void commit();
+
+   private:
+    friend class Destination;
+    const Destination& owner_;
+    UniqueFd parent_;
+    std::string name_;
+    std::string temp_;
+    UniqueFd file_;
+    catalog::Attributes attrs_;
+    bool committed_ = false;
+  };
+  std::unique_ptr<PendingFile> begin_file(std::string_view name, const catalog::Attributes& attrs);
+
+  // Extracts a whole tar stream (members as TarReader vets them: hostile
+  // names are refused one by one, the rest is extracted). Returns the
+  // members that failed with their errors; regular files are checked
+  // against their MIXTAPE.blake2b256 when they carry one.
+  std::vector<std::string> extract_tar(ByteSource& tar, const std::string& name);
+
+ private:
+  std::string directory_;
+  DestinationOptions options_;
+  UniqueFd root_;
+  std::atomic<std::uint64_t> temp_counter_{0};  // temporary names, unique per process
+};
+
+// A sink writing a recalled version to a file of a Destination.
+std::shared_ptr<RecallSink> file_sink(Destination& destination, std::string name,
+                                      const catalog::Attributes& attrs);
+
+// ------------------------------------------------------------ restore
+
+struct RestoreOptions {
+  std::vector<std::string> paths;  // absolute catalog paths; files or directories
+  std::string destination;         // DIR: paths are recreated below it
+  // Restore the snapshot of the newest backup run started at or before this
+  // time (nanoseconds since the epoch); none: the newest backed-up version.
+  std::optional<std::int64_t> at_ns;
+  DestinationOptions destination_options;
+  RecallOptions recall;
+};
+
+struct RestoreFailure {
+  std::string path;
+  std::string error;
+};
+
+struct RestoreReport {
+  std::optional<catalog::RunRow> snapshot;  // the run --at chose
+  std::uint64_t files = 0;                  // regular files restored
+  std::uint64_t bytes = 0;
+  std::uint64_t symlinks = 0;
+  std::uint64_t directories = 0;
+  std::vector<RestoreFailure> failures;
+  RecallQueueStats recall;
+};
+
+// Restores the paths below options.destination in tape order, verifying
+// every hash; a file that fails is reported and everything else restored.
+RestoreReport restore(const std::string& catalog_path, tape::Library& library,
+                      const crypto::AgeDecryptKeys& keys, const RestoreOptions& options,
+                      backup::Progress& progress);
+
+// "2026-11-21T10:00:00Z" (also with fractional seconds, or a bare date
+// meaning its midnight UTC) as nanoseconds since the epoch.
+std::optional<std::int64_t> parse_time(std::string_view text);
+
+// ------------------------------------------------------------ verify
+
+struct VerifyOptions {
+  std::optional<std::string> serial;  // one tape; none: every tape in the library
+  bool quick = false;                 // indexes and trailing index only
+  RecallOptions recall;
+};
+
+struct VerifyReport {
+  std::uint64_t tapes = 0;
+  std::uint64_t archives = 0;
+  std::uint64_t files_ok = 0;
+  std::uint64_t files_bad = 0;
+  std::uint64_t indexes_ok = 0;            // --quick
+  std::vector<std::string> problems;       // one line each
+  std::vector<std::string> skipped_tapes;  // not in the library
+  bool ok() const { return problems.empty(); }
+};
+
+// Re-reads tapes and checks every copy (or, quick, every index) against the
+// catalog, recording the results (Catalog::record_verification): one row
+// per archive, and one per copy that is not ok.
+VerifyReport verify(catalog::Catalog& catalog, tape::Library& library,
+                    const crypto::AgeDecryptKeys& keys, const VerifyOptions& options,
+                    backup::Progress& progress);
+
+}  // namespace mixtape::restore

@@ -1,0 +1,343 @@
+// verify(): re-read tapes and check them against the catalog.
+//
+// Full: for each tape one pass in tape order. Every copy of every archive is
+// read with the restore's MemberReader (tar header checked against the
+// catalog, data hashed), then the archive's end-of-archive blocks and, on
+// encrypted tapes, the authenticated end of the age stream. Copies lie back
+// to back, so the decryptor and the drive stream: one locate at most per
+// tape (none when the archives follow the label closely). A damaged chunk
+// costs the members in it; the next member restarts at its own chunk.
+//
+// Quick: each archive's index and the trailing index are read (one locate
+// each), decrypted, opened with format::IndexReader and compared with the
+// catalog's archive and copy rows.
+#include <unistd.h>
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include "engine/recover/recover.h"
+#include "engine/restore/internal.h"
+
+namespace mixtape::restore {
+namespace {
+
+using catalog::VerifyResult;
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+class NullSink final : public RecallSink {
+ public:
+  void begin(const catalog::VersionRow&) override {}
+  void write(ByteSpan) override {}
+  void commit() override {}
+  void abort() noexcept override {}
+};
+
+VerifyResult result_of(detail::MemberError::Kind kind) {
+  switch (kind) {
+    case detail::MemberError::Kind::kMismatch:
+      return VerifyResult::kMismatch;
+    case detail::MemberError::Kind::kMissing:
+      return VerifyResult::kMissing;
+    case detail::MemberError::Kind::kUnreadable:
+      break;
+  }
+  return VerifyResult::kUnreadable;
+}
+
+// Worse results win: ok < mismatch < missing < unreadable.
+int severity(VerifyResult r) {
+  switch (r) {
+    case VerifyResult::kOk:
+      return 0;
+    case VerifyResult::kMismatch:
+      return 1;
+    case VerifyResult::kMissing:
+      return 2;
+    case VerifyResult::kUnreadable:
+      return 3;
+  }
+  return 3;
+}
+
+class TempPath {
+ public:
+  TempPath()
+      : path_([] {
+          const char* tmp = std::getenv("TMPDIR");
+          return std::string(tmp && *tmp ? tmp : "/tmp") + "/mixtape-verify-" +
+                 std::to_string(::getpid()) + "-" + std::to_string(now_ns()) + ".db";
+        }()) {}
+  TempPath(const TempPath&) = delete;
+  TempPath& operator=(const TempPath&) = delete;
+  ~TempPath() {
+    std::error_code ignored;
+    std::filesystem::remove(path_, ignored);
+    std::filesystem::remove(path_ + "-journal", ignored);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+class TapeVerifier {
+ public:
+  TapeVerifier(catalog::Catalog& catalog, tape::Drive& drive, const catalog::TapeRow& tape,
+               const crypto::AgeDecryptKeys& keys, const VerifyOptions& options,
+               detail::KeyCache& key_cache, VerifyReport& report, backup::Progress& progress)
+      : catalog_(catalog),
+        tape_(tape),
+        keys_(keys),
+        options_(options),
+        report_(report),
+        progress_(progress),
+        cursor_(drive, options.recall.forward_read_limit),
+        reader_(cursor_, key_cache, keys, options.recall) {}
+
+  std::vector<catalog::VerificationRow> full(const std::vector<catalog::ArchiveRow>& archives) {
+    std::map<std::int64_t, std::vector<catalog::TapeCopy>> copies;
+    catalog_.for_each_copy_on_tape(
+        tape_.id, [&](const catalog::TapeCopy& c) { copies[c.archive_file].push_back(c); });
+    for (const auto& archive : archives) {
+      auto& list = copies[archive.archive_file];
+      std::sort(list.begin(), list.end(), [](const auto& a, const auto& b) {
+        return a.copy.header_offset < b.copy.header_offset;
+      });
+      verify_archive(archive, list);
+    }
+    return std::move(rows_);
+  }
+
+  std::vector<catalog::VerificationRow> quick(const std::vector<catalog::ArchiveRow>& archives) {
+    std::map<std::int64_t, std::vector<catalog::TapeCopy>> copies;
+    catalog_.for_each_copy_on_tape(
+        tape_.id, [&](const catalog::TapeCopy& c) { copies[c.archive_file].push_back(c); });
+    for (const auto& archive : archives) {
+      std::string problem;
+      try {
+        problem = check_index(archive, copies[archive.archive_file]);
+      } catch (const std::exception& e) {
+        problem = e.what();
+      }
+      record(archive.id, 0, problem.empty() ? VerifyResult::kOk : VerifyResult::kUnreadable,
+             problem.empty() ? "index ok (quick)" : "index: " + problem);
+      ++report_.archives;
+      if (problem.empty()) {
+        ++report_.indexes_ok;
+      } else {
+        report_.problems.push_back("tape " + tape_.serial + ", index of archive file " +
+                                   std::to_string(archive.archive_file) + ": " + problem);
+      }
+    }
+    std::string problem;
+    try {
+      problem = check_trailing(archives);
+    } catch (const std::exception& e) {
+      problem = e.what();
+    }
+    if (problem.empty()) {
+      ++report_.indexes_ok;
+    } else {
+      report_.problems.push_back("tape " + tape_.serial + ", trailing index: " + problem);
+    }
+    return std::move(rows_);
+  }
+
+ private:
+  void record(catalog::Id archive, catalog::Id version, VerifyResult result,
+              const std::string& detail) {
+    catalog::VerificationRow row;
+    row.archive_id = archive;
+    row.version_id = version;
+    row.checked_at_ns = now_ns();
+    row.result = result;
+    row.detail = detail;
+    rows_.push_back(row);
+  }
+
+  void verify_archive(const catalog::ArchiveRow& archive,
+                      const std::vector<catalog::TapeCopy>& list) {
+    progress_.phase("verify " + tape_.serial + " file " + std::to_string(archive.archive_file),
+                    archive.plain_bytes, list.size());
+    NullSink sink;
+    std::uint64_t ok = 0, bad = 0;
+    VerifyResult worst = VerifyResult::kOk;
+    std::string first_problem;
+    auto problem = [&](catalog::Id version, VerifyResult result, const std::string& text) {
+      ++bad;
+      if (severity(result) > severity(worst)) worst = result;
+      if (first_problem.empty()) first_problem = text;
+      if (version) record(archive.id, version, result, text);
+      report_.problems.push_back(text);
+    };
+    for (const auto& c : list) {
+      catalog::Replica replica{c.copy, archive, tape_};
+      try {
+        reader_.read(replica, c.version, c.path, sink);
+        ++ok;
+        progress_.advance(c.version.size, 1, c.path);
+      } catch (const detail::MemberError& e) {
+        problem(c.version.id, result_of(e.kind()), c.path + ": " + e.what());
+      }
+    }
+    try {
+      check_end(archive);
+    } catch (const std::exception& e) {
+      --bad;  // not a file
+      problem(0, VerifyResult::kUnreadable,
+              "the end of " + detail::where(tape_, archive, std::nullopt) + ": " + e.what());
+    }
+    report_.files_ok += ok;
+    report_.files_bad += bad;
+    ++report_.archives;
+    std::string summary = std::to_string(ok) + " files ok";
+    if (bad) summary += ", " + std::to_string(bad) + " bad: " + first_problem;
+    record(archive.id, 0, worst, summary);
+  }
+
+  // The end-of-archive blocks, then the end of the stored stream (for age,
+  // its authenticated final chunk).
+  void check_end(const catalog::ArchiveRow& archive) {
+    detail::ArchiveStream& stream = reader_.stream();
+    if (archive.plain_bytes < format::kTarEndOfArchiveSize)
+      throw RestoreError("the archive is shorter than its end-of-archive blocks");
+    stream.seek(tape_, archive, archive.plain_bytes - format::kTarEndOfArchiveSize);
+    Bytes end(format::kTarEndOfArchiveSize + 1);
+    std::size_t n = read_full(stream, end);
+    if (n != format::kTarEndOfArchiveSize)
+      throw RestoreError(n < format::kTarEndOfArchiveSize ? "truncated" : "data after its end");
+    if (std::any_of(end.begin(), end.begin() + static_cast<std::ptrdiff_t>(n),
+                    [](std::uint8_t b) { return b != 0; }))
+      throw RestoreError("no end-of-archive marker");
+    stream.reset();
+  }
+
+  std::string check_index(const catalog::ArchiveRow& archive,
+                          const std::vector<catalog::TapeCopy>& list) {
+    if (archive.index_block == 0) return "the catalog does not know where the index is";
+    cursor_.seek(archive.index_block, tape_.record_size, 0);
+    reader_.stream().reset();
+    TempPath path;
+    recover::fetch_index(cursor_, keys_, path.path());
+    format::IndexReader index(path.path());
+    const format::IndexHeader& h = index.header();
+    if (h.kind != format::IndexKind::kArchive) return "not an archive index";
+    if (h.serial != tape_.serial) return "it names tape " + h.serial;
+    if (h.catalog_id != catalog_.catalog_id()) return "it belongs to catalog " + h.catalog_id;
+    if (static_cast<std::int64_t>(h.archive_file) != archive.archive_file)
+      return "it describes tape file " + std::to_string(h.archive_file);
+    const format::ArchiveRecord& a = *index.archive();
+    if (a.first_block != archive.first_block || a.age_header_length != archive.age_header_len ||
+        a.ciphertext_size != archive.cipher_bytes || a.plaintext_size != archive.plain_bytes ||
+        a.member_count != archive.members)
+      return "its archive row differs from the catalog's";
+    std::map<std::uint64_t, const catalog::TapeCopy*> by_offset;
+    for (const auto& c : list) by_offset[c.copy.header_offset] = &c;
+    std::size_t matched = 0;
+    auto members = index.members();
+    while (auto m = members.next()) {
+      auto it = by_offset.find(m->offsets.header_offset);
+      if (it == by_offset.end()) continue;  // written but not committed: not a copy
+      const catalog::TapeCopy& c = *it->second;
+      const bool link = c.version.kind == catalog::VersionKind::kSymlink;
+      if (m->info.path != c.path.substr(1) || m->offsets.data_offset != c.copy.data_offset ||
+          (!link &&
+           (m->info.size != c.version.size || m->info.blake2b256 != to_hex(c.version.hash))) ||
+          (link && m->info.linkpath != c.version.symlink_target))
+        return "member '" + m->info.path + "' differs from the catalog's copy of " + c.path;
+      ++matched;
+    }
+    if (matched != list.size())
+      return std::to_string(list.size() - matched) + " of the catalog's copies are not in it";
+    return {};
+  }
+
+  std::string check_trailing(const std::vector<catalog::ArchiveRow>& archives) {
+    if (!tape_.append_block) return "the catalog does not know where it is";
+    cursor_.seek(*tape_.append_block, tape_.record_size, 0);
+    reader_.stream().reset();
+    TempPath path;
+    recover::fetch_index(cursor_, keys_, path.path());
+    format::IndexReader index(path.path());
+    const format::IndexHeader& h = index.header();
+    if (h.kind != format::IndexKind::kTrailing) return "not a trailing index";
+    if (h.serial != tape_.serial) return "it names tape " + h.serial;
+    if (h.catalog_id != catalog_.catalog_id()) return "it belongs to catalog " + h.catalog_id;
+    auto count = index.database().prepare(
+        "SELECT count(*) FROM catalog_archives a JOIN catalog_tapes t ON t.id = a.tape_id "
+        "WHERE t.serial = ?");
+    count.bind(1, tape_.serial);
+    if (!count.step() || static_cast<std::size_t>(count.column_int(0)) < archives.size())
+      return "it lists fewer archives of this tape than the catalog";
+    return {};
+  }
+
+  catalog::Catalog& catalog_;
+  const catalog::TapeRow& tape_;
+  const crypto::AgeDecryptKeys& keys_;
+  const VerifyOptions& options_;
+  VerifyReport& report_;
+  backup::Progress& progress_;
+  detail::TapeCursor cursor_;
+  detail::MemberReader reader_;
+  std::vector<catalog::VerificationRow> rows_;
+};
+
+}  // namespace
+
+VerifyReport verify(catalog::Catalog& catalog, tape::Library& library,
+                    const crypto::AgeDecryptKeys& keys, const VerifyOptions& options,
+                    backup::Progress& progress) {
+  VerifyReport report;
+  const std::string catalog_id = catalog.catalog_id();
+  std::vector<catalog::TapeRow> tapes;
+  for (const auto& t : catalog.tapes())
+    if (!options.serial || t.serial == *options.serial) tapes.push_back(t);
+  if (options.serial && tapes.empty())
+    throw RestoreError("tape " + *options.serial + " is not in the catalog");
+  auto serials = library.serials();
+  std::set<std::string> listed(serials.begin(), serials.end());
+  detail::KeyCache key_cache;
+  for (const auto& tape : tapes) {
+    auto archives = catalog.archives_of_tape(tape.id);
+    if (archives.empty() && !options.serial) continue;  // labelled, never written
+    if (!listed.count(tape.serial)) {
+      report.skipped_tapes.push_back(tape.serial);
+      if (options.serial)
+        report.problems.push_back("tape " + tape.serial + " is not in the library");
+      continue;
+    }
+    ++report.tapes;
+    std::vector<catalog::VerificationRow> rows;
+    try {
+      tape::Drive& drive = library.load(tape.serial);
+      if (options.recall.check_labels) detail::check_label(drive, tape.serial, catalog_id);
+      TapeVerifier verifier(catalog, drive, tape, keys, options, key_cache, report, progress);
+      rows = options.quick ? verifier.quick(archives) : verifier.full(archives);
+    } catch (const std::exception& e) {
+      report.problems.push_back("tape " + tape.serial + ": " + e.what());
+      for (const auto& archive : archives) {
+        catalog::VerificationRow row;
+        row.archive_id = archive.id;
+        row.checked_at_ns = now_ns();
+        row.result = VerifyResult::kUnreadable;
+        row.detail = e.what();
+        rows.push_back(row);
+      }
+    }
+    auto transaction = catalog.transaction();
+    for (const auto& row : rows) catalog.record_verification(row);
+    transaction.commit();
+  }
+  return report;
+}
+
+}  // namespace mixtape::restore

@@ -1,0 +1,138 @@
+// Real mounts that recall: from a chosen tape, past a damaged copy, from a
+// tape mounted without its catalog, and unmounting while a recall runs.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "restore/test_util.h"
+
+namespace mixtape::fs {
+namespace {
+
+using restore::testing::Fixture;
+using restore::testing::quote;
+using restore::testing::random_data;
+using restore::testing::read_text;
+
+constexpr char kMountHelper[] = MIXTAPE_BINARY_DIR "/mount-helper/mount.mixtape";
+
+int sh(const std::string& command) {
+  int rc = std::system(command.c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+class MountRecallTest : public ::testing::Test {
+ protected:
+  ~MountRecallTest() override {
+    if (mounted_) sh("fusermount3 -u " + quote(mnt()) + " 2>/dev/null");
+  }
+
+  std::string mnt() const { return f_.file("mnt"); }
+  std::string latest() const { return mnt() + "/latest" + f_.src(); }
+
+  void mount(const std::string& source, const std::string& options) {
+    std::filesystem::create_directories(mnt());
+    std::string command = std::string(kMountHelper) + " " + quote(source) + " " + quote(mnt()) +
+                          " -o " +
+                          quote("identity=" + f_.identity() + ",cache=" + f_.file("cache") +
+                                (options.empty() ? "" : "," + options)) +
+                          " 2> " + quote(f_.file("mount.err"));
+    ASSERT_EQ(sh(command), 0) << read_text(f_.file("mount.err"));
+    mounted_ = true;
+  }
+
+  Fixture f_;
+  bool mounted_ = false;
+};
+
+TEST_F(MountRecallTest, ReadingUnderTapesRecallsFromThatTape) {
+  f_.make_tree(8);
+  f_.init(2);
+  f_.backup();
+  mount(f_.catalog(), "library=" + f_.library());
+  std::string path = mnt() + "/tapes/L00002" + f_.src() + "/big.bin";
+  EXPECT_TRUE(read_text(path) == random_data(3'000'000, 1));
+  std::string status = read_text(mnt() + "/.mixtape/status");
+  EXPECT_NE(status.find("drive 0: tape L00002"), std::string::npos) << status;
+  // The same through name.replicas/L00001 reads the other tape.
+  std::string replica = latest() + "/d1/f1.replicas/L00001";
+  EXPECT_TRUE(read_text(replica) == random_data(1024 + 7919 % 150000, 101));
+  status = read_text(mnt() + "/.mixtape/status");
+  EXPECT_NE(status.find("drive 0: tape L00001"), std::string::npos) << status;
+}
+
+TEST_F(MountRecallTest, ADamagedOnlyCopyIsEioForThatFileAlone) {
+  f_.make_tree(8);
+  f_.init(1);
+  f_.backup();
+  auto replicas = f_.replicas(f_.src() + "/big.bin");
+  ASSERT_EQ(replicas.size(), 1u);
+  f_.flip(replicas[0], replicas[0].copy.data_offset + 1'500'000);
+  mount(f_.catalog(), "library=" + f_.library());
+  EXPECT_NE(
+      sh("cat " + quote(latest() + "/big.bin") + " > /dev/null 2> " + quote(f_.file("cat.err"))),
+      0);
+  EXPECT_NE(read_text(f_.file("cat.err")).find("Input/output error"), std::string::npos);
+  EXPECT_TRUE(read_text(latest() + "/d0/f0") == random_data(1024, 100));
+  std::string status = read_text(mnt() + "/.mixtape/status");
+  EXPECT_NE(status.find("big.bin"), std::string::npos) << status;
+}
+
+TEST_F(MountRecallTest, ADamagedCopyIsReadFromTheOtherTape) {
+  f_.make_tree(8);
+  f_.init(2);
+  f_.backup();
+  auto replicas = f_.replicas(f_.src() + "/big.bin");
+  ASSERT_EQ(replicas.size(), 2u);
+  f_.flip(replicas[0], replicas[0].copy.data_offset + 1'500'000);
+  mount(f_.catalog(), "library=" + f_.library());
+  // A reader that already saw bytes of the damaged copy gets EIO rather than
+  // a mix of two copies; the file itself comes back from the other tape, so
+  // reading it again (or a first read after the recall) gives all of it.
+  int first = sh("cat " + quote(latest() + "/big.bin") + " > " + quote(f_.file("first")));
+  if (first == 0) {
+    EXPECT_TRUE(read_text(f_.file("first")) == random_data(3'000'000, 1));
+  }
+  EXPECT_TRUE(read_text(latest() + "/big.bin") == random_data(3'000'000, 1));
+  std::string stats = read_text(mnt() + "/.mixtape/stats");
+  EXPECT_NE(stats.find("\"copy_failures\": 1"), std::string::npos) << stats;
+  EXPECT_NE(stats.find("\"recalls_staged\": 1"), std::string::npos) << stats;
+}
+
+TEST_F(MountRecallTest, AFoundTapeMountsWithoutItsCatalog) {
+  f_.make_tree(12);
+  f_.init(1);
+  f_.backup();
+  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(f_.catalog() + suffix);
+  mount(f_.image("L00001"), "");
+  std::string restored = f_.file("restored");
+  ASSERT_EQ(sh("cp -a " + quote(latest()) + " " + quote(restored)), 0);
+  EXPECT_EQ(sh("diff -r " + quote(f_.src()) + " " + quote(restored)), 0);
+  EXPECT_TRUE(std::filesystem::exists(mnt() + "/tapes/L00001"));
+}
+
+TEST_F(MountRecallTest, UnmountDuringARecallLeavesNoProcessBehind) {
+  f_.make_tree(4);
+  restore::testing::write_bytes(f_.src() + "/huge.bin", random_data(40'000'000, 7));
+  f_.init(1);
+  f_.backup("64M");
+  mount(f_.catalog(), "library=" + f_.library());
+  std::thread reader([&] { sh("cat " + quote(latest() + "/huge.bin") + " > /dev/null 2>&1"); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  // Lazy: the reader may hold the file open; the daemon must still exit.
+  EXPECT_EQ(sh("fusermount3 -u -z " + quote(mnt())), 0);
+  mounted_ = false;
+  reader.join();
+  bool gone = false;
+  for (int i = 0; i < 100 && !gone; ++i) {
+    // "[m]" keeps the pattern from matching the shell that runs pgrep.
+    gone = sh("pgrep -f " + quote("[m]ount.mixtape .*" + mnt()) + " > /dev/null") != 0;
+    if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(gone) << "mount.mixtape still running after unmount";
+}
+
+}  // namespace
+}  // namespace mixtape::fs

@@ -1,0 +1,244 @@
+// Helpers shared by the tests of engine/restore and engine/recover: a temp
+// directory, running the built `mixtape`, a backed-up fixture tree, and
+// surgery on SIMH images (finding a block's bytes, flipping one,
+// truncating).
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "engine/catalog/catalog.h"
+#include "engine/common/common.h"
+#include "engine/format/format.h"
+#include "engine/tape/tape.h"
+
+namespace mixtape::restore::testing {
+
+inline constexpr char kMixtape[] = MIXTAPE_BINARY_DIR "/cli/mixtape";
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "mixtape-restore-XXXXXX");
+    if (!::mkdtemp(pattern.data())) throw_errno("mkdtemp");
+    path_ = pattern;
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+inline std::string quote(const std::string& text) {
+  std::string out = "'";
+  for (char c : text) {
+    if (c == '\'')
+      out += "'\\''";
+    else
+      out += c;
+  }
+  return out + "'";
+}
+
+inline std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+inline void write_bytes(const std::string& path, const std::string& data) {
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(data.data(), static_cast<std::streamsize>(data.size()));
+}
+
+inline std::string random_data(std::size_t size, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::string out(size, '\0');
+  for (auto& c : out) c = static_cast<char>(rng() & 0xff);
+  return out;
+}
+
+struct CommandRun {
+  int status = -1;
+  std::string out;
+  std::string err;
+};
+
+// Counters of a --stats-json file.
+inline std::map<std::string, double> read_stats(const std::string& path) {
+  std::map<std::string, double> stats;
+  std::string text = read_text(path);
+  std::size_t pos = 0;
+  while ((pos = text.find('"', pos)) != std::string::npos) {
+    std::size_t end = text.find('"', pos + 1);
+    std::string key = text.substr(pos + 1, end - pos - 1);
+    std::size_t colon = text.find(':', end);
+    stats[key] = std::strtod(text.c_str() + colon + 1, nullptr);
+    pos = text.find_first_of(",}", colon);
+  }
+  return stats;
+}
+
+// One block of a SIMH image: where its bytes are.
+struct ImageBlock {
+  bool filemark = false;
+  std::uint64_t data_offset = 0;  // file offset of the record's first data byte
+  std::uint64_t size = 0;
+};
+
+inline std::vector<ImageBlock> parse_image(const std::string& path) {
+  std::string image = read_text(path);
+  std::vector<ImageBlock> blocks;
+  std::size_t at = 0;
+  auto word = [&](std::size_t offset) {
+    std::uint32_t w = 0;
+    for (int i = 3; i >= 0; --i) w = (w << 8) | static_cast<unsigned char>(image[offset + i]);
+    return w;
+  };
+  while (at + 4 <= image.size()) {
+    std::uint32_t length = word(at);
+    if (length == 0) {
+      blocks.push_back({true, at, 0});
+      at += 4;
+      continue;
+    }
+    std::uint64_t padded = length + (length & 1);
+    if (at + 8 + padded > image.size()) break;  // cut short: not data
+    blocks.push_back({false, at + 4, length});
+    at += 8 + padded;
+  }
+  return blocks;
+}
+
+// First block of every tape file.
+inline std::vector<std::uint64_t> tape_files(const std::vector<ImageBlock>& blocks) {
+  std::vector<std::uint64_t> starts{0};
+  for (std::uint64_t b = 0; b < blocks.size(); ++b)
+    if (blocks[b].filemark && b + 1 < blocks.size()) starts.push_back(b + 1);
+  return starts;
+}
+
+inline void flip_byte(const std::string& path, std::uint64_t offset) {
+  std::fstream f(path, std::ios::binary | std::ios::in | std::ios::out);
+  f.seekg(static_cast<std::streamoff>(offset));
+  char c = 0;
+  f.get(c);
+  f.seekp(static_cast<std::streamoff>(offset));
+  f.put(static_cast<char>(c ^ 0x5a));
+}
+
+// A tree of files backed up by the real binary into an image library.
+class Fixture {
+ public:
+  Fixture() { std::filesystem::create_directories(dir_ / "home"); }
+
+  const std::string& root() const { return dir_.path(); }
+  std::string src() const { return dir_ / "src"; }
+  std::string catalog() const { return dir_ / "catalog.db"; }
+  std::string library() const { return dir_ / "tapes"; }
+  // Where `mixtape init` puts it by default, so commands find it unasked.
+  std::string identity() const { return dir_ / "home/.config/mixtape/identity.txt"; }
+  std::string image(const std::string& serial) const { return library() + "/" + serial + ".tap"; }
+  std::string file(const std::string& name) const { return dir_ / name; }
+
+  CommandRun mixtape(const std::string& args) {
+    const std::string out = dir_ / "stdout", err = dir_ / "stderr";
+    std::string command = "cd " + quote(dir_.path()) + " && HOME=" + quote(dir_ / "home") +
+                          " MIXTAPE_CATALOG=" + quote(catalog()) + " " + kMixtape + " " + args +
+                          " > " + quote(out) + " 2> " + quote(err);
+    int rc = std::system(command.c_str());
+    CommandRun run;
+    run.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+    run.out = read_text(out);
+    run.err = read_text(err);
+    return run;
+  }
+
+  // A tree: big.bin (3 MB), `small` files of 1-150 KB spread over dirs
+  // d0..d3, an empty file, a symlink, an empty directory, a 0600 file.
+  // With --archive-size 1M that is 5 archives or so.
+  void make_tree(int small = 40) {
+    write_bytes(src() + "/big.bin", random_data(3'000'000, 1));
+    for (int i = 0; i < small; ++i) {
+      std::string name = src() + "/d" + std::to_string(i % 4) + "/f" + std::to_string(i);
+      write_bytes(name, random_data(1024 + (i * 7919) % 150000, 100 + i));
+    }
+    write_bytes(src() + "/empty.txt", "");
+    write_bytes(src() + "/private.txt", "secret\n");
+    ::chmod((src() + "/private.txt").c_str(), 0600);
+    std::filesystem::create_directories(src() + "/empty-dir");
+    std::filesystem::create_symlink("big.bin", src() + "/link");
+  }
+
+  void init(int copies) {
+    CommandRun r =
+        mixtape("init --copies " + std::to_string(copies) + " --identity-out " + quote(identity()));
+    if (r.status != 0) throw Error("init failed: " + r.err);
+  }
+
+  void backup(const std::string& archive_size = "1M") {
+    CommandRun r = mixtape("backup " + quote(src()) + " --library " + quote(library()) +
+                           " --capacity 64M --archive-size " + archive_size);
+    if (r.status != 0) throw Error("backup failed: " + r.err + r.out);
+  }
+
+  // The replicas of the newest version of a path, by tape serial.
+  std::vector<catalog::Replica> replicas(const std::string& path) {
+    auto catalog = catalog::Catalog::open_read_only(this->catalog());
+    auto entry = catalog.resolve(path);
+    if (!entry || entry->is_dir) throw Error(path + " is not a file in the catalog");
+    return catalog.copies_of(entry->version.id);
+  }
+
+  catalog::VersionRow version(const std::string& path) {
+    auto catalog = catalog::Catalog::open_read_only(this->catalog());
+    auto entry = catalog.resolve(path);
+    if (!entry || entry->is_dir) throw Error(path + " is not a file in the catalog");
+    return entry->version;
+  }
+
+  // Flips one byte of the ciphertext at plaintext offset `offset` of the
+  // replica's archive, in its tape image (the record headers skipped).
+  void flip(const catalog::Replica& replica, std::uint64_t offset) {
+    format::ArchiveGeometry geometry;
+    geometry.first_block = replica.archive.first_block;
+    geometry.record_size = replica.tape.record_size;
+    geometry.encrypted = replica.archive.encrypted;
+    geometry.age_header_length = replica.archive.age_header_len;
+    format::TapePosition at = format::locate(geometry, offset);
+    // The byte at `offset` inside chunk at.chunk: its ciphertext position is
+    // the chunk start plus offset_in_chunk.
+    std::uint64_t stored = at.stored_offset + at.offset_in_chunk;
+    std::uint64_t block = replica.archive.first_block + stored / replica.tape.record_size;
+    std::uint64_t in_block = stored % replica.tape.record_size;
+    const std::string path = image(replica.tape.serial);
+    auto blocks = parse_image(path);
+    if (block >= blocks.size() || blocks[block].filemark) throw Error("no record at that block");
+    flip_byte(path, blocks[block].data_offset + in_block);
+  }
+
+ private:
+  TempDir dir_;
+};
+
+}  // namespace mixtape::restore::testing
