@@ -1,7 +1,9 @@
 #include "fs/recall_content.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <sstream>
+#include <thread>
 
 namespace mixtape::fs {
 namespace {
@@ -27,15 +29,38 @@ class CachedFile final : public OpenContent {
     }
     auto deadline = wait_ ? std::chrono::steady_clock::now() + *wait_
                           : std::chrono::steady_clock::time_point::max();
-    switch (reader_.wait_for(offset, out.size(), deadline)) {
-      case restore::WaitStatus::kReady:
-        return reader_.read(offset, out);
-      case restore::WaitStatus::kFailed:
-        throw FsError(EIO, path_ + ": " + reader_.error());
-      case restore::WaitStatus::kTimedOut:
-        throw FsError(ENOMEDIUM, path_ + ": its tape was not inserted in time");
+    bool retried = false;
+    for (;;) {
+      switch (reader_.wait_for(offset, out.size(), deadline)) {
+        case restore::WaitStatus::kReady: {
+          std::size_t n = reader_.read(offset, out);
+          returned_ = returned_ || n > 0;
+          return n;
+        }
+        case restore::WaitStatus::kTimedOut:
+          throw FsError(ENOMEDIUM, path_ + ": its tape was not inserted in time");
+        case restore::WaitStatus::kFailed:
+          break;
+      }
+      // Bytes already handed out came from the copy that failed: never mix
+      // them with another copy's (the open fails; a new open reads the next).
+      if (returned_) throw FsError(EIO, path_ + ": " + reader_.error());
+      // A recall that failed because no tape holding the file can be loaded
+      // waits for the operator (.mixtape/status says which tape) until the
+      // deadline, then ENOMEDIUM. Any other failure is EIO, after one retry
+      // in case the tape arrived just as the recall gave up.
+      if (owner_.missing_tapes(version_).empty()) {
+        if (retried) throw FsError(EIO, path_ + ": " + reader_.error());
+        retried = true;
+      }
+      while (!owner_.missing_tapes(version_).empty()) {
+        if (std::chrono::steady_clock::now() >= deadline)
+          throw FsError(ENOMEDIUM, path_ + ": its tape was not inserted in time");
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      }
+      owner_.request(version_, 1, tape_id_);
+      reader_ = owner_.reopen(version_);
     }
-    throw FsError(EIO, path_);
   }
 
  private:
@@ -44,6 +69,7 @@ class CachedFile final : public OpenContent {
   catalog::VersionRow version_;
   std::optional<catalog::Id> tape_id_;
   bool recall_on_read_;
+  bool returned_ = false;  // bytes were given to the reader
   std::optional<std::chrono::seconds> wait_;
   std::string path_;
 };
@@ -120,23 +146,51 @@ void RecallContent::read_ahead(const Content& content) {
   }
 }
 
+std::vector<std::string> RecallContent::present_serials() {
+  std::lock_guard lock(mutex_);
+  auto now = std::chrono::steady_clock::now();
+  if (now - present_read_ > std::chrono::seconds(5)) {
+    present_ = library_.serials();
+    present_read_ = now;
+  }
+  return present_;
+}
+
 std::string RecallContent::state(const catalog::VersionRow& version) {
   if (cache_.contains(version.hash)) return "staged";
-  std::lock_guard lock(mutex_);
-  auto it = handles_.find(version.id);
-  if (it == handles_.end()) return "offline";
-  auto status = it->second.status();
-  switch (status.state) {
-    case restore::RecallState::kStaging:
-      return "staging " + std::to_string(status.percent()) + "%";
-    case restore::RecallState::kStaged:
-      return "staged";
-    case restore::RecallState::kFailed:
-      return "failed";
-    case restore::RecallState::kOffline:
-      break;
+  bool failed = false;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = handles_.find(version.id);
+    if (it != handles_.end()) {
+      auto status = it->second.status();
+      switch (status.state) {
+        case restore::RecallState::kStaging:
+          return "staging " + std::to_string(status.percent()) + "%";
+        case restore::RecallState::kStaged:
+          return "staged";
+        case restore::RecallState::kFailed:
+          failed = true;
+          break;
+        case restore::RecallState::kOffline:
+          break;
+      }
+    }
   }
-  return "offline";
+  // Offline (or failed for want of a tape): say which tape to insert.
+  std::string missing = missing_tapes(version);
+  if (!missing.empty()) return "offline (insert tape " + missing + ")";
+  return failed ? "failed" : "offline";
+}
+
+std::string RecallContent::missing_tapes(const catalog::VersionRow& version) {
+  auto present = present_serials();
+  std::string missing;
+  for (const auto& r : tree_.catalog().copies_of(version.id)) {
+    if (std::find(present.begin(), present.end(), r.tape.serial) != present.end()) return {};
+    missing += (missing.empty() ? "" : " ") + r.tape.serial;
+  }
+  return missing;
 }
 
 void RecallContent::recall(const std::vector<Content>& contents) {
@@ -153,17 +207,32 @@ std::string RecallContent::status() {
   auto q = queue_.stats();
   out << "recalls: " << q.requests << " requested, " << q.staged << " staged, " << q.failed
       << " failed, " << q.passes << " tape passes\n";
+  std::vector<catalog::Id> offline;
   std::size_t waiting = 0;
   {
     std::lock_guard lock(mutex_);
     for (const auto& [id, handle] : handles_) {
       auto s = handle.status();
+      if (s.state == restore::RecallState::kOffline || s.state == restore::RecallState::kFailed)
+        offline.push_back(id);
       if (s.state == restore::RecallState::kOffline || s.state == restore::RecallState::kStaging)
         ++waiting;
-      if (s.state == restore::RecallState::kFailed)
-        out << "failed: " << tree_.catalog().file_path(tree_.catalog().version(id)->file_id) << ": "
-            << s.error << "\n";
     }
+  }
+  // Files waiting for a tape nobody has inserted say which one.
+  for (catalog::Id id : offline) {
+    auto version = tree_.catalog().version(id);
+    if (!version) continue;
+    std::string path = tree_.catalog().file_path(version->file_id);
+    std::string missing = missing_tapes(*version);
+    if (!missing.empty()) {
+      out << "waiting: " << path << ": insert tape " << missing << "\n";
+      continue;
+    }
+    std::lock_guard lock(mutex_);
+    auto s = handles_[id].status();
+    if (s.state == restore::RecallState::kFailed)
+      out << "failed: " << path << ": " << s.error << "\n";
   }
   out << "queue: " << waiting << " files waiting\n";
   auto c = cache_.stats();

@@ -36,6 +36,13 @@ class RecallContent final : public ContentSource, public ControlFiles {
   std::string status() override;
   std::string stats_json() override;
 
+  // The serials holding the version when none of them can be loaded now
+  // ("L00001 L00007"); empty when one can.
+  std::string missing_tapes(const catalog::VersionRow& version);
+  restore::StageCache::Reader reopen(const catalog::VersionRow& version) {
+    return cache_.open(version.hash, version.size);
+  }
+
   // Queues the version (once; later calls return the same handle), from
   // the copy on tape_id if given.
   restore::RecallHandle request(const catalog::VersionRow& version, int priority,
@@ -43,6 +50,8 @@ class RecallContent final : public ContentSource, public ControlFiles {
 
  private:
   void read_ahead(const Content& content);
+  // Serials the library can load now, re-read at most every few seconds.
+  std::vector<std::string> present_serials();
 
   Tree& tree_;
   tape::Library& library_;
@@ -51,6 +60,8 @@ class RecallContent final : public ContentSource, public ControlFiles {
   RecallContentOptions options_;
   std::mutex mutex_;
   std::map<catalog::Id, restore::RecallHandle> handles_;
+  std::vector<std::string> present_;
+  std::chrono::steady_clock::time_point present_read_{};
   std::uint64_t opens_ = 0;
   std::uint64_t cache_hits_ = 0;
 };

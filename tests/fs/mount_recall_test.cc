@@ -113,6 +113,25 @@ TEST_F(MountRecallTest, AFoundTapeMountsWithoutItsCatalog) {
   EXPECT_TRUE(std::filesystem::exists(mnt() + "/tapes/L00001"));
 }
 
+TEST_F(MountRecallTest, ATapeNobodyInsertsIsEnomediumAfterTheWait) {
+  f_.make_tree(4);
+  f_.init(1);
+  f_.backup();
+  std::filesystem::rename(f_.library(), f_.file("drawer"));  // the tape leaves the library
+  std::filesystem::create_directories(f_.library());
+  mount(f_.catalog(), "library=" + f_.library() + ",wait=1");
+  std::string file = latest() + "/big.bin";
+  EXPECT_EQ(sh("getfattr -n user.mixtape.state --only-values " + quote(file) + " > " +
+               quote(f_.file("state"))),
+            0);
+  EXPECT_EQ(read_text(f_.file("state")), "offline (insert tape L00001)");
+  EXPECT_NE(sh("cat " + quote(file) + " > /dev/null 2> " + quote(f_.file("cat.err"))), 0);
+  EXPECT_NE(read_text(f_.file("cat.err")).find("No medium found"), std::string::npos)
+      << read_text(f_.file("cat.err"));
+  std::string status = read_text(mnt() + "/.mixtape/status");
+  EXPECT_NE(status.find("insert tape L00001"), std::string::npos) << status;
+}
+
 TEST_F(MountRecallTest, UnmountDuringARecallLeavesNoProcessBehind) {
   f_.make_tree(4);
   restore::testing::write_bytes(f_.src() + "/huge.bin", random_data(40'000'000, 7));
