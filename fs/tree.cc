@@ -326,26 +326,25 @@ std::optional<DirEntry> Tree::lookup(Ino parent, const std::string& name) {
     }
     return std::nullopt;
   }
-  std::vector<DirEntry> children;
+  for (auto& child : small_dir_children(node))
+    if (child.name == name) return child;
+  return std::nullopt;
+}
+
+std::vector<DirEntry> Tree::small_dir_children(const Node& node) {
   switch (node.kind) {
     case NodeKind::kVersionsDir:
-      children = version_entries(node);
-      break;
+      return version_entries(node);
     case NodeKind::kReplicasDir:
-      children = replica_entries(node);
-      break;
+      return replica_entries(node);
     case NodeKind::kRoot:
     case NodeKind::kControlDir:
     case NodeKind::kSnapshotsRoot:
     case NodeKind::kTapesRoot:
-      children = special_children(node);
-      break;
+      return special_children(node);
     default:
       throw FsError(ENOTDIR, "not a directory");
   }
-  for (auto& child : children)
-    if (child.name == name) return child;
-  return std::nullopt;
 }
 
 void Tree::list(Ino dir, std::uint64_t offset,
@@ -353,23 +352,7 @@ void Tree::list(Ino dir, std::uint64_t offset,
   Node node = decode(dir);
   catalog::Id dir_id = dir_of_node(node);
   if (dir_id == 0) {
-    std::vector<DirEntry> children;
-    switch (node.kind) {
-      case NodeKind::kVersionsDir:
-        children = version_entries(node);
-        break;
-      case NodeKind::kReplicasDir:
-        children = replica_entries(node);
-        break;
-      case NodeKind::kRoot:
-      case NodeKind::kControlDir:
-      case NodeKind::kSnapshotsRoot:
-      case NodeKind::kTapesRoot:
-        children = special_children(node);
-        break;
-      default:
-        throw FsError(ENOTDIR, "not a directory");
-    }
+    std::vector<DirEntry> children = small_dir_children(node);
     for (std::uint64_t i = offset; i < children.size(); ++i)
       if (!fn(children[i], i + 1)) return;
     return;

@@ -135,6 +135,9 @@ class Tree {
   std::uint32_t view_for_tape(catalog::Id tape) const;
   catalog::Id dir_of_node(const Node& node);
   std::optional<catalog::Entry> file_entry(const Node& node);
+  // Children of the directories that are not catalog directories (the
+  // root, .mixtape, snapshots, tapes, name.versions, name.replicas): few.
+  std::vector<DirEntry> small_dir_children(const Node& node);
   std::vector<DirEntry> special_children(const Node& node);
   std::vector<DirEntry> version_entries(const Node& node);
   std::vector<DirEntry> replica_entries(const Node& node);
