@@ -109,39 +109,55 @@ void op_readlink(fuse_req_t req, fuse_ino_t ino) {
   guarded(req, [&] { fuse_reply_readlink(req, s.tree.readlink(ino).c_str()); });
 }
 
-void reply_dir(fuse_req_t req, fuse_ino_t ino, std::size_t size, off_t offset, bool plus) {
+void reply_dir(fuse_req_t req, fuse_ino_t ino, std::size_t size, off_t offset, bool plus,
+               fuse_file_info* fi) {
   Session& s = session_of(req);
+  auto* cursor = reinterpret_cast<Tree::ListCursor*>(fi->fh);
   guarded(req, [&] {
     std::vector<char> buffer(size);
     std::size_t used = 0;
-    s.tree.list(ino, static_cast<std::uint64_t>(offset),
-                [&](const DirEntry& e, std::uint64_t next) {
-                  std::size_t need;
-                  if (plus) {
-                    fuse_entry_param param = entry_of(s, e.attr);
-                    need = fuse_add_direntry_plus(req, buffer.data() + used, size - used,
-                                                  e.name.c_str(), &param, static_cast<off_t>(next));
-                  } else {
-                    struct stat st = to_stat(e.attr);
-                    need = fuse_add_direntry(req, buffer.data() + used, size - used, e.name.c_str(),
-                                             &st, static_cast<off_t>(next));
-                  }
-                  // An entry that did not fit is not counted: with readdirplus the kernel
-                  // takes a lookup reference only for the entries it received.
-                  if (need > size - used) return false;
-                  used += need;
-                  return true;
-                });
+    s.tree.list(
+        ino, static_cast<std::uint64_t>(offset),
+        [&](const DirEntry& e, std::uint64_t next) {
+          std::size_t need;
+          if (plus) {
+            fuse_entry_param param = entry_of(s, e.attr);
+            need = fuse_add_direntry_plus(req, buffer.data() + used, size - used, e.name.c_str(),
+                                          &param, static_cast<off_t>(next));
+          } else {
+            struct stat st = to_stat(e.attr);
+            need = fuse_add_direntry(req, buffer.data() + used, size - used, e.name.c_str(), &st,
+                                     static_cast<off_t>(next));
+          }
+          // An entry that did not fit is not counted: with readdirplus the kernel
+          // takes a lookup reference only for the entries it received.
+          if (need > size - used) return false;
+          used += need;
+          return true;
+        },
+        cursor);
     fuse_reply_buf(req, buffer.data(), used);
   });
 }
 
-void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
-  reply_dir(req, ino, size, off, false);
+void op_opendir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  auto cursor = std::make_unique<Tree::ListCursor>();
+  fi->fh = reinterpret_cast<std::uint64_t>(cursor.get());
+  fi->cache_readdir = 1;  // listings never change under a mount
+  if (fuse_reply_open(req, fi) == 0) cursor.release();
 }
 
-void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
-  reply_dir(req, ino, size, off, true);
+void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  std::unique_ptr<Tree::ListCursor> cursor(reinterpret_cast<Tree::ListCursor*>(fi->fh));
+  fuse_reply_err(req, 0);
+}
+
+void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  reply_dir(req, ino, size, off, false, fi);
+}
+
+void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  reply_dir(req, ino, size, off, true, fi);
 }
 
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -177,9 +193,10 @@ void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*
   guarded(req, [&] {
     Handle* h = handle_of(fi);
     if (h->content) {
-      std::vector<std::uint8_t> buffer(size);
-      std::size_t n = h->content->read(static_cast<std::uint64_t>(off), buffer);
-      fuse_reply_buf(req, reinterpret_cast<const char*>(buffer.data()), n);
+      // Not zero-filled: every byte replied is one the reader wrote.
+      auto buffer = std::make_unique_for_overwrite<std::uint8_t[]>(size);
+      std::size_t n = h->content->read(static_cast<std::uint64_t>(off), {buffer.get(), size});
+      fuse_reply_buf(req, reinterpret_cast<const char*>(buffer.get()), n);
       return;
     }
     std::size_t begin = std::min<std::size_t>(static_cast<std::size_t>(off), h->text.size());
@@ -312,11 +329,20 @@ void op_erofs_removexattr(fuse_req_t req, fuse_ino_t, const char*) {
   fuse_reply_err(req, EROFS);
 }
 
+void op_init(void*, fuse_conn_info* conn) {
+  // Staged files are read sequentially: let the kernel read ahead far.
+  conn->max_readahead = 4u << 20;
+  if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;
+}
+
 fuse_lowlevel_ops make_ops() {
   fuse_lowlevel_ops ops{};
+  ops.init = op_init;
   ops.lookup = op_lookup;
   ops.getattr = op_getattr;
   ops.readlink = op_readlink;
+  ops.opendir = op_opendir;
+  ops.releasedir = op_releasedir;
   ops.readdir = op_readdir;
   ops.readdirplus = op_readdirplus;
   ops.open = op_open;

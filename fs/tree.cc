@@ -348,7 +348,7 @@ std::vector<DirEntry> Tree::small_dir_children(const Node& node) {
 }
 
 void Tree::list(Ino dir, std::uint64_t offset,
-                const std::function<bool(const DirEntry&, std::uint64_t)>& fn) {
+                const std::function<bool(const DirEntry&, std::uint64_t)>& fn, ListCursor* cursor) {
   Node node = decode(dir);
   catalog::Id dir_id = dir_of_node(node);
   if (dir_id == 0) {
@@ -357,14 +357,21 @@ void Tree::list(Ino dir, std::uint64_t offset,
       if (!fn(children[i], i + 1)) return;
     return;
   }
-  // A view directory streams from the catalog a page at a time; the offset
-  // counts entries, so a resumed listing skips what was already returned.
+  // A view directory streams from the catalog a page at a time. The offset
+  // counts entries; a cursor left by the previous call resumes by name
+  // (keyed), otherwise the entries before the offset are skipped.
   std::uint32_t view = view_of_root(node);
   auto& cat = catalog();
   std::string after;
   std::uint64_t index = 0;
+  if (cursor && offset > 0 && cursor->offset == offset) {
+    after = cursor->after;
+    index = offset;
+  }
+  // Small pages: a readdir call takes a few dozen entries.
+  std::size_t page_size = cursor ? 128 : 1024;
   for (;;) {
-    auto page = cat.list_dir(dir_id, view_of(view), after, 1024);
+    auto page = cat.list_dir(dir_id, view_of(view), after, page_size);
     if (page.empty()) return;
     for (const auto& e : page) {
       if (index++ < offset) continue;
@@ -373,6 +380,7 @@ void Tree::list(Ino dir, std::uint64_t offset,
       Ino ino = encode(child);
       DirEntry entry{e.name, e.is_dir ? dir_attr(ino, e.dir) : file_attr(ino, e.version)};
       if (!fn(entry, index)) return;
+      if (cursor) *cursor = {index, e.name};
     }
     after = page.back().name;
   }

@@ -114,10 +114,18 @@ class Tree {
   Attr getattr(Ino ino);
   // nullopt: no such name.
   std::optional<DirEntry> lookup(Ino parent, const std::string& name);
+  // Where an open directory's listing stopped, so the next readdir call
+  // continues there instead of skipping `offset` entries from the start.
+  struct ListCursor {
+    std::uint64_t offset = 0;
+    std::string after;  // name of the last entry returned
+  };
   // Calls fn for entries from `offset` (0-based, in a stable order) until it
-  // returns false; every entry carries the offset of the next.
+  // returns false; every entry carries the offset of the next. With a cursor
+  // whose offset matches, the listing resumes after its name.
   void list(Ino dir, std::uint64_t offset,
-            const std::function<bool(const DirEntry&, std::uint64_t next)>& fn);
+            const std::function<bool(const DirEntry&, std::uint64_t next)>& fn,
+            ListCursor* cursor = nullptr);
   std::string readlink(Ino ino);
   // user.mixtape.* attributes of a file node (empty for others).
   std::map<std::string, std::string> xattrs(Ino ino, const std::string& state);

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# FUSE read benchmark: sequential read of one staged 1 GiB incompressible file
+# through mount.mixtape, against reading the stage-cache file itself and
+# against archivemount over a plain tar of the same file, in the same run,
+# runs interleaved. Each read is `dd bs=1M` to /dev/null, timed whole.
+#   cold: page cache dropped (echo 3 > /proc/sys/vm/drop_caches) before each read
+#   warm: caches dropped, then the backing file (cache object / tar) read once
+#         into the page cache, so the row shows the cost of the FUSE path alone
+# Prints medians, MB/s and ratios against the direct read.
+#
+#   bench/fuse/run.sh [BUILD_DIR]         (default BUILD_DIR: build)
+#   env: SIZE_MB=1024 RUNS=3 DIR=/var/tmp (a real disk, so "cold" means cold)
+#        RA_KB=...  also measure the mount with its bdi read_ahead_kb raised
+# Needs root (drop_caches), fusermount3, b2sum, archivemount (installed with
+# apt-get if missing).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+build=${1:-$root/build}
+size_mb=${SIZE_MB:-1024}
+runs=${RUNS:-3}
+DIR=${DIR:-/var/tmp}
+ra_kb=${RA_KB:-1024}
+# archivemount reads a plain tar at a few tens of MB/s here: it reads only the
+# first AM_MB MiB of the file (its MB/s is computed on what it read).
+am_mb=${AM_MB:-64}
+[ "$am_mb" -le "$size_mb" ] || am_mb=$size_mb
+[ "$(id -u)" = 0 ] || { echo "run.sh: needs root (drop_caches)" >&2; exit 1; }
+if ! command -v archivemount >/dev/null; then
+  apt-get install -y archivemount >/dev/null 2>&1 || { echo "run.sh: cannot install archivemount" >&2; exit 1; }
+fi
+for tool in fusermount3 b2sum tar dd cmake; do
+  command -v "$tool" >/dev/null || { echo "run.sh: $tool not found" >&2; exit 1; }
+done
+
+cmake --build "$build" --target mixtape mount.mixtape >/dev/null
+mixtape="$build/cli/mixtape"
+mounter="$build/mount-helper/mount.mixtape"
+work=$(mktemp -d "$DIR/mixtape-fuse-bench.XXXXXX")
+mnt="$work/mnt" amnt="$work/amnt"
+mkdir -p "$work/src" "$work/home" "$mnt" "$amnt"
+cleanup() {
+  mountpoint -q "$mnt" && fusermount3 -u "$mnt"
+  mountpoint -q "$amnt" && fusermount3 -u "$amnt"
+  rm -rf "$work"
+}
+trap cleanup EXIT
+export MIXTAPE_CATALOG="$work/cat.db" HOME="$work/home"
+
+echo "preparing $size_mb MiB of random data in $work ..." >&2
+head -c $((size_mb * 1048576)) /dev/urandom >"$work/src/big.bin"
+bytes=$((size_mb * 1048576))
+hash=$(b2sum -l 256 "$work/src/big.bin" | cut -d' ' -f1)
+tar -cf "$work/plain.tar" -C "$work/src" big.bin
+"$mixtape" init --copies 1 --identity-out "$work/id.txt" >/dev/null 2>&1
+"$mixtape" backup "$work/src" --library "$work/tapes" --capacity 8G >/dev/null 2>&1
+rm -f "$work/src/big.bin"   # from here on only the tape, the cache and the tar hold it
+
+"$mounter" "$work/cat.db" "$mnt" \
+  -o "library=$work/tapes,identity=$work/id.txt,cache=$work/cache"
+archivemount -o ro "$work/plain.tar" "$amnt"
+through_mount="$mnt/latest$work/src/big.bin"
+echo "staging (recall from the .tap) ..." >&2
+cat "$through_mount" >/dev/null
+cached="$work/cache/objects/${hash:0:2}/$hash"
+[ -f "$cached" ] || { echo "run.sh: staged object $cached not found" >&2; exit 1; }
+[ "$(b2sum -l 256 "$through_mount" | cut -d' ' -f1)" = "$hash" ] || { echo "run.sh: hash mismatch through the mount" >&2; exit 1; }
+# archivemount is slow: compare only the first AM_MB MiB with the cache object.
+cmp -n $((am_mb * 1048576)) "$amnt/big.bin" "$cached" || { echo "run.sh: archivemount content differs" >&2; exit 1; }
+stats_before=$(cat "$mnt/.mixtape/stats")
+bdi="/sys/class/bdi/$(mountpoint -d "$mnt")"
+ra_default=$(cat "$bdi/read_ahead_kb" 2>/dev/null || echo "?")
+
+drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+secs() {  # wall seconds of dd bs=1M of $1 (first $2 MiB, default all) to /dev/null
+  local TIMEFORMAT='%R' count=()
+  [ -n "${2:-}" ] && count=(count="$2")
+  { time dd if="$1" of=/dev/null bs=1M status=none "${count[@]}"; } 2>&1
+}
+declare -A t
+record() {  # record NAME MODE FILE [BACKING]
+  local name=$1 mode=$2 file=$3 backing=${4:-}
+  drop
+  if [ "$mode" = warm ] && [ -n "$backing" ]; then cat "$backing" >/dev/null; fi
+  local limit=
+  [ "${name%%_*}" = archivemount ] && limit=$am_mb
+  t[$name]+="$(secs "$file" $limit) "
+}
+
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+for ((run = 1; run <= runs; run++)); do
+  echo "run $run/$runs ..." >&2
+  for mode in cold warm; do
+    record "direct_$mode" "$mode" "$cached" "$cached"
+    record "mixtape_$mode" "$mode" "$through_mount" "$cached"
+    record "archivemount_$mode" "$mode" "$amnt/big.bin" "$work/plain.tar"
+  done
+  if [ -w "$bdi/read_ahead_kb" ]; then
+    echo "$ra_kb" >"$bdi/read_ahead_kb"
+    record "mixtape_ra_cold" cold "$through_mount"
+    record "mixtape_ra_warm" warm "$through_mount" "$cached"
+    echo "$ra_default" >"$bdi/read_ahead_kb"
+  fi
+done
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+stats_after=$(cat "$mnt/.mixtape/stats")
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+mbps() { awk -v b="$2" -v s="$1" 'BEGIN { printf "%.0f", b / s / 1e6 }'; }
+
+echo
+echo "FUSE sequential read, $size_mb MiB staged file, dd bs=1M, median of $runs runs ($work on $(df --output=source "$DIR" | tail -1))"
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load $load_before -> $load_after"
+echo "mount bdi read_ahead_kb default: $ra_default"
+printf '%-44s %9s %9s %10s\n' "reader" "seconds" "MB/s" "vs direct"
+for mode in cold warm; do
+  d=$(echo "${t[direct_$mode]}" | median)
+  dmbps=$(mbps "$d" "$bytes")
+  rows=("direct_$mode:direct read of the cache object" "mixtape_$mode:mount.mixtape" "archivemount_$mode:archivemount on the tar (first $am_mb MiB)")
+  [ -n "${t[mixtape_ra_$mode]:-}" ] && rows+=("mixtape_ra_$mode:mount.mixtape, read_ahead_kb=$ra_kb")
+  for row in "${rows[@]}"; do
+    key=${row%%:*} label=${row#*:}
+    m=$(echo "${t[$key]}" | median)
+    b=$bytes
+    [ "${key%%_*}" = archivemount ] && b=$((am_mb * 1048576))
+    r=$(mbps "$m" "$b")
+    printf '%-44s %9s %9s %9.2fx\n' "$mode: $label" "$m" "$r" "$(awk -v a="$r" -v b="$dmbps" 'BEGIN { print a / b }')"
+  done
+done
+echo "all runs (s):"
+for key in "${!t[@]}"; do echo "  $key: ${t[$key]}"; done | sort
+echo "stats before: $stats_before"
+echo "stats after:  $stats_after"
