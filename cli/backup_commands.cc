@@ -1,6 +1,7 @@
 // mixtape init | label | scan | backup: making a catalog and filling tapes.
 #include <sys/stat.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <filesystem>
 
@@ -45,8 +46,7 @@ void init(const InitArgs& args) {
   if (std::filesystem::exists(args.catalog))
     throw Error("a catalog already exists at " + args.catalog);
   int modes = !args.recipients.empty() + !args.passphrase_file.empty() + args.no_encryption;
-  if (modes > 1)
-    throw Error("choose one of --recipient, --passphrase-file and --no-encryption");
+  if (modes > 1) throw Error("choose one of --recipient, --passphrase-file and --no-encryption");
   catalog::CatalogConfig config;
   config.default_copies = args.copies;
   config.record_size = parse_size(args.record_size);
@@ -67,14 +67,15 @@ void init(const InitArgs& args) {
     auto identity = crypto::X25519Identity::generate();
     crypto::write_identity_file(path, identity);
     config.recipients = {identity.recipient().to_string()};
-    std::fprintf(stderr, "mixtape: wrote identity %s (keep it safe: tapes cannot be read without it)\n",
+    std::fprintf(stderr,
+                 "mixtape: wrote identity %s (keep it safe: tapes cannot be read without it)\n",
                  path.c_str());
   }
   std::filesystem::create_directories(std::filesystem::path(args.catalog).parent_path());
   auto catalog = catalog::Catalog::create(args.catalog, config);
   for (const auto& r : config.recipients) std::printf("%s\n", r.c_str());
-  std::fprintf(stderr, "mixtape: created catalog %s (%d copies per file)\n", args.catalog.c_str(),
-               args.copies);
+  std::fprintf(stderr, "mixtape: created catalog %s (%d %s of every file)\n", args.catalog.c_str(),
+               args.copies, args.copies == 1 ? "copy" : "copies");
 }
 
 struct LabelArgs {
@@ -90,8 +91,8 @@ void label(const LabelArgs& args) {
   tape::Drive& drive = opened.library().load(args.serial);
   backup::LabelOptions options;
   options.capacity = opened.capacity();
-  auto tape = backup::label_tape(catalog, drive, args.serial, options,
-                                 writer_keys(args.passphrase_file));
+  auto tape =
+      backup::label_tape(catalog, drive, args.serial, options, writer_keys(args.passphrase_file));
   std::printf("labelled %s (%s, record size %s)\n", tape.serial.c_str(),
               format_size(tape.capacity).c_str(), format_size(tape.record_size).c_str());
 }
@@ -108,6 +109,10 @@ void scan(const ScanArgs& args) {
   auto catalog = open_catalog(args.catalog);
   auto progress = make_progress();
   auto roots = absolute_roots(args.roots);
+  for (const auto& root : roots) {
+    struct stat st {};
+    if (::lstat(root.c_str(), &st) != 0) throw SystemError("cannot scan " + root, errno);
+  }
   auto run = catalog.begin_run(catalog::RunKind::kScan, roots);
   backup::WalkOptions walk{args.cross, args.excludes};
   auto report = backup::scan(catalog, roots, walk, run, *progress);
@@ -125,11 +130,17 @@ void scan(const ScanArgs& args) {
       static_cast<unsigned long long>(report.skipped),
       static_cast<unsigned long long>(report.problems));
   if (args.hash)
-    std::printf("hashed %llu files (%s): %llu new versions, %llu unreadable, %llu unstable\n",
-                static_cast<unsigned long long>(hashed.files), format_size(hashed.bytes).c_str(),
-                static_cast<unsigned long long>(hashed.new_versions),
-                static_cast<unsigned long long>(hashed.unreadable),
-                static_cast<unsigned long long>(hashed.unstable));
+    std::printf(
+        "hashed %llu files (%s): %llu new versions, %llu vanished, %llu unreadable, "
+        "%llu unstable\n",
+        static_cast<unsigned long long>(hashed.files), format_size(hashed.bytes).c_str(),
+        static_cast<unsigned long long>(hashed.new_versions),
+        static_cast<unsigned long long>(hashed.vanished),
+        static_cast<unsigned long long>(hashed.unreadable),
+        static_cast<unsigned long long>(hashed.unstable));
+  if (std::uint64_t failures = hashed.unreadable + hashed.unstable; failures > 0)
+    throw Error(std::to_string(failures) + (failures == 1 ? " file" : " files") +
+                " could not be hashed (see the warnings above); run scan again");
 }
 
 struct BackupArgs {
@@ -159,28 +170,30 @@ void run_backup(const BackupArgs& args) {
   options.label.capacity = opened.capacity();
   options.temp_dir = args.temp_dir;
   auto progress = make_progress();
-  auto report =
-      backup::backup(catalog, opened.library(), options, writer_keys(args.passphrase_file),
-                     *progress);
+  auto report = backup::backup(catalog, opened.library(), options,
+                               writer_keys(args.passphrase_file), *progress);
   progress.reset();
   std::string tapes;
   for (const auto& serial : report.tapes) tapes += (tapes.empty() ? "" : " ") + serial;
-  std::printf("backed up %llu file copies (%s) in %llu archives to %s\n",
-              static_cast<unsigned long long>(report.copies), format_size(report.bytes).c_str(),
-              static_cast<unsigned long long>(report.archives),
-              tapes.empty() ? "no tape" : tapes.c_str());
-  std::printf("scan: %llu files, %llu new, %llu changed; hashed %s\n",
+  std::printf(
+      "backed up %llu file %s (%s) in %llu %s to %s\n",
+      static_cast<unsigned long long>(report.copies), report.copies == 1 ? "copy" : "copies",
+      format_size(report.bytes).c_str(), static_cast<unsigned long long>(report.archives),
+      report.archives == 1 ? "archive" : "archives", tapes.empty() ? "no tape" : tapes.c_str());
+  std::printf("scan: %llu files, %llu new, %llu changed, %llu vanished; hashed %s\n",
               static_cast<unsigned long long>(report.scan.files),
               static_cast<unsigned long long>(report.scan.new_files),
               static_cast<unsigned long long>(report.scan.changed),
+              static_cast<unsigned long long>(report.scan.vanished + report.hash.vanished),
               format_size(report.hash.bytes).c_str());
-  std::uint64_t problems = report.hash.unreadable + report.hash.unstable + report.not_copied;
   if (report.below_goal > 0)
     std::printf("%llu versions are still below their copy goal\n",
                 static_cast<unsigned long long>(report.below_goal));
-  if (problems > 0)
-    throw Error(std::to_string(problems) +
-                " files could not be backed up (see warnings above); run backup again");
+  // Files that vanished were deleted: nothing failed. Files that could not be
+  // read or kept changing are not backed up, and a script must know.
+  if (std::uint64_t failures = report.failures(); failures > 0)
+    throw Error(std::to_string(failures) + (failures == 1 ? " file" : " files") +
+                " could not be backed up (see the warnings above); run backup again");
 }
 
 }  // namespace
@@ -193,8 +206,9 @@ void add_backup_commands(CLI::App& app) {
   init_cmd->add_option("--passphrase-file", init_args->passphrase_file,
                        "Encrypt with the passphrase in this file");
   init_cmd->add_flag("--no-encryption", init_args->no_encryption, "Write plain tapes");
-  init_cmd->add_option("--identity-out", init_args->identity_out,
-                       "Where the generated identity goes (default ~/.config/mixtape/identity.txt)");
+  init_cmd->add_option(
+      "--identity-out", init_args->identity_out,
+      "Where the generated identity goes (default ~/.config/mixtape/identity.txt)");
   init_cmd->add_option("--copies", init_args->copies, "Default copy goal (default 2)");
   init_cmd->add_option("--record-size", init_args->record_size, "Tape record size (default 512K)");
   init_cmd->callback([init_args] { init(*init_args); });

@@ -75,9 +75,10 @@ void print_file(Catalog& catalog, const std::string& path, const catalog::Entry&
 }
 
 void print_dir(const std::string& path, const catalog::DirRow& dir) {
-  std::printf("%s %12s %s %s/\n", mode_string(dir.attrs.mode | S_IFDIR).c_str(), "-",
-              format_time_ns(dir.attrs.mtime_ns).c_str(),
-              printable(path == "/" ? "" : path).c_str());
+  // Directories above the backup roots were never scanned: no metadata.
+  std::string time = dir.first_seen_run ? format_time_ns(dir.attrs.mtime_ns) : "-";
+  std::printf("%s %12s %-20s %s/\n", mode_string(dir.attrs.mode | S_IFDIR).c_str(), "-",
+              time.c_str(), printable(path == "/" ? "" : path).c_str());
 }
 
 void ls(const LsArgs& args) {
@@ -132,11 +133,13 @@ void status(const std::string& path) {
     if (goal.prefix != "/") std::printf("copy goal: %d for %s\n", goal.copies, goal.prefix.c_str());
   for (const auto& t : s.tapes) {
     std::string verified = "never verified";
+    bool bad = false;  // a bad archive is shown rather than a later good one
     for (const auto& archive : catalog.archives_of_tape(t.tape.id)) {
-      if (auto v = catalog.last_verification(archive.id)) {
-        verified = std::string("last verify ") + catalog::to_string(v->result) + " " +
-                   format_time_ns(v->checked_at_ns);
-      }
+      auto v = catalog.last_verification(archive.id);
+      if (!v || bad) continue;
+      verified = std::string("last verify ") + catalog::to_string(v->result) + " " +
+                 format_time_ns(v->checked_at_ns);
+      bad = v->result != catalog::VerifyResult::kOk;
     }
     std::printf("tape %s: %s, %s of %s, %llu archives, %llu files; %s\n", t.tape.serial.c_str(),
                 catalog::to_string(t.tape.state), format_size(t.tape.bytes_used).c_str(),

@@ -32,22 +32,22 @@ recipient=$(age-keygen -y "$work/key")
 # Both decryptors read the same file, written by the age CLI.
 age -r "$recipient" -o "$work/peer.age" "$work/plain"
 
-# Nanoseconds taken by a command (output discarded).
-time_ns() {
-  local start end
-  start=$(date +%s%N)
-  "$@" >/dev/null
-  end=$(date +%s%N)
-  echo $((end - start))
+# "wall user sys" seconds of a command (output discarded), via bash's time.
+time_cmd() {
+  local TIMEFORMAT='%R %U %S'
+  { time "$@" >/dev/null 2>&1; } 2>&1
 }
 
-declare -A samples
+declare -A wall cpu
 record() {  # record NAME COMMAND...
-  local name=$1
+  local name=$1 w u s
   shift
-  samples[$name]+="$(time_ns "$@") "
+  read -r w u s < <(time_cmd "$@")
+  wall[$name]+="$w "
+  cpu[$name]+="$(awk -v u="$u" -v s="$s" 'BEGIN { print u + s }') "
 }
 
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for ((run = 1; run <= runs; run++)); do
   echo "run $run/$runs ..." >&2
   record mixtape_encrypt "$bench" encrypt "$recipient" "$work/plain" "$work/mixtape.age" "$threads"
@@ -58,6 +58,8 @@ for ((run = 1; run <= runs; run++)); do
   record b2sum_hash b2sum -l 256 "$work/plain"
 done
 
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+
 # The outputs must be right for the numbers to mean anything.
 cmp -s "$work/mixtape.out" "$work/plain" || { echo "run.sh: mixtape decrypt output differs" >&2; exit 1; }
 cmp -s "$work/age.out" "$work/plain" || { echo "run.sh: age decrypt output differs" >&2; exit 1; }
@@ -66,26 +68,26 @@ cmp -s "$work/check.out" "$work/plain" || { echo "run.sh: age cannot decrypt mix
 [ "$("$bench" hash "$work/plain" | cut -d' ' -f1)" = "$(b2sum -l 256 "$work/plain" | cut -d' ' -f1)" ] ||
   { echo "run.sh: BLAKE2b-256 digests differ" >&2; exit 1; }
 
-median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 bytes=$((size_mb * 1048576))
 
-cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 echo
 echo "crypto benchmark: $size_mb MiB of random data in $DIR, median of $runs runs, THREADS=$threads"
-echo "machine: nproc=$(nproc), $cpu; age $(age --version); $(b2sum --version | head -1)"
+echo "machine: nproc=$(nproc), $cpu_model; age $(age --version); $(b2sum --version | head -1)"
+echo "load average (1/5/15 min): $load_before before, $load_after after"
 echo
-printf '| %-9s | %-20s | %-12s | %-20s | %-12s |\n' operation mixtape peer "peer result" mixtape/peer
-printf '|%s|%s|%s|%s|%s|\n' ----------- ---------------------- -------------- ---------------------- --------------
+printf '| %-9s | %-20s | %-7s | %-12s | %-20s | %-7s | %-12s |\n' operation "mixtape (wall)" "CPU s" peer "peer (wall)" "CPU s" "mixtape/peer"
+printf '|%s|%s|%s|%s|%s|%s|%s|\n' ----------- ---------------------- --------- -------------- ---------------------- --------- --------------
 row() {  # row LABEL MIXTAPE_KEY PEER_KEY PEER_NAME
-  local m p
-  m=$(median "${samples[$2]}")
-  p=$(median "${samples[$3]}")
-  awk -v label="$1" -v m="$m" -v p="$p" -v bytes="$bytes" -v peer="$4" 'BEGIN {
-    printf "| %-9s | %5.0f MB/s (%5.2f s) | %-12s | %5.0f MB/s (%5.2f s) | %11.2fx |\n",
-      label, bytes / (m / 1e9) / 1e6, m / 1e9, peer, bytes / (p / 1e9) / 1e6, p / 1e9, p / m }'
+  awk -v label="$1" -v m="$(median "${wall[$2]}")" -v p="$(median "${wall[$3]}")" \
+    -v mc="$(median "${cpu[$2]}")" -v pc="$(median "${cpu[$3]}")" -v bytes="$bytes" -v peer="$4" 'BEGIN {
+    printf "| %-9s | %5.0f MB/s (%5.2f s) | %7.2f | %-12s | %5.0f MB/s (%5.2f s) | %7.2f | %11.2fx |\n",
+      label, bytes / m / 1e6, m, mc, peer, bytes / p / 1e6, p, pc, p / m }'
 }
 row encrypt mixtape_encrypt age_encrypt "age -r"
 row decrypt mixtape_decrypt age_decrypt "age -d"
 row hash mixtape_hash b2sum_hash "b2sum -l 256"
 echo
-echo "MB/s = 10^6 bytes/s of plaintext; mixtape/peer > 1 means mixtape is faster."
+echo "MB/s = 10^6 bytes/s of plaintext, from wall-clock time; CPU s = user + sys seconds of the"
+echo "process (all threads). mixtape/peer is the wall-clock speed ratio: > 1 means mixtape is faster."

@@ -12,7 +12,9 @@
 // (index, then pax tar -> age -> records -> drive), joined by a bounded queue.
 // Copies are committed to the catalog only after the tape holds the archives
 // and the trailing index, so a crash at any instant leaves a catalog that
-// describes only what is on tape.
+// describes only what is on tape. Files that vanish are dropped, files that
+// cannot be read or keep changing are reported and left for the next run;
+// neither stops the run. docs/BACKUP.md has the whole design.
 #pragma once
 
 #include <cstdint>
@@ -35,15 +37,22 @@ struct WalkOptions {
   std::vector<std::string> excludes;
 };
 
-// What long-running work reports; the CLI draws it on a terminal.
+// What long-running work reports; the CLI draws it on a terminal. backup()
+// calls it from its hash and write threads, but never two calls at once, so
+// implementations need no locking of their own.
 class Progress {
  public:
   virtual ~Progress() = default;
   // A new phase ("scan", "hash", "write L00001"); totals may be 0 if unknown.
   virtual void phase(const std::string& /*name*/, std::uint64_t /*total_bytes*/,
                      std::uint64_t /*total_items*/) {}
+  // Work done: in "scan", one call per entry (bytes 0); in "hash", per file
+  // hashed; in "write", per file copied to tape, with its bytes.
   virtual void advance(std::uint64_t /*bytes*/, std::uint64_t /*items*/,
                        const std::string& /*current*/) {}
+  // A file was read and hashed (backup() does this one archive ahead of the
+  // write, so it also happens during "write" phases).
+  virtual void file_hashed(const std::string& /*path*/, std::uint64_t /*bytes*/) {}
   // Something the user should know that does not stop the run.
   virtual void warning(const std::string& /*message*/) {}
 };
@@ -59,6 +68,11 @@ struct ScanReport {
   std::uint64_t vanished = 0;   // in the catalog's scan state, gone from disk
   std::uint64_t skipped = 0;    // special files (fifos, sockets, devices)
   std::uint64_t problems = 0;   // unreadable directories, vanished entries
+  // Regular files that are dirty after the scan (new, changed, or left
+  // dirty by an earlier run): their bytes, and the largest of them.
+  std::uint64_t dirty_bytes = 0;
+  std::string largest_dirty_path;
+  std::uint64_t largest_dirty_size = 0;
 };
 
 // Walks roots (absolute paths) and updates scan states; run_id is the run
@@ -70,6 +84,8 @@ struct HashReport {
   std::uint64_t files = 0;
   std::uint64_t bytes = 0;
   std::uint64_t new_versions = 0;
+  std::uint64_t vanished = 0;    // gone since the scan (before it was read or written):
+                                 // recorded as absent, not a failure
   std::uint64_t unreadable = 0;  // reported and left dirty
   std::uint64_t unstable = 0;    // changed while being read; left dirty
 };
@@ -78,13 +94,18 @@ struct HashReport {
 HashReport hash_dirty(catalog::Catalog& catalog, catalog::Id run_id, Progress& progress);
 
 // The attributes and content hash of one path as it is now. nullopt (with
-// `why` set) when it cannot be read or kept changing while it was read.
+// `why` set) when it is gone, cannot be read, or kept changing while it was
+// read. Paths longer than PATH_MAX work.
 struct HashedFile {
   catalog::VersionRow version;  // kind, size, hash, attrs, symlink target
+  // What the file looked like when it was read: if any of it differs when
+  // the file is read again to be written, the content may differ too.
   struct stat_identity {
     std::uint64_t size = 0;
     std::int64_t mtime_ns = 0;
     std::int64_t ctime_ns = 0;
+    std::uint64_t dev = 0;
+    std::uint64_t ino = 0;
   } identity;
 };
 std::optional<HashedFile> hash_path(const std::string& path, std::string& why);
@@ -135,14 +156,22 @@ struct BackupReport {
   std::uint64_t archives = 0;
   std::uint64_t copies = 0;        // file copies committed
   std::uint64_t bytes = 0;         // plaintext bytes of those copies
-  std::uint64_t not_copied = 0;    // changed between hashing and writing
+  std::uint64_t not_copied = 0;    // changed between hashing and writing (left dirty)
   std::vector<std::string> tapes;  // serials written, in order
   std::uint64_t below_goal = 0;    // versions still below their goal after the run
+  // Files that could not be backed up in this run (unreadable, changing);
+  // the next run tries them again. Vanished files are not failures.
+  std::uint64_t failures() const { return hash.unreadable + hash.unstable + not_copied; }
 };
 
 // Scans the roots, then writes every version below its copy goal to tapes of
 // the library (never two copies on one tape), labelling new tapes as needed.
-BackupReport backup(catalog::Catalog& catalog, tape::Library& library,
-                    const BackupOptions& options, const WriterKeys& keys, Progress& progress);
+BackupReport backup(catalog::Catalog& catalog, tape::Library& library, const BackupOptions& options,
+                    const WriterKeys& keys, Progress& progress);
+
+// Reads the serial from the label (tape file 0) of the tape in a drive:
+// nullopt for a blank tape; format::NotMixtapeTape for someone else's.
+// Leaves the drive rewound.
+tape::SerialReader label_serial_reader();
 
 }  // namespace mixtape::backup

@@ -1,6 +1,7 @@
 // scan(): walk the roots, compare each path with its stored scan state, and
 // mark only what changed dirty. Unchanged files cost one fstatat and no write
 // beyond the per-directory "seen" update.
+#include <cerrno>
 #include <map>
 #include <optional>
 #include <set>
@@ -18,8 +19,7 @@ constexpr std::uint64_t kWritesPerCommit = 20000;
 
 class ScanVisitor final : public WalkVisitor {
  public:
-  ScanVisitor(catalog::Catalog& catalog, catalog::Id run_id, Progress& progress,
-              ScanReport& report)
+  ScanVisitor(catalog::Catalog& catalog, catalog::Id run_id, Progress& progress, ScanReport& report)
       : catalog_(catalog), run_id_(run_id), progress_(progress), report_(report) {
     transaction_.emplace(catalog_.database());
   }
@@ -58,7 +58,13 @@ class ScanVisitor final : public WalkVisitor {
       state.path = dir;
       for (auto& e : catalog_.scan_entries(state.id)) state.known.emplace(e.name, std::move(e));
       stack_.push_back(std::move(state));
-      record(name_of(path), st);
+      catalog::Id file_id = record(name_of(path), st);
+      // No directory_done for this pseudo-directory (its other files are
+      // not part of the scan), so the file alone is marked seen: without
+      // it an unchanged file would drop out of this run's snapshot and out
+      // of planning, which wants files seen in their version's last run.
+      catalog_.mark_seen(file_id, run_id_);
+      wrote();
       stack_.pop_back();
       return;
     }
@@ -68,21 +74,35 @@ class ScanVisitor final : public WalkVisitor {
   void directory_done(const std::string& path) override {
     DirState& state = stack_.back();
     for (const auto& [name, entry] : state.known) {
+      if (state.listing_incomplete) break;
       if (state.seen_files.count(name) || !entry.state) continue;
       ++report_.vanished;
       catalog_.mark_absent(entry.file_id);
       wrote();
     }
-    mark_vanished_subdirs(state);
+    if (!state.listing_incomplete) mark_vanished_subdirs(state);
     catalog_.mark_dir_seen(state.id, run_id_);
     wrote();
     (void)path;
     stack_.pop_back();
   }
 
-  void problem(const std::string& path, const std::string& what) override {
+  void problem(const std::string& path, const std::string& what, int error) override {
     ++report_.problems;
     progress_.warning(path + ": " + what);
+    // An entry that is there but cannot be read right now (permissions, I/O)
+    // is not a deletion: counting it as seen keeps its scan state and
+    // versions as they were, instead of recording it as gone and hashing it
+    // all again once it is readable. Only ENOENT means it is really gone.
+    if (error == ENOENT || stack_.empty()) return;
+    if (path == stack_.back().path) {
+      // The listing itself failed: what it did not return is not gone.
+      stack_.back().listing_incomplete = true;
+      return;
+    }
+    if (parent_of(path) != stack_.back().path) return;
+    stack_.back().seen_files.insert(name_of(path));
+    stack_.back().seen_dirs.insert(name_of(path));
   }
 
  private:
@@ -92,17 +112,17 @@ class ScanVisitor final : public WalkVisitor {
     std::map<std::string, catalog::ScanEntry> known;
     std::set<std::string> seen_files;
     std::set<std::string> seen_dirs;
+    bool listing_incomplete = false;
   };
 
-  static std::string name_of(const std::string& path) {
-    return path.substr(path.rfind('/') + 1);
-  }
+  static std::string name_of(const std::string& path) { return path.substr(path.rfind('/') + 1); }
   static std::string parent_of(const std::string& path) {
     auto slash = path.rfind('/');
     return slash == 0 ? "/" : path.substr(0, slash);
   }
 
-  void record(const std::string& name, const struct stat& st) {
+  // Updates the scan state of one file; returns its id.
+  catalog::Id record(const std::string& name, const struct stat& st) {
     DirState& dir = stack_.back();
     dir.seen_files.insert(name);
     catalog::ScanState now = scan_state_of(st);
@@ -112,20 +132,34 @@ class ScanVisitor final : public WalkVisitor {
       if (before.size == now.size && before.mtime_ns == now.mtime_ns &&
           before.ctime_ns == now.ctime_ns && before.dev == now.dev && before.ino == now.ino &&
           before.readable) {
-        return;  // unchanged: mark_dir_seen extends it
+        if (before.dirty) count_dirty(name, st);  // left dirty by an earlier run
+        return known->second.file_id;             // unchanged: mark_dir_seen extends it
       }
       ++report_.changed;
+      count_dirty(name, st);
       now.dirty = true;
       catalog_.set_scan_state(known->second.file_id, now);
       wrote();
-      return;
+      return known->second.file_id;
     }
     ++report_.new_files;
+    count_dirty(name, st);
     catalog::Id file_id =
         known != dir.known.end() ? known->second.file_id : catalog_.ensure_file(dir.id, name);
     now.dirty = true;
     catalog_.set_scan_state(file_id, now);
     wrote();
+    return file_id;
+  }
+
+  void count_dirty(const std::string& name, const struct stat& st) {
+    if (!S_ISREG(st.st_mode)) return;
+    std::uint64_t size = static_cast<std::uint64_t>(st.st_size);
+    report_.dirty_bytes += size;
+    if (size > report_.largest_dirty_size || report_.largest_dirty_path.empty()) {
+      report_.largest_dirty_size = size;
+      report_.largest_dirty_path = join_path(stack_.back().path, name);
+    }
   }
 
   void mark_vanished_subdirs(const DirState& state) {

@@ -8,12 +8,17 @@
 
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
+#include "engine/backup/backup.h"
+#include "engine/catalog/catalog.h"
 #include "engine/crypto/crypto.h"
 #include "engine/tape/tape.h"
 
 namespace mixtape::backup {
+
+std::int64_t now_ns();
 
 // How tape files are encrypted: the catalog's settings.
 struct Sealing {
@@ -70,5 +75,46 @@ WrittenFile write_file_to_tape(tape::Drive& drive, std::size_t record_size, cons
 // Bytes an encrypted (or plain) tape file of plaintext_size bytes occupies.
 std::uint64_t sealed_size(const Sealing& sealing, std::uint64_t header_length,
                           std::uint64_t plaintext_size);
+
+// The catalog's encryption settings; a passphrase catalog needs keys.passphrase.
+Sealing sealing_for(catalog::Catalog& catalog, const WriterKeys& keys);
+
+// H of every age file written with this sealing (0 for plain tapes): it
+// depends only on the stanzas' shapes, never on the keys drawn for a file.
+std::uint64_t age_header_length_of(const Sealing& sealing);
+
+// Where index files are built: `configured`, else $TMPDIR, else /tmp.
+std::string temp_directory(const std::string& configured);
+
+// A scratch file name in a directory, removed (with its SQLite journal) when
+// it goes out of scope.
+class ScratchFile {
+ public:
+  ScratchFile(const std::string& dir, const std::string& stem);
+  ScratchFile(const ScratchFile&) = delete;
+  ScratchFile& operator=(const ScratchFile&) = delete;
+  ~ScratchFile();
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Writes a trailing index for `tape` at the drive's position: the catalog as
+// this connection sees it, including its open transaction's rows.
+void write_trailing_index(catalog::Catalog& catalog, tape::Drive& drive,
+                          const catalog::TapeRow& tape, const Sealing& sealing,
+                          const std::string& temp_dir);
+
+// Generation of the index at tape file `index_file` (1, 3, 5, ...): its
+// ordinal among the indexes along the tape, counting from 1.
+std::uint64_t index_generation(std::int64_t index_file);
+
+// A serial for a new tape: the first <prefix><5 digits> that the catalog does
+// not know and that is either not in the library or there but reusable (blank,
+// or labelled for this catalog by a run that was killed before registering
+// it, and holding no archive). Never touches a tape of another catalog.
+std::string new_tape_serial(catalog::Catalog& catalog, tape::Library& library,
+                            const std::string& prefix, Progress& progress);
 
 }  // namespace mixtape::backup

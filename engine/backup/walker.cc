@@ -61,8 +61,9 @@ void Walker::walk_directory(int dir_fd, const std::string& path, dev_t root_dev,
                             WalkVisitor& visitor) {
   std::unique_ptr<DIR, DirCloser> dir(::fdopendir(dir_fd));
   if (!dir) {
-    visitor.problem(path, std::strerror(errno));
+    int error = errno;
     ::close(dir_fd);
+    visitor.problem(path, std::strerror(error), error);
     visitor.directory_done(path);
     return;
   }
@@ -73,7 +74,10 @@ void Walker::walk_directory(int dir_fd, const std::string& path, dev_t root_dev,
     names.emplace_back(e->d_name);
     errno = 0;
   }
-  if (errno != 0) visitor.problem(path, std::string("reading directory: ") + std::strerror(errno));
+  if (errno != 0) {
+    int error = errno;
+    visitor.problem(path, std::string("reading directory: ") + std::strerror(error), error);
+  }
   std::sort(names.begin(), names.end());
 
   int fd = ::dirfd(dir.get());
@@ -82,8 +86,9 @@ void Walker::walk_directory(int dir_fd, const std::string& path, dev_t root_dev,
     if (excluded(child, name)) continue;
     struct stat st {};
     if (::fstatat(fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-      // ENOENT: vanished between readdir and stat; not an error worth more.
-      visitor.problem(child, errno == ENOENT ? "vanished during scan" : std::strerror(errno));
+      int error = errno;
+      visitor.problem(child, error == ENOENT ? "vanished during scan" : std::strerror(error),
+                      error);
       continue;
     }
     if (!S_ISDIR(st.st_mode)) {
@@ -93,7 +98,9 @@ void Walker::walk_directory(int dir_fd, const std::string& path, dev_t root_dev,
     if (st.st_dev != root_dev && !options_.cross_filesystems) continue;
     int child_fd = ::openat(fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (child_fd < 0) {
-      visitor.problem(child, errno == ENOENT ? "vanished during scan" : std::strerror(errno));
+      int error = errno;
+      visitor.problem(child, error == ENOENT ? "vanished during scan" : std::strerror(error),
+                      error);
       continue;
     }
     visitor.directory(child, st);

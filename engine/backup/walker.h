@@ -18,7 +18,6 @@
 
 namespace mixtape::backup {
 
-
 class WalkVisitor {
  public:
   virtual ~WalkVisitor() = default;
@@ -28,8 +27,9 @@ class WalkVisitor {
   virtual void entry(const std::string& path, const struct stat& st) = 0;
   // Called once a directory's entries have all been visited.
   virtual void directory_done(const std::string& /*path*/) {}
-  // Something could not be read (permission, vanished, I/O error).
-  virtual void problem(const std::string& path, const std::string& what) = 0;
+  // Something could not be read: `error` is the errno (ENOENT: it vanished
+  // between readdir and stat, so it is gone rather than unreadable).
+  virtual void problem(const std::string& path, const std::string& what, int error) = 0;
 };
 
 class Walker {

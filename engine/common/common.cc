@@ -14,7 +14,9 @@ namespace mixtape {
 SystemError::SystemError(const std::string& context, int code)
     : Error(context + ": " + std::strerror(code)), code_(code) {}
 
-void throw_errno(const std::string& context) { throw SystemError(context, errno); }
+void throw_errno(const std::string& context) {
+  throw SystemError(context, errno);
+}
 
 std::size_t read_full(ByteSource& source, MutableByteSpan out) {
   std::size_t done = 0;
@@ -31,7 +33,9 @@ UniqueFd& UniqueFd::operator=(UniqueFd&& other) noexcept {
   return *this;
 }
 
-UniqueFd::~UniqueFd() { reset(); }
+UniqueFd::~UniqueFd() {
+  reset();
+}
 
 void UniqueFd::reset(int fd) {
   if (fd_ >= 0) ::close(fd_);
@@ -73,8 +77,8 @@ FileRandomAccess::FileRandomAccess(const std::string& path)
 std::size_t FileRandomAccess::read_at(std::uint64_t offset, MutableByteSpan out) {
   std::size_t done = 0;
   while (done < out.size()) {
-    ssize_t n = ::pread(fd_.get(), out.data() + done, out.size() - done,
-                        static_cast<off_t>(offset + done));
+    ssize_t n =
+        ::pread(fd_.get(), out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
       throw_errno("cannot read " + path_);

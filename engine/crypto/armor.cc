@@ -35,7 +35,7 @@ class AgeArmorWriter::Impl {
       line(data.first(kBytesPerLine));
       data = data.subspan(kBytesPerLine);
     }
-    std::memcpy(carry_.data(), data.data(), data.size());
+    if (!data.empty()) std::memcpy(carry_.data(), data.data(), data.size());
     carry_size_ = data.size();
   }
 
@@ -92,6 +92,7 @@ class AgeArmorReader::Impl {
   explicit Impl(ByteSource& source) : in_(source, 1 << 16) {}
 
   std::size_t read(MutableByteSpan out) {
+    if (out.empty()) return 0;
     while (pending_begin_ == pending_.size()) {
       if (finished_) return 0;
       pending_.clear();

@@ -1,4 +1,4 @@
-// engine/crypto: age v1 (C2SP spec) on libsodium, and BLAKE2b-256 on libb2.
+// engine/crypto: age v1 (C2SP spec) and BLAKE2b-256, both on libsodium.
 //
 // Layout mirrors the age spec, one file per part: bech32, keys (identities,
 // recipients, identity files), x25519 and scrypt stanzas, header
@@ -66,7 +66,7 @@ class Blake2b256 {
   Blake2b256Digest finish();
 
  private:
-  alignas(64) std::array<std::uint8_t, 512> state_;  // blake2b_state, kept opaque
+  alignas(64) std::array<std::uint8_t, 512> state_;  // crypto_generichash_state, kept opaque
 };
 
 Blake2b256Digest blake2b256(ByteSpan data);

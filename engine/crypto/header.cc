@@ -49,7 +49,7 @@ BufferedReader::Line BufferedReader::read_line(std::string& line, std::size_t ma
   std::size_t start = line.size();
   for (;;) {
     const std::uint8_t* data = buffer_.data() + begin_;
-    const void* lf = std::memchr(data, '\n', end_ - begin_);
+    const void* lf = begin_ < end_ ? std::memchr(data, '\n', end_ - begin_) : nullptr;
     std::size_t take = lf ? static_cast<const std::uint8_t*>(lf) - data + 1 : end_ - begin_;
     line.append(reinterpret_cast<const char*>(data), take);
     begin_ += take;
@@ -60,6 +60,7 @@ BufferedReader::Line BufferedReader::read_line(std::string& line, std::size_t ma
 }
 
 std::size_t BufferedReader::read(MutableByteSpan out) {
+  if (out.empty()) return 0;
   if (begin_ == end_) {
     // Large reads bypass the buffer: no copy on the payload's hot path.
     if (out.size() >= capacity_) return eof_ ? 0 : source_.read(out);

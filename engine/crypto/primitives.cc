@@ -62,11 +62,18 @@ void fail(AgeErrorKind kind, const std::string& message) {
 
 namespace {
 
+// libsodium declares its pointers nonnull even for zero lengths, and an empty
+// span's data() may be null (the empty HKDF salt).
+const std::uint8_t* nonnull(ByteSpan bytes) {
+  static constexpr std::uint8_t kNothing = 0;
+  return bytes.empty() ? &kNothing : bytes.data();
+}
+
 // One HMAC-SHA-256 over the concatenation of parts, without copying them.
 Mac hmac_parts(ByteSpan key, std::initializer_list<ByteSpan> parts) {
   crypto_auth_hmacsha256_state state;
-  crypto_auth_hmacsha256_init(&state, key.data(), key.size());
-  for (ByteSpan part : parts) crypto_auth_hmacsha256_update(&state, part.data(), part.size());
+  crypto_auth_hmacsha256_init(&state, nonnull(key), key.size());
+  for (ByteSpan part : parts) crypto_auth_hmacsha256_update(&state, nonnull(part), part.size());
   Mac mac;
   crypto_auth_hmacsha256_final(&state, mac.data());
   wipe(&state, sizeof state);

@@ -133,9 +133,8 @@ class AgeEncryptor::Impl {
     if (closed_) throw Error("age encryptor: write after close");
     plaintext_size_ += data.size();
     while (!data.empty()) {
-      Batch& batch = batches_[filling_];
       // A full batch is sealed only once more data shows it is not the last.
-      if (batch.plain_size == kBatchBytes) dispatch(false);
+      if (batches_[filling_].plain_size == kBatchBytes) dispatch(false);
       Batch& target = batches_[filling_];
       std::size_t n = std::min(kBatchBytes - target.plain_size, data.size());
       std::memcpy(target.plain.data.get() + target.plain_size, data.data(), n);
@@ -174,7 +173,9 @@ class AgeEncryptor::Impl {
   };
 
   // Hands the filling batch to the pool, then writes the previous one while
-  // the helpers seal this one.
+  // the helpers seal this one. The copy into the batch is what lets sealing
+  // go on after write() returns, overlapping the producer (measured: sealing
+  // large writes in place instead saved no CPU).
   void dispatch(bool final) {
     Batch& batch = batches_[filling_];
     std::size_t chunks =
@@ -271,6 +272,7 @@ class AgePayloadDecryptor::Impl {
   }
 
   std::size_t read(MutableByteSpan out) {
+    if (out.empty()) return 0;
     for (;;) {
       if (serving_ && serving_->released_begin < serving_->released_end) {
         Batch& b = *serving_;
@@ -282,7 +284,7 @@ class AgePayloadDecryptor::Impl {
       // Errors and the end surface only after everything before them.
       if (error_) throw *error_;
       if (source_error_) std::rethrow_exception(source_error_);
-      if (done_ || out.empty()) return 0;
+      if (done_) return 0;
       advance();
     }
   }

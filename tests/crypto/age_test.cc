@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <regex>
 #include <thread>
@@ -38,7 +39,7 @@ void write_in_pieces(ByteSink& sink, const Bytes& data, bool uneven) {
     sink.write(data);
     return;
   }
-  static constexpr std::size_t kSteps[] = {1, 7, 4096, 65535, 2, 65537, 300000, 13};
+  static constexpr std::size_t kSteps[] = {1, 7, 4096, 65535, 2, 65537, 300000, 13, 5 << 20};
   std::size_t pos = 0;
   for (std::size_t i = 0; pos < data.size(); ++i) {
     std::size_t n = std::min(kSteps[i % std::size(kSteps)], data.size() - pos);
@@ -432,6 +433,40 @@ TEST(Encrypt, WithoutCloseTheOutputIsNeverComplete) {
   Bytes released;
   AgeError e = expect_age_error([&] { decrypt_all(sink.bytes(), keys_for(identity), &released); });
   EXPECT_EQ(e.kind(), AgeErrorKind::Truncated) << e.what();
+}
+
+// A sink that fails after `limit` bytes, like a full disk or a dead drive.
+class FailingSink final : public ByteSink {
+ public:
+  explicit FailingSink(std::size_t limit) : limit_(limit) {}
+  void write(ByteSpan data) override {
+    written_ += data.size();
+    if (written_ > limit_) throw SystemError("cannot write tape", ENOSPC);
+  }
+  void close() override {}
+
+ private:
+  std::size_t limit_;
+  std::size_t written_ = 0;
+};
+
+TEST(Encrypt, DownstreamErrorPropagatesCleanly) {
+  X25519Identity identity = X25519Identity::generate();
+  std::vector<X25519Recipient> recipients{identity.recipient()};
+  for (std::size_t limit : {100ul, 3ul << 20}) {
+    FailingSink sink(limit);
+    std::optional<AgeEncryptor> encryptor;
+    try {
+      encryptor.emplace(sink, recipients);
+      // The helpers may be sealing when the error comes; ASan and TSan runs
+      // of this test check that nothing outlives what it uses.
+      for (int i = 0; i < 4; ++i) encryptor->write(pseudo_random(9 << 20, i));
+      encryptor->close();
+      FAIL() << "no error";
+    } catch (const SystemError& e) {
+      EXPECT_EQ(e.code(), ENOSPC);
+    }
+  }
 }
 
 TEST(Header, ReadAgeHeaderConsumesExactlyHeaderAndNonce) {

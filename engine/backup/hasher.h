@@ -1,0 +1,85 @@
+// Private to engine/backup: reading and hashing one source path, and
+// opening source paths of any length.
+//
+// A FileHasher owns its read buffer and its uid/gid name cache, so hashing
+// many small files costs no allocation per file; the write pipeline keeps
+// one per hashing thread. The outcome tells the caller what to do with the
+// path: a vanished file is gone (its scan state is dropped, nothing failed),
+// an unreadable or unstable one stays dirty and makes the run incomplete.
+#pragma once
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <optional>
+#include <string>
+
+#include "engine/backup/attributes.h"
+#include "engine/backup/backup.h"
+#include "engine/common/common.h"
+
+namespace mixtape::backup {
+
+enum class HashFailure {
+  kNone,
+  kVanished,    // no longer there, or no longer a file or symlink
+  kUnreadable,  // permissions, I/O errors
+  kUnstable,    // kept changing while it was read
+  kCancelled,   // the caller asked to stop
+};
+
+struct HashResult {
+  std::optional<HashedFile> file;  // set when failure is kNone
+  HashFailure failure = HashFailure::kNone;
+  std::string why;  // for the warning
+};
+
+class FileHasher {
+ public:
+  // A read loop checks `cancel` between reads, so a multi-GiB file does not
+  // hold up a pipeline that is stopping.
+  explicit FileHasher(const std::atomic<bool>* cancel = nullptr);
+  HashResult hash(const std::string& path);
+
+ private:
+  HashResult hash_symlink(const std::string& path, const struct stat& st);
+  HashResult hash_regular(const std::string& path);
+
+  const std::atomic<bool>* cancel_;
+  Bytes buffer_;
+  OwnerNames names_;
+};
+
+// The stat fields that change whenever a file's content may have changed:
+// a write moves mtime and ctime, a replacement (rename over it, even one
+// that restores the mtime, as rsync -t does) changes the inode and ctime.
+HashedFile::stat_identity identity_of(const struct stat& st);
+bool same_identity(const HashedFile::stat_identity& a, const HashedFile::stat_identity& b);
+
+// The clean scan state of a file whose content was hashed with this
+// identity, seen by run_id.
+catalog::ScanState scan_state_for(const HashedFile::stat_identity& id, catalog::Id run_id);
+
+// A source path as a directory descriptor and a name relative to it.
+// Paths shorter than PATH_MAX are used as they are (AT_FDCWD); longer ones
+// are reached by opening each directory in turn, without following
+// symlinks, since the kernel refuses them whole (ENAMETOOLONG).
+class SourcePath {
+ public:
+  // nullopt with errno set when a directory on the way cannot be opened.
+  static std::optional<SourcePath> open_parent(const std::string& path);
+  int dir_fd() const { return dir_.valid() ? dir_.get() : AT_FDCWD; }
+  const char* name() const { return name_.c_str(); }
+
+ private:
+  UniqueFd dir_;
+  std::string name_;
+};
+
+// lstat(2) and open(2) (O_NOFOLLOW | O_CLOEXEC added) for paths of any
+// length; -1 with errno set on failure, as the system calls.
+int lstat_source(const std::string& path, struct stat& st);
+int open_source(const std::string& path, int flags);
+
+}  // namespace mixtape::backup

@@ -1,0 +1,119 @@
+// Labelling tapes, and choosing the serial of the next new tape.
+//
+// A tape becomes the catalog's in one transaction that registers it and
+// writes its first trailing index; file 0 is written before. A run killed in
+// between leaves a tape with our label that the catalog does not know and
+// that holds no archive. new_tape_serial() gives such a tape its serial back
+// (it is relabelled), rather than leaving it behind and skipping the serial.
+#include <sys/stat.h>
+
+#include <algorithm>
+
+#include "engine/backup/backup.h"
+#include "engine/backup/tape_file.h"
+#include "engine/format/format.h"
+
+namespace mixtape::backup {
+namespace {
+
+// Whether the tape in `drive` can be labelled anew without losing anything:
+// blank, or labelled for this catalog with nothing after file 1 (which can
+// only be the trailing index of a labelling that never committed).
+bool reusable(tape::Drive& drive, const std::string& catalog_id) {
+  drive.rewind();
+  Bytes probe(tape::kReadBufferSize);
+  if (drive.read_record(probe).kind == tape::ReadKind::kEndOfData) return true;
+  drive.rewind();
+  try {
+    tape::TapeFileReader file0(drive);
+    if (format::read_label(file0).catalog_id != catalog_id) return false;
+  } catch (const format::FormatError&) {
+    return false;  // another program's tape, or damage: never ours to overwrite
+  }
+  drive.rewind();
+  try {
+    drive.space_filemarks_forward(2);
+  } catch (const tape::TapeError& e) {
+    if (e.kind() == tape::TapeErrorKind::kEndOfData) return true;  // files 0 and 1 at most
+    throw;
+  }
+  return drive.read_record(probe).kind == tape::ReadKind::kEndOfData;
+}
+
+}  // namespace
+
+std::string new_tape_serial(catalog::Catalog& catalog, tape::Library& library,
+                            const std::string& prefix, Progress& progress) {
+  auto in_library = library.serials();
+  std::string catalog_id = catalog.catalog_id();
+  for (int n = 1; n < 100000; ++n) {
+    char digits[8];
+    std::snprintf(digits, sizeof digits, "%05d", n);
+    std::string serial = prefix + digits;
+    if (catalog.tape_by_serial(serial)) continue;
+    if (std::find(in_library.begin(), in_library.end(), serial) == in_library.end()) return serial;
+    if (reusable(library.load(serial), catalog_id)) {
+      progress.warning("tape " + serial +
+                       " was being labelled when a run was interrupted; labelling it again");
+      return serial;
+    }
+  }
+  throw Error("no free tape serial with prefix " + prefix);
+}
+
+catalog::TapeRow label_tape(catalog::Catalog& catalog, tape::Drive& drive,
+                            const std::string& serial, const LabelOptions& options,
+                            const WriterKeys& keys) {
+  tape::check_serial(serial);
+  if (catalog.tape_by_serial(serial))
+    throw Error("tape " + serial + " is already in the catalog; labelling it again would lose it");
+  Sealing sealing = sealing_for(catalog, keys);
+  catalog::CatalogConfig config = catalog.config();
+
+  // An image knows its real size; for a drive the caller's figure is all
+  // there is. Planning trusts this number, so it must not be larger than
+  // the medium.
+  std::uint64_t capacity = options.capacity ? options.capacity : tape::kLto6NativeBytes;
+  if (auto* image = dynamic_cast<tape::ImageDrive*>(&drive); image && image->image_path())
+    capacity = image->geometry().capacity;
+
+  format::LabelInfo label;
+  label.serial = serial;
+  label.record_size = config.record_size;
+  label.labelled = format::format_utc(now_ns() / 1000000000);
+  label.encryption = sealing.mode == Sealing::Mode::kNone ? format::Encryption::kNone
+                     : sealing.mode == Sealing::Mode::kPassphrase
+                         ? format::Encryption::kAgePassphrase
+                         : format::Encryption::kAgeRecipients;
+  label.recipients = config.recipients;
+  label.catalog_id = catalog.catalog_id();
+  format::ArchaeologyExtras extras;
+  extras.binary_path = options.binary_path;
+  extras.source_tarball_path = options.source_tarball_path;
+
+  drive.rewind();
+  std::uint64_t label_bytes = 0;
+  {
+    tape::RecordWriter records(drive, static_cast<std::size_t>(config.record_size));
+    format::write_archaeology(records, label, extras);
+    records.close();
+    label_bytes = records.bytes_written();
+  }
+  catalog::TapeRow tape;
+  tape.serial = serial;
+  tape.capacity = capacity;
+  tape.record_size = config.record_size;
+  tape.encrypted = sealing.mode != Sealing::Mode::kNone;
+  tape.state = catalog::TapeState::kLabelled;
+  tape.append_file = 1;
+  tape.append_block = drive.tell();
+  tape.bytes_used = label_bytes;
+  tape.labelled_at_ns = now_ns();
+  auto transaction = catalog.transaction();
+  tape.id = catalog.add_tape(tape);
+  write_trailing_index(catalog, drive, tape, sealing, temp_directory({}));
+  transaction.commit();
+  return *catalog.tape(tape.id);
+}
+
+}  // namespace mixtape::backup

@@ -1,0 +1,304 @@
+// Helpers shared by the writer's tests: temporary trees, running the built
+// binary (optionally as another user), and an independent check that what
+// the catalog says is on tape really is: every copy is read back from the
+// tape image, decrypted, and its bytes hashed.
+#pragma once
+
+#include <fcntl.h>
+#include <grp.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "engine/backup/backup.h"
+#include "engine/catalog/catalog.h"
+#include "engine/common/common.h"
+#include "engine/crypto/crypto.h"
+#include "engine/format/format.h"
+#include "engine/tape/tape.h"
+
+namespace mixtape::backup::testing {
+
+inline constexpr char kMixtape[] = MIXTAPE_BINARY_DIR "/cli/mixtape";
+
+// A fresh directory, removed with everything in it (permissions restored
+// first, so files a test made unreadable go too).
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "mixtape-backup-XXXXXX");
+    if (!::mkdtemp(pattern.data())) throw_errno("mkdtemp");
+    path_ = pattern;
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  ~TempDir() {
+    std::error_code ignored;
+    for (auto it = std::filesystem::recursive_directory_iterator(
+             path_, std::filesystem::directory_options::skip_permission_denied, ignored);
+         it != std::filesystem::recursive_directory_iterator(); it.increment(ignored)) {
+      if (!it->is_symlink(ignored)) ::chmod(it->path().c_str(), 0700);
+    }
+    std::filesystem::remove_all(path_, ignored);
+  }
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+inline std::string random_text(std::size_t size, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::string out(size, '\0');
+  for (auto& c : out) c = static_cast<char>(rng());
+  return out;
+}
+
+inline void write_file(const std::string& path, std::string_view data) {
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  UniqueFd fd = open_file(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  write_all(fd.get(), as_bytes(data), path);
+}
+
+inline std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error("cannot read " + path);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+inline std::string hash_hex(std::string_view data) {
+  return to_hex(crypto::blake2b256(as_bytes(data)));
+}
+
+inline std::string shell_quote(const std::string& text) {
+  std::string out = "'";
+  for (char c : text) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+struct CommandResult {
+  int status = -1;  // exit status; -1 if killed by a signal
+  std::string out;
+  std::string err;
+};
+
+// Runs a shell command, capturing stdout and stderr.
+inline CommandResult shell(const std::string& command, const std::string& scratch_dir) {
+  std::string out = scratch_dir + "/.stdout", err = scratch_dir + "/.stderr";
+  // A subshell, so that redirections inside `command` keep their meaning.
+  int rc = std::system(
+      ("( " + command + " ) > " + shell_quote(out) + " 2> " + shell_quote(err)).c_str());
+  CommandResult result;
+  result.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  result.out = read_file(out);
+  result.err = read_file(err);
+  ::unlink(out.c_str());
+  ::unlink(err.c_str());
+  return result;
+}
+
+inline bool have_tool(const std::string& name) {
+  return std::system(("command -v " + name + " >/dev/null 2>&1").c_str()) == 0;
+}
+
+// How to run the mixtape binary: environment, and optionally as another user.
+struct MixtapeEnv {
+  std::string catalog;
+  std::string home;
+  std::string tmpdir;
+  std::optional<uid_t> uid;  // also used as gid; supplementary groups dropped
+};
+
+// Starts `mixtape args...` with stdout and stderr going to files; returns the pid.
+inline pid_t spawn_mixtape(const MixtapeEnv& env, const std::vector<std::string>& args,
+                           const std::string& out_path, const std::string& err_path) {
+  pid_t pid = ::fork();
+  if (pid < 0) throw_errno("fork");
+  if (pid > 0) return pid;
+  // Child: only async-signal-safe work from here on would be ideal; the test
+  // process is single-threaded when it spawns, so this is safe enough.
+  int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (out < 0 || err < 0) ::_exit(126);
+  ::dup2(out, 1);
+  ::dup2(err, 2);
+  ::setenv("MIXTAPE_CATALOG", env.catalog.c_str(), 1);
+  ::setenv("HOME", env.home.c_str(), 1);
+  ::unsetenv("XDG_DATA_HOME");
+  ::unsetenv("XDG_CONFIG_HOME");
+  if (!env.tmpdir.empty()) ::setenv("TMPDIR", env.tmpdir.c_str(), 1);
+  if (env.uid) {
+    if (::setgroups(0, nullptr) != 0 || ::setresgid(*env.uid, *env.uid, *env.uid) != 0 ||
+        ::setresuid(*env.uid, *env.uid, *env.uid) != 0)
+      ::_exit(125);
+  }
+  std::vector<char*> argv;
+  argv.push_back(const_cast<char*>(kMixtape));
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  ::execv(kMixtape, argv.data());
+  ::_exit(127);
+}
+
+inline CommandResult wait_mixtape(pid_t pid, const std::string& out_path,
+                                  const std::string& err_path) {
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) throw_errno("waitpid");
+  }
+  CommandResult result;
+  result.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  result.out = read_file(out_path);
+  result.err = read_file(err_path);
+  return result;
+}
+
+inline CommandResult run_mixtape(const MixtapeEnv& env, const std::vector<std::string>& args,
+                                 const std::string& scratch_dir) {
+  std::string out = scratch_dir + "/.mixtape-stdout", err = scratch_dir + "/.mixtape-stderr";
+  return wait_mixtape(spawn_mixtape(env, args, out, err), out, err);
+}
+
+// ------------------------------------------------------------ reading tapes
+
+// The tape files of an image, read through the image drive.
+inline std::vector<std::string> tape_files(const std::string& image) {
+  auto drive = tape::ImageDrive::open(image, /*write_protected=*/true);
+  std::vector<std::string> files;
+  Bytes buffer(tape::kReadBufferSize);
+  std::string current;
+  bool in_file = false;
+  for (;;) {
+    tape::ReadResult r = drive->read_record(buffer);
+    if (r.kind == tape::ReadKind::kEndOfData) break;
+    if (r.kind == tape::ReadKind::kFilemark) {
+      files.push_back(std::move(current));
+      current.clear();
+      in_file = false;
+      continue;
+    }
+    current.append(reinterpret_cast<const char*>(buffer.data()), r.size);
+    in_file = true;
+  }
+  if (in_file) files.push_back(std::move(current));  // unterminated last file
+  return files;
+}
+
+inline std::string decrypt(std::string_view age_file, const crypto::X25519Identity& identity) {
+  MemorySource source(as_bytes(age_file));
+  crypto::AgeDecryptKeys keys;
+  keys.identities.push_back(identity);
+  crypto::AgeDecryptor decryptor(source, keys);
+  std::string out;
+  Bytes buffer(1 << 20);
+  for (std::size_t n; (n = decryptor.read(buffer)) > 0;)
+    out.append(reinterpret_cast<const char*>(buffer.data()), n);
+  return out;
+}
+
+// Opens a (decrypted) index as a stock SQLite file and reads one value.
+inline std::string index_format_value(const std::string& db_path, const std::string& key) {
+  sqlite::Database db(db_path, sqlite::OpenMode::kReadOnly);
+  auto s = db.prepare("SELECT value FROM format WHERE key = ?");
+  s.bind(1, key);
+  if (!s.step()) return "";
+  return s.column_text(0);
+}
+
+// What the catalog says about every copy, checked against the tape images
+// in `library`: each copy's member is read back (decrypting the archive
+// file), its headers name the version's path and hash, and its bytes hash
+// to the version's hash. Returns the number of copies checked; failures are
+// test failures naming the copy.
+inline std::size_t verify_catalog_against_tapes(catalog::Catalog& catalog,
+                                                const std::string& library,
+                                                const crypto::X25519Identity& identity) {
+  std::size_t checked = 0;
+  for (const auto& tape : catalog.tapes()) {
+    std::vector<std::string> files = tape_files(library + "/" + tape.serial + ".tap");
+    std::map<std::int64_t, std::string> plain;  // archive file -> decrypted tar
+    catalog.for_each_copy_on_tape(tape.id, [&](const catalog::TapeCopy& c) {
+      std::string where = tape.serial + " file " + std::to_string(c.archive_file) + " " + c.path;
+      if (c.archive_file < 0 || static_cast<std::size_t>(c.archive_file) >= files.size()) {
+        ADD_FAILURE() << where << ": the tape has no such file";
+        return;
+      }
+      auto it = plain.find(c.archive_file);
+      if (it == plain.end()) {
+        try {
+          it = plain
+                   .emplace(c.archive_file,
+                            tape.encrypted
+                                ? decrypt(files[static_cast<std::size_t>(c.archive_file)], identity)
+                                : files[static_cast<std::size_t>(c.archive_file)])
+                   .first;
+        } catch (const std::exception& e) {
+          ADD_FAILURE() << where << ": does not decrypt: " << e.what();
+          return;
+        }
+      }
+      const std::string& tar = it->second;
+      MemorySource source(as_bytes(tar));
+      format::TarMember member;
+      try {
+        member = format::read_member_at(source, c.copy.header_offset, where);
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << where << ": no member at " << c.copy.header_offset << ": " << e.what();
+        return;
+      }
+      EXPECT_EQ("/" + member.info.path, c.path) << where;
+      EXPECT_EQ(member.offsets.data_offset, c.copy.data_offset) << where;
+      if (c.version.kind == catalog::VersionKind::kSymlink) {
+        EXPECT_EQ(member.info.linkpath, c.version.symlink_target) << where;
+      } else {
+        EXPECT_EQ(member.info.blake2b256, to_hex(c.version.hash)) << where;
+        if (c.copy.data_offset + c.version.size > tar.size()) {
+          ADD_FAILURE() << where << ": data runs past the archive";
+          return;
+        }
+        std::string_view data(tar.data() + c.copy.data_offset, c.version.size);
+        EXPECT_EQ(hash_hex(data), to_hex(c.version.hash)) << where << ": bytes on tape differ";
+      }
+      ++checked;
+    });
+  }
+  return checked;
+}
+
+// The last file of every tape the catalog knows is a trailing index that
+// decrypts and opens with SQLite, and names the tape.
+inline void expect_trailing_indexes(catalog::Catalog& catalog, const std::string& library,
+                                    const crypto::X25519Identity& identity,
+                                    const std::string& scratch_dir) {
+  for (const auto& tape : catalog.tapes()) {
+    std::vector<std::string> files = tape_files(library + "/" + tape.serial + ".tap");
+    ASSERT_GE(files.size(), 2u) << tape.serial;
+    EXPECT_EQ(static_cast<std::int64_t>(files.size()) - 1, tape.append_file) << tape.serial;
+    std::string db = scratch_dir + "/trailing-" + tape.serial + ".db";
+    try {
+      write_file(db, tape.encrypted ? decrypt(files.back(), identity) : files.back());
+      EXPECT_EQ(index_format_value(db, "kind"), "trailing") << tape.serial;
+      EXPECT_EQ(index_format_value(db, "serial"), tape.serial);
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << tape.serial << ": last file is not a readable trailing index: " << e.what();
+    }
+    ::unlink(db.c_str());
+  }
+}
+
+}  // namespace mixtape::backup::testing
