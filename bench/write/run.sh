@@ -91,7 +91,7 @@ bench_set() {  # bench_set LABEL FILE_MB
     -v t="$(median "${wall[t$label]}")" -v tc="$(median "${cpu[t$label]}")" \
     -v b="$(median "${wall[b$label]}")" -v bc="$(median "${cpu[b$label]}")" 'BEGIN {
       p = t + b
-      printf "| %-9s | %8s | %5.0f MB/s (%5.2f s) | %6.2f | %5.2f s | %5.2f s | %5.0f MB/s (%5.2f s) | %6.2f | %6.2fx |",
+      printf "| %-9s | %8s | %5.0f MB/s (%5.2f s) | %6.2f | %5.2f s | %5.2f s | %5.0f MB/s (%5.2f s) | %6.2f | %11.2fx |",
         label, archives, bytes / m / 1e6, m, mc, t, b, bytes / p / 1e6, p, tc + bc, p / m }')")
   rm -rf "$work/src" "$work/peer.b2"
 }
@@ -107,10 +107,10 @@ echo "write benchmark: $size_mb MiB of random files to a .tap library in $DIR, m
 echo "machine: nproc=$(nproc), $cpu_model; age $(age --version); $(tar --version | head -1); $(b2sum --version | head -1)"
 echo "load average (1/5/15 min): $load_before before, $load_after after"
 echo
-printf '| %-9s | %-8s | %-22s | %-6s | %-7s | %-7s | %-22s | %-6s | %-7s |\n' files archives \
-  "mixtape backup (wall)" "CPU s" "tar|age" b2sum "peer total (wall)" "CPU s" "mixtape/peer"
-printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' ----------- ---------- ------------------------ -------- \
-  --------- --------- ------------------------ -------- ---------
+printf '| %-9s | %-8s | %-20s | %-6s | %-7s | %-7s | %-20s | %-6s | %-7s |\n' files archives \
+  "mixtape backup" "CPU s" "tar|age" b2sum "peer total" "CPU s" "mixtape/peer"
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' ----------- ---------- ---------------------- -------- \
+  --------- --------- ---------------------- -------- --------------
 for row in "${rows[@]}"; do echo "$row"; done
 echo
 echo "MB/s = 10^6 bytes/s of file data, from wall-clock time. mixtape backup = init + scan + hash +"
