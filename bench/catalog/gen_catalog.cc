@@ -51,10 +51,10 @@ int main(int argc, char** argv) {
   const std::string path = argv[1];
   const std::uint64_t files = argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 1000000;
   const std::uint64_t dirs = argc > 3 ? std::strtoull(argv[3], nullptr, 10) : 100000;
-  const std::uint64_t big = std::min<std::uint64_t>(
-      files, argc > 4 ? std::strtoull(argv[4], nullptr, 10) : 100000);
+  const std::uint64_t big =
+      std::min<std::uint64_t>(files, argc > 4 ? std::strtoull(argv[4], nullptr, 10) : 100000);
   const std::uint64_t spread = files - big;
-  const std::uint64_t batch = 50000;          // files per transaction
+  const std::uint64_t batch = 50000;  // files per transaction
   const std::uint64_t archive_members = 10000;
   const std::int64_t mtime = 1700000000LL * 1000000000LL;
 
@@ -151,8 +151,7 @@ int main(int argc, char** argv) {
     auto t = cat.transaction();
     std::uint64_t in_tx = 0;
     for (; d < dirs && in_tx < batch; ++d) {
-      std::string dir_path =
-          "/bench/tree/" + num("d", d / 1000, 3) + "/" + num("d", d, 6);
+      std::string dir_path = "/bench/tree/" + num("d", d / 1000, 3) + "/" + num("d", d, 6);
       Id dir_id = cat.ensure_dir(dir_path);
       if (d % 1000 == 0) cat.touch_dir(cat.dir(dir_id)->parent, dir_attrs, run);
       cat.touch_dir(dir_id, dir_attrs, run);

@@ -61,6 +61,60 @@ std::string new_tape_serial(catalog::Catalog& catalog, tape::Library& library,
   throw Error("no free tape serial with prefix " + prefix);
 }
 
+namespace {
+
+format::LabelInfo label_info(catalog::Catalog& catalog, const std::string& serial,
+                             const Sealing& sealing) {
+  catalog::CatalogConfig config = catalog.config();
+  format::LabelInfo label;
+  label.serial = serial;
+  label.record_size = config.record_size;
+  label.labelled = format::format_utc(now_ns() / 1000000000);
+  switch (sealing.mode) {
+    case Sealing::Mode::kNone:
+      label.encryption = format::Encryption::kNone;
+      break;
+    case Sealing::Mode::kPassphrase:
+      label.encryption = format::Encryption::kAgePassphrase;
+      break;
+    case Sealing::Mode::kRecipients:
+      label.encryption = format::Encryption::kAgeRecipients;
+      break;
+  }
+  label.recipients = config.recipients;
+  label.catalog_id = catalog.catalog_id();
+  return label;
+}
+
+format::ArchaeologyExtras archaeology_extras(const LabelOptions& options) {
+  format::ArchaeologyExtras extras;
+  extras.binary_path = options.binary_path;
+  extras.source_tarball_path = options.source_tarball_path;
+  return extras;
+}
+
+// Counts what is written to it.
+class CountingSink final : public ByteSink {
+ public:
+  void write(ByteSpan data) override { count_ += data.size(); }
+  void close() override {}
+  std::uint64_t count() const { return count_; }
+
+ private:
+  std::uint64_t count_ = 0;
+};
+
+}  // namespace
+
+std::uint64_t file0_size(catalog::Catalog& catalog, const LabelOptions& options,
+                         const Sealing& sealing) {
+  CountingSink counter;
+  // The longest serial a library makes; no other line of the label varies.
+  format::write_archaeology(counter, label_info(catalog, "L99999", sealing),
+                            archaeology_extras(options));
+  return counter.count();
+}
+
 catalog::TapeRow label_tape(catalog::Catalog& catalog, tape::Drive& drive,
                             const std::string& serial, const LabelOptions& options,
                             const WriterKeys& keys) {
@@ -77,25 +131,12 @@ catalog::TapeRow label_tape(catalog::Catalog& catalog, tape::Drive& drive,
   if (auto* image = dynamic_cast<tape::ImageDrive*>(&drive); image && image->image_path())
     capacity = image->geometry().capacity;
 
-  format::LabelInfo label;
-  label.serial = serial;
-  label.record_size = config.record_size;
-  label.labelled = format::format_utc(now_ns() / 1000000000);
-  label.encryption = sealing.mode == Sealing::Mode::kNone ? format::Encryption::kNone
-                     : sealing.mode == Sealing::Mode::kPassphrase
-                         ? format::Encryption::kAgePassphrase
-                         : format::Encryption::kAgeRecipients;
-  label.recipients = config.recipients;
-  label.catalog_id = catalog.catalog_id();
-  format::ArchaeologyExtras extras;
-  extras.binary_path = options.binary_path;
-  extras.source_tarball_path = options.source_tarball_path;
-
   drive.rewind();
   std::uint64_t label_bytes = 0;
   {
     tape::RecordWriter records(drive, static_cast<std::size_t>(config.record_size));
-    format::write_archaeology(records, label, extras);
+    format::write_archaeology(records, label_info(catalog, serial, sealing),
+                              archaeology_extras(options));
     records.close();
     label_bytes = records.bytes_written();
   }

@@ -130,16 +130,6 @@ std::uint64_t safety_margin(std::uint64_t catalog_size, std::uint64_t capacity,
   return capacity / 100 + 2 * catalog_size + 8 * record_size + (1 << 20);
 }
 
-// Bytes of file 0: the binary, the source tarball (by default embedded in
-// the binary, so its size again bounds it) and the texts.
-std::uint64_t label_allowance(const LabelOptions& options) {
-  std::uint64_t binary =
-      file_size_or_zero(options.binary_path.empty() ? "/proc/self/exe" : options.binary_path);
-  std::uint64_t source =
-      options.source_tarball_path.empty() ? binary : file_size_or_zero(options.source_tarball_path);
-  return binary + source + (2 << 20);
-}
-
 std::uint64_t default_archive_size(std::uint64_t work_bytes) {
   // The write stage re-reads each file from the page cache, which must hold
   // the archive being written and the ones hashed ahead of it.
@@ -317,8 +307,10 @@ std::uint64_t index_member_bytes(const std::string& path) {
   return path.size() + 256;
 }
 
+// label_bytes: what a fresh tape spends before its first archive (file 0
+// and the trailing index written when it is labelled).
 Room room_for(std::uint64_t capacity, std::uint64_t bytes_used, std::uint64_t record_size,
-              std::uint64_t catalog_size, const LabelOptions& label, const Sealing& sealing,
+              std::uint64_t catalog_size, std::uint64_t label_bytes, const Sealing& sealing,
               std::uint64_t age_header_length) {
   std::uint64_t margin = safety_margin(catalog_size, capacity, record_size);
   Room room;
@@ -327,7 +319,7 @@ Room room_for(std::uint64_t capacity, std::uint64_t bytes_used, std::uint64_t re
   room.age_header_length = age_header_length;
   room.sealing = &sealing;
   room.session = capacity > bytes_used + margin ? capacity - bytes_used - margin : 0;
-  std::uint64_t empty_used = margin + label_allowance(label);
+  std::uint64_t empty_used = margin + label_bytes;
   room.empty_tape = capacity > empty_used ? capacity - empty_used : 0;
   return room;
 }
@@ -941,14 +933,18 @@ std::optional<catalog::TapeRow> usable_tape(catalog::Catalog& catalog, tape::Lib
 
 // Refuses, before anything is written, a file that no tape could hold.
 void check_sizes_fit(catalog::Catalog& catalog, const ScanReport& scan,
-                     const BackupOptions& options, const Sealing& sealing,
-                     std::uint64_t age_header_length) {
+                     const BackupOptions& options, std::uint64_t label_bytes,
+                     const Sealing& sealing, std::uint64_t age_header_length) {
   std::uint64_t capacity = options.label.capacity ? options.label.capacity : tape::kLto6NativeBytes;
   for (const auto& tape : catalog.tapes())
     if (tape.state != catalog::TapeState::kRetired) capacity = std::max(capacity, tape.capacity);
   // The catalog grows while the run records versions: counted twice over.
   Room room = room_for(capacity, 0, catalog.config().record_size, 2 * catalog_bytes(catalog),
-                       options.label, sealing, age_header_length);
+                       label_bytes, sealing, age_header_length);
+  if (room.empty_tape == 0)
+    throw Error("tapes of " + format_size(capacity) + " are too small: file 0 alone (the label, " +
+                "with this program and its source) takes " + format_size(label_bytes) +
+                ", and the catalog's copies need room too");
   std::string path = scan.largest_dirty_path;
   std::uint64_t size = scan.largest_dirty_size;
   catalog.for_each_pending(0, [&](const catalog::PendingVersion& pending) {
@@ -988,10 +984,10 @@ struct SessionResult {
 SessionResult run_session(catalog::Catalog& catalog, tape::Drive& drive,
                           const catalog::TapeRow& tape, Id run_id, const Sealing& sealing,
                           std::uint64_t age_header_length, const BackupOptions& options,
-                          std::uint64_t archive_size, std::vector<Candidate> candidates,
-                          Progress& progress) {
+                          std::uint64_t archive_size, std::uint64_t label_bytes,
+                          std::vector<Candidate> candidates, Progress& progress) {
   Room room = room_for(tape.capacity, tape.bytes_used, tape.record_size, catalog_bytes(catalog),
-                       options.label, sealing, age_header_length);
+                       label_bytes, sealing, age_header_length);
 
   SessionResult result;
   BoundedQueue<ArchiveJob> jobs(1);
@@ -1031,7 +1027,13 @@ BackupReport backup(catalog::Catalog& catalog, tape::Library& library, const Bac
   }
   Id run_id = catalog.begin_run(catalog::RunKind::kBackup, options.roots);
   report.scan = scan(catalog, options.roots, options.walk, run_id, progress);
-  check_sizes_fit(catalog, report.scan, options, sealing, age_header_length);
+  // File 0 and the first trailing index of a new tape.
+  std::uint64_t record_size = catalog.config().record_size;
+  // (4 KiB of slack: a longer serial prefix makes the label a block longer.)
+  std::uint64_t label_bytes =
+      tape_bytes(file0_size(catalog, options.label, sealing) + 4096, record_size) +
+      tape_bytes(catalog_bytes(catalog) + (64 << 10), record_size);
+  check_sizes_fit(catalog, report.scan, options, label_bytes, sealing, age_header_length);
   std::uint64_t archive_size =
       options.archive_size ? options.archive_size
                            : default_archive_size(report.scan.dirty_bytes + pending_bytes(catalog));
@@ -1058,7 +1060,7 @@ BackupReport backup(catalog::Catalog& catalog, tape::Library& library, const Bac
     if (!drive) drive = &library.load(target->serial);
     SessionResult session =
         run_session(catalog, *drive, *target, run_id, sealing, age_header_length, options,
-                    archive_size, std::move(candidates), progress);
+                    archive_size, label_bytes, std::move(candidates), progress);
     const auto& hashed = session.hashed;
     const auto& outcome = session.outcome;
     report.hash.files += hashed.report.files;

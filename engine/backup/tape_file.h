@@ -110,6 +110,11 @@ void write_trailing_index(catalog::Catalog& catalog, tape::Drive& drive,
 // ordinal among the indexes along the tape, counting from 1.
 std::uint64_t index_generation(std::int64_t index_file);
 
+// Bytes of tape file 0 as label_tape() writes it (the program and its
+// source are in it, so this is megabytes: planning counts it exactly).
+std::uint64_t file0_size(catalog::Catalog& catalog, const LabelOptions& options,
+                         const Sealing& sealing);
+
 // A serial for a new tape: the first <prefix><5 digits> that the catalog does
 // not know and that is either not in the library or there but reusable (blank,
 // or labelled for this catalog by a run that was killed before registering

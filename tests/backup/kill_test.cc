@@ -68,20 +68,36 @@ class KillTest : public ::testing::Test {
     }
   }
 
-  // Runs a backup and kills it at the chosen point; true if it was killed
-  // (false: it finished first).
-  bool backup_and_kill(bool by_time, std::uint32_t delay_us, std::uint64_t grow_bytes) {
+  // Runs a backup and kills it at the chosen point: after delay_us, or once
+  // the images have grown by grow_bytes. Returns whether it was killed
+  // (false: it finished first). Notes when the images first changed, so
+  // time-based kills can aim at the time before any tape is written.
+  bool backup_and_kill(std::optional<std::uint32_t> delay_us,
+                       std::optional<std::uint64_t> grow_bytes, CommandResult* finished = nullptr) {
     std::string out = dir_.file(".out"), err = dir_.file(".err");
     std::uint64_t start_bytes = library_bytes(library_);
     pid_t pid = spawn_mixtape(env_, backup_args(), out, err);
     auto started = std::chrono::steady_clock::now();
+    bool wrote = false;
     for (;;) {
       int status = 0;
-      pid_t done = ::waitpid(pid, &status, WNOHANG);
-      if (done == pid) return false;
-      bool now = by_time ? std::chrono::steady_clock::now() - started >=
-                               std::chrono::microseconds(delay_us)
-                         : library_bytes(library_) >= start_bytes + grow_bytes;
+      if (::waitpid(pid, &status, WNOHANG) == pid) {
+        if (finished) {
+          finished->status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+          finished->err = read_file(err);
+        }
+        return false;
+      }
+      auto elapsed = std::chrono::duration_cast<std::chrono::microseconds>(
+                         std::chrono::steady_clock::now() - started)
+                         .count();
+      std::uint64_t bytes = library_bytes(library_);
+      if (!wrote && bytes != start_bytes) {
+        wrote = true;
+        first_write_us_ = std::min<std::uint64_t>(first_write_us_, elapsed);
+      }
+      bool now =
+          (delay_us && elapsed >= *delay_us) || (grow_bytes && bytes >= start_bytes + *grow_bytes);
       if (now) {
         ::kill(pid, SIGKILL);
         ::waitpid(pid, &status, 0);
@@ -163,6 +179,7 @@ class KillTest : public ::testing::Test {
   std::mt19937 rng_;
   std::vector<std::string> present_;
   int before_tape_ = 0, mid_write_ = 0, after_trailing_ = 0, after_commit_ = 0;
+  std::uint64_t first_write_us_ = 200000;  // earliest first write to tape seen, in a run
 };
 
 TEST_F(KillTest, KilledBackupsLoseNothingAndNeverClaimWhatIsNotOnTape) {
@@ -182,18 +199,23 @@ TEST_F(KillTest, KilledBackupsLoseNothingAndNeverClaimWhatIsNotOnTape) {
     change_source(round);
     if (round % kCompleteEvery == kCompleteEvery - 1) {
       std::uint64_t before = library_bytes(library_);
-      CommandResult complete = run_mixtape(env_, backup_args(), dir_.path());
+      CommandResult complete;
+      backup_and_kill(std::nullopt, std::nullopt, &complete);
       ASSERT_EQ(complete.status, 0) << complete.err;
       growth = std::max<std::uint64_t>(library_bytes(library_) - before, 64 << 10);
       expect_complete();
       if (HasFailure()) return;
       continue;
     }
+    // A third of the kills come before anything reaches tape (start-up,
+    // scan, hashing the first archive), the rest while the images grow.
     bool by_time = random(0, 2) == 0;
-    std::uint32_t delay_us = random(0, 80000);
+    std::uint32_t delay_us = random(0, static_cast<std::uint32_t>(first_write_us_ * 9 / 10));
     std::uint64_t grow = random(1, static_cast<std::uint32_t>(growth));
     std::uint64_t before = library_bytes(library_);
-    if (!backup_and_kill(by_time, delay_us, grow)) continue;
+    bool killed =
+        by_time ? backup_and_kill(delay_us, std::nullopt) : backup_and_kill(std::nullopt, grow);
+    if (!killed) continue;
     ++kills;
     auto catalog = catalog::Catalog::open_read_only(env_.catalog);
     classify(catalog, before);
