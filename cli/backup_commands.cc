@@ -82,6 +82,7 @@ struct LabelArgs {
   std::string catalog;
   std::string serial;
   std::string passphrase_file;
+  bool force = false;
   DriveFlags drive;
 };
 
@@ -91,6 +92,7 @@ void label(const LabelArgs& args) {
   tape::Drive& drive = opened.library().load(args.serial);
   backup::LabelOptions options;
   options.capacity = opened.capacity();
+  options.overwrite = args.force;
   auto tape =
       backup::label_tape(catalog, drive, args.serial, options, writer_keys(args.passphrase_file));
   std::printf("labelled %s (%s, record size %s)\n", tape.serial.c_str(),
@@ -173,6 +175,10 @@ void run_backup(const BackupArgs& args) {
   auto report = backup::backup(catalog, opened.library(), options,
                                writer_keys(args.passphrase_file), *progress);
   progress.reset();
+  opened.add_stat("source_bytes_read", report.source_bytes_read());
+  opened.add_stat("source_bytes_hashed", report.hash.bytes_read);
+  opened.add_stat("source_bytes_written", report.source_bytes_written);
+  opened.add_stat("multi_drive_sessions", report.multi_drive_sessions);
   std::string tapes;
   for (const auto& serial : report.tapes) tapes += (tapes.empty() ? "" : " ") + serial;
   std::printf(
@@ -186,9 +192,20 @@ void run_backup(const BackupArgs& args) {
               static_cast<unsigned long long>(report.scan.changed),
               static_cast<unsigned long long>(report.scan.vanished + report.hash.vanished),
               format_size(report.hash.bytes).c_str());
+  std::printf("read %s from source files: %s to hash, %s to write\n",
+              format_size(report.source_bytes_read()).c_str(),
+              format_size(report.hash.bytes_read).c_str(),
+              format_size(report.source_bytes_written).c_str());
   if (report.below_goal > 0)
     std::printf("%llu versions are still below their copy goal\n",
                 static_cast<unsigned long long>(report.below_goal));
+  // A drive that failed was dropped and the others carried on; what it was
+  // to hold went to other tapes if it could, and a script must know if not.
+  if (!report.failed_drives.empty() && report.below_goal > 0)
+    throw Error(std::to_string(report.failed_drives.size()) +
+                (report.failed_drives.size() == 1 ? " drive" : " drives") +
+                " failed (see the warnings above) and " + std::to_string(report.below_goal) +
+                " versions are below their copy goal; run backup again");
   // Files that vanished were deleted: nothing failed. Files that could not be
   // read or kept changing are not backed up, and a script must know.
   if (std::uint64_t failures = report.failures(); failures > 0)
@@ -218,6 +235,9 @@ void add_backup_commands(CLI::App& app) {
   add_catalog_option(label_cmd, label_args->catalog);
   label_cmd->add_option("--serial", label_args->serial, "Tape serial (e.g. L00042)")->required();
   label_cmd->add_option("--passphrase-file", label_args->passphrase_file, "Passphrase file");
+  label_cmd->add_flag("--force", label_args->force,
+                      "Label a tape that holds data (it is lost): another catalog's, another "
+                      "program's");
   add_drive_options(label_cmd, label_args->drive);
   label_cmd->callback([label_args] { label(*label_args); });
 

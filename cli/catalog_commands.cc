@@ -35,6 +35,14 @@ std::string printable(const std::string& path) {
   return out;
 }
 
+// Read-only, after a check of the whole file: a damaged catalog is refused
+// with one line instead of printing a partial answer.
+Catalog open_checked(const std::string& path) {
+  auto catalog = Catalog::open_read_only(path);
+  catalog.check_integrity();
+  return catalog;
+}
+
 struct LsArgs {
   std::string catalog;
   std::string path = "/";
@@ -82,7 +90,7 @@ void print_dir(const std::string& path, const catalog::DirRow& dir) {
 }
 
 void ls(const LsArgs& args) {
-  auto catalog = Catalog::open_read_only(args.catalog);
+  auto catalog = open_checked(args.catalog);
   std::string path = args.path;
   while (path.size() > 1 && path.back() == '/') path.pop_back();
   auto view = catalog::View::latest();
@@ -117,7 +125,7 @@ void ls(const LsArgs& args) {
 }
 
 void status(const std::string& path) {
-  auto catalog = Catalog::open_read_only(path);
+  auto catalog = open_checked(path);
   auto s = catalog.status();
   std::printf("catalog %s (id %s)\n", path.c_str(), catalog.catalog_id().c_str());
   std::printf("files: %llu in %llu directories; versions: %llu (%s)\n",
@@ -149,7 +157,7 @@ void status(const std::string& path) {
 }
 
 void tapes(const std::string& path) {
-  auto catalog = Catalog::open_read_only(path);
+  auto catalog = open_checked(path);
   std::printf("%-10s %-9s %12s %12s %8s %8s\n", "serial", "state", "used", "capacity", "archives",
               "files");
   for (const auto& t : catalog.status().tapes) {

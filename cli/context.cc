@@ -12,48 +12,6 @@
 namespace mixtape::cli {
 namespace {
 
-// One drive holding one tape: `--device`. Its serial is read from the label;
-// a blank tape takes whatever serial the writer gives it.
-class SingleDriveLibrary final : public tape::Library {
- public:
-  explicit SingleDriveLibrary(std::unique_ptr<tape::Drive> drive) : drive_(std::move(drive)) {}
-
-  std::size_t drive_count() const override { return 1; }
-  tape::Drive& drive(std::size_t) override { return *drive_; }
-  std::vector<std::string> serials() override {
-    auto serial = label_serial();
-    if (serial) return {*serial};
-    return {};
-  }
-  tape::Drive& load(const std::string& serial, std::size_t) override {
-    auto current = label_serial();
-    if (current && *current != serial)
-      throw Error("the tape in " + drive_->name() + " is " + *current + "; insert tape " + serial);
-    drive_->rewind();
-    return *drive_;
-  }
-  void unload(std::size_t) override {}
-  std::optional<std::string> loaded_serial(std::size_t) const override { return cached_; }
-  tape::DriveStats stats() const override { return drive_->stats(); }
-
- private:
-  std::optional<std::string> label_serial() {
-    drive_->rewind();
-    Bytes probe(tape::kReadBufferSize);
-    auto first = drive_->read_record(probe);
-    drive_->rewind();
-    if (first.kind != tape::ReadKind::kData) return std::nullopt;  // blank
-    tape::TapeFileReader reader(*drive_);
-    format::LabelInfo label = format::read_label(reader);
-    drive_->rewind();
-    cached_ = label.serial;
-    return label.serial;
-  }
-
-  std::unique_ptr<tape::Drive> drive_;
-  std::optional<std::string> cached_;
-};
-
 class TerminalProgress final : public backup::Progress {
  public:
   explicit TerminalProgress(bool draw) : draw_(draw) {}
@@ -127,46 +85,67 @@ catalog::Catalog open_catalog(const std::string& path) {
 }
 
 void add_drive_options(CLI::App* command, DriveFlags& flags) {
-  command->add_option("--device", flags.device, "Tape device (/dev/nst0) or .tap image");
+  command->add_option("--device", flags.device,
+                      "Tape device (/dev/nst0) or .tap image; with --changer, its drives' "
+                      "devices, comma separated");
   command->add_option("--library", flags.library, "Folder of <serial>.tap images");
   command->add_option("--changer", flags.changer, "SCSI changer (/dev/sgN), driven with mtx");
   command->add_option("--capacity", flags.capacity, "Capacity of new tapes (e.g. 2.5T, 64M)");
   command->add_option("--early-warning", flags.early_warning,
                       "Early-warning zone of new image tapes (default capacity/64)");
-  command->add_option("--drives", flags.drives, "Drives of an image library");
+  command->add_option("--drives", flags.drives,
+                      "Drives of an image library (a changer's come from mtx status)");
   command->add_option("--stats-json", flags.stats_json,
                       "Write drive counters and tape_seconds to FILE at exit");
 }
 
 OpenedLibrary::OpenedLibrary(const DriveFlags& flags) : stats_json_(flags.stats_json) {
   capacity_ = parse_size(flags.capacity);
-  tape::ImageGeometry geometry;
-  geometry.capacity = capacity_;
-  if (!flags.early_warning.empty()) geometry.early_warning = parse_size(flags.early_warning);
-  int given = !flags.device.empty() + !flags.library.empty();
-  if (!flags.changer.empty()) {
-    if (flags.device.empty()) throw Error("--changer needs --device for the drive");
-    std::vector<std::unique_ptr<tape::Drive>> drives;
-    drives.push_back(tape::open_drive(flags.device));
-    library_ = std::make_unique<tape::MtxChanger>(flags.changer, std::move(drives));
-    return;
-  }
-  if (given != 1) throw Error("name exactly one of --device DEV or --library DIR");
-  if (!flags.library.empty()) {
-    std::filesystem::create_directories(flags.library);
-    library_ = std::make_unique<tape::ImageLibrary>(flags.library, flags.drives, geometry);
-    return;
-  }
-  tape::OpenDriveOptions options;
-  options.create_if_missing = true;
-  options.geometry = geometry;
-  library_ = std::make_unique<SingleDriveLibrary>(tape::open_drive(flags.device, options));
+  if (!flags.changer.empty() && flags.device.empty())
+    throw Error("--changer needs --device for its drives (/dev/nst0,/dev/nst1,...)");
+  const int given = !flags.device.empty() + !flags.library.empty();
+  if (flags.changer.empty() && given != 1)
+    throw Error("name exactly one of --device DEV or --library DIR");
+  if (flags.drives < 1) throw Error("--drives must be at least 1");
+  tape::LibrarySpec spec;
+  spec.device = flags.device;
+  spec.library = flags.library;
+  spec.changer = flags.changer;
+  spec.drives = flags.drives;
+  spec.blank_geometry.capacity = capacity_;
+  if (!flags.early_warning.empty())
+    spec.blank_geometry.early_warning = parse_size(flags.early_warning);
+  library_ = tape::open_library(spec, backup::label_serial_reader());
+}
+
+void OpenedLibrary::add_stat(const std::string& key, std::uint64_t value) {
+  extra_stats_.emplace_back(key, value);
 }
 
 OpenedLibrary::~OpenedLibrary() {
   if (stats_json_.empty() || !library_) return;
+  // One flat object: the library's counters summed over its drives, this
+  // command's own counters, and with several drives each drive's as
+  // "drive<N>_<counter>" (flat, so that simple readers need no nesting).
+  std::string json = library_->stats().to_json();
+  json.pop_back();  // the closing brace
+  for (const auto& [key, value] : extra_stats_)
+    json += ", \"" + key + "\": " + std::to_string(value);
+  if (library_->drive_count() > 1) {
+    for (std::size_t d = 0; d < library_->drive_count(); ++d) {
+      std::string fields = library_->drive(d).stats().to_json();
+      fields = fields.substr(1, fields.size() - 2);
+      const std::string prefix = "\"drive" + std::to_string(d) + "_";
+      for (std::size_t at = 0; (at = fields.find('"', at)) != std::string::npos;) {
+        fields.replace(at, 1, prefix);
+        at = fields.find('"', at + prefix.size()) + 1;  // past the key's closing quote
+      }
+      json += ", " + fields;
+    }
+  }
+  json += "}";
   std::ofstream out(stats_json_, std::ios::trunc);
-  out << library_->stats().to_json() << "\n";
+  out << json << "\n";
   if (!out) std::fprintf(stderr, "mixtape: cannot write %s\n", stats_json_.c_str());
 }
 

@@ -8,6 +8,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "engine/backup/backup.h"
 #include "engine/catalog/catalog.h"
@@ -25,7 +27,7 @@ struct DriveFlags {
   std::string device;
   std::string library;
   std::string changer;
-  std::string capacity = "2500G";
+  std::string capacity = "2500000000000";  // LTO-6 native: 2.5 TB, decimal as tape makers count
   std::string early_warning;
   std::size_t drives = 1;
   std::string stats_json;
@@ -34,8 +36,10 @@ struct DriveFlags {
 // --device | --library | --changer (+ --capacity, --drives, --stats-json).
 void add_drive_options(CLI::App* command, DriveFlags& flags);
 
-// The library the flags name. A single --device acts as a library of the one
-// tape in it. Writes --stats-json when destroyed, whatever happened.
+// The library the flags name (tape::open_library). A single --device acts as
+// a library of the one tape in it. Writes --stats-json when destroyed,
+// whatever happened: the counters summed over the drives, the command's own
+// (add_stat), and with several drives each drive's under "drives".
 class OpenedLibrary {
  public:
   explicit OpenedLibrary(const DriveFlags& flags);
@@ -44,9 +48,13 @@ class OpenedLibrary {
   OpenedLibrary& operator=(const OpenedLibrary&) = delete;
   tape::Library& library() { return *library_; }
   std::uint64_t capacity() const { return capacity_; }
+  // A counter of the command itself, written to --stats-json with the
+  // drives' (e.g. source_bytes_read).
+  void add_stat(const std::string& key, std::uint64_t value);
 
  private:
   std::string stats_json_;
+  std::vector<std::pair<std::string, std::uint64_t>> extra_stats_;
   std::uint64_t capacity_ = 0;
   std::unique_ptr<tape::Library> library_;
 };

@@ -1,9 +1,11 @@
 // mixtape: back up write-once data to LTO tape, N copies on N tapes.
 #include <cstdio>
 #include <exception>
+#include <string>
 
 #include "cli/commands.h"
 #include "engine/common/common.h"
+#include "engine/sqlite/sqlite.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"mixtape " MIXTAPE_VERSION
@@ -19,7 +21,25 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version arrive as "errors" with exit code 0.
+    if (e.get_exit_code() == 0) return app.exit(e);
+    // One line, as for every other failure; CLI11's exit codes are kept
+    // (106: something required is missing, 109: an unexpected argument).
+    std::string where = "mixtape";
+    for (const CLI::App* sub = &app; !sub->get_subcommands().empty();) {
+      sub = sub->get_subcommands().front();
+      where += " " + sub->get_name();
+    }
+    std::fprintf(stderr, "mixtape: %s (see `%s --help`)\n", e.what(), where.c_str());
+    return e.get_exit_code();
+  } catch (const mixtape::sqlite::SqliteError& e) {
+    // Damage SQLite found after the checks made at open.
+    const bool damaged = e.code() == SQLITE_CORRUPT || e.code() == SQLITE_NOTADB;
+    std::fprintf(stderr, "mixtape: %s%s\n", e.what(),
+                 damaged ? " (the database is damaged; if it is the catalog, move it aside and "
+                           "rebuild it from tape with `mixtape recover`)"
+                         : "");
+    return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "mixtape: %s\n", e.what());
     return 1;

@@ -33,20 +33,16 @@ void add_key_options(CLI::App* command, KeyFlags& flags) {
 }
 
 // The keys named on the command line; with none, the default identity
-// file when it exists (what `mixtape init` generated).
+// file when it exists (what `mixtape init` generated). Warnings about key
+// files others can read go to stderr.
 crypto::AgeDecryptKeys decrypt_keys(const KeyFlags& flags) {
-  crypto::AgeDecryptKeys keys;
-  for (const auto& path : flags.identities) {
-    auto loaded = crypto::load_identities(path);
-    keys.identities.insert(keys.identities.end(), loaded.begin(), loaded.end());
-  }
-  if (!flags.passphrase_file.empty())
-    keys.passphrase = crypto::load_passphrase_file(flags.passphrase_file);
-  if (keys.identities.empty() && !keys.passphrase) {
-    std::string path = default_identity_path();
-    if (std::filesystem::exists(path)) keys.identities = crypto::load_identities(path);
-  }
-  return keys;
+  restore::KeyFiles files;
+  files.identities = flags.identities;
+  files.passphrase_file = flags.passphrase_file;
+  files.default_identity = default_identity_path();
+  return restore::load_keys(files, [](const std::string& warning) {
+    std::fprintf(stderr, "mixtape: warning: %s\n", warning.c_str());
+  });
 }
 
 // Reading commands never make tapes: a missing image is an error, not a
@@ -95,6 +91,8 @@ struct RestoreArgs {
 void run_restore(const RestoreArgs& args) {
   if (!std::filesystem::exists(args.catalog))
     throw Error("no catalog at " + args.catalog + "; recover one with `mixtape recover`");
+  // Once, up front: a damaged catalog is one clear line, not one per file.
+  catalog::Catalog::open_read_only(args.catalog).check_integrity();
   check_drive_flags(args.drive);
   restore::RestoreOptions options;
   for (const auto& p : args.paths) options.paths.push_back(absolute_path(p));

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,18 @@ class OpenContent {
  public:
   virtual ~OpenContent() = default;
   virtual std::size_t read(std::uint64_t offset, MutableByteSpan out) = 0;
+  // The bytes read() would return, as a range of an open file (length 0:
+  // none, the end), waited for as read() does. The mount then replies by
+  // splice: the kernel moves them from that file without a copy through
+  // this process. nullopt: the content is not in a file; read() it.
+  struct FileRange {
+    std::shared_ptr<const UniqueFd> fd;
+    std::uint64_t offset = 0;
+    std::size_t length = 0;
+  };
+  virtual std::optional<FileRange> read_range(std::uint64_t /*offset*/, std::size_t /*size*/) {
+    return std::nullopt;
+  }
 };
 
 class ContentSource {

@@ -1,6 +1,7 @@
 #include "fs/recall_content.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <sstream>
 #include <thread>
@@ -14,7 +15,7 @@ class CachedFile final : public OpenContent {
              std::optional<catalog::Id> tape_id, bool recall_on_read,
              std::optional<std::chrono::seconds> wait, std::string path)
       : owner_(owner),
-        reader_(std::move(reader)),
+        reader_(std::make_shared<restore::StageCache::Reader>(std::move(reader))),
         version_(std::move(version)),
         tape_id_(tape_id),
         recall_on_read_(recall_on_read),
@@ -22,21 +23,42 @@ class CachedFile final : public OpenContent {
         path_(std::move(path)) {}
 
   std::size_t read(std::uint64_t offset, MutableByteSpan out) override {
-    if (offset >= reader_.size() || out.empty()) return 0;
-    if (recall_on_read_) {
-      owner_.request(version_, 1, tape_id_);
-      recall_on_read_ = false;
-    }
+    auto reader = ready_reader(offset, out.size());
+    if (!reader) return 0;
+    std::size_t n = reader->read(offset, out);
+    if (n > 0) returned_ = true;
+    return n;
+  }
+
+  std::optional<FileRange> read_range(std::uint64_t offset, std::size_t size) override {
+    FileRange range;
+    range.offset = offset;
+    auto reader = ready_reader(offset, size);
+    if (!reader) return range;
+    auto extent = reader->extent(offset, size);
+    range.fd = std::move(extent.fd);
+    range.length = extent.length;
+    if (range.length > 0) returned_ = true;
+    return range;
+  }
+
+ private:
+  // The reader once bytes [offset, offset + size) are ready in it; null
+  // past the end.
+  std::shared_ptr<restore::StageCache::Reader> ready_reader(std::uint64_t offset,
+                                                            std::size_t size) {
+    // The kernel sends several reads of one open file at once (read-ahead),
+    // on different threads: each works on its own reference to the reader.
+    std::shared_ptr<restore::StageCache::Reader> reader = current_reader();
+    if (offset >= reader->size() || size == 0) return nullptr;
+    if (recall_on_read_.exchange(false)) owner_.request(version_, 1, tape_id_);
     auto deadline = wait_ ? std::chrono::steady_clock::now() + *wait_
                           : std::chrono::steady_clock::time_point::max();
     bool retried = false;
     for (;;) {
-      switch (reader_.wait_for(offset, out.size(), deadline)) {
-        case restore::WaitStatus::kReady: {
-          std::size_t n = reader_.read(offset, out);
-          returned_ = returned_ || n > 0;
-          return n;
-        }
+      switch (reader->wait_for(offset, size, deadline)) {
+        case restore::WaitStatus::kReady:
+          return reader;
         case restore::WaitStatus::kTimedOut:
           throw FsError(ENOMEDIUM, path_ + ": its tape was not inserted in time");
         case restore::WaitStatus::kFailed:
@@ -44,13 +66,13 @@ class CachedFile final : public OpenContent {
       }
       // Bytes already handed out came from the copy that failed: never mix
       // them with another copy's (the open fails; a new open reads the next).
-      if (returned_) throw FsError(EIO, path_ + ": " + reader_.error());
+      if (returned_) throw FsError(EIO, path_ + ": " + reader->error());
       // A recall that failed because no tape holding the file can be loaded
       // waits for the operator (.mixtape/status says which tape) until the
       // deadline, then ENOMEDIUM. Any other failure is EIO, after one retry
       // in case the tape arrived just as the recall gave up.
       if (owner_.missing_tapes(version_).empty()) {
-        if (retried) throw FsError(EIO, path_ + ": " + reader_.error());
+        if (retried) throw FsError(EIO, path_ + ": " + reader->error());
         retried = true;
       }
       while (!owner_.missing_tapes(version_).empty()) {
@@ -59,17 +81,31 @@ class CachedFile final : public OpenContent {
         std::this_thread::sleep_for(std::chrono::milliseconds(200));
       }
       owner_.request(version_, 1, tape_id_);
-      reader_ = owner_.reopen(version_);
+      reader = reopen(reader);
     }
   }
 
- private:
+  std::shared_ptr<restore::StageCache::Reader> current_reader() {
+    std::lock_guard lock(mutex_);
+    return reader_;
+  }
+  // A new reader after `failed` failed, unless a concurrent read already
+  // made one.
+  std::shared_ptr<restore::StageCache::Reader> reopen(
+      const std::shared_ptr<restore::StageCache::Reader>& failed) {
+    std::lock_guard lock(mutex_);
+    if (reader_ == failed)
+      reader_ = std::make_shared<restore::StageCache::Reader>(owner_.reopen(version_));
+    return reader_;
+  }
+
   RecallContent& owner_;
-  restore::StageCache::Reader reader_;
+  std::mutex mutex_;
+  std::shared_ptr<restore::StageCache::Reader> reader_;
   catalog::VersionRow version_;
   std::optional<catalog::Id> tape_id_;
-  bool recall_on_read_;
-  bool returned_ = false;  // bytes were given to the reader
+  std::atomic<bool> recall_on_read_;
+  std::atomic<bool> returned_ = false;  // bytes were given to the reader
   std::optional<std::chrono::seconds> wait_;
   std::string path_;
 };

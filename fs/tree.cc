@@ -52,6 +52,13 @@ std::uint64_t member_block(const catalog::Replica& r) {
 constexpr std::string_view kVersionsSuffix = ".versions";
 constexpr std::string_view kReplicasSuffix = ".replicas";
 
+// A catalog directory's entry cookies: the entry's row, bit 40 telling a
+// directory row from a file row (both ids are at least 1, so never 0), bit
+// 41 marking the directory's last entry, so the readdir call that only
+// confirms the end (one per directory) runs no query.
+constexpr std::uint64_t kDirCookie = 1ULL << 40;
+constexpr std::uint64_t kEndCookie = 1ULL << 41;
+
 }  // namespace
 
 Ino encode(const Node& node) {
@@ -73,7 +80,29 @@ Node decode(Ino ino) {
 
 Tree::Tree(std::string catalog_path)
     : catalog_path_(std::move(catalog_path)), mount_time_ns_(now_ns()) {
-  catalog();  // fail now, not at the first request, if it cannot be opened
+  // Fail now, not at the first request, if it cannot be opened.
+  idle_.push_back(
+      std::make_unique<catalog::Catalog>(catalog::Catalog::open_read_only(catalog_path_)));
+}
+
+Tree::Lease Tree::borrow() {
+  std::unique_ptr<catalog::Catalog> connection;
+  {
+    std::lock_guard lock(mutex_);
+    if (!idle_.empty()) {
+      connection = std::move(idle_.back());
+      idle_.pop_back();
+    }
+  }
+  if (!connection)
+    connection =
+        std::make_unique<catalog::Catalog>(catalog::Catalog::open_read_only(catalog_path_));
+  return Lease(*this, std::move(connection));
+}
+
+Tree::Lease::~Lease() {
+  std::lock_guard lock(tree_.mutex_);
+  tree_.idle_.push_back(std::move(connection_));
 }
 
 catalog::Catalog& Tree::catalog() {
@@ -148,8 +177,7 @@ std::uint32_t view_of_root(const Node& node) {
   return node.view;
 }
 
-std::optional<catalog::Entry> Tree::file_entry(const Node& node) {
-  auto& cat = catalog();
+std::optional<catalog::Entry> Tree::file_entry(catalog::Catalog& cat, const Node& node) {
   auto file = cat.file(static_cast<catalog::Id>(node.id));
   if (!file) return std::nullopt;
   auto entry = cat.lookup(file->dir, file->name, view_of(node.view));
@@ -168,8 +196,12 @@ std::string Tree::version_name(const catalog::FileRow& file, const catalog::Vers
 }
 
 Attr Tree::getattr(Ino ino) {
+  auto connection = borrow();
+  return attr_of(*connection, ino);
+}
+
+Attr Tree::attr_of(catalog::Catalog& cat, Ino ino) {
   Node node = decode(ino);
-  auto& cat = catalog();
   switch (node.kind) {
     case NodeKind::kRoot:
     case NodeKind::kLatestRoot:
@@ -197,7 +229,7 @@ Attr Tree::getattr(Ino ino) {
       Attr attr;
       attr.ino = ino;
       attr.mode = S_IFLNK | 0777;
-      attr.size = readlink(ino).size();
+      attr.size = link_target(cat, ino).size();
       attr.mtime_ns = mount_time_ns_;
       return attr;
     }
@@ -207,7 +239,7 @@ Attr Tree::getattr(Ino ino) {
       return dir_attr(ino, *dir);
     }
     case NodeKind::kFile: {
-      auto entry = file_entry(node);
+      auto entry = file_entry(cat, node);
       if (!entry) throw FsError(ENOENT, "no such file");
       return file_attr(ino, entry->version);
     }
@@ -236,12 +268,11 @@ Attr Tree::getattr(Ino ino) {
   throw FsError(ENOENT, "no such inode");
 }
 
-std::vector<DirEntry> Tree::special_children(const Node& node) {
-  auto& cat = catalog();
+std::vector<DirEntry> Tree::special_children(catalog::Catalog& cat, const Node& node) {
   std::vector<DirEntry> out;
   auto add = [&](std::string name, Node child) {
     Ino ino = encode(child);
-    out.push_back({std::move(name), getattr(ino)});
+    out.push_back({std::move(name), attr_of(cat, ino)});
   };
   switch (node.kind) {
     case NodeKind::kRoot:
@@ -275,8 +306,7 @@ std::vector<DirEntry> Tree::special_children(const Node& node) {
   return out;
 }
 
-std::vector<DirEntry> Tree::version_entries(const Node& node) {
-  auto& cat = catalog();
+std::vector<DirEntry> Tree::version_entries(catalog::Catalog& cat, const Node& node) {
   auto file = cat.file(static_cast<catalog::Id>(node.id));
   if (!file) throw FsError(ENOENT, "no such file");
   std::vector<DirEntry> out;
@@ -288,11 +318,11 @@ std::vector<DirEntry> Tree::version_entries(const Node& node) {
   return out;
 }
 
-std::vector<DirEntry> Tree::replica_entries(const Node& node) {
-  auto entry = file_entry({NodeKind::kFile, node.view, node.id});
+std::vector<DirEntry> Tree::replica_entries(catalog::Catalog& cat, const Node& node) {
+  auto entry = file_entry(cat, {NodeKind::kFile, node.view, node.id});
   if (!entry) throw FsError(ENOENT, "no such file");
   std::vector<DirEntry> out;
-  for (const auto& r : catalog().copies_of(entry->version.id)) {
+  for (const auto& r : cat.copies_of(entry->version.id)) {
     Ino ino = encode({NodeKind::kReplica, view_for_tape(r.tape.id),
                       static_cast<std::uint64_t>(entry->version.id)});
     out.push_back({r.tape.serial, file_attr(ino, entry->version)});
@@ -303,10 +333,11 @@ std::vector<DirEntry> Tree::replica_entries(const Node& node) {
 std::optional<DirEntry> Tree::lookup(Ino parent, const std::string& name) {
   Node node = decode(parent);
   if (name == "." || name == "..") return std::nullopt;
+  auto connection = borrow();
+  catalog::Catalog& cat = *connection;
   catalog::Id dir_id = dir_of_node(node);
   if (dir_id != 0) {
     std::uint32_t view = view_of_root(node);
-    auto& cat = catalog();
     auto entry = cat.lookup(dir_id, name, view_of(view));
     if (entry) {
       Node child = entry->is_dir
@@ -326,69 +357,85 @@ std::optional<DirEntry> Tree::lookup(Ino parent, const std::string& name) {
     }
     return std::nullopt;
   }
-  for (auto& child : small_dir_children(node))
+  for (auto& child : small_dir_children(cat, node))
     if (child.name == name) return child;
   return std::nullopt;
 }
 
-std::vector<DirEntry> Tree::small_dir_children(const Node& node) {
+std::vector<DirEntry> Tree::small_dir_children(catalog::Catalog& cat, const Node& node) {
   switch (node.kind) {
     case NodeKind::kVersionsDir:
-      return version_entries(node);
+      return version_entries(cat, node);
     case NodeKind::kReplicasDir:
-      return replica_entries(node);
+      return replica_entries(cat, node);
     case NodeKind::kRoot:
     case NodeKind::kControlDir:
     case NodeKind::kSnapshotsRoot:
     case NodeKind::kTapesRoot:
-      return special_children(node);
+      return special_children(cat, node);
     default:
       throw FsError(ENOTDIR, "not a directory");
   }
 }
 
-void Tree::list(Ino dir, std::uint64_t offset,
-                const std::function<bool(const DirEntry&, std::uint64_t)>& fn, ListCursor* cursor) {
+std::string Tree::resume_after(catalog::Catalog& cat, catalog::Id dir_id, std::uint64_t cookie) {
+  const auto id = static_cast<catalog::Id>(cookie & kIdMask);
+  if (cookie >> 40 == 1) {
+    auto dir = cat.dir(id);
+    if (dir && dir->parent == dir_id) return dir->name;
+  } else if (cookie >> 40 == 0) {
+    auto file = cat.file(id);
+    if (file && file->dir == dir_id) return file->name;
+  }
+  throw FsError(EINVAL, "directory offset " + std::to_string(cookie) + " is not of directory " +
+                            std::to_string(dir_id));
+}
+
+void Tree::list(Ino dir, std::uint64_t cookie,
+                const std::function<bool(const DirEntry&, std::uint64_t)>& fn) {
   Node node = decode(dir);
+  auto connection = borrow();
+  catalog::Catalog& cat = *connection;
   catalog::Id dir_id = dir_of_node(node);
   if (dir_id == 0) {
-    std::vector<DirEntry> children = small_dir_children(node);
-    for (std::uint64_t i = offset; i < children.size(); ++i)
+    // Few entries, computed whole: the cookie is an index.
+    std::vector<DirEntry> children = small_dir_children(cat, node);
+    for (std::uint64_t i = cookie; i < children.size(); ++i)
       if (!fn(children[i], i + 1)) return;
     return;
   }
-  // A view directory streams from the catalog a page at a time. The offset
-  // counts entries; a cursor left by the previous call resumes by name
-  // (keyed), otherwise the entries before the offset are skipped.
+  if (cookie & kEndCookie) return;
   std::uint32_t view = view_of_root(node);
-  auto& cat = catalog();
-  std::string after;
-  std::uint64_t index = 0;
-  if (cursor && offset > 0 && cursor->offset == offset) {
-    after = cursor->after;
-    index = offset;
-  }
-  // Small pages: a readdir call takes a few dozen entries.
-  std::size_t page_size = cursor ? 128 : 1024;
+  std::string after = cookie == 0 ? std::string() : resume_after(cat, dir_id, cookie);
+  // A readdir reply holds a few thousand entries at most; pages of 256 keep
+  // each query short without many of them per reply.
+  constexpr std::size_t kPage = 256;
   for (;;) {
-    auto page = cat.list_dir(dir_id, view_of(view), after, page_size);
-    if (page.empty()) return;
-    for (const auto& e : page) {
-      if (index++ < offset) continue;
+    auto page = cat.list_dir(dir_id, view_of(view), after, kPage);
+    const bool last_page = page.size() < kPage;  // list_dir: short means the end
+    for (std::size_t i = 0; i < page.size(); ++i) {
+      const auto& e = page[i];
       Node child = e.is_dir ? Node{NodeKind::kDir, view, static_cast<std::uint64_t>(e.dir.id)}
                             : Node{NodeKind::kFile, view, static_cast<std::uint64_t>(e.file_id)};
       Ino ino = encode(child);
       DirEntry entry{e.name, e.is_dir ? dir_attr(ino, e.dir) : file_attr(ino, e.version)};
-      if (!fn(entry, index)) return;
-      if (cursor) *cursor = {index, e.name};
+      std::uint64_t next = e.is_dir ? kDirCookie | static_cast<std::uint64_t>(e.dir.id)
+                                    : static_cast<std::uint64_t>(e.file_id);
+      if (last_page && i + 1 == page.size()) next |= kEndCookie;
+      if (!fn(entry, next)) return;
     }
+    if (last_page) return;
     after = page.back().name;
   }
 }
 
 std::string Tree::readlink(Ino ino) {
+  auto connection = borrow();
+  return link_target(*connection, ino);
+}
+
+std::string Tree::link_target(catalog::Catalog& cat, Ino ino) {
   Node node = decode(ino);
-  auto& cat = catalog();
   if (node.kind == NodeKind::kSnapshotsLatest) {
     std::optional<catalog::RunRow> newest;
     for (const auto& run : cat.runs())
@@ -398,7 +445,7 @@ std::string Tree::readlink(Ino ino) {
   }
   std::optional<catalog::VersionRow> version;
   if (node.kind == NodeKind::kFile) {
-    if (auto entry = file_entry(node)) version = entry->version;
+    if (auto entry = file_entry(cat, node)) version = entry->version;
   } else if (node.kind == NodeKind::kVersion || node.kind == NodeKind::kReplica) {
     version = cat.version(static_cast<catalog::Id>(node.id));
   }
@@ -409,11 +456,12 @@ std::string Tree::readlink(Ino ino) {
 
 Content Tree::content(Ino ino) {
   Node node = decode(ino);
-  auto& cat = catalog();
+  auto connection = borrow();
+  catalog::Catalog& cat = *connection;
   Content out;
   switch (node.kind) {
     case NodeKind::kFile: {
-      auto entry = file_entry(node);
+      auto entry = file_entry(cat, node);
       if (!entry) throw FsError(ENOENT, "no such file");
       out.version = entry->version;
       out.path = cat.file_path(entry->file_id);
@@ -441,10 +489,11 @@ std::map<std::string, std::string> Tree::xattrs(Ino ino, const std::string& stat
   if (node.kind != NodeKind::kFile && node.kind != NodeKind::kVersion &&
       node.kind != NodeKind::kReplica)
     return {};
-  auto& cat = catalog();
+  auto connection = borrow();
+  catalog::Catalog& cat = *connection;
   std::optional<catalog::VersionRow> version;
   if (node.kind == NodeKind::kFile) {
-    if (auto entry = file_entry(node)) version = entry->version;
+    if (auto entry = file_entry(cat, node)) version = entry->version;
   } else {
     version = cat.version(static_cast<catalog::Id>(node.id));
   }

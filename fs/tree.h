@@ -114,18 +114,14 @@ class Tree {
   Attr getattr(Ino ino);
   // nullopt: no such name.
   std::optional<DirEntry> lookup(Ino parent, const std::string& name);
-  // Where an open directory's listing stopped, so the next readdir call
-  // continues there instead of skipping `offset` entries from the start.
-  struct ListCursor {
-    std::uint64_t offset = 0;
-    std::string after;  // name of the last entry returned
-  };
-  // Calls fn for entries from `offset` (0-based, in a stable order) until it
-  // returns false; every entry carries the offset of the next. With a cursor
-  // whose offset matches, the listing resumes after its name.
-  void list(Ino dir, std::uint64_t offset,
-            const std::function<bool(const DirEntry&, std::uint64_t next)>& fn,
-            ListCursor* cursor = nullptr);
+  // Calls fn for the entries after `cookie` (0: from the start), in a stable
+  // order, until it returns false; every entry carries the cookie that
+  // resumes after it. In a catalog directory the cookie names the entry's
+  // row, so a listing resumes with keyed queries and nothing is kept between
+  // calls (the mount needs no opendir, and telldir/seekdir positions stay
+  // valid). FsError(EINVAL) for a cookie that is not of this directory.
+  void list(Ino dir, std::uint64_t cookie,
+            const std::function<bool(const DirEntry&, std::uint64_t next)>& fn);
   std::string readlink(Ino ino);
   // user.mixtape.* attributes of a file node (empty for others).
   std::map<std::string, std::string> xattrs(Ino ino, const std::string& state);
@@ -135,6 +131,26 @@ class Tree {
   catalog::Catalog& catalog();  // this thread's connection
 
  private:
+  // A pooled connection lent for one request, given back when destroyed.
+  // FUSE serves requests on several threads; lending the most recently
+  // given back connection keeps a walk's consecutive requests on one warm
+  // page cache rather than spreading them over one cold cache per thread.
+  class Lease {
+   public:
+    Lease(Tree& tree, std::unique_ptr<catalog::Catalog> connection)
+        : tree_(tree), connection_(std::move(connection)) {}
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    ~Lease();
+    catalog::Catalog& operator*() const { return *connection_; }
+
+   private:
+    Tree& tree_;
+    std::unique_ptr<catalog::Catalog> connection_;
+  };
+  Lease borrow();
+  Attr attr_of(catalog::Catalog& cat, Ino ino);
+  std::string link_target(catalog::Catalog& cat, Ino ino);
   Attr dir_attr(Ino ino, const catalog::DirRow& dir);
   Attr file_attr(Ino ino, const catalog::VersionRow& version);
   Attr synthetic_dir(Ino ino);
@@ -142,19 +158,22 @@ class Tree {
   std::uint32_t view_for_run(catalog::Id run) const;
   std::uint32_t view_for_tape(catalog::Id tape) const;
   catalog::Id dir_of_node(const Node& node);
-  std::optional<catalog::Entry> file_entry(const Node& node);
+  // The name a listing of dir_id resumes after, from an entry's cookie.
+  std::string resume_after(catalog::Catalog& cat, catalog::Id dir_id, std::uint64_t cookie);
+  std::optional<catalog::Entry> file_entry(catalog::Catalog& cat, const Node& node);
   // Children of the directories that are not catalog directories (the
   // root, .mixtape, snapshots, tapes, name.versions, name.replicas): few.
-  std::vector<DirEntry> small_dir_children(const Node& node);
-  std::vector<DirEntry> special_children(const Node& node);
-  std::vector<DirEntry> version_entries(const Node& node);
-  std::vector<DirEntry> replica_entries(const Node& node);
+  std::vector<DirEntry> small_dir_children(catalog::Catalog& cat, const Node& node);
+  std::vector<DirEntry> special_children(catalog::Catalog& cat, const Node& node);
+  std::vector<DirEntry> version_entries(catalog::Catalog& cat, const Node& node);
+  std::vector<DirEntry> replica_entries(catalog::Catalog& cat, const Node& node);
   std::string version_name(const catalog::FileRow& file, const catalog::VersionRow& v, int n);
   std::string snapshot_name(const catalog::RunRow& run);
 
   std::string catalog_path_;
   std::mutex mutex_;
   std::unordered_map<std::thread::id, std::unique_ptr<catalog::Catalog>> connections_;
+  std::vector<std::unique_ptr<catalog::Catalog>> idle_;  // the pool, most recent last
   std::int64_t mount_time_ns_;
 };
 

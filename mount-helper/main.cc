@@ -40,17 +40,26 @@ bool is_sqlite_file(const std::string& path) {
   return in && std::memcmp(header, "SQLite format 3", 16) == 0;
 }
 
+// A tape is a character device or a .tap image (what tape::open_drive
+// opens); anything else is taken for a catalog, so that a catalog whose
+// header is destroyed is reported as a damaged catalog, not misread as a
+// tape.
+bool is_tape(const std::string& path) {
+  if (is_sqlite_file(path)) return false;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && S_ISCHR(st.st_mode)) return true;
+  return path.ends_with(".tap") || path.starts_with("/dev/");
+}
+
 crypto::AgeDecryptKeys keys_from(const Options& options) {
-  crypto::AgeDecryptKeys keys;
-  std::string identity = options.identity;
-  if (identity.empty()) {
-    std::string fallback = home_path("XDG_CONFIG_HOME", "/.config", "/mixtape/identity.txt");
-    if (std::filesystem::exists(fallback)) identity = fallback;
-  }
-  if (!identity.empty()) keys.identities = crypto::load_identities(identity);
-  if (!options.passphrase_file.empty())
-    keys.passphrase = crypto::load_passphrase_file(options.passphrase_file);
-  return keys;
+  restore::KeyFiles files;
+  if (!options.identity.empty()) files.identities.push_back(options.identity);
+  files.passphrase_file = options.passphrase_file;
+  files.default_identity = home_path("XDG_CONFIG_HOME", "/.config", "/mixtape/identity.txt");
+  // Before the daemon is ready its stderr is still the caller's terminal.
+  return restore::load_keys(files, [](const std::string& warning) {
+    std::fprintf(stderr, "mount.mixtape: warning: %s\n", warning.c_str());
+  });
 }
 
 // Everything a mount holds, in the order it must be torn down (reverse).
@@ -64,8 +73,11 @@ class Mount {
                                 : options.cache;
     auto keys = keys_from(options);
     std::unique_ptr<tape::Drive> found_drive;
-    if (is_sqlite_file(options.source)) {
+    if (!is_tape(options.source)) {
       catalog_path_ = options.source;
+      // Once, before serving: a damaged catalog is refused here, not found
+      // out file by file as EIO.
+      catalog::Catalog::open_read_only(catalog_path_).check_integrity();
     } else {
       // A tape found in a drawer: its catalog comes from its trailing index
       // (or its indexes), kept in the cache folder; the tape itself is the
@@ -156,9 +168,12 @@ int run_daemon(const Options& options) {
   }
   read_end.reset();
   ::setsid();
+  // The daemon returns from main rather than calling _exit: the mount is
+  // torn down by its destructors, and a sanitizer build checks it for leaks.
+  int rc = 1;
   try {
     Mount mount(options);
-    int rc = mount.serve(options, [&] {
+    rc = mount.serve(options, [&] {
       write_all(write_end.get(), as_bytes("ok"), "the mount pipe");
       write_end.reset();
       int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -172,7 +187,6 @@ int run_daemon(const Options& options) {
         // Nothing depends on the working directory; staying is harmless.
       }
     });
-    ::_exit(rc == 0 ? 0 : 1);
   } catch (const std::exception& e) {
     if (write_end.valid()) {
       try {
@@ -180,8 +194,9 @@ int run_daemon(const Options& options) {
       } catch (const std::exception&) {
       }
     }
-    ::_exit(1);
+    rc = 1;
   }
+  return rc == 0 ? 0 : 1;
 }
 
 }  // namespace

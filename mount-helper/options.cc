@@ -1,5 +1,7 @@
 #include "mount-helper/options.h"
 
+#include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <set>
@@ -18,12 +20,42 @@ const std::set<std::string>& ignored_options() {
   return kIgnored;
 }
 
+// A value as it may appear in the helper's one-line error: control bytes
+// (a newline in an fstab value would forge a second line) as \xNN.
+std::string printable(std::string_view value) {
+  std::string out = "'";
+  for (char c : value) {
+    auto byte = static_cast<unsigned char>(c);
+    if (byte < 0x20 || byte == 0x7f) {
+      char escaped[5];
+      std::snprintf(escaped, sizeof escaped, "\\x%02x", byte);
+      out += escaped;
+    } else {
+      out += c;
+    }
+  }
+  return out + "'";
+}
+
+// Whole seconds are what the helper waits for; a year is far beyond any
+// operator's patience, and the bound keeps the conversion defined (strtod
+// also reads "nan", "inf" and 1e400).
+constexpr double kMaxWaitSeconds = 366.0 * 24 * 3600;
+
 double parse_seconds(const std::string& text) {
   char* end = nullptr;
   double value = std::strtod(text.c_str(), &end);
-  if (text.empty() || *end != '\0' || value < 0)
-    throw Error("wait= takes seconds, not '" + text + "'");
+  if (text.empty() || *end != '\0' || !std::isfinite(value) || value < 0 || value > kMaxWaitSeconds)
+    throw Error("wait= takes seconds (at most a year), not " + printable(text));
   return value;
+}
+
+std::uint64_t parse_cache_size(const std::string& text) {
+  try {
+    return parse_size(text);
+  } catch (const Error&) {
+    throw Error("cache_size= takes a size such as 512M or 2G, not " + printable(text));
+  }
 }
 
 void apply_option(Options& options, const std::string& option) {
@@ -62,7 +94,7 @@ void apply_option(Options& options, const std::string& option) {
     options.cache = value;
   } else if (key == "cache_size") {
     needs_value();
-    options.cache_size = parse_size(value);
+    options.cache_size = parse_cache_size(value);
   } else if (key == "wait") {
     needs_value();
     options.wait_seconds = parse_seconds(value);
@@ -75,9 +107,9 @@ void apply_option(Options& options, const std::string& option) {
     else if (value == "never")
       options.recall = RecallPolicy::kNever;
     else
-      throw Error("recall= takes open, read or never, not '" + value + "'");
+      throw Error("recall= takes open, read or never, not " + printable(value));
   } else if (!options.sloppy) {
-    throw Error("unknown option '" + key + "' (mount -s ignores unknown options)");
+    throw Error("unknown option " + printable(key) + " (mount -s ignores unknown options)");
   } else {
     options.ignored.push_back(option);
   }
@@ -111,7 +143,7 @@ Options parse_options(const std::vector<std::string>& argv, bool called_by_mount
             options.verbose = true;
             break;
           default:
-            throw Error(std::string("unknown flag -") + flag);
+            throw Error("unknown flag " + printable(std::string("-") + flag));
         }
       }
     } else {
@@ -133,10 +165,18 @@ Options parse_options(const std::vector<std::string>& argv, bool called_by_mount
       start = comma + 1;
     }
   }
-  if (positional.size() != 2) throw Error("usage: mount.mixtape SOURCE DIR [-sfnv] [-o options]");
+  if (positional.size() != 2 || positional[0].empty() || positional[1].empty())
+    throw Error("usage: mount.mixtape SOURCE DIR [-sfnv] [-o options]");
   options.source = positional[0];
-  options.mountpoint = std::filesystem::absolute(positional[1]).lexically_normal().string();
-  if (options.mountpoint.size() > 1 && options.mountpoint.back() == '/')
+  try {
+    options.mountpoint = std::filesystem::absolute(positional[1]).lexically_normal().string();
+  } catch (const std::filesystem::filesystem_error& e) {
+    // A relative DIR needs the working directory, which may be gone.
+    throw Error("cannot resolve the mount point " + printable(positional[1]) + ": " +
+                e.code().message());
+  }
+  // lexically_normal keeps a root written "//" or "///" as it is.
+  while (options.mountpoint.size() > 1 && options.mountpoint.back() == '/')
     options.mountpoint.pop_back();
   return options;
 }

@@ -11,6 +11,8 @@
 #   bench/fuse/run.sh [BUILD_DIR]         (default BUILD_DIR: build)
 #   env: SIZE_MB=1024 RUNS=3 DIR=/var/tmp (a real disk, so "cold" means cold)
 #        RA_KB=...  also measure the mount with its bdi read_ahead_kb raised
+#        BASELINE=path/to/another/mount.mixtape  also measure that build
+#                   (e.g. the previous commit's), mounted on the same cache
 # Needs root (drop_caches), fusermount3, b2sum, archivemount (installed with
 # apt-get if missing).
 set -euo pipefail
@@ -59,6 +61,7 @@ rm -f "$work/src/big.bin"   # from here on only the tape, the cache and the tar 
 "$mounter" "$work/cat.db" "$mnt" \
   -o "library=$work/tapes,identity=$work/id.txt,cache=$work/cache"
 archivemount -o ro "$work/plain.tar" "$amnt"
+baseline=${BASELINE:-}
 through_mount="$mnt/latest$work/src/big.bin"
 echo "staging (recall from the .tap) ..." >&2
 cat "$through_mount" >/dev/null
@@ -95,6 +98,16 @@ for ((run = 1; run <= runs; run++)); do
     record "mixtape_$mode" "$mode" "$through_mount" "$cached"
     record "archivemount_$mode" "$mode" "$amnt/big.bin" "$work/plain.tar"
   done
+  if [ -n "$baseline" ]; then
+    # The cache folder takes one process at a time: swap the daemons.
+    fusermount3 -u "$mnt"
+    "$baseline" "$work/cat.db" "$mnt" -o "library=$work/tapes,identity=$work/id.txt,cache=$work/cache"
+    record "baseline_cold" cold "$through_mount"
+    record "baseline_warm" warm "$through_mount" "$cached"
+    fusermount3 -u "$mnt"
+    "$mounter" "$work/cat.db" "$mnt" -o "library=$work/tapes,identity=$work/id.txt,cache=$work/cache"
+    bdi="/sys/class/bdi/$(mountpoint -d "$mnt")"
+  fi
   if [ -w "$bdi/read_ahead_kb" ]; then
     echo "$ra_kb" >"$bdi/read_ahead_kb"
     record "mixtape_ra_cold" cold "$through_mount"
@@ -110,7 +123,7 @@ mbps() { awk -v b="$2" -v s="$1" 'BEGIN { printf "%.0f", b / s / 1e6 }'; }
 
 echo
 echo "FUSE sequential read, $size_mb MiB staged file, dd bs=1M, median of $runs runs ($work on $(df --output=source "$DIR" | tail -1))"
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load $load_before -> $load_after"
+echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), kernel $(uname -r), load $load_before -> $load_after"
 echo "mount bdi read_ahead_kb default: $ra_default"
 printf '%-44s %9s %9s %10s\n' "reader" "seconds" "MB/s" "vs direct"
 for mode in cold warm; do
@@ -118,6 +131,7 @@ for mode in cold warm; do
   dmbps=$(mbps "$d" "$bytes")
   rows=("direct_$mode:direct read of the cache object" "mixtape_$mode:mount.mixtape" "archivemount_$mode:archivemount on the tar (first $am_mb MiB)")
   [ -n "${t[mixtape_ra_$mode]:-}" ] && rows+=("mixtape_ra_$mode:mount.mixtape, read_ahead_kb=$ra_kb")
+  [ -n "${t[baseline_$mode]:-}" ] && rows+=("baseline_$mode:baseline mount.mixtape")
   for row in "${rows[@]}"; do
     key=${row%%:*} label=${row#*:}
     m=$(echo "${t[$key]}" | median)

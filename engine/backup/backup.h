@@ -9,7 +9,8 @@
 //
 // backup() is scan + the write pipeline (see pipeline.cc for its design):
 // a hash stage prepares archive k+1 while the write stage streams archive k
-// (index, then pax tar -> age -> records -> drive), joined by a bounded queue.
+// (index, then pax tar -> age -> records -> drive, or several drives at once),
+// joined by a bounded queue.
 // Copies are committed to the catalog only after the tape holds the archives
 // and the trailing index, so a crash at any instant leaves a catalog that
 // describes only what is on tape. Files that vanish are dropped, files that
@@ -82,7 +83,8 @@ ScanReport scan(catalog::Catalog& catalog, const std::vector<std::string>& roots
 
 struct HashReport {
   std::uint64_t files = 0;
-  std::uint64_t bytes = 0;
+  std::uint64_t bytes = 0;       // of the files hashed
+  std::uint64_t bytes_read = 0;  // read from source files to hash them, retries included
   std::uint64_t new_versions = 0;
   std::uint64_t vanished = 0;    // gone since the scan (before it was read or written):
                                  // recorded as absent, not a failure
@@ -124,10 +126,15 @@ struct LabelOptions {
   // embedded source tarball).
   std::string binary_path;
   std::string source_tarball_path;
+  // Label a tape that holds data (another catalog's tape, another
+  // program's): what is on it is lost.
+  bool overwrite = false;
 };
 
 // Writes file 0 (archaeology) and an initial trailing index to the tape in
-// `drive`, and registers the tape. Refuses a serial the catalog knows.
+// `drive`, and registers the tape. Refuses a serial the catalog knows, and
+// unless options.overwrite a tape that is not blank (an interrupted labelling
+// of this catalog counts as blank).
 catalog::TapeRow label_tape(catalog::Catalog& catalog, tape::Drive& drive,
                             const std::string& serial, const LabelOptions& options,
                             const WriterKeys& keys);
@@ -153,12 +160,24 @@ struct BackupOptions {
 struct BackupReport {
   ScanReport scan;
   HashReport hash;
-  std::uint64_t archives = 0;
+  std::uint64_t archives = 0;      // on tape and committed, counted per tape
   std::uint64_t copies = 0;        // file copies committed
   std::uint64_t bytes = 0;         // plaintext bytes of those copies
   std::uint64_t not_copied = 0;    // changed between hashing and writing (left dirty)
   std::vector<std::string> tapes;  // serials written, in order
   std::uint64_t below_goal = 0;    // versions still below their goal after the run
+  // Bytes read from source files by the write stage. Each archive's files
+  // are read once however many tapes it goes to (one read, N writes), so
+  // with N drives this is the data written once, not N times. Reading to
+  // hash (hash.bytes_read) comes on top.
+  std::uint64_t source_bytes_written = 0;
+  std::uint64_t source_bytes_read() const { return hash.bytes_read + source_bytes_written; }
+  // Sessions that wrote to several tapes at once (one per drive).
+  std::uint64_t multi_drive_sessions = 0;
+  // Drives dropped from the run after a failure, one line each ("drive 1
+  // (/srv/tapes/L00002.tap): ..."). Their uncommitted archives were given up;
+  // the copies they were to hold went to other tapes, or are below_goal.
+  std::vector<std::string> failed_drives;
   // Files that could not be backed up in this run (unreadable, changing);
   // the next run tries them again. Vanished files are not failures.
   std::uint64_t failures() const { return hash.unreadable + hash.unstable + not_copied; }
@@ -166,6 +185,12 @@ struct BackupReport {
 
 // Scans the roots, then writes every version below its copy goal to tapes of
 // the library (never two copies on one tape), labelling new tapes as needed.
+// With several drives, versions that need several more copies are written to
+// as many tapes at once, one per drive, from one read of the files
+// (docs/BACKUP.md, "Several drives"). A drive that fails is dropped and the
+// others carry on; a tape that reports a media error while being written
+// keeps what was committed, ends in a trailing index if one can still be
+// written, and takes no more writes (docs/BACKUP.md, "Media errors").
 BackupReport backup(catalog::Catalog& catalog, tape::Library& library, const BackupOptions& options,
                     const WriterKeys& keys, Progress& progress);
 

@@ -117,7 +117,10 @@ HashResult FileHasher::hash(const std::string& path) {
   if (lstat_source(path, st) != 0) return failed_errno(errno);
   if (S_ISLNK(st.st_mode)) return hash_symlink(path, st);
   if (!S_ISREG(st.st_mode)) return failed(HashFailure::kVanished, "is no longer a regular file");
-  return hash_regular(path);
+  const std::uint64_t before = bytes_read_;
+  HashResult result = hash_regular(path);
+  result.bytes_read = bytes_read_ - before;
+  return result;
 }
 
 HashResult FileHasher::hash_symlink(const std::string& path, const struct stat& st) {
@@ -175,6 +178,7 @@ HashResult FileHasher::hash_regular(const std::string& path) {
         return failed(HashFailure::kUnreadable, std::string("read error: ") + std::strerror(errno));
       }
       if (n == 0) break;
+      bytes_read_ += static_cast<std::uint64_t>(n);
       if (total == expected) {
         grew = true;
         break;
@@ -223,6 +227,7 @@ HashReport hash_dirty(catalog::Catalog& catalog, catalog::Id run_id, Progress& p
   std::uint64_t since_commit = 0;
   for (const auto& ref : dirty) {
     HashResult result = hasher.hash(ref.path);
+    report.bytes_read += result.bytes_read;
     switch (result.failure) {
       case HashFailure::kNone:
         break;

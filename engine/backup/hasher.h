@@ -33,6 +33,9 @@ struct HashResult {
   std::optional<HashedFile> file;  // set when failure is kNone
   HashFailure failure = HashFailure::kNone;
   std::string why;  // for the warning
+  // Bytes of file data read, every attempt counted (a run's source reads
+  // are the sum of these and the write stage's).
+  std::uint64_t bytes_read = 0;
 };
 
 class FileHasher {
@@ -47,6 +50,7 @@ class FileHasher {
   HashResult hash_regular(const std::string& path);
 
   const std::atomic<bool>* cancel_;
+  std::uint64_t bytes_read_ = 0;
   Bytes buffer_;
   OwnerNames names_;
 };

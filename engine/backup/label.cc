@@ -43,7 +43,7 @@ bool reusable(tape::Drive& drive, const std::string& catalog_id) {
 }  // namespace
 
 std::string new_tape_serial(catalog::Catalog& catalog, tape::Library& library,
-                            const std::string& prefix, Progress& progress) {
+                            const std::string& prefix, Progress& progress, std::size_t drive) {
   auto in_library = library.serials();
   std::string catalog_id = catalog.catalog_id();
   for (int n = 1; n < 100000; ++n) {
@@ -52,7 +52,7 @@ std::string new_tape_serial(catalog::Catalog& catalog, tape::Library& library,
     std::string serial = prefix + digits;
     if (catalog.tape_by_serial(serial)) continue;
     if (std::find(in_library.begin(), in_library.end(), serial) == in_library.end()) return serial;
-    if (reusable(library.load(serial), catalog_id)) {
+    if (reusable(library.load(serial, drive), catalog_id)) {
       progress.warning("tape " + serial +
                        " was being labelled when a run was interrupted; labelling it again");
       return serial;
@@ -121,6 +121,10 @@ catalog::TapeRow label_tape(catalog::Catalog& catalog, tape::Drive& drive,
   tape::check_serial(serial);
   if (catalog.tape_by_serial(serial))
     throw Error("tape " + serial + " is already in the catalog; labelling it again would lose it");
+  if (!options.overwrite && !reusable(drive, catalog.catalog_id()))
+    throw Error("the tape loaded for " + serial +
+                " is not blank (another catalog's or another program's data is on it); "
+                "erase it first, or label it with --force to overwrite it");
   Sealing sealing = sealing_for(catalog, keys);
   catalog::CatalogConfig config = catalog.config();
 

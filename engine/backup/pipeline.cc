@@ -2,11 +2,13 @@
 //
 //   hash stage (own thread + hash pool, own catalog connection)   write stage (caller's thread)
 //   -----------------------------------------------------------   ----------------------------
-//   for each candidate of this tape, in path order:                for each ArchiveJob:
-//     dirty file    -> read + hash (pool, a few files ahead),        index  -> age -> records
-//                      record the version                           archive: pax tar -> age ->
-//     known version -> check the source is as it was hashed           records -> drive (files
-//     pack into an ArchiveJob (offsets known in advance)              re-read from page cache)
+//   for each candidate of this session, in path order:             for each ArchiveJob:
+//     dirty file    -> read + hash (pool, a few files ahead),        index per tape -> age ->
+//                      record the version                            records (each drive)
+//     known version -> check the source is as it was hashed         archive: pax tar -> age ->
+//     pack into an ArchiveJob (offsets known in advance)              fan-out -> records -> each
+//                                                                     drive (files re-read from
+//                                                                     the page cache, once)
 //   ----------------------- BoundedQueue<ArchiveJob>, capacity 1 ----------------------->
 //
 // An index names every member's hash and precedes its archive, so archive
@@ -15,17 +17,26 @@
 // small pool, so hashing (the slowest step per byte) can use every core the
 // write stage leaves idle.
 //
-// After the last archive of a session the trailing index is written inside
-// the catalog transaction that adds the session's archives and copies, and
-// only once the tape holds it is that transaction committed. A crash before
-// then leaves the catalog as it was; the tape's append point is unchanged,
-// so the next session overwrites whatever this one left.
+// A session writes to one tape per drive it uses (one drive: one tape).
+// Each drive runs on a DriveWorker thread fed through a bounded queue, so
+// the drives write at once and the slowest one sets the pace. An archive is
+// read, tarred and encrypted once and the same bytes go to every tape (age
+// needs a file key per file, not per cartridge); indexes differ per tape
+// (serial, file numbers, first block) and are built and sealed per tape.
+// A drive whose write fails is dropped from the session; the others go on.
 //
-// backup() runs sessions until every version has its copies: each session
-// writes to one tape whatever that tape can take (never a second copy of a
-// version), and a tape that fills is marked full. Files that cannot be read
-// or keep changing are given up for the rest of the run (and left dirty for
-// the next one), so a run always ends.
+// After the last archive of a session each tape's trailing index is written
+// inside the catalog transaction that adds that tape's archives and copies,
+// and only once the tape holds it is that transaction committed. A crash
+// before then leaves the catalog as it was; the tape's append point is
+// unchanged, so the next session overwrites whatever this one left.
+//
+// backup() runs sessions until every version has its copies: a session takes
+// as many tapes as drives are left and copies are wanted, and writes to them
+// whatever needs a copy on each (never a second copy of a version on one
+// tape); a tape that fills is marked full. Files that cannot be read or keep
+// changing are given up for the rest of the run (and left dirty for the next
+// one), so a run always ends.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/sysinfo.h>
@@ -38,11 +49,13 @@
 #include <deque>
 #include <exception>
 #include <filesystem>
+#include <functional>
 #include <future>
 #include <map>
 #include <mutex>
 #include <set>
 #include <thread>
+#include <utility>
 
 #include "engine/backup/attributes.h"
 #include "engine/backup/backup.h"
@@ -339,12 +352,16 @@ struct HashStageResult {
   std::exception_ptr error;
 };
 
+// Prepares the archives of one session: for every tape of the session, the
+// same members (versions that need a copy on each of them and have none on
+// any), packed to fit the tape with the least room.
 class HashStage {
  public:
-  HashStage(const std::string& catalog_path, Id tape_id, Id run_id, std::uint64_t archive_size,
-            const Room& room, const std::atomic<bool>& cancel, Progress& progress)
+  HashStage(const std::string& catalog_path, std::vector<Id> tape_ids, Id run_id,
+            std::uint64_t archive_size, const Room& room, const std::atomic<bool>& cancel,
+            Progress& progress)
       : catalog_(catalog::Catalog::open(catalog_path)),
-        tape_id_(tape_id),
+        tape_ids_(std::move(tape_ids)),
         run_id_(run_id),
         archive_size_(archive_size),
         room_(room),
@@ -507,6 +524,7 @@ class HashStage {
       hashing = pool.submit(candidate.path);
     }
     HashResult hashed = hashing->get();
+    result.report.bytes_read += hashed.bytes_read;
     switch (hashed.failure) {
       case HashFailure::kNone:
         break;
@@ -538,8 +556,12 @@ class HashStage {
     result.report.bytes += file.version.size;
     if (recorded.created) ++result.report.new_versions;
     progress_.file_hashed(candidate.path, file.version.size);
+    // A session writes every member to each of its tapes: a version that
+    // needs fewer copies than that, or has one on a tape of the session,
+    // waits for a later session.
     auto version = catalog_.version(recorded.id);
-    if (!version || version->copies >= version->goal || on_this_tape(recorded.id))
+    const int tapes = static_cast<int>(tape_ids_.size());
+    if (!version || version->goal - version->copies < tapes || on_session_tape(recorded.id))
       return std::nullopt;
     member.version = *version;
     member.identity = file.identity;
@@ -547,14 +569,15 @@ class HashStage {
     return member;
   }
 
-  bool on_this_tape(Id version_id) {
+  bool on_session_tape(Id version_id) {
     for (const auto& replica : catalog_.copies_of(version_id))
-      if (replica.tape.id == tape_id_) return true;
+      if (std::find(tape_ids_.begin(), tape_ids_.end(), replica.tape.id) != tape_ids_.end())
+        return true;
     return false;
   }
 
   catalog::Catalog catalog_;
-  Id tape_id_;
+  std::vector<Id> tape_ids_;
   Id run_id_;
   std::uint64_t archive_size_;
   Room room_;
@@ -566,7 +589,127 @@ class HashStage {
   std::map<Id, catalog::ScanState> cached_states_;
 };
 
+// ------------------------------------------------------------ drive workers
+
+// Runs one drive's commands on a thread of its own, in order, so that the
+// drives of a session write at once while the write stage produces the next
+// bytes. submit() blocks while more than byte_limit bytes of commands wait:
+// a slow drive holds the producer back (and with it the other drives)
+// instead of filling memory. A command that throws TapeError fails the
+// worker: later commands are skipped and the error is kept for the session.
+// Anything else (a bug, the disk holding index files) is rethrown by wait().
+class DriveWorker {
+ public:
+  explicit DriveWorker(std::size_t byte_limit) : byte_limit_(byte_limit) {}
+  ~DriveWorker() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+      tasks_.clear();
+    }
+    changed_.notify_all();
+  }
+  DriveWorker(const DriveWorker&) = delete;
+  DriveWorker& operator=(const DriveWorker&) = delete;
+
+  void submit(std::function<void()> task, std::size_t bytes = 0) {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [&] {
+      return failed_ || queued_bytes_ == 0 || queued_bytes_ + bytes <= byte_limit_;
+    });
+    if (failed_) return;
+    queued_bytes_ += bytes;
+    tasks_.push_back({std::move(task), bytes});
+    changed_.notify_all();
+  }
+
+  // Returns once every command submitted so far has run or been skipped.
+  void wait() {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [&] { return tasks_.empty() && !running_; });
+    if (fatal_) std::rethrow_exception(std::exchange(fatal_, nullptr));
+  }
+
+  bool failed() const {
+    std::lock_guard lock(mutex_);
+    return failed_;
+  }
+  std::optional<tape::TapeError> error() const {
+    std::lock_guard lock(mutex_);
+    return error_;
+  }
+
+ private:
+  struct Task {
+    std::function<void()> run;
+    std::size_t bytes = 0;
+  };
+
+  void work() {
+    for (;;) {
+      Task task;
+      bool skip = false;
+      {
+        std::unique_lock lock(mutex_);
+        changed_.wait(lock, [&] { return stopping_ || !tasks_.empty(); });
+        if (stopping_) return;
+        task = std::move(tasks_.front());
+        tasks_.pop_front();
+        skip = failed_;
+        running_ = true;
+      }
+      if (!skip) {
+        try {
+          task.run();
+        } catch (const tape::TapeError& e) {
+          std::lock_guard lock(mutex_);
+          failed_ = true;
+          error_ = e;
+        } catch (...) {
+          std::lock_guard lock(mutex_);
+          failed_ = true;
+          fatal_ = std::current_exception();
+        }
+      }
+      const std::size_t bytes = task.bytes;
+      task = Task{};  // frees its data outside the lock
+      {
+        std::lock_guard lock(mutex_);
+        running_ = false;
+        queued_bytes_ -= bytes;
+      }
+      changed_.notify_all();
+    }
+  }
+
+  std::size_t byte_limit_;
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<Task> tasks_;
+  std::size_t queued_bytes_ = 0;
+  bool running_ = false;
+  bool stopping_ = false;
+  bool failed_ = false;
+  std::optional<tape::TapeError> error_;
+  std::exception_ptr fatal_;
+  std::jthread thread_{[this] { work(); }};  // last: started once the rest exists
+};
+
+// Errors that mean the drive itself is gone, rather than the tape in it.
+bool drive_failure(tape::TapeErrorKind kind) {
+  return kind == tape::TapeErrorKind::kDeviceError || kind == tape::TapeErrorKind::kNotLoaded ||
+         kind == tape::TapeErrorKind::kTimeout;
+}
+
 // ------------------------------------------------------------ write stage
+
+// A tape of a session and the drive it is written in.
+struct Target {
+  catalog::TapeRow tape;
+  tape::Drive* drive = nullptr;
+  std::size_t drive_index = 0;
+  bool fresh = false;  // labelled in this run for this session
+};
 
 struct WrittenArchive {
   catalog::ArchiveRow row;
@@ -575,211 +718,394 @@ struct WrittenArchive {
   std::uint64_t index_bytes = 0;  // on tape
 };
 
-class WriteSession {
+// What became of one tape of a session.
+struct LaneOutcome {
+  Target target;
+  std::vector<WrittenArchive> archives;  // on tape; committed once commit() returns
+  bool full = false;                     // takes no more archives (full, or a media error)
+  bool positioned = false;               // reached its append point: something may be written
+  std::int64_t file = 0;                 // tape file number of the next index
+  std::uint64_t trailing_block = 0;      // where its trailing index goes
+  // The write error that dropped it from the session (not the physical end,
+  // which only makes it full).
+  std::optional<tape::TapeError> failure;
+  bool committed = false;
+};
+
+// Bytes a drive worker may have waiting: a few records of the largest size,
+// a bounded share of memory per drive.
+constexpr std::size_t kDriveQueueBytes = 32 << 20;
+// The archive stream is handed to the drives in pieces of this size.
+constexpr std::size_t kFanOutChunk = 1 << 20;
+
+// One tape being written during a session, with its drive's worker.
+struct Lane {
+  explicit Lane(const Target& t)
+      : out{t, {}, false, false, t.tape.append_file, 0, std::nullopt, false},
+        drive(*t.drive),
+        record_size(static_cast<std::size_t>(t.tape.record_size)),
+        worker(std::max(kDriveQueueBytes, 2 * record_size)) {}
+
+  const std::string& serial() const { return out.target.tape.serial; }
+
+  LaneOutcome out;
+  tape::Drive& drive;
+  std::size_t record_size;
+  bool writing = true;         // takes the next archive
+  std::uint64_t position = 0;  // block under the head after the last command
+  // The archive in progress.
+  std::uint64_t index_block = 0;
+  std::uint64_t first_block = 0;
+  std::unique_ptr<ScratchFile> index_path;
+  WrittenFile index;
+  std::unique_ptr<tape::RecordWriter> records;
+  std::uint64_t archive_bytes = 0;
+  bool archive_early_warning = false;
+  DriveWorker worker;  // last: stopped before the rest goes
+};
+
+// The archive's bytes, encrypted once, handed to every drive that writes
+// it. Throws NoDriveLeft when every drive has failed, so the archive is
+// not read and encrypted for nobody.
+class FanOut final : public ByteSink {
  public:
-  WriteSession(catalog::Catalog& catalog, tape::Drive& drive, catalog::TapeRow tape, Id run_id,
-               const Sealing& sealing, std::uint64_t age_header_length,
-               const BackupOptions& options, Progress& progress)
-      : catalog_(catalog),
-        drive_(drive),
-        tape_(std::move(tape)),
-        run_id_(run_id),
-        sealing_(sealing),
-        age_header_length_(age_header_length),
-        options_(options),
-        progress_(progress),
-        record_size_(static_cast<std::size_t>(tape_.record_size)) {}
+  struct NoDriveLeft {};
 
-  struct Outcome {
-    std::vector<WrittenArchive> archives;
-    bool tape_full = false;
-    std::uint64_t not_copied = 0;
-    std::set<Id> changed;   // files that changed between hashing and writing
-    std::set<Id> vanished;  // files deleted between hashing and writing
-  };
+  // Chunks are taken from, and added to, `pool`, which outlives the
+  // archive so later archives reuse them.
+  FanOut(std::vector<Lane*> lanes, std::vector<std::shared_ptr<Bytes>>& pool)
+      : lanes_(std::move(lanes)), pool_(pool) {}
 
-  // Writes the jobs from the append point on, until the queue ends or the
-  // tape is full. Nothing is committed: see commit().
-  Outcome write(BoundedQueue<ArchiveJob>& jobs) {
-    position_at_append_point();
-    Outcome outcome;
-    file_ = tape_.append_file;
-    progress_.phase("write " + tape_.serial, 0, 0);
-    while (auto job = jobs.pop()) {
-      std::uint64_t start_block = drive_.tell();
-      std::optional<WrittenArchive> written;
-      try {
-        written = write_archive(*job, outcome);
-      } catch (const tape::TapeError& e) {
-        if (e.kind() != tape::TapeErrorKind::kPhysicalEnd) throw;
-        progress_.warning(tape_.serial + ": " + e.what() + "; the archive goes to the next tape");
-      }
-      if (!written) {
-        // The tape ran out (early warning during the index, or the physical
-        // end): the trailing index goes where this archive's index began,
-        // and its files go to the next tape.
-        drive_.locate(start_block);
-        outcome.tape_full = true;
-        break;
-      }
-      outcome.archives.push_back(std::move(*written));
-      file_ += 2;
-      if (early_warning_) {
-        outcome.tape_full = true;
-        break;
-      }
+  void write(ByteSpan data) override {
+    while (!data.empty()) {
+      if (!chunk_) chunk_ = free_chunk();
+      std::size_t n = std::min(data.size(), kFanOutChunk - chunk_->size());
+      chunk_->insert(chunk_->end(), data.begin(), data.begin() + static_cast<std::ptrdiff_t>(n));
+      data = data.subspan(n);
+      if (chunk_->size() == kFanOutChunk) flush();
     }
-    return outcome;
   }
 
-  // Adds the session's archives and copies, writes the trailing index from
-  // inside that transaction, and commits once the tape holds it. If the
-  // tape ends before the trailing index does (a physical end without early
-  // warning), the last archive is given up and the trailing index written
-  // where its index began, and so on: a tape must always end in a trailing
-  // index, and dropped archives only leave their files for the next tape.
-  void commit(Outcome& outcome) {
-    std::uint64_t position = drive_.tell();
-    for (;;) {
-      try {
-        commit_at(outcome, position);
-        return;
-      } catch (const tape::TapeError& e) {
-        if (e.kind() != tape::TapeErrorKind::kPhysicalEnd || outcome.archives.empty()) throw;
-        progress_.warning(tape_.serial +
-                          ": no room for the trailing index; the last archive "
-                          "goes to the next tape");
-        position = outcome.archives.back().row.index_block;
-        outcome.archives.pop_back();
-        outcome.tape_full = true;
-        file_ -= 2;
-      }
+  // The last record and the filemark, on every drive.
+  void close() override {
+    flush();
+    for (Lane* lane : lanes_) {
+      lane->worker.submit([lane] {
+        lane->records->close();
+        lane->archive_bytes = lane->records->bytes_written();
+        lane->archive_early_warning = lane->records->early_warning();
+        lane->records.reset();
+        lane->position = lane->drive.tell();
+      });
     }
   }
 
  private:
-  void commit_at(const Outcome& outcome, std::uint64_t trailing_block) {
-    drive_.locate(trailing_block);
-    auto transaction = catalog_.transaction();
-    std::uint64_t bytes_used = tape_.bytes_used;
-    for (const auto& archive : outcome.archives) {
-      Id archive_id = catalog_.add_archive(archive.row);
-      for (auto copy : archive.copies) {
-        copy.archive_id = archive_id;
-        catalog_.add_copy(copy);
-      }
-      bytes_used += archive.row.cipher_bytes + archive.index_bytes;
+  void flush() {
+    if (!chunk_ || chunk_->empty()) return;
+    std::shared_ptr<const Bytes> chunk = std::move(chunk_);
+    bool any = false;
+    for (Lane* lane : lanes_) {
+      if (lane->worker.failed()) continue;
+      any = true;
+      lane->worker.submit([lane, chunk] { lane->records->write(*chunk); }, chunk->size());
     }
-    // Hashed anew by the next run (the scan would notice anyway).
-    for (Id file_id : outcome.changed) catalog_.mark_dirty(file_id);
-    for (Id file_id : outcome.vanished) catalog_.mark_absent(file_id);
-    catalog::TapeRow tape = tape_;
-    tape.append_file = file_;
-    tape.append_block = trailing_block;
-    tape.bytes_used = bytes_used;
-    tape.written_at_ns = now_ns();
-    tape.state = outcome.tape_full ? catalog::TapeState::kFull : catalog::TapeState::kOpen;
-    catalog_.update_tape(tape);
-    write_trailing_index(catalog_, drive_, tape, sealing_, temp_directory(options_.temp_dir));
+    if (!any) throw NoDriveLeft{};
+  }
+
+  // A chunk no drive holds any more, else a new one: fresh memory for every
+  // chunk would cost a page fault per 4 KiB written.
+  std::shared_ptr<Bytes> free_chunk() {
+    for (auto& chunk : pool_) {
+      if (chunk.use_count() == 1) {
+        // Pairs with the release of the drive worker's last reference, so
+        // its reads of the old bytes come before our writes.
+        std::atomic_thread_fence(std::memory_order_acquire);
+        chunk->clear();
+        return chunk;
+      }
+    }
+    auto chunk = std::make_shared<Bytes>();
+    chunk->reserve(kFanOutChunk);
+    pool_.push_back(chunk);
+    return chunk;
+  }
+
+  std::vector<Lane*> lanes_;
+  std::vector<std::shared_ptr<Bytes>>& pool_;  // every chunk made, for reuse
+  std::shared_ptr<Bytes> chunk_;
+};
+
+// Writes a session's archives to its tapes, each in its own drive: every
+// archive is read from the source files, tarred and encrypted once, and
+// written by all drives at once (one read, N writes); each tape gets its
+// own index before it, its own trailing index after the last one.
+class WriteSession {
+ public:
+  WriteSession(catalog::Catalog& catalog, std::vector<Target> targets, Id run_id,
+               const Sealing& sealing, std::uint64_t age_header_length,
+               const BackupOptions& options, Progress& progress)
+      : catalog_(catalog),
+        targets_(std::move(targets)),
+        run_id_(run_id),
+        sealing_(sealing),
+        age_header_length_(age_header_length),
+        options_(options),
+        progress_(progress) {}
+
+  struct Outcome {
+    std::vector<LaneOutcome> lanes;  // in the order of the targets
+    std::uint64_t not_copied = 0;
+    std::set<Id> changed;            // files that changed between hashing and writing
+    std::set<Id> vanished;           // files deleted between hashing and writing
+    std::uint64_t source_bytes = 0;  // read from source files
+  };
+
+  // Writes the jobs from each tape's append point on, until the queue ends
+  // or no tape takes more. Nothing is committed: see commit().
+  Outcome write(BoundedQueue<ArchiveJob>& jobs) {
+    Outcome outcome;
+    std::vector<std::unique_ptr<Lane>> lanes;
+    std::string serials;
+    for (const auto& target : targets_) {
+      lanes.push_back(std::make_unique<Lane>(target));
+      serials += (serials.empty() ? "" : "+") + target.tape.serial;
+    }
+    progress_.phase("write " + serials, 0, 0);
+    for (auto& lane : lanes) {
+      Lane* l = lane.get();
+      l->worker.submit([l] { position_at_append_point(*l); });
+    }
+    for (auto& lane : lanes) {
+      lane->worker.wait();
+      if (lane->worker.failed()) drop(*lane, std::nullopt);
+    }
+    while (std::any_of(lanes.begin(), lanes.end(), [](const auto& l) { return l->writing; })) {
+      auto job = jobs.pop();
+      if (!job) break;
+      write_archive(*job, lanes, outcome);
+    }
+    for (auto& lane : lanes) outcome.lanes.push_back(std::move(lane->out));
+    outcome.source_bytes = source_bytes_;
+    return outcome;
+  }
+
+  // Commits each tape of the session on its own: its archives and copies are
+  // added, and its trailing index is written from inside that transaction,
+  // which commits only once the tape holds it. If the tape ends (or reports a
+  // media error) before the trailing index does, the last archive is given
+  // up and the trailing index written where its index began, and so on: a
+  // tape always ends in a trailing index, and dropped archives only leave
+  // their files for the next tape. A tape that cannot take even that
+  // (its drive is gone) keeps its catalog rows as they were.
+  void commit(Outcome& outcome) {
+    bool any = false;
+    for (auto& lane : outcome.lanes) any = commit_lane(lane, outcome) || any;
+    if (any) return;
+    // What was learnt about the files is true whatever became of the tapes.
+    auto transaction = catalog_.transaction();
+    mark_files(outcome);
     transaction.commit();
   }
 
-  void position_at_append_point() {
-    if (tape_.append_block) {
-      drive_.locate(*tape_.append_block);
+ private:
+  static void position_at_append_point(Lane& lane) {
+    const catalog::TapeRow& tape = lane.out.target.tape;
+    if (tape.append_block) {
+      lane.drive.locate(*tape.append_block);
     } else {
-      drive_.rewind();
-      drive_.space_filemarks_forward(static_cast<std::uint32_t>(tape_.append_file));
+      lane.drive.rewind();
+      lane.drive.space_filemarks_forward(static_cast<std::uint32_t>(tape.append_file));
+    }
+    lane.position = lane.drive.tell();
+    lane.out.trailing_block = lane.position;
+    lane.out.positioned = true;
+  }
+
+  // The lane takes no more archives; the one in progress (if any, starting
+  // at `abandoned_from`) is given up and the trailing index goes where it
+  // began. The physical end only makes the tape full; any other write error
+  // drops the tape from the session, and a media error leaves it full too:
+  // a cartridge that failed a write takes no more.
+  void drop(Lane& lane, std::optional<std::uint64_t> abandoned_from) {
+    lane.writing = false;
+    if (abandoned_from) lane.out.trailing_block = *abandoned_from;
+    std::optional<tape::TapeError> error = lane.worker.error();
+    if (!error) return;
+    if (error->kind() == tape::TapeErrorKind::kPhysicalEnd) {
+      lane.out.full = true;
+      progress_.warning(lane.serial() + ": " + error->what() +
+                        "; the archive goes to the next tape");
+      return;
+    }
+    lane.out.failure = error;
+    if (error->kind() == tape::TapeErrorKind::kMediaError) {
+      lane.out.full = true;
+      progress_.warning(lane.serial() + ": " + error->what() +
+                        "; the archive is abandoned and goes to the next tape, and " +
+                        lane.serial() + " takes no more writes");
+    } else {
+      progress_.warning(lane.serial() + ": " + error->what() + "; its archive is abandoned");
     }
   }
 
-  format::IndexHeader index_header(std::int64_t index_file) {
+  format::IndexHeader index_header(const Lane& lane) {
+    const catalog::TapeRow& tape = lane.out.target.tape;
     format::IndexHeader header;
     header.kind = format::IndexKind::kArchive;
-    header.serial = tape_.serial;
-    header.record_size = tape_.record_size;
-    header.generation = index_generation(index_file);
-    header.index_file = static_cast<std::uint64_t>(index_file);
-    header.archive_file = static_cast<std::uint64_t>(index_file + 1);
+    header.serial = tape.serial;
+    header.record_size = tape.record_size;
+    header.generation = index_generation(lane.out.file);
+    header.index_file = static_cast<std::uint64_t>(lane.out.file);
+    header.archive_file = static_cast<std::uint64_t>(lane.out.file + 1);
     header.catalog_id = catalog_.catalog_id();
     header.created = format::format_utc(now_ns() / 1000000000);
     header.encrypted = sealing_.mode != Sealing::Mode::kNone;
     return header;
   }
 
-  // The index, then the archive. nullopt if early warning came during the
-  // index (the archive is not started: the tape is full).
-  std::optional<WrittenArchive> write_archive(const ArchiveJob& job, Outcome& outcome) {
-    std::uint64_t index_block = drive_.tell();
-    format::ArchiveRecord record;
-    record.tape_file = static_cast<std::uint64_t>(file_ + 1);
-    record.age_header_length = age_header_length_;
-    record.plaintext_size = job.plain_size;
-    record.ciphertext_size = sealed_size(sealing_, age_header_length_, job.plain_size);
-    record.member_count = job.members.size();
-    ScratchFile index_path(temp_directory(options_.temp_dir), "index");
-    build_index(index_path.path(), index_header(file_), job, record, index_block);
-
-    WrittenFile index = write_file_to_tape(drive_, record_size_, sealing_, index_path.path());
-    if (index.early_warning) return std::nullopt;
-    std::uint64_t first_block = drive_.tell();
-    if (first_block != record.first_block)
-      throw Error("internal error: archive starts at block " + std::to_string(first_block) +
-                  ", index said " + std::to_string(record.first_block));
-
-    TapeFileWriter archive_writer(drive_, record_size_, sealing_, false);
-    if (archive_writer.header_length() != age_header_length_)
-      throw Error("internal error: age header length changed");
-    WrittenArchive written;
-    written.index_bytes = index.bytes_on_tape;
-    written.row.tape_id = tape_.id;
-    written.row.index_file = file_;
-    written.row.index_block = index_block;
-    written.row.archive_file = file_ + 1;
-    written.row.first_block = first_block;
-    written.row.encrypted = sealing_.mode != Sealing::Mode::kNone;
-    written.row.age_header_len = age_header_length_;
-    written.row.plain_bytes = job.plain_size;
-    written.row.members = job.members.size();
-    written.row.run_id = run_id_;
-
-    format::PaxWriter tar(archive_writer.sink());
-    if (buffer_.empty()) buffer_.resize(kCopyBuffer);
-    for (const auto& member : job.members) {
-      Copied copied = write_member(tar, member);
-      progress_.advance(member.info.size, 1, member.path);
-      if (copied == Copied::kVanished) {
-        outcome.vanished.insert(member.file_id);
-        continue;
-      }
-      if (copied == Copied::kChanged) {
-        ++outcome.not_copied;
-        outcome.changed.insert(member.file_id);
-        continue;
-      }
-      catalog::CopyRow copy;
-      copy.version_id = member.version.id;
-      copy.header_offset = member.offsets.header_offset;
-      copy.data_offset = member.offsets.data_offset;
-      written.copies.push_back(copy);
-      written.plain_bytes += member.info.size;
+  std::unique_ptr<crypto::AgeEncryptor> encryptor(ByteSink& out) {
+    switch (sealing_.mode) {
+      case Sealing::Mode::kNone:
+        return nullptr;
+      case Sealing::Mode::kRecipients:
+        return std::make_unique<crypto::AgeEncryptor>(out, sealing_.recipients);
+      case Sealing::Mode::kPassphrase:
+        return std::make_unique<crypto::AgeEncryptor>(out, *sealing_.passphrase);
     }
-    tar.finish();
-    archive_writer.close();
-    if (archive_writer.bytes_on_tape() != record.ciphertext_size)
-      throw Error("internal error: archive is " + std::to_string(archive_writer.bytes_on_tape()) +
-                  " bytes, index said " + std::to_string(record.ciphertext_size));
-    written.row.cipher_bytes = archive_writer.bytes_on_tape();
-    written.row.written_at_ns = now_ns();
-    early_warning_ = early_warning_ || archive_writer.early_warning();
-    return written;
+    return nullptr;
+  }
+
+  // Each writing tape gets the job's index, then the archive. A tape whose
+  // index reaches early warning does not start the archive (it is full).
+  void write_archive(const ArchiveJob& job, std::vector<std::unique_ptr<Lane>>& lanes,
+                     Outcome& outcome) {
+    format::ArchiveRecord base;
+    base.age_header_length = age_header_length_;
+    base.plaintext_size = job.plain_size;
+    base.ciphertext_size = sealed_size(sealing_, age_header_length_, job.plain_size);
+    base.member_count = job.members.size();
+
+    // The indexes differ per tape (serial, file numbers, first block); they
+    // are built here, where the catalog connection is, and written by every
+    // drive at once.
+    std::vector<Lane*> indexed;
+    for (auto& lane : lanes) {
+      if (!lane->writing) continue;
+      Lane* l = lane.get();
+      l->index_block = l->position;
+      format::ArchiveRecord record = base;
+      record.tape_file = static_cast<std::uint64_t>(l->out.file + 1);
+      l->index_path =
+          std::make_unique<ScratchFile>(temp_directory(options_.temp_dir), "index-" + l->serial());
+      build_index(l->index_path->path(), index_header(*l), job, record, l->index_block,
+                  l->record_size);
+      l->first_block = record.first_block;
+      l->worker.submit([this, l] {
+        l->index = write_file_to_tape(l->drive, l->record_size, sealing_, l->index_path->path());
+        l->position = l->drive.tell();
+      });
+      indexed.push_back(l);
+    }
+    std::vector<Lane*> taking;
+    for (Lane* l : indexed) {
+      l->worker.wait();
+      l->index_path.reset();
+      if (l->worker.failed()) {
+        drop(*l, l->index_block);
+      } else if (l->index.early_warning) {
+        // The tape is full: the trailing index goes where this index began.
+        l->writing = false;
+        l->out.full = true;
+        l->out.trailing_block = l->index_block;
+      } else if (l->position != l->first_block) {
+        throw Error("internal error: archive on " + l->serial() + " starts at block " +
+                    std::to_string(l->position) + ", index said " + std::to_string(l->first_block));
+      } else {
+        taking.push_back(l);
+      }
+    }
+    if (taking.empty()) return;
+
+    for (Lane* l : taking) {
+      l->worker.submit(
+          [l] { l->records = std::make_unique<tape::RecordWriter>(l->drive, l->record_size); });
+    }
+    FanOut fan(taking, chunks_);
+    std::unique_ptr<crypto::AgeEncryptor> sealed = encryptor(fan);
+    if (sealed && sealed->header_length() != age_header_length_)
+      throw Error("internal error: age header length changed");
+    ByteSink& sink = sealed ? static_cast<ByteSink&>(*sealed) : fan;
+    std::vector<catalog::CopyRow> copies;
+    std::uint64_t plain_bytes = 0;
+    try {
+      format::PaxWriter tar(sink);
+      if (buffer_.empty()) buffer_.resize(kCopyBuffer);
+      for (const auto& member : job.members) {
+        Copied copied = write_member(tar, member);
+        progress_.advance(member.info.size, 1, member.path);
+        if (copied == Copied::kVanished) {
+          outcome.vanished.insert(member.file_id);
+          continue;
+        }
+        if (copied == Copied::kChanged) {
+          ++outcome.not_copied;
+          outcome.changed.insert(member.file_id);
+          continue;
+        }
+        catalog::CopyRow copy;
+        copy.version_id = member.version.id;
+        copy.header_offset = member.offsets.header_offset;
+        copy.data_offset = member.offsets.data_offset;
+        copies.push_back(copy);
+        plain_bytes += member.info.size;
+      }
+      tar.finish();
+      sink.close();
+    } catch (const FanOut::NoDriveLeft&) {
+      // Every drive failed during the archive: dropped below.
+    }
+    for (Lane* l : taking) l->worker.wait();
+    for (Lane* l : taking) {
+      if (l->worker.failed()) {
+        drop(*l, l->index_block);
+        continue;
+      }
+      if (l->archive_bytes != base.ciphertext_size)
+        throw Error("internal error: archive on " + l->serial() + " is " +
+                    std::to_string(l->archive_bytes) + " bytes, index said " +
+                    std::to_string(base.ciphertext_size));
+      WrittenArchive written;
+      written.index_bytes = l->index.bytes_on_tape;
+      written.row.tape_id = l->out.target.tape.id;
+      written.row.index_file = l->out.file;
+      written.row.index_block = l->index_block;
+      written.row.archive_file = l->out.file + 1;
+      written.row.first_block = l->first_block;
+      written.row.encrypted = sealing_.mode != Sealing::Mode::kNone;
+      written.row.age_header_len = age_header_length_;
+      written.row.plain_bytes = job.plain_size;
+      written.row.members = job.members.size();
+      written.row.run_id = run_id_;
+      written.row.cipher_bytes = l->archive_bytes;
+      written.row.written_at_ns = now_ns();
+      written.copies = copies;
+      written.plain_bytes = plain_bytes;
+      l->out.archives.push_back(std::move(written));
+      l->out.file += 2;
+      l->out.trailing_block = l->position;
+      if (l->archive_early_warning) {
+        l->writing = false;
+        l->out.full = true;
+      }
+    }
   }
 
   // Writes the index, then fixes its archive's first block: that depends on
   // the index's own size, so it is settled by rewriting until stable.
   void build_index(const std::string& path, const format::IndexHeader& header,
-                   const ArchiveJob& job, format::ArchiveRecord& record,
-                   std::uint64_t index_block) {
+                   const ArchiveJob& job, format::ArchiveRecord& record, std::uint64_t index_block,
+                   std::size_t record_size) {
     {
       format::IndexWriter writer(path, header);
       // A scratch file, durable only once it is on tape: fsyncs (a dozen per
@@ -793,7 +1119,7 @@ class WriteSession {
     for (int attempt = 0; attempt < 4; ++attempt) {
       std::uint64_t size = std::filesystem::file_size(path);
       std::uint64_t sealed = sealed_size(sealing_, age_header_length_, size);
-      std::uint64_t first_block = index_block + format::record_count(sealed, record_size_) + 1;
+      std::uint64_t first_block = index_block + format::record_count(sealed, record_size) + 1;
       if (first_block == record.first_block) return;
       record.first_block = first_block;
       sqlite::Database db(path, sqlite::OpenMode::kReadWrite);
@@ -801,6 +1127,76 @@ class WriteSession {
       db.prepare("UPDATE archive SET first_block = ?").bind(1, first_block).run();
     }
     throw Error("internal error: index size does not settle");
+  }
+
+  // True if the tape's session was committed.
+  bool commit_lane(LaneOutcome& lane, const Outcome& outcome) {
+    if (!lane.positioned) return false;  // nothing was written: the tape is as it was
+    const std::string& serial = lane.target.tape.serial;
+    std::uint64_t position = lane.trailing_block;
+    for (;;) {
+      try {
+        commit_at(lane, outcome, position);
+        lane.committed = true;
+        return true;
+      } catch (const tape::TapeError& e) {
+        const bool medium = e.kind() == tape::TapeErrorKind::kPhysicalEnd ||
+                            e.kind() == tape::TapeErrorKind::kMediaError;
+        if (medium && !lane.archives.empty()) {
+          progress_.warning(serial + ": cannot write the trailing index (" + e.what() +
+                            "); the last archive goes to the next tape");
+          position = lane.archives.back().row.index_block;
+          lane.archives.pop_back();
+          lane.full = true;
+          lane.file -= 2;
+          continue;
+        }
+        if (!lane.failure) lane.failure = e;
+        lane.archives.clear();
+        std::string what = serial + ": cannot write the trailing index (" + e.what() +
+                           "); nothing of this session is recorded for it";
+        if (medium) {
+          // The old trailing index was overwritten by this session: the
+          // tape no longer ends in one, so nothing may append to it again.
+          catalog_.set_tape_state(lane.target.tape.id, catalog::TapeState::kFull);
+          what += ", and it takes no more writes; its archives are kept (mixtape verify --serial " +
+                  serial + ")";
+        }
+        progress_.warning(what);
+        return false;
+      }
+    }
+  }
+
+  void mark_files(const Outcome& outcome) {
+    // Hashed anew by the next run (the scan would notice anyway).
+    for (Id file_id : outcome.changed) catalog_.mark_dirty(file_id);
+    for (Id file_id : outcome.vanished) catalog_.mark_absent(file_id);
+  }
+
+  void commit_at(const LaneOutcome& lane, const Outcome& outcome, std::uint64_t trailing_block) {
+    tape::Drive& drive = *lane.target.drive;
+    drive.locate(trailing_block);
+    auto transaction = catalog_.transaction();
+    std::uint64_t bytes_used = lane.target.tape.bytes_used;
+    for (const auto& archive : lane.archives) {
+      Id archive_id = catalog_.add_archive(archive.row);
+      for (auto copy : archive.copies) {
+        copy.archive_id = archive_id;
+        catalog_.add_copy(copy);
+      }
+      bytes_used += archive.row.cipher_bytes + archive.index_bytes;
+    }
+    mark_files(outcome);
+    catalog::TapeRow tape = lane.target.tape;
+    tape.append_file = lane.file;
+    tape.append_block = trailing_block;
+    tape.bytes_used = bytes_used;
+    tape.written_at_ns = now_ns();
+    tape.state = lane.full ? catalog::TapeState::kFull : catalog::TapeState::kOpen;
+    catalog_.update_tape(tape);
+    write_trailing_index(catalog_, drive, tape, sealing_, temp_directory(options_.temp_dir));
+    transaction.commit();
   }
 
   enum class Copied { kYes, kChanged, kVanished };
@@ -833,6 +1229,7 @@ class WriteSession {
           static_cast<std::size_t>(std::min<std::uint64_t>(remaining, buffer_.size()));
       ssize_t n = good ? ::read(raw, buffer_.data(), want) : 0;
       if (n < 0 && errno == EINTR) continue;
+      if (n > 0) source_bytes_ += static_cast<std::uint64_t>(n);
       if (n <= 0) {
         // Shrunk or unreadable: keep the tar well-formed, drop the copy.
         good = false;
@@ -855,52 +1252,87 @@ class WriteSession {
       return Copied::kVanished;
     }
     if (!good) {
-      progress_.warning(member.path + " changed between hashing and writing; not copied to " +
-                        tape_.serial);
+      progress_.warning(member.path + " changed between hashing and writing; not copied");
       return Copied::kChanged;
     }
     return Copied::kYes;
   }
 
   catalog::Catalog& catalog_;
-  tape::Drive& drive_;
-  catalog::TapeRow tape_;
+  std::vector<Target> targets_;
   Id run_id_;
   const Sealing& sealing_;
   std::uint64_t age_header_length_;
   const BackupOptions& options_;
   Progress& progress_;
-  std::size_t record_size_;
-  std::int64_t file_ = 0;  // tape file number of the next index
-  bool early_warning_ = false;
+  std::uint64_t source_bytes_ = 0;
   Bytes buffer_;
+  // The fan-out's chunks, reused from archive to archive. Destroyed after
+  // the lanes (whose queued commands hold chunks) have stopped.
+  std::vector<std::shared_ptr<Bytes>> chunks_;
 };
 
 // ------------------------------------------------------------ planning
 
-bool has_work(catalog::Catalog& catalog, Id tape_id, const std::set<Id>& given_up) {
-  bool found = false;
-  if (catalog.dirty_count() > given_up.size()) return true;
-  catalog.for_each_dirty([&](const catalog::FileRef& ref) {
-    if (!given_up.count(ref.file_id)) found = true;
-  });
-  if (found) return true;
-  catalog.for_each_pending(tape_id, [&](const catalog::PendingVersion& pending) {
-    if (!given_up.count(pending.version.file_id)) found = true;
-  });
-  return found;
+// The copy goal of a path, from the catalog's goals read once: the longest
+// prefix that is the path or one of its directories ("/" matches all).
+int goal_of(const std::vector<catalog::CopyGoal>& goals, std::string_view path) {
+  int goal = 1;
+  std::size_t longest = 0;
+  for (const auto& g : goals) {
+    const std::string& p = g.prefix;
+    bool matches = p == "/" || path == p ||
+                   (path.size() > p.size() && path.starts_with(p) && path[p.size()] == '/');
+    if (matches && p.size() >= longest) {
+      longest = p.size();
+      goal = g.copies;
+    }
+  }
+  return goal;
 }
 
-std::vector<Candidate> candidates_for(catalog::Catalog& catalog, Id tape_id,
+// The most copies anything still needs in this run: the largest shortfall of
+// a version below its goal, or the goal of a dirty file (not hashed yet, so
+// its content may turn out to have copies already). 0: nothing to do.
+int copies_wanted(catalog::Catalog& catalog, const std::set<Id>& given_up) {
+  int wanted = 0;
+  const auto goals = catalog.copy_goals();
+  catalog.for_each_dirty([&](const catalog::FileRef& ref) {
+    if (!given_up.count(ref.file_id)) wanted = std::max(wanted, goal_of(goals, ref.path));
+  });
+  catalog.for_each_pending(0, [&](const catalog::PendingVersion& pending) {
+    if (!given_up.count(pending.version.file_id))
+      wanted = std::max(wanted, pending.version.goal - pending.version.copies);
+  });
+  return wanted;
+}
+
+// What a session on these tapes may write: every dirty file (hashing tells
+// whether it needs a copy), and the versions that need a copy on each of the
+// tapes and have none on any.
+std::vector<Candidate> candidates_for(catalog::Catalog& catalog, const std::vector<Id>& tape_ids,
                                       const std::set<Id>& given_up) {
   std::vector<Candidate> out;
+  const int tapes = static_cast<int>(tape_ids.size());
   catalog.for_each_dirty([&](const catalog::FileRef& ref) {
     if (!given_up.count(ref.file_id)) out.push_back({ref.path, ref.file_id, std::nullopt});
   });
-  catalog.for_each_pending(tape_id, [&](const catalog::PendingVersion& pending) {
-    if (!given_up.count(pending.version.file_id))
-      out.push_back({pending.path, pending.version.file_id, pending.version});
+  catalog.for_each_pending(tape_ids.front(), [&](const catalog::PendingVersion& pending) {
+    if (given_up.count(pending.version.file_id)) return;
+    if (pending.version.goal - pending.version.copies < tapes) return;
+    out.push_back({pending.path, pending.version.file_id, pending.version});
   });
+  if (tapes > 1) {
+    // Versions with a copy somewhere may have it on another tape of the
+    // session (a query each, but only for those).
+    std::erase_if(out, [&](const Candidate& c) {
+      if (!c.version || c.version->copies == 0) return false;
+      for (const auto& replica : catalog.copies_of(c.version->id))
+        if (std::find(tape_ids.begin(), tape_ids.end(), replica.tape.id) != tape_ids.end())
+          return true;
+      return false;
+    });
+  }
   // The catalog's order, (directory path, name): a directory's files stay
   // together in archives (what restores and directory read-ahead want), and
   // the hash stage reads each directory's scan states once.
@@ -916,19 +1348,22 @@ std::vector<Candidate> candidates_for(catalog::Catalog& catalog, Id tape_id,
   return out;
 }
 
-// A tape that can take more: not full or retired, loadable, and not already
-// found to have nothing (more) to take in this run.
-std::optional<catalog::TapeRow> usable_tape(catalog::Catalog& catalog, tape::Library& library,
-                                            const std::set<std::string>& exhausted) {
+// Tapes that can take more: not full or retired, loadable, and not already
+// found to have nothing (more) to take in this run; at most `count`.
+std::vector<catalog::TapeRow> usable_tapes(catalog::Catalog& catalog, tape::Library& library,
+                                           const std::set<std::string>& exhausted,
+                                           std::size_t count) {
+  std::vector<catalog::TapeRow> out;
   auto in_library = library.serials();
   for (const auto& tape : catalog.tapes()) {
+    if (out.size() == count) break;
     if (tape.state == catalog::TapeState::kFull || tape.state == catalog::TapeState::kRetired)
       continue;
     if (exhausted.count(tape.serial)) continue;
     if (std::find(in_library.begin(), in_library.end(), tape.serial) == in_library.end()) continue;
-    return tape;
+    out.push_back(tape);
   }
-  return std::nullopt;
+  return out;
 }
 
 // Refuses, before anything is written, a file that no tape could hold.
@@ -977,23 +1412,42 @@ void check_roots(const std::vector<std::string>& roots) {
 struct SessionResult {
   WriteSession::Outcome outcome;
   HashStageResult hashed;
+  // Per target: its room was the least, so it bounded the packing (if the
+  // hash stage found the tape filled, these are the full ones).
+  std::vector<bool> constraining;
 };
 
-// One tape, one session: hash stage and write stage joined by the queue,
-// then the trailing index and the commit.
-SessionResult run_session(catalog::Catalog& catalog, tape::Drive& drive,
-                          const catalog::TapeRow& tape, Id run_id, const Sealing& sealing,
-                          std::uint64_t age_header_length, const BackupOptions& options,
-                          std::uint64_t archive_size, std::uint64_t label_bytes,
-                          std::vector<Candidate> candidates, Progress& progress) {
-  Room room = room_for(tape.capacity, tape.bytes_used, tape.record_size, catalog_bytes(catalog),
-                       label_bytes, sealing, age_header_length);
+// One session: the hash stage and the write stage (one drive per tape)
+// joined by the queue, then each tape's trailing index and commit.
+SessionResult run_session(catalog::Catalog& catalog, const std::vector<Target>& targets, Id run_id,
+                          const Sealing& sealing, std::uint64_t age_header_length,
+                          const BackupOptions& options, std::uint64_t archive_size,
+                          std::uint64_t label_bytes, std::vector<Candidate> candidates,
+                          Progress& progress) {
+  const std::uint64_t catalog_size = catalog_bytes(catalog);
+  std::vector<Room> rooms;
+  std::vector<Id> tape_ids;
+  for (const auto& target : targets) {
+    const catalog::TapeRow& tape = target.tape;
+    rooms.push_back(room_for(tape.capacity, tape.bytes_used, tape.record_size, catalog_size,
+                             label_bytes, sealing, age_header_length));
+    tape_ids.push_back(tape.id);
+  }
+  // Every archive goes to every tape: packed for the one with the least room
+  // (and the smallest records, the most framing).
+  Room room = rooms.front();
+  for (const Room& r : rooms) {
+    room.session = std::min(room.session, r.session);
+    room.empty_tape = std::min(room.empty_tape, r.empty_tape);
+    room.record_size = std::min(room.record_size, r.record_size);
+  }
 
   SessionResult result;
+  for (const Room& r : rooms) result.constraining.push_back(r.session == room.session);
   BoundedQueue<ArchiveJob> jobs(1);
   std::atomic<bool> cancel{false};
-  HashStage stage(catalog.path(), tape.id, run_id, archive_size, room, cancel, progress);
-  WriteSession session(catalog, drive, tape, run_id, sealing, age_header_length, options, progress);
+  HashStage stage(catalog.path(), tape_ids, run_id, archive_size, room, cancel, progress);
+  WriteSession session(catalog, targets, run_id, sealing, age_header_length, options, progress);
   std::exception_ptr write_error;
   {
     std::jthread hasher([&] { stage.run(std::move(candidates), jobs, result.hashed); });
@@ -1002,7 +1456,7 @@ SessionResult run_session(catalog::Catalog& catalog, tape::Drive& drive,
     } catch (...) {
       write_error = std::current_exception();
     }
-    // The writer is done (or the tape is full): stop hashing ahead, and
+    // The writer is done (or no tape takes more): stop hashing ahead, and
     // wait for the stage, which commits its versions, before committing.
     cancel = true;
     jobs.cancel();
@@ -1011,6 +1465,88 @@ SessionResult run_session(catalog::Catalog& catalog, tape::Drive& drive,
   session.commit(result.outcome);
   return result;
 }
+
+// Chooses and loads the tapes of the next session and the drives that write
+// them.
+class SessionPlanner {
+ public:
+  SessionPlanner(catalog::Catalog& catalog, tape::Library& library, const BackupOptions& options,
+                 const WriterKeys& keys, Progress& progress)
+      : catalog_(catalog), library_(library), options_(options), keys_(keys), progress_(progress) {}
+
+  // Drives not dropped from the run.
+  std::vector<std::size_t> live_drives() const {
+    std::vector<std::size_t> out;
+    for (std::size_t d = 0; d < library_.drive_count(); ++d)
+      if (!dead_.count(d)) out.push_back(d);
+    return out;
+  }
+
+  void drop_drive(std::size_t index, const std::string& why, BackupReport& report) {
+    if (!dead_.insert(index).second) return;
+    std::string line =
+        "drive " + std::to_string(index) + " (" + library_.drive(index).name() + "): " + why;
+    progress_.warning(line + "; the drive is dropped from this run");
+    report.failed_drives.push_back(line);
+  }
+
+  // `count` tapes (the usable ones first, then new ones labelled here), each
+  // loaded in its own live drive; a tape already in a live drive stays
+  // there. Empty if a drive failed on the way (it is dropped: try again).
+  std::vector<Target> choose(std::size_t count, const std::set<std::string>& exhausted,
+                             BackupReport& report) {
+    std::vector<Target> targets;
+    for (auto& tape : usable_tapes(catalog_, library_, exhausted, count))
+      targets.push_back({std::move(tape), nullptr, 0, false});
+    std::vector<std::size_t> free = live_drives();
+    auto take_drive = [&](std::size_t d) { free.erase(std::find(free.begin(), free.end(), d)); };
+    std::vector<bool> placed(targets.size(), false);
+    for (std::size_t i = 0; i < targets.size(); ++i) {
+      for (std::size_t d : free) {
+        if (library_.loaded_serial(d) == targets[i].tape.serial) {
+          targets[i].drive_index = d;
+          placed[i] = true;
+          take_drive(d);
+          break;
+        }
+      }
+    }
+    for (std::size_t i = 0; i < targets.size(); ++i) {
+      if (placed[i]) continue;
+      targets[i].drive_index = free.front();
+      take_drive(free.front());
+    }
+    std::size_t at = 0;  // the drive being loaded or labelled
+    try {
+      for (auto& target : targets) {
+        at = target.drive_index;
+        target.drive = &library_.load(target.tape.serial, at);
+      }
+      while (targets.size() < count) {
+        at = free.front();
+        take_drive(at);
+        std::string serial =
+            new_tape_serial(catalog_, library_, options_.serial_prefix, progress_, at);
+        tape::Drive& drive = library_.load(serial, at);
+        catalog::TapeRow tape = label_tape(catalog_, drive, serial, options_.label, keys_);
+        targets.push_back({std::move(tape), &drive, at, true});
+      }
+    } catch (const tape::TapeError& e) {
+      if (!drive_failure(e.kind())) throw;
+      drop_drive(at, e.what(), report);
+      return {};
+    }
+    return targets;
+  }
+
+ private:
+  catalog::Catalog& catalog_;
+  tape::Library& library_;
+  const BackupOptions& options_;
+  const WriterKeys& keys_;
+  Progress& progress_;
+  std::set<std::size_t> dead_;
+};
 
 }  // namespace
 
@@ -1038,63 +1574,98 @@ BackupReport backup(catalog::Catalog& catalog, tape::Library& library, const Bac
       options.archive_size ? options.archive_size
                            : default_archive_size(report.scan.dirty_bytes + pending_bytes(catalog));
 
+  SessionPlanner planner(catalog, library, options, keys, progress);
   std::set<Id> given_up;            // files not to try again in this run
   std::set<std::string> exhausted;  // tapes with nothing (more) to take in this run
+  // Sessions write to at most this many tapes at once; lowered when a
+  // session of that many found nothing that needs a copy on each of them.
+  std::size_t width_limit = library.drive_count();
   for (int sessions = 0;; ++sessions) {
     if (sessions == kMaxSessions) throw Error("internal error: backup does not finish");
-    std::optional<catalog::TapeRow> target = usable_tape(catalog, library, exhausted);
-    bool fresh = false;
-    tape::Drive* drive = nullptr;
-    if (!target) {
-      if (!has_work(catalog, 0, given_up)) break;
-      std::string serial = new_tape_serial(catalog, library, options.serial_prefix, progress);
-      drive = &library.load(serial);
-      target = label_tape(catalog, *drive, serial, options.label, keys);
-      fresh = true;
+    const int wanted = copies_wanted(catalog, given_up);
+    if (wanted <= 0) break;
+    const std::size_t drives = planner.live_drives().size();
+    if (drives == 0) {
+      progress.warning(
+          "no drive left to write with; what still needs copies waits for the next run");
+      break;
     }
-    std::vector<Candidate> candidates = candidates_for(catalog, target->id, given_up);
+    const std::size_t width = std::min({static_cast<std::size_t>(wanted), drives, width_limit});
+    std::vector<Target> targets = planner.choose(width, exhausted, report);
+    if (targets.empty()) continue;  // a drive failed while loading: choose again
+    std::vector<Id> tape_ids;
+    for (const auto& t : targets) tape_ids.push_back(t.tape.id);
+    std::vector<Candidate> candidates = candidates_for(catalog, tape_ids, given_up);
     if (candidates.empty()) {
-      exhausted.insert(target->serial);
+      if (width == 1)
+        exhausted.insert(targets.front().tape.serial);
+      else
+        width_limit = width - 1;
       continue;
     }
-    if (!drive) drive = &library.load(target->serial);
     SessionResult session =
-        run_session(catalog, *drive, *target, run_id, sealing, age_header_length, options,
-                    archive_size, label_bytes, std::move(candidates), progress);
+        run_session(catalog, targets, run_id, sealing, age_header_length, options, archive_size,
+                    label_bytes, std::move(candidates), progress);
     const auto& hashed = session.hashed;
     const auto& outcome = session.outcome;
     report.hash.files += hashed.report.files;
     report.hash.bytes += hashed.report.bytes;
+    report.hash.bytes_read += hashed.report.bytes_read;
     report.hash.new_versions += hashed.report.new_versions;
     report.hash.vanished += hashed.report.vanished;
     report.hash.unreadable += hashed.report.unreadable;
     report.hash.unstable += hashed.report.unstable;
     report.not_copied += outcome.not_copied;
     report.hash.vanished += outcome.vanished.size();
-    report.archives += outcome.archives.size();
-    for (const auto& archive : outcome.archives) {
-      report.copies += archive.copies.size();
-      report.bytes += archive.plain_bytes;
-    }
-    if (!outcome.archives.empty() &&
-        (report.tapes.empty() || report.tapes.back() != target->serial))
-      report.tapes.push_back(target->serial);
+    report.source_bytes_written += outcome.source_bytes;
     given_up.insert(hashed.given_up.begin(), hashed.given_up.end());
     given_up.insert(outcome.changed.begin(), outcome.changed.end());
+
+    bool wrote = false, filled = hashed.tape_filled, failed = false, all_fresh = true;
+    std::size_t writing_tapes = 0;
+    for (std::size_t i = 0; i < outcome.lanes.size(); ++i) {
+      const LaneOutcome& lane = outcome.lanes[i];
+      const std::string& serial = lane.target.tape.serial;
+      all_fresh = all_fresh && lane.target.fresh;
+      filled = filled || lane.full;
+      if (!lane.archives.empty()) {
+        wrote = true;
+        ++writing_tapes;
+        if (std::find(report.tapes.begin(), report.tapes.end(), serial) == report.tapes.end())
+          report.tapes.push_back(serial);
+      }
+      report.archives += lane.archives.size();
+      for (const auto& archive : lane.archives) {
+        report.copies += archive.copies.size();
+        report.bytes += archive.plain_bytes;
+      }
+      if (lane.failure) {
+        failed = true;
+        exhausted.insert(serial);  // not again in this run
+        if (drive_failure(lane.failure->kind()))
+          planner.drop_drive(lane.target.drive_index, lane.failure->what(), report);
+      } else if (hashed.tape_filled && session.constraining[i] && lane.committed && !lane.full) {
+        catalog.set_tape_state(lane.target.tape.id, catalog::TapeState::kFull);
+      }
+    }
+    if (writing_tapes > 1) ++report.multi_drive_sessions;
     // The session committed what it wrote; now its errors count.
     if (hashed.error) std::rethrow_exception(hashed.error);
 
-    if (hashed.tape_filled && !outcome.tape_full)
-      catalog.set_tape_state(target->id, catalog::TapeState::kFull);
-    if (outcome.archives.empty()) {
-      if ((hashed.tape_filled || outcome.tape_full) && fresh) {
+    if (!wrote && !failed) {
+      if (filled && all_fresh) {
         // Labelling yet another tape would fare no better.
         throw Error(
             (hashed.first_unfitted.empty() ? std::string("the next file") : hashed.first_unfitted) +
-            " does not fit on an empty tape " + target->serial + " (" +
-            format_size(target->capacity) + ")");
+            " does not fit on an empty tape " + targets.front().tape.serial + " (" +
+            format_size(targets.front().tape.capacity) + ")");
       }
-      if (!hashed.tape_filled && !outcome.tape_full) exhausted.insert(target->serial);
+      if (!filled) {
+        if (width == 1)
+          exhausted.insert(targets.front().tape.serial);
+        else
+          width_limit = width - 1;
+      }
     }
   }
   catalog.finish_run(run_id);

@@ -165,15 +165,18 @@ class ScanVisitor final : public WalkVisitor {
   void mark_vanished_subdirs(const DirState& state) {
     std::string after;
     for (;;) {
-      auto entries = catalog_.list_dir(state.id, catalog::View::latest(), after, 1024);
-      if (entries.empty()) break;
-      for (const auto& e : entries) {
-        if (e.is_dir && !state.seen_dirs.count(e.name) && e.dir.last_seen_run != 0) {
-          catalog_.mark_dir_absent(e.dir.id);
+      // Directories only: listing the files too (and their versions) was a
+      // quarter of an unchanged rescan.
+      auto dirs = catalog_.subdirs(state.id, after, 1024);
+      if (dirs.empty()) break;
+      for (const auto& d : dirs) {
+        if (!state.seen_dirs.count(d.name) && d.last_seen_run != 0) {
+          catalog_.mark_dir_absent(d.id);
           wrote();
         }
       }
-      after = entries.back().name;
+      if (dirs.size() < 1024) break;  // the last page
+      after = dirs.back().name;
     }
   }
 

@@ -119,7 +119,8 @@ std::uint64_t file0_size(catalog::Catalog& catalog, const LabelOptions& options,
 // not know and that is either not in the library or there but reusable (blank,
 // or labelled for this catalog by a run that was killed before registering
 // it, and holding no archive). Never touches a tape of another catalog.
+// Tapes it must look into are loaded into drive `drive`.
 std::string new_tape_serial(catalog::Catalog& catalog, tape::Library& library,
-                            const std::string& prefix, Progress& progress);
+                            const std::string& prefix, Progress& progress, std::size_t drive = 0);
 
 }  // namespace mixtape::backup

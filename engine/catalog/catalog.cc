@@ -55,6 +55,19 @@ void prepare_read_write(sqlite::Database& db) {
       "PRAGMA cache_size = -65536;");
 }
 
+// What to do about a damaged catalog, said once for every kind of damage.
+std::string damaged(const std::string& path, const std::string& why) {
+  return "catalog " + path + " is damaged (" + why +
+         "); move it aside and rebuild it from tape with `mixtape recover`";
+}
+
+// SQLite's message without the path and statement our wrapper puts in front.
+std::string sqlite_reason(const sqlite::SqliteError& e) {
+  std::string text = e.what();
+  auto colon = text.rfind(": ");
+  return colon == std::string::npos ? text : text.substr(colon + 2);
+}
+
 // Throws unless the file is a mixtape catalog (or, when `allow_blank`, a new
 // empty database).
 void check_is_catalog(sqlite::Database& db, const std::string& path, bool allow_blank) {
@@ -63,11 +76,38 @@ void check_is_catalog(sqlite::Database& db, const std::string& path, bool allow_
     auto s = db.prepare("PRAGMA application_id");
     if (s.step()) application_id = s.column_int(0);
   } catch (const sqlite::SqliteError& e) {
-    throw CatalogError(path + " is not a mixtape catalog: " + e.what());
+    if (e.code() == SQLITE_CORRUPT) throw CatalogError(damaged(path, sqlite_reason(e)));
+    if (e.code() == SQLITE_NOTADB) {
+      throw CatalogError(path + " is not a SQLite database: not a mixtape catalog, or one whose " +
+                         "header is destroyed; if it was the catalog, move it aside and rebuild " +
+                         "it from tape with `mixtape recover`");
+    }
+    throw CatalogError("cannot read catalog " + path + ": " + sqlite_reason(e));
   }
   if (application_id == internal::kApplicationId) return;
   if (allow_blank && application_id == 0 && internal::user_version(db) == 0) return;
   throw CatalogError(path + " is not a mixtape catalog");
+}
+
+// PRAGMA quick_check: every b-tree page, cell and freelist entry (not that
+// indexes match their tables, which costs a sort per index). Its first
+// complaint says where; "ok" is the only good answer.
+void check_structure(sqlite::Database& db, const std::string& path) {
+  std::string problem;
+  try {
+    auto s = db.prepare("PRAGMA quick_check(1)");
+    if (s.step()) problem = s.column_text(0);
+  } catch (const sqlite::SqliteError& e) {
+    if (e.code() != SQLITE_CORRUPT && e.code() != SQLITE_NOTADB) throw;
+    problem = sqlite_reason(e);
+  }
+  if (problem != "ok") {
+    // "*** in database main ***\n" comes before the first complaint.
+    if (problem.starts_with("***") && problem.find('\n') != std::string::npos)
+      problem.erase(0, problem.find('\n') + 1);
+    if (auto newline = problem.find('\n'); newline != std::string::npos) problem.resize(newline);
+    throw CatalogError(damaged(path, problem.empty() ? "its structure does not check" : problem));
+  }
 }
 
 }  // namespace
@@ -315,6 +355,13 @@ Catalog Catalog::open(const std::string& path) {
   if (!file_exists(path)) {
     throw CatalogError("no catalog at " + path + " (create one with mixtape init)");
   }
+  {
+    // Checked through a read-only connection: closing it never checkpoints
+    // a write-ahead log into a file that is then refused.
+    sqlite::Database probe(path, sqlite::OpenMode::kReadOnly);
+    check_is_catalog(probe, path, /*allow_blank=*/false);
+    check_structure(probe, path);
+  }
   auto db = std::make_unique<sqlite::Database>(path, sqlite::OpenMode::kReadWrite);
   check_is_catalog(*db, path, /*allow_blank=*/false);
   prepare_read_write(*db);
@@ -338,6 +385,10 @@ Catalog Catalog::open_read_only(const std::string& path) {
                        "); open it read-write once (e.g. mixtape status) to upgrade it");
   }
   return Catalog(path, std::move(db), true);
+}
+
+void Catalog::check_integrity() {
+  check_structure(*db_, path_);
 }
 
 // ---------------------------------------------------------------- config

@@ -178,6 +178,18 @@ std::optional<Entry> Catalog::lookup(Id dir_id, std::string_view name, const Vie
   return dir_found ? std::move(dir_found) : std::move(file_found);
 }
 
+std::vector<DirRow> Catalog::subdirs(Id dir_id, std::string_view after, std::size_t limit) {
+  std::vector<DirRow> out;
+  if (limit == 0) return out;
+  auto s = stmts_->get(sql::kDirsLatest);
+  s->bind(1, dir_id)
+      .bind(2, after)
+      .bind(3, std::int64_t{0})
+      .bind(4, static_cast<std::int64_t>(limit));
+  while (s->step()) out.push_back(internal::read_dir(*s, 0));
+  return out;
+}
+
 std::optional<Entry> Catalog::resolve(std::string_view path, const View& view) {
   if (!internal::is_valid_path(path)) return std::nullopt;
   if (path == "/") {

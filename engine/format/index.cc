@@ -50,6 +50,20 @@ CREATE TABLE member (  -- one row per tar member, in archive order
 );
 )sql";
 
+// Bounds on what is read from an index, checked before a value is copied:
+// the file is hostile input. A path or link target may be as long as the
+// catalog allows one; format values are short words and numbers.
+constexpr std::size_t kMaxPathBytes = 64 * 1024;
+constexpr std::size_t kMaxOwnerBytes = 256;
+constexpr std::size_t kMaxTypeBytes = 16;  // "directory" is the longest
+constexpr std::size_t kHashHexBytes = 64;  // BLAKE2b-256 in hex
+constexpr std::size_t kMaxFormatKeyBytes = 64;
+constexpr std::size_t kMaxFormatValueBytes = 4096;
+constexpr std::size_t kMaxFormatRows = 1000;
+// age refuses headers over 1 MiB (engine/crypto), so an index claiming a
+// bigger H describes no archive mixtape could have written or can read.
+constexpr std::uint64_t kMaxAgeHeaderBytes = 1 << 20;
+
 std::string_view kind_name(IndexKind kind) {
   return kind == IndexKind::kArchive ? "archive" : "trailing";
 }
@@ -268,7 +282,10 @@ void IndexReader::read_header() {
   std::vector<std::pair<std::string, std::string>> values;
   auto rows = db_.prepare("SELECT key, value FROM format");
   while (rows.step()) {
-    if (values.size() > 1000) fail("format table is implausibly large");
+    if (values.size() >= kMaxFormatRows) fail("format table is implausibly large");
+    if (rows.column_bytes(0) > kMaxFormatKeyBytes || rows.column_bytes(1) > kMaxFormatValueBytes) {
+      fail("format table has an implausibly long key or value");
+    }
     values.emplace_back(rows.column_text(0), rows.column_text(1));
   }
   auto get = [&](std::string_view key) -> std::optional<std::string> {
@@ -366,6 +383,9 @@ void IndexReader::read_archive() {
       a.plaintext_size > static_cast<std::uint64_t>(INT64_MAX) / 2) {
     fail("archive plaintext size " + std::to_string(a.plaintext_size) + " is not a tar size");
   }
+  if (a.age_header_length > kMaxAgeHeaderBytes) {
+    fail("archive age header length " + std::to_string(a.age_header_length) + " is implausible");
+  }
   std::uint64_t expected = header_.encrypted
                                ? age_encrypted_size(a.age_header_length, a.plaintext_size)
                                : a.plaintext_size;
@@ -414,11 +434,21 @@ std::optional<IndexedMember> IndexReader::Cursor::next() {
 
 IndexedMember IndexReader::validated(sqlite::Statement& row) const {
   IndexedMember m;
+  if (row.column_bytes(0) > kMaxPathBytes) {
+    fail("a member path of " + std::to_string(row.column_bytes(0)) + " bytes is too long");
+  }
   m.info.path = row.column_text(0);
   auto bad = [&](const std::string& why) {
     fail("member '" + tar::printable(m.info.path) + "': " + why);
   };
   if (!row.column_int(13)) bad("a column has the wrong type");
+  if (row.column_bytes(6) > kMaxOwnerBytes || row.column_bytes(7) > kMaxOwnerBytes) {
+    bad("owner name too long");
+  }
+  if (row.column_bytes(1) > kMaxTypeBytes || row.column_bytes(9) > kHashHexBytes ||
+      row.column_bytes(12) > kMaxPathBytes) {
+    bad("type, hash or link target too long");
+  }
   auto safe = safe_relative_path(m.info.path);
   if (!safe || *safe != m.info.path) bad("unsafe or unnormalised path");
   std::string type = row.column_text(1);
@@ -441,7 +471,6 @@ IndexedMember IndexReader::validated(sqlite::Statement& row) const {
   m.info.gid = static_cast<std::uint64_t>(gid);
   m.info.uname = row.column_text(6);
   m.info.gname = row.column_text(7);
-  if (m.info.uname.size() > 256 || m.info.gname.size() > 256) bad("owner name too long");
   m.info.mtime_ns = row.column_int(8);
   m.offsets.header_offset = static_cast<std::uint64_t>(header_offset);
   m.offsets.data_offset = static_cast<std::uint64_t>(data_offset);

@@ -111,8 +111,11 @@ bool is_key_error(const crypto::AgeError& e) {
 }
 
 [[noreturn]] void key_failure(const tape::Drive& drive, const crypto::AgeError& e) {
+  // A work factor above the maximum is refused before scrypt runs; no other
+  // key would help, so no key is blamed.
+  const bool wrong_key = e.kind() != crypto::AgeErrorKind::WorkFactorTooHigh;
   throw RecoverError(drive.name() + ": cannot decrypt the tape's index: " + e.what() +
-                     " (wrong --identity or --passphrase-file?)");
+                     (wrong_key ? " (wrong --identity or --passphrase-file?)" : ""));
 }
 
 // A catalog that is not empty only takes tapes of its own (or, forced, any).
@@ -226,8 +229,10 @@ void drain(ByteSource& source) {
 }
 
 // Walks file 1, 3, 5, ...: reads each index, passes over each archive.
+// With `trailing_refused`, a trailing index found at the end is passed over:
+// it was tried and refused already, and the archives' indexes stand in.
 void walk(catalog::Catalog& catalog, tape::Drive& drive, const crypto::AgeDecryptKeys& keys,
-          const RecoverOptions& options, RecoverReport& report) {
+          const RecoverOptions& options, bool trailing_refused, RecoverReport& report) {
   report.source = RecoverSource::kIndexWalk;
   const std::string temp_dir = temp_directory(options.temp_dir);
   drive.rewind();
@@ -292,6 +297,7 @@ void walk(catalog::Catalog& catalog, tape::Drive& drive, const crypto::AgeDecryp
       }
       continue;
     }
+    if (trailing && trailing_refused) break;
     ++report.indexes_read;
     last_good = std::move(scratch);
     if (trailing) break;
@@ -440,7 +446,7 @@ RecoverReport recover_tape(catalog::Catalog& catalog, tape::Drive& drive,
     report.warnings.push_back("the trailing index is not usable (" + problem +
                               "); walking the tape's indexes instead");
   }
-  walk(catalog, drive, keys, options, report);
+  walk(catalog, drive, keys, options, /*trailing_refused=*/!options.walk_indexes, report);
   return report;
 }
 

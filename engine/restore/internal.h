@@ -143,10 +143,11 @@ class MemberReader {
  public:
   MemberReader(TapeCursor& cursor, KeyCache& keys, const crypto::AgeDecryptKeys& identities,
                const RecallOptions& options);
-  // Streams the member holding `version` (at `replica`) to sink.write(),
-  // after checking its tar header against the catalog, and hashes it.
-  // Throws MemberError naming tape and block (the caller adds the path) or
-  // SinkFailure. begin/commit are the caller's. on_bytes reports progress.
+  // Checks the tar header of the member holding `version` (at `replica`)
+  // against the catalog, then calls sink.begin() and streams the data to
+  // sink.write(), hashing it. Throws MemberError naming tape and block (the
+  // caller adds the path) or SinkFailure. commit/abort are the caller's.
+  // on_bytes reports progress.
   void read(const catalog::Replica& replica, const catalog::VersionRow& version,
             const std::string& path, RecallSink& sink,
             const std::function<void(std::uint64_t)>& on_bytes = {});

@@ -9,6 +9,14 @@
 // lower_bound if it lies ahead. Taking a request removes it from every
 // tape's queue; a failed copy puts it back into the queues of its other
 // copies.
+//
+// With several drives, each works on a different tape: a tape in (or being
+// read by) one drive is never chosen by another, so no tape is ever moved
+// between drives. When a drive reads a tape whose requests are also queued
+// on a tape another drive is reading (two copies of the same files), the
+// one ahead goes on from the middle of what lies ahead of the other, which
+// covers the first half: the two meet instead of racing for the same
+// requests, each streaming half (split_point).
 #include <algorithm>
 #include <condition_variable>
 #include <map>
@@ -112,6 +120,7 @@ Position position_of(const Request& request, const catalog::Replica& replica) {
 struct TapeQueue {
   std::map<Position, RequestPtr> requests;
   std::multiset<int> priorities;
+  std::uint64_t arrivals = 0;  // requests ever queued here: passes re-plan when it moves
 };
 
 std::string join(const std::vector<std::string>& parts) {
@@ -133,8 +142,10 @@ class RecallQueue::Impl {
         catalog_(catalog::Catalog::open_read_only(catalog_path)),
         catalog_id_(catalog_.catalog_id()) {
     const std::size_t drives = library_.drive_count();
+    stats_.staged_by_drive.resize(drives);
     loaded_.resize(drives);
     busy_.resize(drives);
+    serving_.resize(drives);
     label_checked_.resize(drives);
     refresh_listed();
     for (std::size_t d = 0; d < drives; ++d) loaded_[d] = library_.loaded_serial(d);
@@ -233,6 +244,7 @@ class RecallQueue::Impl {
       TapeQueue& q = tapes_[c.tape.serial];
       q.requests.emplace(position_of(*r, c), r);
       q.priorities.insert(r->priority);
+      ++q.arrivals;
     }
   }
 
@@ -402,6 +414,7 @@ class RecallQueue::Impl {
       }
       std::lock_guard lock(mutex_);
       busy_[drive].reset();
+      serving_[drive].reset();
       changed_.notify_all();
     }
   }
@@ -437,14 +450,54 @@ class RecallQueue::Impl {
     if (error) std::rethrow_exception(error);
   }
 
+  static bool on_tape(const Request& r, const std::string& serial) {
+    return std::any_of(r.replicas.begin(), r.replicas.end(),
+                       [&](const catalog::Replica& c) { return c.tape.serial == serial; });
+  }
+
+  // Where drive `drive`, reading `serial` and about to take the request at
+  // `next`, should carry on so that it and the other drives share the work
+  // (mutex_ held). Another drive reading a tape that holds the same
+  // requests covers them from its own head on, in this tape's order (true
+  // of copies written in one pass, a fair guess otherwise). If this drive
+  // is ahead of it and has more than half of what lies ahead of the other
+  // left to do, it moves on to the middle of that, leaving the first half
+  // to the other drive. nullopt: carry on at `next`.
+  std::optional<Position> split_point(std::size_t drive, const std::string& serial,
+                                      const std::map<Position, RequestPtr>& q,
+                                      const Position& next) {
+    std::optional<Position> split;
+    for (std::size_t j = 0; j < busy_.size(); ++j) {
+      if (j == drive || !busy_[j] || *busy_[j] == serial || !serving_[j]) continue;
+      const Request& theirs = *serving_[j];
+      auto here = std::find_if(theirs.replicas.begin(), theirs.replicas.end(),
+                               [&](const catalog::Replica& c) { return c.tape.serial == serial; });
+      if (here == theirs.replicas.end()) continue;
+      const Position other = position_of(theirs, *here);
+      if (next < other) continue;   // behind it: everything up to it is this drive's
+      std::vector<Position> ahead;  // of the other drive, and readable by it
+      for (auto a = q.lower_bound(other); a != q.end(); ++a)
+        if (on_tape(*a->second, *busy_[j])) ahead.push_back(a->first);
+      const auto mine = static_cast<std::size_t>(
+          ahead.end() - std::lower_bound(ahead.begin(), ahead.end(), next));
+      if (mine > ahead.size() - mine + 1) {
+        const Position middle = ahead[ahead.size() / 2];
+        if (!split || *split < middle) split = middle;
+      }
+    }
+    return split;
+  }
+
   void run_pass(std::size_t drive, const std::string& serial) {
     detail::TapeCursor cursor(library_.drive(drive), options_.forward_read_limit);
     detail::MemberReader reader(cursor, key_cache_, keys_, options_);
+    std::optional<Position> head;
+    std::optional<Position> split;
+    std::optional<std::uint64_t> planned;  // arrivals when the split was last planned
     {
       std::lock_guard lock(mutex_);
       ++stats_.passes;
     }
-    std::optional<Position> head;
     for (;;) {
       RequestPtr r;
       catalog::Replica replica;
@@ -456,29 +509,44 @@ class RecallQueue::Impl {
         auto& q = t->second.requests;
         auto it = head ? q.lower_bound(*head) : q.begin();
         if (it == q.end()) return;  // only requests behind the head: next pass
+        // Planned at the start and again when requests arrive: what lies
+        // ahead changes only then (the other drives only take).
+        if (planned != t->second.arrivals) {
+          planned = t->second.arrivals;
+          split = split_point(drive, serial, q, it->first);
+        }
+        // Requests the other drive will read are passed over; those only
+        // this tape holds are not.
+        if (split) {
+          std::set<std::string> others;
+          for (std::size_t j = 0; j < busy_.size(); ++j)
+            if (j != drive && busy_[j]) others.insert(*busy_[j]);
+          while (it != q.end() && it->first < *split &&
+                 std::any_of(others.begin(), others.end(),
+                             [&](const std::string& o) { return on_tape(*it->second, o); }))
+            ++it;
+          if (it == q.end()) return;
+        }
         r = it->second;
         replica = *std::find_if(r->replicas.begin(), r->replicas.end(),
                                 [&](const catalog::Replica& c) { return c.tape.serial == serial; });
         head = Position{replica.archive.first_block, replica.copy.header_offset, 0};
         take(r);
+        serving_[drive] = r;
         r->ticket->update([&](RecallStatus& s) {
           s.state = RecallState::kStaging;
           s.tape = serial;
           s.bytes_done = 0;
         });
       }
-      serve(reader, r, replica);
+      serve(drive, reader, r, replica);
     }
   }
 
-  void serve(detail::MemberReader& reader, const RequestPtr& r, const catalog::Replica& replica) {
+  void serve(std::size_t drive, detail::MemberReader& reader, const RequestPtr& r,
+             const catalog::Replica& replica) {
     RecallSink& sink = *r->sink;
     try {
-      try {
-        sink.begin(r->version);
-      } catch (...) {
-        throw detail::SinkFailure(std::current_exception());
-      }
       reader.read(replica, r->version, r->path, sink, [&](std::uint64_t n) {
         r->ticket->update([&](RecallStatus& s) { s.bytes_done += n; });
       });
@@ -489,6 +557,7 @@ class RecallQueue::Impl {
       }
       std::lock_guard lock(mutex_);
       succeed(r);
+      ++stats_.staged_by_drive[drive];
     } catch (const detail::SinkFailure& failure) {
       sink.abort();
       std::lock_guard lock(mutex_);
@@ -531,6 +600,7 @@ class RecallQueue::Impl {
   std::set<std::string> listed_;
   std::vector<std::optional<std::string>> loaded_;  // tape in each drive
   std::vector<std::optional<std::string>> busy_;    // tape of each running pass
+  std::vector<RequestPtr> serving_;                 // each drive's last request taken
   std::vector<std::string> label_checked_;          // worker-owned
   std::uint64_t queued_ = 0;                        // requests not finished
   std::uint64_t next_seq_ = 0;

@@ -82,12 +82,32 @@ class RestoreError : public Error {
   using Error::Error;
 };
 
+// ------------------------------------------------------------ keys
+
+// The key files a front end was given for reading tapes.
+struct KeyFiles {
+  std::vector<std::string> identities;  // age identity files (age-keygen format)
+  std::string passphrase_file;
+  // Used when neither of the above is given, if it exists: the identity
+  // `mixtape init` generated.
+  std::string default_identity;
+};
+
+// Loads the keys. A key file its group or others may read is used, with a
+// warning: warn() gets one line naming the file and the fix. An identity
+// file that is itself age-encrypted (a passphrase-protected identity) is
+// refused at once, before any scrypt work a hostile header could ask for.
+crypto::AgeDecryptKeys load_keys(const KeyFiles& files,
+                                 const std::function<void(const std::string&)>& warn);
+
 // ------------------------------------------------------------ sinks
 
 // Where the bytes of one recalled file version go: the stage cache, or a
 // file being restored. Calls come from a recall worker thread, in this
-// order per attempt: begin, write..., then commit (the hash matched) or
-// abort (this copy failed; another copy may begin again from byte 0). fail
+// order per attempt: begin (once the member's tar header on tape matched
+// the catalog), write..., then commit (the hash matched) or abort (this
+// copy failed, possibly before begin; another copy may begin again from
+// byte 0). fail
 // is called once if no copy is left. An exception thrown by the sink itself
 // (a full disk) fails the request at once: other copies would not help.
 class RecallSink {
@@ -146,6 +166,14 @@ class StageCache {
                         std::chrono::steady_clock::time_point deadline);
     // Reads bytes that wait_for reported ready; returns the count.
     std::size_t read(std::uint64_t offset, MutableByteSpan out);
+    // Where read() would take them from: the open file (kept open while
+    // `fd` lives) and how many of the bytes from offset it holds now (0:
+    // none). The mount replies from it by splice, without copying.
+    struct Extent {
+      std::shared_ptr<const UniqueFd> fd;
+      std::size_t length = 0;
+    };
+    Extent extent(std::uint64_t offset, std::size_t length);
     std::string error() const;
     std::uint64_t size() const { return size_; }
 
@@ -251,6 +279,7 @@ struct RecallQueueStats {
   std::uint64_t copy_failures = 0;  // copies struck off (then retried elsewhere)
   std::uint64_t passes = 0;         // tape passes started
   std::uint64_t tape_loads = 0;
+  std::vector<std::uint64_t> staged_by_drive;  // requests each drive served
 };
 
 class RecallQueue {

@@ -108,8 +108,12 @@ class StageCache::Impl {
   void unpin(const std::string& hex) {
     auto it = entries_.find(hex);
     if (it == entries_.end()) return;
-    if (--it->second.pins <= 0 && it->second.state != State::kStaged &&
-        it->second.state != State::kStaging) {
+    if (--it->second.pins > 0) return;
+    if (it->second.state == State::kStaged) {
+      // Nobody reads it: close it, or every file ever read would keep a
+      // descriptor open for as long as the cache lives.
+      it->second.fd.reset();
+    } else if (it->second.state != State::kStaging) {
       entries_.erase(it);
     }
   }
@@ -393,7 +397,7 @@ WaitStatus StageCache::Reader::wait_for(std::uint64_t offset, std::uint64_t leng
   }
 }
 
-std::size_t StageCache::Reader::read(std::uint64_t offset, MutableByteSpan out) {
+StageCache::Reader::Extent StageCache::Reader::extent(std::uint64_t offset, std::size_t length) {
   Impl& cache = *state_->cache;
   std::shared_ptr<UniqueFd> fd;
   std::uint64_t readable = 0;
@@ -411,13 +415,17 @@ std::size_t StageCache::Reader::read(std::uint64_t offset, MutableByteSpan out) 
     readable =
         e.state == Impl::State::kStaged ? e.size : std::min(e.landed, e.size ? e.size - 1 : 0);
   }
-  if (!fd || offset >= readable) return 0;
-  std::size_t want =
-      static_cast<std::size_t>(std::min<std::uint64_t>(out.size(), readable - offset));
+  if (!fd || offset >= readable) return {};
+  return {std::move(fd),
+          static_cast<std::size_t>(std::min<std::uint64_t>(length, readable - offset))};
+}
+
+std::size_t StageCache::Reader::read(std::uint64_t offset, MutableByteSpan out) {
+  const Extent from = extent(offset, out.size());
   std::size_t done = 0;
-  while (done < want) {
-    ssize_t n =
-        ::pread(fd->get(), out.data() + done, want - done, static_cast<off_t>(offset + done));
+  while (done < from.length) {
+    ssize_t n = ::pread(from.fd->get(), out.data() + done, from.length - done,
+                        static_cast<off_t>(offset + done));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) throw_errno("cannot read the stage cache");
     if (n == 0) break;

@@ -197,8 +197,9 @@ ArchiveKey ArchiveStream::key_for(const catalog::TapeRow& tape,
     return key;
   } catch (const crypto::AgeError& e) {
     if (is_key_error(e)) {
+      const bool wrong_key = e.kind() != crypto::AgeErrorKind::WorkFactorTooHigh;
       std::string message = std::string("cannot decrypt the archive: ") + e.what() +
-                            " (wrong --identity or --passphrase-file?)";
+                            (wrong_key ? " (wrong --identity or --passphrase-file?)" : "");
       keys_.put_error(id, message);
       throw RestoreError(message);
     }
@@ -316,6 +317,20 @@ void MemberReader::read(const catalog::Replica& replica, const catalog::VersionR
     std::optional<format::TarMember> member = tar.next();
     if (!member) throw MemberError(MemberError::Kind::kMismatch, "the archive ends before it");
     check_member(*member, replica, version, name);
+    if (member->offsets.data_offset + member->info.size > archive.plain_bytes) {
+      throw MemberError(MemberError::Kind::kMismatch,
+                        "the member's " + std::to_string(member->info.size) +
+                            " bytes run past the end of its archive: the tape does not match the "
+                            "catalog");
+    }
+    // Only now that the tape has shown what it holds: a sink claims space
+    // for the catalog's size (the stage cache up front), which a hostile or
+    // mistaken catalog could make absurd.
+    try {
+      sink.begin(version);
+    } catch (...) {
+      throw SinkFailure(std::current_exception());
+    }
     crypto::Blake2b256 hasher;
     if (version.kind == catalog::VersionKind::kSymlink) {
       hasher.update(as_bytes(member->info.linkpath));

@@ -31,10 +31,19 @@ void harden_untrusted(sqlite3* db) {
   sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_VIEW, 0, nullptr);
   sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, nullptr);
   sqlite3_limit(db, SQLITE_LIMIT_ATTACHED, 0);
-  sqlite3_limit(db, SQLITE_LIMIT_LENGTH, 64 << 20);
+  // Every value is read whole into memory, so this bounds what one hostile
+  // value costs. The largest an index holds legitimately is a path or a
+  // verification detail (64 KiB; engine/catalog/merge.cc).
+  sqlite3_limit(db, SQLITE_LIMIT_LENGTH, 1 << 20);
+  // These bound the parsing of the file's own schema (CHECK constraints,
+  // defaults, generated columns) as much as the SQL mixtape sends.
   sqlite3_limit(db, SQLITE_LIMIT_SQL_LENGTH, 100000);
   sqlite3_limit(db, SQLITE_LIMIT_COLUMN, 100);
   sqlite3_limit(db, SQLITE_LIMIT_EXPR_DEPTH, 100);
+  sqlite3_limit(db, SQLITE_LIMIT_COMPOUND_SELECT, 3);
+  sqlite3_limit(db, SQLITE_LIMIT_FUNCTION_ARG, 8);
+  sqlite3_limit(db, SQLITE_LIMIT_LIKE_PATTERN_LENGTH, 50);
+  sqlite3_limit(db, SQLITE_LIMIT_TRIGGER_DEPTH, 1);
 }
 
 }  // namespace

@@ -80,7 +80,10 @@ Drive& ImageLibrary::load(const std::string& serial, std::size_t index) {
   }
   // The cartridge can be in one drive only: take it out of another one.
   for (std::size_t other = 0; other < drives_.size(); ++other) {
-    if (loaded_[other] == serial) unload(other);
+    if (loaded_[other] == serial) {
+      unload(other);
+      ++moves_;
+    }
   }
   unload(index);
   struct stat st {};

@@ -44,16 +44,50 @@ std::optional<std::string> SingleDriveLibrary::loaded_serial(std::size_t) const 
   return known_;
 }
 
-std::unique_ptr<Library> open_library(const LibrarySpec& spec, SerialReader read_serial) {
-  if (!spec.changer.empty()) {
-    if (spec.device.empty())
-      throw TapeError(TapeErrorKind::kInvalidArgument, "a changer needs its drive's device too");
-    std::vector<std::unique_ptr<Drive>> drives;
-    OpenDriveOptions options;
-    options.read_only = spec.read_only;
-    drives.push_back(open_drive(spec.device, options));
-    return std::make_unique<MtxChanger>(spec.changer, std::move(drives));
+namespace {
+
+std::vector<std::string> split_devices(const std::string& list) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  for (;;) {
+    std::size_t comma = list.find(',', start);
+    std::string device = list.substr(start, comma - start);
+    if (device.empty())
+      throw TapeError(TapeErrorKind::kInvalidArgument, "empty device name in '" + list + "'");
+    out.push_back(device);
+    if (comma == std::string::npos) return out;
+    start = comma + 1;
   }
+}
+
+// The changer's drives are its data transfer elements, as many as mtx
+// status lists; the devices name them in order. Fewer devices than drives
+// leave the rest unused; more is a mistake.
+std::unique_ptr<Library> open_changer(const LibrarySpec& spec) {
+  if (spec.device.empty())
+    throw TapeError(TapeErrorKind::kInvalidArgument, "a changer needs its drives' devices too");
+  std::vector<std::unique_ptr<Drive>> drives;
+  OpenDriveOptions options;
+  options.read_only = spec.read_only;
+  for (const auto& device : split_devices(spec.device))
+    drives.push_back(open_drive(device, options));
+  const std::size_t given = drives.size();
+  auto changer = std::make_unique<MtxChanger>(spec.changer, std::move(drives));
+  if (given > 1) {
+    const MtxStatus status = changer->status();
+    if (static_cast<std::size_t>(status.drive_count) < given)
+      throw TapeError(TapeErrorKind::kInvalidArgument,
+                      spec.changer + " has " + std::to_string(status.drive_count) +
+                          " drive(s) according to mtx status, but " + std::to_string(given) +
+                          " devices were given");
+  }
+  return changer;
+}
+
+}  // namespace
+
+std::unique_ptr<Library> open_library(const LibrarySpec& spec, SerialReader read_serial) {
+  if (!spec.changer.empty()) return open_changer(spec);
   if (spec.device.empty() == spec.library.empty())
     throw TapeError(TapeErrorKind::kInvalidArgument,
                     "name exactly one of a device (--device) or a library (--library)");

@@ -422,6 +422,15 @@ class FaultInjectingDrive final : public Drive {
   void set_early_warning_at(std::uint64_t block) { early_warning_at_ = block; }
   // Writing block N or any later block is refused with kPhysicalEnd.
   void set_physical_end_at(std::uint64_t block) { physical_end_at_ = block; }
+  // A bad spot: a write (record or filemark) that would occupy block N
+  // throws kMediaError naming block N and writes nothing, every time.
+  void add_bad_write(std::uint64_t block) { bad_writes_.insert(block); }
+  // The drive dies after `writes` more successful writes (records or
+  // filemark commands): the next write, and every command after it except
+  // name(), status() (not loaded) and stats(), throws kDeviceError.
+  void fail_after_writes(std::uint64_t writes) { writes_until_failure_ = writes; }
+  bool dead() const { return dead_; }
+  // Also brings a dead drive back.
   void clear_faults();
 
   std::string name() const override { return inner_.name(); }
@@ -431,23 +440,28 @@ class FaultInjectingDrive final : public Drive {
   void space_filemarks_forward(std::uint32_t count) override;
   void space_filemarks_backward(std::uint32_t count) override;
   void locate(std::uint64_t block) override;
-  std::uint64_t tell() override { return inner_.tell(); }
-  void rewind() override { inner_.rewind(); }
+  std::uint64_t tell() override;
+  void rewind() override;
   void space_to_eod() override;
   DriveStatus status() override;
-  void load() override { inner_.load(); }
-  void unload() override { inner_.unload(); }
+  void load() override;
+  void unload() override;
   DriveStats stats() const override { return inner_.stats(); }
 
  private:
+  void check_alive() const;
   void check_write(std::uint64_t blocks);
+  void count_write();
   WriteResult with_early_warning(WriteResult result);
 
   Drive& inner_;
   std::set<std::uint64_t> bad_records_;
+  std::set<std::uint64_t> bad_writes_;
   std::optional<std::uint64_t> end_of_data_;
   std::optional<std::uint64_t> early_warning_at_;
   std::optional<std::uint64_t> physical_end_at_;
+  std::optional<std::uint64_t> writes_until_failure_;
+  bool dead_ = false;
 };
 
 // ---------------------------------------------------------------- libraries
@@ -483,6 +497,10 @@ class ImageLibrary final : public Library {
                         ImageGeometry blank_geometry = {}, TimingModel timing = {});
 
   std::string image_path(const std::string& serial) const;
+  // Loads that took the tape out of another drive first. A robot cannot do
+  // that while the other drive is in use, so callers that share a library
+  // between drives (the recall queue, the writer) keep this at 0.
+  std::uint64_t moves() const { return moves_; }
 
   std::size_t drive_count() const override { return drives_.size(); }
   Drive& drive(std::size_t index) override;
@@ -497,6 +515,7 @@ class ImageLibrary final : public Library {
   ImageGeometry blank_geometry_;
   std::vector<std::unique_ptr<ImageDrive>> drives_;
   std::vector<std::optional<std::string>> loaded_;
+  std::uint64_t moves_ = 0;
 };
 
 // Runs argv[0] with arguments, returning exit status and stdout+stderr. The
@@ -648,6 +667,32 @@ class TapeFileReader final : public ByteSource {
   std::uint64_t bytes_read_ = 0;
 };
 
+// Any library whose drives inject faults: drive i is inner's drive i inside
+// a FaultInjectingDrive that stays with the drive across tape swaps (a bad
+// drive, not a bad tape; on_load can set faults per tape).
+class FaultInjectingLibrary final : public Library {
+ public:
+  explicit FaultInjectingLibrary(Library& inner);
+
+  FaultInjectingDrive& faults(std::size_t index);
+  // Called after every load, with the serial and the drive index.
+  std::function<void(const std::string& serial, std::size_t index, FaultInjectingDrive&)> on_load;
+
+  std::size_t drive_count() const override { return drives_.size(); }
+  Drive& drive(std::size_t index) override { return faults(index); }
+  std::vector<std::string> serials() override { return inner_.serials(); }
+  Drive& load(const std::string& serial, std::size_t index = 0) override;
+  void unload(std::size_t index = 0) override;
+  std::optional<std::string> loaded_serial(std::size_t index = 0) const override {
+    return inner_.loaded_serial(index);
+  }
+  DriveStats stats() const override { return inner_.stats(); }
+
+ private:
+  Library& inner_;
+  std::vector<std::unique_ptr<FaultInjectingDrive>> drives_;
+};
+
 // ------------------------------------------------------------ open_drive
 
 struct OpenDriveOptions {
@@ -690,10 +735,13 @@ class SingleDriveLibrary final : public Library {
 
 // What --device / --library / --changer name (cli.md), and mount -o alike.
 struct LibrarySpec {
-  std::string device;   // a drive or .tap image (with changer: the changer's drive)
-  std::string library;  // a folder of <serial>.tap images
-  std::string changer;  // /dev/sgN, driven with mtx
-  std::size_t drives = 1;
+  // A drive or .tap image. With a changer: its drives' devices, comma
+  // separated, in data transfer element order (/dev/nst0,/dev/nst1); mtx
+  // status must list at least that many drives.
+  std::string device;
+  std::string library;           // a folder of <serial>.tap images
+  std::string changer;           // /dev/sgN, driven with mtx
+  std::size_t drives = 1;        // of an image library
   ImageGeometry blank_geometry;  // of images made on demand
   bool read_only = false;
 };

@@ -28,93 +28,21 @@
 #include "engine/crypto/crypto.h"
 #include "engine/format/format.h"
 #include "engine/tape/tape.h"
+#include "tests/support/test_support.h"
 
 namespace mixtape::backup::testing {
 
 inline constexpr char kMixtape[] = MIXTAPE_BINARY_DIR "/cli/mixtape";
 
-// A fresh directory, removed with everything in it (permissions restored
-// first, so files a test made unreadable go too).
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "mixtape-backup-XXXXXX");
-    if (!::mkdtemp(pattern.data())) throw_errno("mkdtemp");
-    path_ = pattern;
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ignored;
-    for (auto it = std::filesystem::recursive_directory_iterator(
-             path_, std::filesystem::directory_options::skip_permission_denied, ignored);
-         it != std::filesystem::recursive_directory_iterator(); it.increment(ignored)) {
-      if (!it->is_symlink(ignored)) ::chmod(it->path().c_str(), 0700);
-    }
-    std::filesystem::remove_all(path_, ignored);
-  }
-  const std::string& path() const { return path_; }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
-
-inline std::string random_text(std::size_t size, std::uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::string out(size, '\0');
-  for (auto& c : out) c = static_cast<char>(rng());
-  return out;
-}
-
-inline void write_file(const std::string& path, std::string_view data) {
-  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
-  UniqueFd fd = open_file(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  write_all(fd.get(), as_bytes(data), path);
-}
-
-inline std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("cannot read " + path);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
-inline std::string hash_hex(std::string_view data) {
-  return to_hex(crypto::blake2b256(as_bytes(data)));
-}
-
-inline std::string shell_quote(const std::string& text) {
-  std::string out = "'";
-  for (char c : text) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
-struct CommandResult {
-  int status = -1;  // exit status; -1 if killed by a signal
-  std::string out;
-  std::string err;
-};
-
-// Runs a shell command, capturing stdout and stderr.
-inline CommandResult shell(const std::string& command, const std::string& scratch_dir) {
-  std::string out = scratch_dir + "/.stdout", err = scratch_dir + "/.stderr";
-  // A subshell, so that redirections inside `command` keep their meaning.
-  int rc = std::system(
-      ("( " + command + " ) > " + shell_quote(out) + " 2> " + shell_quote(err)).c_str());
-  CommandResult result;
-  result.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-  result.out = read_file(out);
-  result.err = read_file(err);
-  ::unlink(out.c_str());
-  ::unlink(err.c_str());
-  return result;
-}
-
-inline bool have_tool(const std::string& name) {
-  return std::system(("command -v " + name + " >/dev/null 2>&1").c_str()) == 0;
-}
+using test_support::CommandResult;
+using test_support::hash_hex;
+using test_support::have_tool;
+using test_support::random_text;
+using test_support::read_file;
+using test_support::run_shell;
+using test_support::shell_quote;
+using test_support::TempDir;
+using test_support::write_file;
 
 // How to run the mixtape binary: environment, and optionally as another user.
 struct MixtapeEnv {

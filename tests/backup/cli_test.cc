@@ -151,6 +151,39 @@ TEST_F(CliTest, LabelThenBackUpToOneDevice) {
   EXPECT_EQ(catalog.copies_of(b->id).size(), 1u);
 }
 
+// Labelling never overwrites data unasked: a tape of another catalog that
+// carries the same serial keeps its archives unless --force is given.
+TEST_F(CliTest, LabelRefusesATapeThatHoldsData) {
+  CommandResult init = mixtape({"init", "--copies", "1"});
+  ASSERT_EQ(init.status, 0) << init.err;
+  const std::string recipient = init.out.substr(0, init.out.find('\n'));
+  const std::string device = dir_.file("drive.tap");
+  ASSERT_EQ(mixtape({"tape", "mkimage", "--device", device, "--capacity", "32M"}).status, 0);
+  ASSERT_EQ(mixtape({"label", "--serial", "L00042", "--device", device}).status, 0);
+  write_file(src_ + "/a", random_text(100000, 3));
+  CommandResult run = mixtape({"backup", src_, "--device", device});
+  ASSERT_EQ(run.status, 0) << run.err;
+  const std::string tape_before = read_file(device);
+
+  MixtapeEnv other = env_;  // a second catalog, encrypting to the same key
+  other.catalog = dir_.file("other.db");
+  CommandResult other_init =
+      run_mixtape(other, {"init", "--copies", "1", "--recipient", recipient}, dir_.path());
+  ASSERT_EQ(other_init.status, 0) << other_init.err;
+  CommandResult refused =
+      run_mixtape(other, {"label", "--serial", "L00042", "--device", device}, dir_.path());
+  EXPECT_NE(refused.status, 0);
+  EXPECT_TRUE(one_line(refused.err)) << refused.err;
+  EXPECT_NE(refused.err.find("not blank"), std::string::npos) << refused.err;
+  EXPECT_TRUE(read_file(device) == tape_before) << "the refused label changed the tape";
+  EXPECT_FALSE(catalog::Catalog::open_read_only(other.catalog).tape_by_serial("L00042"));
+
+  CommandResult forced = run_mixtape(
+      other, {"label", "--serial", "L00042", "--device", device, "--force"}, dir_.path());
+  ASSERT_EQ(forced.status, 0) << forced.err;
+  EXPECT_TRUE(catalog::Catalog::open_read_only(other.catalog).tape_by_serial("L00042"));
+}
+
 TEST_F(CliTest, ErrorsAreOneLineWithANonZeroExit) {
   // No catalog yet.
   for (std::vector<std::string> args :
@@ -193,11 +226,18 @@ TEST_F(CliTest, ErrorsAreOneLineWithANonZeroExit) {
     EXPECT_NE(r.status, 0) << args.back();
     EXPECT_TRUE(one_line(r.err)) << args.back() << ": " << r.err;
   }
-  // Flags the parser rejects: non-zero, and the first line names the flag.
+  // What the parser rejects: one "mixtape:" line naming the flag and the
+  // command whose --help explains it; CLI11's exit codes (docs/GUIDE.md).
   CommandResult bogus = mixtape({"backup", src_, "--library", library_, "--bogus"});
-  EXPECT_NE(bogus.status, 0);
-  EXPECT_NE(bogus.err.substr(0, bogus.err.find('\n')).find("--bogus"), std::string::npos)
-      << bogus.err;
+  EXPECT_EQ(bogus.status, 109);
+  EXPECT_TRUE(one_line(bogus.err)) << bogus.err;
+  EXPECT_EQ(bogus.err.rfind("mixtape: ", 0), 0u) << bogus.err;
+  EXPECT_NE(bogus.err.find("--bogus"), std::string::npos) << bogus.err;
+  EXPECT_NE(bogus.err.find("mixtape backup --help"), std::string::npos) << bogus.err;
+  CommandResult missing = mixtape({"backup"});
+  EXPECT_EQ(missing.status, 106);
+  EXPECT_TRUE(one_line(missing.err)) << missing.err;
+  EXPECT_EQ(missing.err.rfind("mixtape: ", 0), 0u) << missing.err;
   // Nothing above wrote a tape.
   EXPECT_FALSE(std::filesystem::exists(library_ + "/L00001.tap"));
 }
@@ -265,9 +305,8 @@ TEST_F(CliTest, HostileSourceTree) {
     auto files = tape_files(library_ + "/L00001.tap");
     for (std::size_t f = 2; f + 1 < files.size(); f += 2) {
       write_file(dir_.file("archive.age"), files[f]);
-      CommandResult t = shell("age -d -i " + key + " " + shell_quote(dir_.file("archive.age")) +
-                                  " | tar --warning=no-unknown-keyword -tf -",
-                              dir_.path());
+      CommandResult t = run_shell("age -d -i " + key + " " + shell_quote(dir_.file("archive.age")) +
+                                  " | tar --warning=no-unknown-keyword -tf -");
       EXPECT_EQ(t.status, 0) << t.err;
       listing += t.out;
     }

@@ -13,14 +13,14 @@ class Drill : public ::testing::Test {
  protected:
   void SetUp() override {
     for (const char* tool : {"python3", "age", "sqlite3", "tar", "b2sum"})
-      if (!have_tool(tool)) GTEST_SKIP() << tool << " not installed";
+      ASSERT_TRUE(have_tool(tool)) << tool << " not installed (scripts/install-deps.sh)";
     env_.catalog = dir_.file("catalog.db");
     env_.home = dir_.file("home");
     env_.tmpdir = dir_.path();
   }
 
   CommandResult sh(const std::string& command) {
-    return shell("cd " + shell_quote(dir_.path()) + " && " + command, dir_.path());
+    return run_shell("cd " + shell_quote(dir_.path()) + " && " + command);
   }
   std::string sh_ok(const std::string& command) {
     CommandResult r = sh(command);

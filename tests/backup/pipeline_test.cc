@@ -70,10 +70,10 @@ class PipelineTest : public ::testing::Test {
     config.default_copies = 2;
     catalog_.emplace(Catalog::create(dir_.file("catalog.db"), config));
     // File 0 carries these instead of the (large) test binary.
-    write_file(dir_.file("stub-binary"), "a binary");
-    write_file(dir_.file("stub-source.tar.gz"), "the source");
-    options_.label.binary_path = dir_.file("stub-binary");
-    options_.label.source_tarball_path = dir_.file("stub-source.tar.gz");
+    write_file(dir_.file("small-binary"), "a binary");
+    write_file(dir_.file("small-source.tar.gz"), "the source");
+    options_.label.binary_path = dir_.file("small-binary");
+    options_.label.source_tarball_path = dir_.file("small-source.tar.gz");
     options_.label.capacity = geometry_.capacity;
     options_.roots = {src_};
     options_.archive_size = 256 << 10;

@@ -118,13 +118,10 @@ TEST(CopyInto, StockSqlite3ExplainsTheIndex) {
     sqlite::Database db(index, sqlite::OpenMode::kReadWrite);
     c.copy_into(db);  // through the format module's own connection
   }
-  std::string command = "sqlite3 '" + index + "' .schema 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  ASSERT_NE(pipe, nullptr);
-  std::string schema;
-  char buf[4096];
-  while (std::size_t n = fread(buf, 1, sizeof buf, pipe)) schema.append(buf, n);
-  ASSERT_EQ(pclose(pipe), 0) << schema;
+  auto sqlite3 =
+      test_support::run_shell("sqlite3 " + test_support::shell_quote(index) + " .schema");
+  ASSERT_EQ(sqlite3.status, 0) << sqlite3.err;
+  const std::string& schema = sqlite3.out;
   EXPECT_NE(schema.find("CREATE TABLE catalog_versions ("), std::string::npos) << schema;
   EXPECT_NE(schema.find("REFERENCES catalog_files(id)"), std::string::npos);
   EXPECT_NE(schema.find("BLAKE2b-256"), std::string::npos);  // the column comments came along

@@ -10,29 +10,11 @@
 #include <string>
 
 #include "engine/catalog/catalog.h"
+#include "tests/support/test_support.h"
 
 namespace mixtape::catalog::testing {
 
-// A fresh directory, removed with everything in it at the end of the test.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "mixtape-catalog-XXXXXX");
-    if (!mkdtemp(pattern.data())) throw_errno("mkdtemp");
-    path_ = pattern;
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  const std::string& path() const { return path_; }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using test_support::TempDir;
 
 inline CatalogConfig test_config() {
   CatalogConfig c;

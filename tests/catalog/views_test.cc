@@ -1,6 +1,7 @@
 // The mount's views: latest/, snapshots/<run>/, tapes/<serial>/.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <set>
 
 #include "engine/catalog/catalog.h"
@@ -31,6 +32,12 @@ std::vector<std::string> all_names(Catalog& c, Id dir, const View& view, std::si
     EXPECT_LE(entries.size(), page);
     for (const auto& e : entries) out.push_back(e.name);
     after = entries.back().name;
+    // A short page is the end (the mount answers the next readdir without
+    // a query); reading on must find nothing.
+    if (entries.size() < page) {
+      EXPECT_TRUE(c.list_dir(dir, view, after, page).empty()) << "after " << after;
+      return out;
+    }
   }
 }
 
@@ -71,6 +78,32 @@ TEST(Views, LatestListsDirsAndFilesByNameInPages) {
   EXPECT_FALSE(c.lookup(big, "never-hashed", View::latest()));
   EXPECT_FALSE(c.lookup(big, "nothing", View::latest()));
   EXPECT_TRUE(c.lookup(big, "d3", View::latest())->is_dir);
+}
+
+TEST(Views, OnlyTheLastPageIsShortWhenDirsAndFilesInterleave) {
+  TempDir tmp;
+  Catalog c = Catalog::create(tmp.file("c.db"), test_config());
+  Id r1 = c.begin_run(RunKind::kBackup, {"/mix"});
+  Id mix = c.ensure_dir("/mix");
+  std::vector<std::string> want;
+  {
+    auto tx = c.transaction();
+    // Runs of directories and files of different lengths, so a page of one
+    // side fills while the other lags behind, and one name that is both.
+    for (int i = 0; i < 300; ++i) {
+      char name[16];
+      std::snprintf(name, sizeof name, "n%03d", i);
+      if (i % 7 < 3)
+        c.ensure_dir(std::string("/mix/") + name);
+      else
+        c.record_version(c.ensure_file(mix, name), file_version(name), r1);
+      want.push_back(name);
+    }
+    c.record_version(c.ensure_file(mix, "n000"), file_version("both"), r1);
+    tx.commit();
+  }
+  for (std::size_t page : {1u, 2u, 3u, 5u, 7u, 64u, 299u, 300u, 301u, 1024u})
+    EXPECT_EQ(all_names(c, mix, View::latest(), page), want) << "page " << page;
 }
 
 TEST(Views, LatestShowsTheNewestVersionAndDeletedFiles) {
@@ -173,6 +206,43 @@ TEST(Views, TapesShowWhatTheyHold) {
   EXPECT_TRUE(c.resolve("/a/b/one", View::tape(t1.tape)));
   EXPECT_FALSE(c.resolve("/a/b/one", View::tape(t2.tape)));
   EXPECT_FALSE(c.resolve("/a/c", View::tape(t1.tape)));
+}
+
+TEST(Views, SubdirsListsDirectoryRowsOnlyInPages) {
+  TempDir tmp;
+  Catalog c = Catalog::create(tmp.file("c.db"), test_config());
+  Id r1 = c.begin_run(RunKind::kBackup, {"/s"});
+  Id s = c.ensure_dir("/s");
+  std::vector<std::string> want;
+  for (int i = 0; i < 30; ++i) {
+    std::string name = "d" + std::to_string(100 + i);
+    c.ensure_dir("/s/" + name);  // never seen (last_seen_run 0) counts too
+    want.push_back(name);
+    c.record_version(c.ensure_file(s, "f" + std::to_string(i)), file_version("x"), r1);
+  }
+  c.ensure_dir("/s/d100/deeper");  // not a child of /s
+  c.touch_dir(c.ensure_dir("/s/d105"), Attributes{0755, 0, 0, "", "", 0}, r1);
+
+  std::vector<std::string> got;
+  std::string after;
+  for (;;) {
+    auto page = c.subdirs(s, after, 7);
+    ASSERT_LE(page.size(), 7u);
+    for (const auto& d : page) {
+      EXPECT_EQ(d.parent, s);
+      got.push_back(d.name);
+    }
+    if (page.size() < 7) break;
+    after = page.back().name;
+  }
+  EXPECT_EQ(got, want);
+  auto all = c.subdirs(s);
+  ASSERT_EQ(all.size(), 30u);
+  EXPECT_EQ(all[5].name, "d105");
+  EXPECT_EQ(all[5].last_seen_run, r1);
+  EXPECT_EQ(all[0].last_seen_run, 0);
+  EXPECT_TRUE(c.subdirs(c.dir_by_path("/s/d101")->id).empty());
+  EXPECT_TRUE(c.subdirs(s, "d129").empty());
 }
 
 TEST(Views, WalkVisitsEverythingDepthFirst) {

@@ -17,6 +17,7 @@
 #include <random>
 
 #include "engine/crypto/crypto.h"
+#include "tests/support/test_support.h"
 
 namespace mixtape::crypto {
 namespace {
@@ -26,16 +27,7 @@ namespace fs = std::filesystem;
 const std::string kMixtape = std::string(MIXTAPE_BINARY_DIR) + "/cli/mixtape";
 constexpr char kPassphrase[] = "correct horse battery staple";
 
-struct Result {
-  int status = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
+using Result = test_support::CommandResult;
 
 std::vector<char*> c_args(std::vector<std::string>& args) {
   std::vector<char*> out;
@@ -68,8 +60,8 @@ Result run(std::vector<std::string> args, const fs::path& scratch) {
   }
   Result r;
   r.status = wait_status(pid);
-  r.out = slurp(out_path);
-  r.err = slurp(err_path);
+  r.out = test_support::read_file(out_path);
+  r.err = test_support::read_file(err_path);
   return r;
 }
 
@@ -118,13 +110,13 @@ Bytes pseudo_random(std::size_t size, std::uint64_t seed) {
   return data;
 }
 
-void write_file(const std::string& path, ByteSpan data) {
-  std::ofstream out(path, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
-}
+using test_support::write_file;
 
+// A file that does not exist reads as empty: `age -o FILE` creates FILE only
+// when it has a byte to write.
 Bytes read_file(const std::string& path) {
-  std::string s = slurp(path);
+  if (!fs::exists(path)) return {};
+  std::string s = test_support::read_file(path);
   return Bytes(s.begin(), s.end());
 }
 
@@ -242,7 +234,8 @@ TEST_P(Interop, ArmoredBothWays) {
     options.armor = true;
     return std::make_unique<AgeEncryptor>(sink, recipients, options);
   });
-  EXPECT_TRUE(slurp(cipher_path_).starts_with("-----BEGIN AGE ENCRYPTED FILE-----\n"));
+  EXPECT_TRUE(
+      test_support::read_file(cipher_path_).starts_with("-----BEGIN AGE ENCRYPTED FILE-----\n"));
   r = run({"age", "-d", "-i", path("age-id.txt"), "-o", out_path_, cipher_path_}, *dir_);
   ASSERT_EQ(r.status, 0) << r.err;
   expect_out_is_plain();
@@ -309,11 +302,11 @@ TEST_F(Keygen, WritesAFile0600AndPrintsThePublicKeyLikeAgeKeygen) {
 TEST_F(Keygen, RefusesToOverwrite) {
   std::string file = dir_ / "id.txt";
   ASSERT_EQ(run({kMixtape, "keygen", "-o", file}, dir_).status, 0);
-  std::string before = slurp(file);
+  std::string before = test_support::read_file(file);
   Result again = run({kMixtape, "keygen", "-o", file}, dir_);
   EXPECT_NE(again.status, 0);
   EXPECT_NE(again.err.find("already exists"), std::string::npos) << again.err;
-  EXPECT_EQ(slurp(file), before);
+  EXPECT_EQ(test_support::read_file(file), before);
 }
 
 TEST_F(Keygen, PrintsTheIdentityOnStdout) {

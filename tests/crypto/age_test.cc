@@ -15,6 +15,7 @@
 
 #include "engine/crypto/crypto.h"
 #include "engine/crypto/internal.h"
+#include "tests/support/test_support.h"
 
 namespace mixtape::crypto {
 namespace {
@@ -105,24 +106,9 @@ AgeError expect_age_error(F f) {
   return AgeError(AgeErrorKind::HeaderMalformed, "none");
 }
 
-class TempDir {
- public:
-  TempDir() {
-    path_ = fs::temp_directory_path() /
-            ("mixtape-age-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++));
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
+using test_support::TempDir;
 
- private:
-  static inline int counter_ = 0;
-  fs::path path_;
-};
-
-void write_text(const std::string& path, const std::string& text) {
-  std::ofstream(path, std::ios::binary) << text;
-}
+using test_support::write_file;
 
 // ------------------------------------------------------------ primitives
 
@@ -292,7 +278,7 @@ TEST(IdentityFile, IsWrittenWithMode0600InAgeKeygenFormat) {
 TEST(IdentityFile, RefusesToOverwrite) {
   TempDir dir;
   std::string path = dir / "identity.txt";
-  write_text(path, "precious\n");
+  write_file(path, "precious\n");
   try {
     write_identity_file(path, X25519Identity::generate());
     FAIL() << "overwrote an existing file";
@@ -308,7 +294,7 @@ TEST(IdentityFile, RefusesToOverwrite) {
 TEST(RecipientsFile, ParsesLikeAgeR) {
   TempDir dir;
   X25519Identity a = X25519Identity::generate(), b = X25519Identity::generate();
-  write_text(dir / "r.txt",
+  write_file(dir / "r.txt",
              "# team\n" + a.recipient().to_string() + "\n\n" + b.recipient().to_string() + "\n");
   auto recipients = load_recipients(dir / "r.txt");
   ASSERT_EQ(recipients.size(), 2u);
@@ -319,10 +305,10 @@ TEST(RecipientsFile, ParsesLikeAgeR) {
 
 TEST(PassphraseFile, UsesTheFirstLine) {
   TempDir dir;
-  write_text(dir / "p", "correct horse\r\nignored\n");
+  write_file(dir / "p", "correct horse\r\nignored\n");
   Passphrase p = load_passphrase_file(dir / "p");
   EXPECT_EQ(as_chars(p.bytes()), "correct horse");
-  write_text(dir / "empty", "\n");
+  write_file(dir / "empty", "\n");
   EXPECT_EQ(expect_age_error([&] { load_passphrase_file(dir / "empty"); }).kind(),
             AgeErrorKind::KeyMalformed);
 }

@@ -8,18 +8,15 @@
 #include <random>
 
 #include "engine/crypto/crypto.h"
+#include "tests/support/test_support.h"
 
 namespace mixtape::crypto {
 namespace {
 
 std::string b2sum_of(const std::string& path) {
-  std::string command = "b2sum -l 256 '" + path + "'";
-  FILE* pipe = ::popen(command.c_str(), "r");
-  EXPECT_NE(pipe, nullptr);
-  char buf[256] = {};
-  std::string out = std::fgets(buf, sizeof buf, pipe) ? buf : "";
-  ::pclose(pipe);
-  return out.substr(0, out.find(' '));
+  auto b2sum = test_support::run_shell("b2sum -l 256 " + test_support::shell_quote(path));
+  EXPECT_EQ(b2sum.status, 0) << b2sum.err;
+  return b2sum.out.substr(0, b2sum.out.find(' '));
 }
 
 class Blake2bFiles : public ::testing::TestWithParam<std::size_t> {};

@@ -16,7 +16,7 @@ namespace {
 using testing::hash_hex;
 using testing::have_tool;
 using testing::read_file;
-using testing::run;
+using testing::run_shell;
 using testing::shell_quote;
 using testing::TempDir;
 using testing::write_file;
@@ -58,14 +58,14 @@ std::vector<std::string> spec_names() {
 class Archaeology : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!have_tool("tar")) GTEST_SKIP() << "tar not installed";
+    ASSERT_TRUE(have_tool("tar")) << "tar not installed (scripts/install-deps.sh)";
   }
   TempDir dir_;
 };
 
 TEST_F(Archaeology, TarListsEveryPartInOrder) {
   std::string file0 = write_file0(dir_ / "file0.tar");
-  auto listing = run("tar --warning=no-unknown-keyword -tf " + shell_quote(file0));
+  auto listing = run_shell("tar --warning=no-unknown-keyword -tf " + shell_quote(file0));
   ASSERT_EQ(listing.status, 0);
   std::string want = "MIXTAPE\nREADME.txt\nFORMAT.txt\n";
   for (const auto& name : spec_names()) want += "specs/" + name + "\n";
@@ -79,10 +79,10 @@ TEST_F(Archaeology, ExtractedFilesAreTheSourcesAndHashesHold) {
   std::string file0 = write_file0(dir_ / "file0.tar");
   std::string out = dir_ / "out";
   std::filesystem::create_directory(out);
-  ASSERT_EQ(
-      run("tar --warning=no-unknown-keyword -xf " + shell_quote(file0) + " -C " + shell_quote(out))
-          .status,
-      0);
+  ASSERT_EQ(run_shell("tar --warning=no-unknown-keyword -xf " + shell_quote(file0) + " -C " +
+                      shell_quote(out))
+                .status,
+            0);
   EXPECT_EQ(read_file(out + "/MIXTAPE"), format_label(sample_label()));
   EXPECT_EQ(read_file(out + "/README.txt"), read_file(kSource + "/archaeology/README.txt"));
   // FORMAT.txt is docs/FORMAT.md itself.
@@ -101,7 +101,7 @@ TEST_F(Archaeology, ExtractedFilesAreTheSourcesAndHashesHold) {
   FdSource source(fd.get(), file0);
   TarReader reader(source, file0);
   while (auto member = reader.next()) {
-    std::string b2 = run("b2sum -l 256 < " + shell_quote(out + "/" + member->info.path)).out;
+    std::string b2 = run_shell("b2sum -l 256 < " + shell_quote(out + "/" + member->info.path)).out;
     EXPECT_EQ(b2.substr(0, 64), member->info.blake2b256) << member->info.path;
   }
 }
@@ -110,12 +110,12 @@ TEST_F(Archaeology, SourceTarballIsAValidTarGzOfTheProject) {
   std::string file0 = write_file0(dir_ / "file0.tar");
   std::string out = dir_ / "out";
   std::filesystem::create_directory(out);
-  ASSERT_EQ(run("tar --warning=no-unknown-keyword -xf " + shell_quote(file0) + " -C " +
-                shell_quote(out) + " source")
+  ASSERT_EQ(run_shell("tar --warning=no-unknown-keyword -xf " + shell_quote(file0) + " -C " +
+                      shell_quote(out) + " source")
                 .status,
             0);
   std::string tarball = out + "/source/mixtape-" MIXTAPE_VERSION ".tar.gz";
-  auto listing = run("tar -tzf " + shell_quote(tarball));
+  auto listing = run_shell("tar -tzf " + shell_quote(tarball));
   ASSERT_EQ(listing.status, 0);
   const std::string prefix = "mixtape-" MIXTAPE_VERSION "/";
   EXPECT_NE(listing.out.find(prefix + "CMakeLists.txt\n"), std::string::npos);
@@ -136,7 +136,8 @@ TEST_F(Archaeology, ReadLabelFromFile) {
   FdSource source(fd.get(), file0);
   EXPECT_EQ(read_label(source), sample_label());
   // And the label reads with tar alone, as README.txt says.
-  EXPECT_EQ(run("tar -xOf " + shell_quote(file0) + " MIXTAPE").out, format_label(sample_label()));
+  EXPECT_EQ(run_shell("tar -xOf " + shell_quote(file0) + " MIXTAPE").out,
+            format_label(sample_label()));
 }
 
 // ------------------------------------------------------------ README.txt recipes
@@ -147,7 +148,7 @@ std::string extract_program(const TempDir& dir, const std::string& name) {
   std::string out = dir / name;
   std::string command = "sed -n '/^---8<--- " + name + "/,/^---8<--- end/p' " +
                         shell_quote(readme) + " | sed '1d;$d' > " + shell_quote(out);
-  EXPECT_EQ(run(command).status, 0);
+  EXPECT_EQ(run_shell(command).status, 0);
   EXPECT_GT(std::filesystem::file_size(out), 500u);
   return out;
 }
@@ -155,7 +156,7 @@ std::string extract_program(const TempDir& dir, const std::string& name) {
 class ReadmeRecipes : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!have_tool("python3")) GTEST_SKIP() << "python3 not installed";
+    ASSERT_TRUE(have_tool("python3")) << "python3 not installed (scripts/install-deps.sh)";
   }
   TempDir dir_;
 };
@@ -180,8 +181,8 @@ TEST_F(ReadmeRecipes, SplitTapSplitsAnImage) {
     word(0);
   }
   write_file(dir_ / "tape.tap", image);
-  ASSERT_EQ(run("python3 " + shell_quote(script) + " " + shell_quote(dir_ / "tape.tap") + " " +
-                shell_quote(dir_ / "files"))
+  ASSERT_EQ(run_shell("python3 " + shell_quote(script) + " " + shell_quote(dir_ / "tape.tap") +
+                      " " + shell_quote(dir_ / "files"))
                 .status,
             0);
   for (std::size_t k = 0; k < files.size(); ++k) {
@@ -192,13 +193,12 @@ TEST_F(ReadmeRecipes, SplitTapSplitsAnImage) {
 }
 
 TEST_F(ReadmeRecipes, AgeRangeRestoresOneFileFromTheBlockFormula) {
-  if (!have_tool("age") || !have_tool("age-keygen")) GTEST_SKIP() << "age not installed";
-  if (run("python3 -c 'import cryptography' 2>/dev/null").status != 0) {
-    GTEST_SKIP() << "python3 cryptography package not installed";
-  }
+  ASSERT_TRUE(have_tool("age") && have_tool("age-keygen")) << "age not installed";
+  ASSERT_EQ(run_shell("python3 -c 'import cryptography' 2>/dev/null").status, 0)
+      << "python3-cryptography not installed (scripts/install-deps.sh)";
   std::string script = extract_program(dir_, "age_range.py");
-  ASSERT_EQ(run("age-keygen -o " + shell_quote(dir_ / "key.txt") + " 2>/dev/null").status, 0);
-  std::string recipient = run("age-keygen -y " + shell_quote(dir_ / "key.txt")).out;
+  ASSERT_EQ(run_shell("age-keygen -o " + shell_quote(dir_ / "key.txt") + " 2>/dev/null").status, 0);
+  std::string recipient = run_shell("age-keygen -y " + shell_quote(dir_ / "key.txt")).out;
   recipient.erase(recipient.find_last_not_of('\n') + 1);
 
   // An archive of members of awkward sizes, written and encrypted as the
@@ -222,8 +222,8 @@ TEST_F(ReadmeRecipes, AgeRangeRestoresOneFileFromTheBlockFormula) {
   }
   writer.finish();
   write_file(dir_ / "archive.tar", tar_sink.bytes());
-  ASSERT_EQ(run("age -r " + recipient + " -o " + shell_quote(dir_ / "archive.age") + " " +
-                shell_quote(dir_ / "archive.tar"))
+  ASSERT_EQ(run_shell("age -r " + recipient + " -o " + shell_quote(dir_ / "archive.age") + " " +
+                      shell_quote(dir_ / "archive.tar"))
                 .status,
             0);
   std::string ciphertext = read_file(dir_ / "archive.age");
@@ -244,19 +244,18 @@ TEST_F(ReadmeRecipes, AgeRangeRestoresOneFileFromTheBlockFormula) {
     write_file(
         stream,
         std::string_view(ciphertext).substr(p.block * geometry.record_size + p.offset_in_block));
-    auto result = run("python3 " + shell_quote(script) + " " + shell_quote(dir_ / "key.txt") + " " +
-                      shell_quote(first_record) + " " + std::to_string(p.chunk) + " " +
-                      std::to_string(p.offset_in_chunk) + " " + std::to_string(info.size) + " < " +
-                      shell_quote(stream));
+    auto result = run_shell("python3 " + shell_quote(script) + " " + shell_quote(dir_ / "key.txt") +
+                            " " + shell_quote(first_record) + " " + std::to_string(p.chunk) + " " +
+                            std::to_string(p.offset_in_chunk) + " " + std::to_string(info.size) +
+                            " < " + shell_quote(stream));
     ASSERT_EQ(result.status, 0) << info.path;
     EXPECT_EQ(result.out, data) << info.path;
   }
 }
 
 TEST_F(ReadmeRecipes, ChecksumListFromIndexVerifiesWithB2sum) {
-  if (!have_tool("sqlite3") || !have_tool("b2sum") || !have_tool("tar")) {
-    GTEST_SKIP() << "sqlite3, b2sum or tar not installed";
-  }
+  ASSERT_TRUE(have_tool("sqlite3") && have_tool("b2sum") && have_tool("tar"))
+      << "sqlite3, b2sum or tar not installed";
   // An archive and its index, extracted and checked as README.txt section
   // 6 says.
   MemorySink tar_sink;
@@ -287,16 +286,16 @@ TEST_F(ReadmeRecipes, ChecksumListFromIndexVerifiesWithB2sum) {
   index.finish();
   write_file(dir_ / "archive.tar", tar_sink.bytes());
   std::filesystem::create_directory(dir_ / "restore");
-  ASSERT_EQ(run("tar --warning=no-unknown-keyword -xf " + shell_quote(dir_ / "archive.tar") +
-                " -C " + shell_quote(dir_ / "restore"))
+  ASSERT_EQ(run_shell("tar --warning=no-unknown-keyword -xf " + shell_quote(dir_ / "archive.tar") +
+                      " -C " + shell_quote(dir_ / "restore"))
                 .status,
             0);
-  ASSERT_EQ(run("sqlite3 " + shell_quote(index_path) +
-                " \"SELECT blake2b256 || '  ' || path FROM member WHERE type = 'file'\" > " +
-                shell_quote(dir_ / "sums.b2"))
+  ASSERT_EQ(run_shell("sqlite3 " + shell_quote(index_path) +
+                      " \"SELECT blake2b256 || '  ' || path FROM member WHERE type = 'file'\" > " +
+                      shell_quote(dir_ / "sums.b2"))
                 .status,
             0);
-  auto check = run("cd " + shell_quote(dir_ / "restore") + " && b2sum -l 256 -c ../sums.b2");
+  auto check = run_shell("cd " + shell_quote(dir_ / "restore") + " && b2sum -l 256 -c ../sums.b2");
   EXPECT_EQ(check.status, 0) << check.out;
   EXPECT_EQ(std::count(check.out.begin(), check.out.end(), '\n'), 3) << check.out;
 }
@@ -304,7 +303,7 @@ TEST_F(ReadmeRecipes, ChecksumListFromIndexVerifiesWithB2sum) {
 // ------------------------------------------------------------ sqlite3
 
 TEST(IndexWithSqlite3, SchemaExplainsItself) {
-  if (!have_tool("sqlite3")) GTEST_SKIP() << "sqlite3 not installed";
+  ASSERT_TRUE(have_tool("sqlite3")) << "sqlite3 not installed (scripts/install-deps.sh)";
   TempDir dir;
   IndexHeader header;
   header.kind = IndexKind::kTrailing;
@@ -314,32 +313,32 @@ TEST(IndexWithSqlite3, SchemaExplainsItself) {
   std::string path = dir / "trailing.db";
   IndexWriter writer(path, header);
   writer.finish();
-  auto schema = run("sqlite3 " + shell_quote(path) + " .schema");
+  auto schema = run_shell("sqlite3 " + shell_quote(path) + " .schema");
   ASSERT_EQ(schema.status, 0);
   EXPECT_NE(schema.out.find("CREATE TABLE format (  -- what this file is"), std::string::npos)
       << schema.out;
   EXPECT_NE(schema.out.find("CREATE TABLE member ("), std::string::npos);
   EXPECT_NE(schema.out.find("-- byte offset of its data in the plaintext tar"), std::string::npos);
-  auto format = run("sqlite3 " + shell_quote(path) +
-                    " \"SELECT value FROM format WHERE key = "
-                    "'kind'\"");
+  auto format = run_shell("sqlite3 " + shell_quote(path) +
+                          " \"SELECT value FROM format WHERE key = "
+                          "'kind'\"");
   EXPECT_EQ(format.out, "trailing\n");
-  auto integrity = run("sqlite3 " + shell_quote(path) + " 'PRAGMA integrity_check'");
+  auto integrity = run_shell("sqlite3 " + shell_quote(path) + " 'PRAGMA integrity_check'");
   EXPECT_EQ(integrity.out, "ok\n");
 }
 
 // ------------------------------------------------------------ age
 
 TEST(AgeCli, EncryptedSizeMatchesTheFormula) {
-  if (!have_tool("age") || !have_tool("age-keygen")) GTEST_SKIP() << "age not installed";
+  ASSERT_TRUE(have_tool("age") && have_tool("age-keygen")) << "age not installed";
   TempDir dir;
-  ASSERT_EQ(run("age-keygen -o " + shell_quote(dir / "key.txt") + " 2>/dev/null").status, 0);
-  std::string recipient = run("age-keygen -y " + shell_quote(dir / "key.txt")).out;
+  ASSERT_EQ(run_shell("age-keygen -o " + shell_quote(dir / "key.txt") + " 2>/dev/null").status, 0);
+  std::string recipient = run_shell("age-keygen -y " + shell_quote(dir / "key.txt")).out;
   recipient.erase(recipient.find_last_not_of('\n') + 1);
   for (std::size_t size : {0u, 1u, 65535u, 65536u, 65537u, 1000000u}) {
     write_file(dir / "plain", std::string(size, 'p'));
-    ASSERT_EQ(run("age -r " + recipient + " -o " + shell_quote(dir / "enc") + " " +
-                  shell_quote(dir / "plain"))
+    ASSERT_EQ(run_shell("age -r " + recipient + " -o " + shell_quote(dir / "enc") + " " +
+                        shell_quote(dir / "plain"))
                   .status,
               0);
     std::string enc = read_file(dir / "enc");

@@ -20,7 +20,7 @@ namespace {
 
 using testing::hash_hex;
 using testing::read_file;
-using testing::run;
+using testing::run_shell;
 using testing::shell_quote;
 using testing::TempDir;
 using testing::write_file;
@@ -133,10 +133,9 @@ std::int64_t mtime_ns_of(const struct stat& st) {
 class GnuTar : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!testing::have_tool("tar") ||
-        run("tar --version").out.find("GNU tar") == std::string::npos) {
-      GTEST_SKIP() << "GNU tar not installed";
-    }
+    ASSERT_TRUE(testing::have_tool("tar")) << "GNU tar not installed";
+    ASSERT_NE(run_shell("tar --version").out.find("GNU tar"), std::string::npos)
+        << "tar is not GNU tar";
   }
   TempDir dir_;
 };
@@ -147,8 +146,8 @@ TEST_F(GnuTar, ExtractsEveryMemberExactly) {
   std::string out = dir_ / "out";
   std::filesystem::create_directory(out);
   // --numeric-owner: the archive's ids, not whatever the names map to here.
-  auto result = run("tar --warning=no-unknown-keyword --numeric-owner -xpf " +
-                    shell_quote(archive.path) + " -C " + shell_quote(out));
+  auto result = run_shell("tar --warning=no-unknown-keyword --numeric-owner -xpf " +
+                          shell_quote(archive.path) + " -C " + shell_quote(out));
   ASSERT_EQ(result.status, 0);
   bool root = ::geteuid() == 0;
   for (const auto& m : members) {
@@ -187,7 +186,7 @@ TEST_F(GnuTar, ListsMembersAtTheOffsetsWeReport) {
   Archive archive = write_archive(dir_ / "a.tar", members);
   // -R prints the block number of each member's own ustar header, the
   // block just before its data (after the pax extended header).
-  auto result = run("tar --warning=no-unknown-keyword -tvRf " + shell_quote(archive.path));
+  auto result = run_shell("tar --warning=no-unknown-keyword -tvRf " + shell_quote(archive.path));
   ASSERT_EQ(result.status, 0);
   std::regex block_re("^block ([0-9]+): (.*)$");
   std::vector<std::string> lines;
@@ -221,20 +220,20 @@ TEST_F(GnuTar, DataIsWhereTheOffsetsSay) {
   for (std::size_t i : {0u, 6u}) {
     std::string tail = dir_ / ("tail" + std::to_string(i));
     write_file(tail, std::string_view(bytes).substr(archive.offsets[i].header_offset));
-    auto listing = run("tar --warning=no-unknown-keyword --occurrence=1 -xOf " + shell_quote(tail) +
-                       " " + shell_quote(members[i].info.path));
+    auto listing = run_shell("tar --warning=no-unknown-keyword --occurrence=1 -xOf " +
+                             shell_quote(tail) + " " + shell_quote(members[i].info.path));
     EXPECT_EQ(listing.out, members[i].data);
   }
 }
 
 TEST_F(GnuTar, HashRecordMatchesB2sum) {
-  if (!testing::have_tool("b2sum")) GTEST_SKIP() << "b2sum not installed";
+  ASSERT_TRUE(testing::have_tool("b2sum")) << "b2sum not installed";
   auto members = samples();
   Archive archive = write_archive(dir_ / "a.tar", members);
   std::string out = dir_ / "out";
   std::filesystem::create_directory(out);
-  ASSERT_EQ(run("tar --warning=no-unknown-keyword -xf " + shell_quote(archive.path) + " -C " +
-                shell_quote(out))
+  ASSERT_EQ(run_shell("tar --warning=no-unknown-keyword -xf " + shell_quote(archive.path) + " -C " +
+                      shell_quote(out))
                 .status,
             0);
   // The hash as recorded in the archive, read back by our reader...
@@ -246,7 +245,7 @@ TEST_F(GnuTar, HashRecordMatchesB2sum) {
     if (member->info.type != MemberType::kFile) continue;
     // ...equals b2sum -l 256 of what GNU tar extracted.
     // (On stdin: b2sum escapes names with newlines in its output.)
-    std::string b2 = run("b2sum -l 256 < " + shell_quote(out + "/" + member->info.path)).out;
+    std::string b2 = run_shell("b2sum -l 256 < " + shell_quote(out + "/" + member->info.path)).out;
     EXPECT_EQ(b2.substr(0, 64), member->info.blake2b256) << member->info.path;
     ++files;
   }
@@ -265,7 +264,8 @@ TEST_F(GnuTar, ListsHugeSizeFromHeaderAlone) {
     writer.begin_file(info);  // the data never comes
   }
   // GNU tar prints the entry, then fails on the missing data.
-  auto result = run("tar --warning=no-unknown-keyword -tvf " + shell_quote(path) + " 2>/dev/null");
+  auto result =
+      run_shell("tar --warning=no-unknown-keyword -tvf " + shell_quote(path) + " 2>/dev/null");
   EXPECT_NE(result.out.find(" 9000000000 "), std::string::npos) << result.out;
   EXPECT_NE(result.out.find("huge"), std::string::npos) << result.out;
 }
@@ -292,8 +292,8 @@ TEST_P(GnuTarArchives, ReadByTarReader) {
   std::filesystem::create_symlink(long_target, tree + "/symlink");
 
   std::string archive = dir_ / "gnu.tar";
-  ASSERT_EQ(run(std::string("tar --format=") + GetParam() + " -cf " + shell_quote(archive) +
-                " -C " + shell_quote(tree) + " .")
+  ASSERT_EQ(run_shell(std::string("tar --format=") + GetParam() + " -cf " + shell_quote(archive) +
+                      " -C " + shell_quote(tree) + " .")
                 .status,
             0);
   std::string bytes = read_file(archive);

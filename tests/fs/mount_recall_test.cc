@@ -12,9 +12,9 @@ namespace mixtape::fs {
 namespace {
 
 using restore::testing::Fixture;
-using restore::testing::quote;
-using restore::testing::random_data;
-using restore::testing::read_text;
+using restore::testing::random_text;
+using restore::testing::read_file;
+using restore::testing::shell_quote;
 
 constexpr char kMountHelper[] = MIXTAPE_BINARY_DIR "/mount-helper/mount.mixtape";
 
@@ -26,7 +26,7 @@ int sh(const std::string& command) {
 class MountRecallTest : public ::testing::Test {
  protected:
   ~MountRecallTest() override {
-    if (mounted_) sh("fusermount3 -u " + quote(mnt()) + " 2>/dev/null");
+    if (mounted_) sh("fusermount3 -u " + shell_quote(mnt()) + " 2>/dev/null");
   }
 
   std::string mnt() const { return f_.file("mnt"); }
@@ -34,12 +34,12 @@ class MountRecallTest : public ::testing::Test {
 
   void mount(const std::string& source, const std::string& options) {
     std::filesystem::create_directories(mnt());
-    std::string command = std::string(kMountHelper) + " " + quote(source) + " " + quote(mnt()) +
-                          " -o " +
-                          quote("identity=" + f_.identity() + ",cache=" + f_.file("cache") +
-                                (options.empty() ? "" : "," + options)) +
-                          " 2> " + quote(f_.file("mount.err"));
-    ASSERT_EQ(sh(command), 0) << read_text(f_.file("mount.err"));
+    std::string command = std::string(kMountHelper) + " " + shell_quote(source) + " " +
+                          shell_quote(mnt()) + " -o " +
+                          shell_quote("identity=" + f_.identity() + ",cache=" + f_.file("cache") +
+                                      (options.empty() ? "" : "," + options)) +
+                          " 2> " + shell_quote(f_.file("mount.err"));
+    ASSERT_EQ(sh(command), 0) << read_file(f_.file("mount.err"));
     mounted_ = true;
   }
 
@@ -53,13 +53,13 @@ TEST_F(MountRecallTest, ReadingUnderTapesRecallsFromThatTape) {
   f_.backup();
   mount(f_.catalog(), "library=" + f_.library());
   std::string path = mnt() + "/tapes/L00002" + f_.src() + "/big.bin";
-  EXPECT_TRUE(read_text(path) == random_data(3'000'000, 1));
-  std::string status = read_text(mnt() + "/.mixtape/status");
+  EXPECT_TRUE(read_file(path) == random_text(3'000'000, 1));
+  std::string status = read_file(mnt() + "/.mixtape/status");
   EXPECT_NE(status.find("drive 0: tape L00002"), std::string::npos) << status;
   // The same through name.replicas/L00001 reads the other tape.
   std::string replica = latest() + "/d1/f1.replicas/L00001";
-  EXPECT_TRUE(read_text(replica) == random_data(1024 + 7919 % 150000, 101));
-  status = read_text(mnt() + "/.mixtape/status");
+  EXPECT_TRUE(read_file(replica) == random_text(1024 + 7919 % 150000, 101));
+  status = read_file(mnt() + "/.mixtape/status");
   EXPECT_NE(status.find("drive 0: tape L00001"), std::string::npos) << status;
 }
 
@@ -71,12 +71,12 @@ TEST_F(MountRecallTest, ADamagedOnlyCopyIsEioForThatFileAlone) {
   ASSERT_EQ(replicas.size(), 1u);
   f_.flip(replicas[0], replicas[0].copy.data_offset + 1'500'000);
   mount(f_.catalog(), "library=" + f_.library());
-  EXPECT_NE(
-      sh("cat " + quote(latest() + "/big.bin") + " > /dev/null 2> " + quote(f_.file("cat.err"))),
-      0);
-  EXPECT_NE(read_text(f_.file("cat.err")).find("Input/output error"), std::string::npos);
-  EXPECT_TRUE(read_text(latest() + "/d0/f0") == random_data(1024, 100));
-  std::string status = read_text(mnt() + "/.mixtape/status");
+  EXPECT_NE(sh("cat " + shell_quote(latest() + "/big.bin") + " > /dev/null 2> " +
+               shell_quote(f_.file("cat.err"))),
+            0);
+  EXPECT_NE(read_file(f_.file("cat.err")).find("Input/output error"), std::string::npos);
+  EXPECT_TRUE(read_file(latest() + "/d0/f0") == random_text(1024, 100));
+  std::string status = read_file(mnt() + "/.mixtape/status");
   EXPECT_NE(status.find("big.bin"), std::string::npos) << status;
 }
 
@@ -91,12 +91,13 @@ TEST_F(MountRecallTest, ADamagedCopyIsReadFromTheOtherTape) {
   // A reader that already saw bytes of the damaged copy gets EIO rather than
   // a mix of two copies; the file itself comes back from the other tape, so
   // reading it again (or a first read after the recall) gives all of it.
-  int first = sh("cat " + quote(latest() + "/big.bin") + " > " + quote(f_.file("first")));
+  int first =
+      sh("cat " + shell_quote(latest() + "/big.bin") + " > " + shell_quote(f_.file("first")));
   if (first == 0) {
-    EXPECT_TRUE(read_text(f_.file("first")) == random_data(3'000'000, 1));
+    EXPECT_TRUE(read_file(f_.file("first")) == random_text(3'000'000, 1));
   }
-  EXPECT_TRUE(read_text(latest() + "/big.bin") == random_data(3'000'000, 1));
-  std::string stats = read_text(mnt() + "/.mixtape/stats");
+  EXPECT_TRUE(read_file(latest() + "/big.bin") == random_text(3'000'000, 1));
+  std::string stats = read_file(mnt() + "/.mixtape/stats");
   EXPECT_NE(stats.find("\"copy_failures\": 1"), std::string::npos) << stats;
   EXPECT_NE(stats.find("\"recalls_staged\": 1"), std::string::npos) << stats;
 }
@@ -108,8 +109,8 @@ TEST_F(MountRecallTest, AFoundTapeMountsWithoutItsCatalog) {
   for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(f_.catalog() + suffix);
   mount(f_.image("L00001"), "");
   std::string restored = f_.file("restored");
-  ASSERT_EQ(sh("cp -a " + quote(latest()) + " " + quote(restored)), 0);
-  EXPECT_EQ(sh("diff -r " + quote(f_.src()) + " " + quote(restored)), 0);
+  ASSERT_EQ(sh("cp -a " + shell_quote(latest()) + " " + shell_quote(restored)), 0);
+  EXPECT_EQ(sh("diff -r " + shell_quote(f_.src()) + " " + shell_quote(restored)), 0);
   EXPECT_TRUE(std::filesystem::exists(mnt() + "/tapes/L00001"));
 }
 
@@ -121,33 +122,35 @@ TEST_F(MountRecallTest, ATapeNobodyInsertsIsEnomediumAfterTheWait) {
   std::filesystem::create_directories(f_.library());
   mount(f_.catalog(), "library=" + f_.library() + ",wait=1");
   std::string file = latest() + "/big.bin";
-  EXPECT_EQ(sh("getfattr -n user.mixtape.state --only-values " + quote(file) + " > " +
-               quote(f_.file("state"))),
+  EXPECT_EQ(sh("getfattr -n user.mixtape.state --only-values " + shell_quote(file) + " > " +
+               shell_quote(f_.file("state"))),
             0);
-  EXPECT_EQ(read_text(f_.file("state")), "offline (insert tape L00001)");
-  EXPECT_NE(sh("cat " + quote(file) + " > /dev/null 2> " + quote(f_.file("cat.err"))), 0);
-  EXPECT_NE(read_text(f_.file("cat.err")).find("No medium found"), std::string::npos)
-      << read_text(f_.file("cat.err"));
-  std::string status = read_text(mnt() + "/.mixtape/status");
+  EXPECT_EQ(read_file(f_.file("state")), "offline (insert tape L00001)");
+  EXPECT_NE(sh("cat " + shell_quote(file) + " > /dev/null 2> " + shell_quote(f_.file("cat.err"))),
+            0);
+  EXPECT_NE(read_file(f_.file("cat.err")).find("No medium found"), std::string::npos)
+      << read_file(f_.file("cat.err"));
+  std::string status = read_file(mnt() + "/.mixtape/status");
   EXPECT_NE(status.find("insert tape L00001"), std::string::npos) << status;
 }
 
 TEST_F(MountRecallTest, UnmountDuringARecallLeavesNoProcessBehind) {
   f_.make_tree(4);
-  restore::testing::write_bytes(f_.src() + "/huge.bin", random_data(40'000'000, 7));
+  restore::testing::write_file(f_.src() + "/huge.bin", random_text(40'000'000, 7));
   f_.init(1);
   f_.backup("64M");
   mount(f_.catalog(), "library=" + f_.library());
-  std::thread reader([&] { sh("cat " + quote(latest() + "/huge.bin") + " > /dev/null 2>&1"); });
+  std::thread reader(
+      [&] { sh("cat " + shell_quote(latest() + "/huge.bin") + " > /dev/null 2>&1"); });
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   // Lazy: the reader may hold the file open; the daemon must still exit.
-  EXPECT_EQ(sh("fusermount3 -u -z " + quote(mnt())), 0);
+  EXPECT_EQ(sh("fusermount3 -u -z " + shell_quote(mnt())), 0);
   mounted_ = false;
   reader.join();
   bool gone = false;
   for (int i = 0; i < 100 && !gone; ++i) {
     // "[m]" keeps the pattern from matching the shell that runs pgrep.
-    gone = sh("pgrep -f " + quote("[m]ount.mixtape .*" + mnt()) + " > /dev/null") != 0;
+    gone = sh("pgrep -f " + shell_quote("[m]ount.mixtape .*" + mnt()) + " > /dev/null") != 0;
     if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   EXPECT_TRUE(gone) << "mount.mixtape still running after unmount";

@@ -13,7 +13,7 @@ namespace {
 
 using backup::testing::hash_hex;
 using backup::testing::read_file;
-using backup::testing::shell;
+using backup::testing::run_shell;
 using backup::testing::shell_quote;
 using backup::testing::TempDir;
 using backup::testing::write_file;
@@ -58,7 +58,7 @@ class MountTest : public ::testing::Test {
   std::string latest() const { return mnt() + "/latest" + source_; }
 
   std::string run(const std::string& args) {
-    auto r = shell(env_ + " " + kMixtape + " " + args, dir_.path());
+    auto r = run_shell(env_ + " " + kMixtape + " " + args);
     EXPECT_EQ(r.status, 0) << args << ": " << r.err;
     return r.out;
   }
@@ -71,14 +71,13 @@ class MountTest : public ::testing::Test {
     std::filesystem::create_directories(mnt());
     std::string options =
         "library=" + tapes() + ",identity=" + identity() + ",cache=" + dir_.file("cache") + extra;
-    auto r = shell(std::string(kMountHelper) + " " + shell_quote(catalog()) + " " +
-                       shell_quote(mnt()) + " -o " + shell_quote(options),
-                   dir_.path());
+    auto r = run_shell(std::string(kMountHelper) + " " + shell_quote(catalog()) + " " +
+                       shell_quote(mnt()) + " -o " + shell_quote(options));
     ASSERT_EQ(r.status, 0) << r.err;
     mounted_ = true;
   }
   void unmount() {
-    auto r = shell("fusermount3 -u " + shell_quote(mnt()), dir_.path());
+    auto r = run_shell("fusermount3 -u " + shell_quote(mnt()));
     EXPECT_EQ(r.status, 0) << r.err;
     mounted_ = false;
   }
@@ -93,9 +92,9 @@ class MountTest : public ::testing::Test {
 TEST_F(MountTest, CopyOfLatestEqualsTheSource) {
   mount();
   std::string restored = dir_.file("restored");
-  auto cp = shell("cp -a " + shell_quote(latest()) + " " + shell_quote(restored), dir_.path());
+  auto cp = run_shell("cp -a " + shell_quote(latest()) + " " + shell_quote(restored));
   ASSERT_EQ(cp.status, 0) << cp.err;
-  auto diff = shell("diff -r " + shell_quote(source_) + " " + shell_quote(restored), dir_.path());
+  auto diff = run_shell("diff -r " + shell_quote(source_) + " " + shell_quote(restored));
   EXPECT_EQ(diff.status, 0) << diff.out;
   // Metadata, not just bytes: mode and mtime of every file, and the symlink.
   for (auto& entry : std::filesystem::recursive_directory_iterator(source_)) {
@@ -116,9 +115,9 @@ TEST_F(MountTest, CopyOfLatestEqualsTheSource) {
 
 TEST_F(MountTest, VersionsAndReplicasAreHiddenButFound) {
   mount();
-  auto ls = shell("ls -a " + shell_quote(latest()), dir_.path());
+  auto ls = run_shell("ls -a " + shell_quote(latest()));
   EXPECT_EQ(ls.out.find(".versions"), std::string::npos) << ls.out;
-  auto versions = shell("ls " + shell_quote(latest() + "/notes.txt.versions"), dir_.path());
+  auto versions = run_shell("ls " + shell_quote(latest() + "/notes.txt.versions"));
   ASSERT_EQ(versions.status, 0) << versions.err;
   std::vector<std::string> names;
   std::istringstream lines(versions.out);
@@ -128,14 +127,14 @@ TEST_F(MountTest, VersionsAndReplicasAreHiddenButFound) {
   EXPECT_EQ(names[0].substr(names[0].size() - 4), ".txt");
   EXPECT_EQ(read_file(latest() + "/notes.txt.versions/" + names[0]), "first\n");
   EXPECT_EQ(read_file(latest() + "/notes.txt.versions/" + names[1]), "second version\n");
-  auto replicas = shell("ls " + shell_quote(latest() + "/notes.txt.replicas"), dir_.path());
+  auto replicas = run_shell("ls " + shell_quote(latest() + "/notes.txt.replicas"));
   EXPECT_EQ(replicas.out, "L00001\nL00002\n");
 }
 
 TEST_F(MountTest, ExtendedAttributesComeFromTheCatalog) {
   mount();
   std::string file = latest() + "/2019/a.raw";
-  auto r = shell("getfattr -d --absolute-names " + shell_quote(file), dir_.path());
+  auto r = run_shell("getfattr -d --absolute-names " + shell_quote(file));
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("user.mixtape.hash=\"" + hash_hex(read_file(source_ + "/2019/a.raw"))),
             std::string::npos)
@@ -149,7 +148,7 @@ TEST_F(MountTest, ExtendedAttributesComeFromTheCatalog) {
 
 TEST_F(MountTest, FindCountsWhatTheCatalogLists) {
   mount();
-  auto find = shell("find " + shell_quote(latest()) + " | wc -l", dir_.path());
+  auto find = run_shell("find " + shell_quote(latest()) + " | wc -l");
   auto listed = run("ls -R " + shell_quote(source_));
   std::size_t lines = std::count(listed.begin(), listed.end(), '\n');
   // ls -R lists the entries below the root; find adds the root itself.
@@ -165,7 +164,7 @@ TEST_F(MountTest, WritesAreRefused) {
         "chmod 777 " + shell_quote(latest() + "/notes.txt"),
         "sh -c 'echo x >> " + latest() + "/notes.txt'",
         "setfattr -n user.x -v 1 " + shell_quote(latest() + "/notes.txt")}) {
-    auto r = shell(command, dir_.path());
+    auto r = run_shell(command);
     EXPECT_NE(r.status, 0) << command;
     EXPECT_NE(r.err.find("Read-only file system"), std::string::npos) << command << ": " << r.err;
   }
@@ -192,11 +191,9 @@ TEST_F(MountTest, TwoHundredFilesOfOneArchiveCostAtMostTwoLocates) {
   backup();
   mount();
   std::string restored = dir_.file("many");
-  auto cp =
-      shell("cp -r " + shell_quote(latest() + "/many") + " " + shell_quote(restored), dir_.path());
+  auto cp = run_shell("cp -r " + shell_quote(latest() + "/many") + " " + shell_quote(restored));
   ASSERT_EQ(cp.status, 0) << cp.err;
-  auto diff =
-      shell("diff -r " + shell_quote(source_ + "/many") + " " + shell_quote(restored), dir_.path());
+  auto diff = run_shell("diff -r " + shell_quote(source_ + "/many") + " " + shell_quote(restored));
   EXPECT_EQ(diff.status, 0) << diff.out;
   EXPECT_LE(stat_field(stats(), "locates"), 2u) << stats();
 }
@@ -207,23 +204,21 @@ TEST_F(MountTest, MountTypeMixtapeAndUmount) {
   bool installed = std::filesystem::exists(helper);
   if (!installed) std::filesystem::create_symlink(kMountHelper, helper);
   std::filesystem::create_directories(mnt());
-  auto r = shell("mount -t mixtape " + shell_quote(catalog()) + " " + shell_quote(mnt()) +
+  auto r = run_shell("mount -t mixtape " + shell_quote(catalog()) + " " + shell_quote(mnt()) +
                      " -o noauto,library=" + tapes() + ",identity=" + identity() +
-                     ",cache=" + dir_.file("cache"),
-                 dir_.path());
+                     ",cache=" + dir_.file("cache"));
   if (!installed) std::filesystem::remove(helper);
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(read_file(latest() + "/notes.txt"), "second version\n");
-  auto u = shell("umount " + shell_quote(mnt()), dir_.path());
+  auto u = run_shell("umount " + shell_quote(mnt()));
   EXPECT_EQ(u.status, 0) << u.err;
   EXPECT_FALSE(std::filesystem::exists(latest()));
 }
 
 TEST_F(MountTest, RwIsRefusedWithAReason) {
   std::filesystem::create_directories(mnt());
-  auto r = shell(std::string(kMountHelper) + " " + shell_quote(catalog()) + " " +
-                     shell_quote(mnt()) + " -o rw",
-                 dir_.path());
+  auto r = run_shell(std::string(kMountHelper) + " " + shell_quote(catalog()) + " " +
+                     shell_quote(mnt()) + " -o rw");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find("read-only"), std::string::npos) << r.err;
 }

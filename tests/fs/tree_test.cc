@@ -148,14 +148,33 @@ TEST_F(TreeTest, ExtendedAttributes) {
   EXPECT_TRUE(tree_->xattrs(walk("/latest/photos"), "").empty());
 }
 
-TEST_F(TreeTest, ListingResumesAtAnOffset) {
-  std::vector<std::string> all = names(walk("/latest/photos"));
-  std::vector<std::string> rest;
-  tree_->list(walk("/latest/photos"), 1, [&](const DirEntry& e, std::uint64_t) {
-    rest.push_back(e.name);
+TEST_F(TreeTest, ListingResumesAfterEachEntrysCookie) {
+  Ino photos = walk("/latest/photos");
+  std::vector<std::string> all = names(photos);
+  ASSERT_GE(all.size(), 2u);
+  std::vector<std::uint64_t> cookies;
+  tree_->list(photos, 0, [&](const DirEntry&, std::uint64_t next) {
+    cookies.push_back(next);
     return true;
   });
-  EXPECT_EQ(rest, std::vector<std::string>(all.begin() + 1, all.end()));
+  ASSERT_EQ(cookies.size(), all.size());
+  // Resuming after entry i, in a fresh call (no state kept), lists the rest.
+  for (std::size_t i = 0; i < cookies.size(); ++i) {
+    EXPECT_NE(cookies[i], 0u);
+    std::vector<std::string> rest;
+    tree_->list(photos, cookies[i], [&](const DirEntry& e, std::uint64_t) {
+      rest.push_back(e.name);
+      return true;
+    });
+    EXPECT_EQ(rest, std::vector<std::string>(all.begin() + static_cast<long>(i) + 1, all.end()))
+        << "after " << all[i];
+  }
+  // A cookie of another directory ("2019" is not in 2019/) is refused, not
+  // misread.
+  ASSERT_EQ(all[0], "2019");
+  EXPECT_THROW(tree_->list(walk("/latest/photos/2019"), cookies[0],
+                           [](const DirEntry&, std::uint64_t) { return true; }),
+               FsError);
 }
 
 TEST_F(TreeTest, DirectoriesAreNotContent) {

@@ -16,13 +16,14 @@ class RecoverCliTest : public ::testing::Test {
  protected:
   void SetUp() override { f_.make_tree(); }
 
-  CommandRun recover(const std::string& args) {
-    CommandRun r = f_.mixtape("recover " + args + " --stats-json " + quote(f_.file("stats.json")));
+  CommandResult recover(const std::string& args) {
+    CommandResult r =
+        f_.mixtape("recover " + args + " --stats-json " + shell_quote(f_.file("stats.json")));
     stats_ = read_stats(f_.file("stats.json"));
     return r;
   }
   std::string listing() {
-    CommandRun r = f_.mixtape("ls -R --versions --replicas");
+    CommandResult r = f_.mixtape("ls -R --versions --replicas");
     EXPECT_EQ(r.status, 0) << r.err;
     return r.out;
   }
@@ -50,7 +51,7 @@ TEST_F(RecoverCliTest, AFoundTapeCostsItsTrailingIndexAndNothingElse) {
   f_.backup();
   const std::string before = listing();
   drop_catalog();
-  CommandRun r = recover("--device " + quote(f_.image("L00001")));
+  CommandResult r = recover("--device " + shell_quote(f_.image("L00001")));
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("from its trailing index"), std::string::npos) << r.out;
   auto [records, bytes] = last_file(f_.image("L00001"));
@@ -73,11 +74,11 @@ TEST_F(RecoverCliTest, DeletedCatalogComesBackFromTheLibraryExactly) {
   const std::string before = listing();
   const std::string status_before = f_.mixtape("status").out;
   drop_catalog();
-  CommandRun r = recover("--library " + quote(f_.library()));
+  CommandResult r = recover("--library " + shell_quote(f_.library()));
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(listing(), before);
   // Again: the union of the same tapes adds nothing.
-  r = recover("--library " + quote(f_.library()));
+  r = recover("--library " + shell_quote(f_.library()));
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("added 0 runs, 0 tapes, 0 directories, 0 files, 0 versions, 0 archives, "
                        "0 copies"),
@@ -93,12 +94,12 @@ TEST_F(RecoverCliTest, TapesMergeIntoTheirUnion) {
   const std::string before = listing();
   drop_catalog();
   // L00001 was written first: its trailing index knows nothing of L00002.
-  CommandRun r = recover("--library " + quote(f_.library()) + " --serial L00001");
+  CommandResult r = recover("--library " + shell_quote(f_.library()) + " --serial L00001");
   ASSERT_EQ(r.status, 0) << r.err;
   const std::string half = listing();
   EXPECT_NE(half.find("copies 1/2"), std::string::npos) << half;
   EXPECT_EQ(half.find("replica L00002"), std::string::npos) << half;
-  r = recover("--library " + quote(f_.library()) + " --serial L00002");
+  r = recover("--library " + shell_quote(f_.library()) + " --serial L00002");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(listing(), before);
 }
@@ -110,7 +111,7 @@ TEST_F(RecoverCliTest, ADamagedTrailingIndexFallsBackToWalkingTheIndexes) {
   drop_catalog();
   auto blocks = parse_image(f_.image("L00001"));
   flip_byte(f_.image("L00001"), blocks[tape_files(blocks).back()].data_offset + 5000);
-  CommandRun r = recover("--device " + quote(f_.image("L00001")));
+  CommandResult r = recover("--device " + shell_quote(f_.image("L00001")));
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.err.find("trailing index is not usable"), std::string::npos) << r.err;
   EXPECT_NE(r.out.find("from a walk over"), std::string::npos) << r.out;
@@ -124,7 +125,7 @@ TEST_F(RecoverCliTest, WalkingTheIndexesGivesTheSameCatalog) {
   f_.backup();
   const std::string before = listing();
   drop_catalog();
-  CommandRun r = recover("--library " + quote(f_.library()) + " --walk-indexes");
+  CommandResult r = recover("--library " + shell_quote(f_.library()) + " --walk-indexes");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(listing(), before);
 }
@@ -138,7 +139,7 @@ TEST_F(RecoverCliTest, AnInterruptedSessionKeepsItsCompleteArchives) {
   // was never written.
   auto blocks = parse_image(f_.image("L00001"));
   fs::resize_file(f_.image("L00001"), blocks[tape_files(blocks).back()].data_offset - 4);
-  CommandRun r = recover("--device " + quote(f_.image("L00001")));
+  CommandResult r = recover("--device " + shell_quote(f_.image("L00001")));
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.err.find("not an index"), std::string::npos) << r.err;
   EXPECT_NE(r.out.find("from a walk over"), std::string::npos) << r.out;
@@ -148,13 +149,13 @@ TEST_F(RecoverCliTest, AnInterruptedSessionKeepsItsCompleteArchives) {
   EXPECT_LT(stats_["bytes_read"], static_cast<double>(fs::file_size(f_.image("L00001")) / 2));
   // The next backup appends after those archives instead of overwriting
   // them, and everything restores.
-  write_bytes(f_.src() + "/later.txt", "written after the recovery\n");
+  write_file(f_.src() + "/later.txt", "written after the recovery\n");
   f_.backup();
-  r = f_.mixtape("restore " + quote(f_.src()) + " --to " + quote(f_.file("out")) + " --library " +
-                 quote(f_.library()));
+  r = f_.mixtape("restore " + shell_quote(f_.src()) + " --to " + shell_quote(f_.file("out")) +
+                 " --library " + shell_quote(f_.library()));
   ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_EQ(read_text(f_.file("out") + f_.src() + "/later.txt"), "written after the recovery\n");
-  EXPECT_EQ(read_text(f_.file("out") + f_.src() + "/big.bin"), read_text(f_.src() + "/big.bin"));
+  EXPECT_EQ(read_file(f_.file("out") + f_.src() + "/later.txt"), "written after the recovery\n");
+  EXPECT_EQ(read_file(f_.file("out") + f_.src() + "/big.bin"), read_file(f_.src() + "/big.bin"));
 }
 
 TEST_F(RecoverCliTest, ATruncatedTapeGivesBackWhatIsWhole) {
@@ -170,7 +171,7 @@ TEST_F(RecoverCliTest, ATruncatedTapeGivesBackWhatIsWhole) {
   auto blocks = parse_image(f_.image("L00001"));
   auto starts = tape_files(blocks);
   fs::resize_file(f_.image("L00001"), blocks[starts[last_archive] + 1].data_offset + 10);
-  CommandRun r = recover("--device " + quote(f_.image("L00001")));
+  CommandResult r = recover("--device " + shell_quote(f_.image("L00001")));
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.err.find("incomplete"), std::string::npos) << r.err;
   auto catalog = catalog::Catalog::open_read_only(f_.catalog());
@@ -189,9 +190,9 @@ TEST_F(RecoverCliTest, AWrongIdentityIsRefusedAndLeavesNoCatalog) {
   f_.init(1);
   f_.backup();
   drop_catalog();
-  ASSERT_EQ(f_.mixtape("keygen -o " + quote(f_.file("other.txt"))).status, 0);
-  CommandRun r =
-      recover("--device " + quote(f_.image("L00001")) + " -i " + quote(f_.file("other.txt")));
+  ASSERT_EQ(f_.mixtape("keygen -o " + shell_quote(f_.file("other.txt"))).status, 0);
+  CommandResult r = recover("--device " + shell_quote(f_.image("L00001")) + " -i " +
+                            shell_quote(f_.file("other.txt")));
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find("wrong --identity"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(f_.catalog()));
@@ -205,20 +206,22 @@ TEST_F(RecoverCliTest, ATapeOfAnotherCatalogIsRefusedUnlessForced) {
   other.make_tree();
   other.init(1);
   other.backup();
-  std::string identities = " -i " + quote(f_.identity()) + " -i " + quote(other.identity());
-  CommandRun r = recover("--device " + quote(other.image("L00001")) + identities);
+  std::string identities =
+      " -i " + shell_quote(f_.identity()) + " -i " + shell_quote(other.identity());
+  CommandResult r = recover("--device " + shell_quote(other.image("L00001")) + identities);
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find("belongs to catalog"), std::string::npos) << r.err;
   EXPECT_EQ(listing(), before);
-  r = recover("--device " + quote(other.image("L00001")) + identities + " --force");
+  r = recover("--device " + shell_quote(other.image("L00001")) + identities + " --force");
   ASSERT_EQ(r.status, 0) << r.err;
 }
 
 TEST_F(RecoverCliTest, ABlankTapeIsAClearError) {
   ASSERT_EQ(
-      f_.mixtape("tape mkimage --device " + quote(f_.file("blank.tap")) + " --capacity 1M").status,
+      f_.mixtape("tape mkimage --device " + shell_quote(f_.file("blank.tap")) + " --capacity 1M")
+          .status,
       0);
-  CommandRun r = recover("--device " + quote(f_.file("blank.tap")));
+  CommandResult r = recover("--device " + shell_quote(f_.file("blank.tap")));
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find("blank"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(f_.catalog()));

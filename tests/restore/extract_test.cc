@@ -95,7 +95,7 @@ TEST_F(ExtractTest, NeverFollowsASymlinkPlantedOnTheWay) {
 }
 
 TEST_F(ExtractTest, ASymlinkAtTheFinalNameIsReplacedNotFollowed) {
-  write_bytes(outside() + "/victim", "keep");
+  test_support::write_file(outside() + "/victim", "keep");
   fs::create_directories(dir());
   fs::create_symlink(outside() + "/victim", dir() + "/f");
   Destination keep(dir(), {});
@@ -103,15 +103,15 @@ TEST_F(ExtractTest, ASymlinkAtTheFinalNameIsReplacedNotFollowed) {
   Destination overwrite(dir(), {true, false});
   write_file(overwrite, "f", "new");
   EXPECT_FALSE(fs::is_symlink(dir() + "/f"));
-  EXPECT_EQ(read_text(dir() + "/f"), "new");
-  EXPECT_EQ(read_text(outside() + "/victim"), "keep");
+  EXPECT_EQ(read_file(dir() + "/f"), "new");
+  EXPECT_EQ(read_file(outside() + "/victim"), "keep");
 }
 
 TEST_F(ExtractTest, NeverOverwritesUnlessAskedAndLeavesNoTemporaryFiles) {
   Destination d(dir(), {});
   write_file(d, "a/f", "first");
   EXPECT_THROW(write_file(d, "a/f", "second"), RestoreError);
-  EXPECT_EQ(read_text(dir() + "/a/f"), "first");
+  EXPECT_EQ(read_file(dir() + "/a/f"), "first");
   {
     auto pending = d.begin_file("a/g", file_attrs());
     pending->write(as_bytes(std::string("half")));
@@ -150,7 +150,7 @@ TEST_F(ExtractTest, HostileTarMembersAreRefusedOneByOne) {
   auto failures = d.extract_tar(source, "hostile.tar");
   EXPECT_EQ(failures.size(), 3u);
   for (const auto& f : failures) SCOPED_TRACE(f);
-  EXPECT_EQ(read_text(dir() + "/ok/file"), "good");
+  EXPECT_EQ(read_file(dir() + "/ok/file"), "good");
   EXPECT_TRUE(fs::is_symlink(dir() + "/x"));
   EXPECT_TRUE(fs::is_empty(outside()));
   EXPECT_FALSE(fs::exists(tmp_ / "evil"));

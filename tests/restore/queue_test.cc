@@ -84,8 +84,8 @@ class QueueTest : public ::testing::Test {
   void make(int copies, int extra_files = 60) {
     f_.make_tree();
     for (int i = 0; i < extra_files; ++i)
-      write_bytes(f_.src() + "/q/h" + std::to_string(i),
-                  random_data(3000 + i * 977 % 30000, 900 + i));
+      write_file(f_.src() + "/q/h" + std::to_string(i),
+                 random_text(3000 + i * 977 % 30000, 900 + i));
     f_.init(copies);
     f_.backup();
     keys_.identities = crypto::load_identities(f_.identity());
@@ -145,7 +145,7 @@ TEST_F(QueueTest, ABurstIsServedInTapeOrderInOnePass) {
   EXPECT_EQ(journal_.begun, ordered);
   EXPECT_EQ(queue.stats().passes, 1u);
   EXPECT_LE(library.stats().locates, 1u);
-  for (const auto& p : ordered) EXPECT_EQ(sinks_[p]->data(), read_text(p)) << p;
+  for (const auto& p : ordered) EXPECT_EQ(sinks_[p]->data(), read_file(p)) << p;
 }
 
 TEST_F(QueueTest, RequestsAheadOfTheHeadJoinThePassTheOthersWaitForTheNext) {
@@ -195,7 +195,7 @@ TEST_F(QueueTest, AFailedCopyIsRetriedOnTheNextTape) {
   EXPECT_EQ(status.tape, "L00002");
   EXPECT_EQ(queue.stats().copy_failures, 1u);
   EXPECT_EQ(sinks_[big]->aborts(), 1);
-  EXPECT_EQ(sinks_[big]->data(), read_text(big));
+  EXPECT_EQ(sinks_[big]->data(), read_file(big));
 }
 
 TEST_F(QueueTest, WhenNoCopyIsLeftTheErrorNamesEveryTape) {
@@ -257,7 +257,7 @@ TEST_F(QueueTest, StagesIntoTheCacheAndMergesRequestsForTheSameContent) {
   ASSERT_EQ(reader.wait_for(0, version.size, std::chrono::steady_clock::now()), WaitStatus::kReady);
   std::string data(version.size, '\0');
   reader.read(0, MutableByteSpan(reinterpret_cast<std::uint8_t*>(data.data()), data.size()));
-  EXPECT_EQ(data, read_text(big));
+  EXPECT_EQ(data, read_file(big));
   EXPECT_EQ(queue.request(version.id).status().state, RecallState::kStaged) << "a cache hit";
 }
 

@@ -22,10 +22,10 @@ class RestoreCliTest : public ::testing::Test {
   void SetUp() override { f_.make_tree(); }
 
   // Restores args into DIR; the --stats-json counters land in stats_.
-  CommandRun restore(const std::string& args, const std::string& to = "out") {
-    CommandRun r =
-        f_.mixtape("restore " + args + " --to " + quote(f_.file(to)) + " --library " +
-                   quote(f_.library()) + " --stats-json " + quote(f_.file("stats.json")));
+  CommandResult restore(const std::string& args, const std::string& to = "out") {
+    CommandResult r = f_.mixtape("restore " + args + " --to " + shell_quote(f_.file(to)) +
+                                 " --library " + shell_quote(f_.library()) + " --stats-json " +
+                                 shell_quote(f_.file("stats.json")));
     stats_ = read_stats(f_.file("stats.json"));
     return r;
   }
@@ -33,7 +33,7 @@ class RestoreCliTest : public ::testing::Test {
     return f_.file(to) + path;
   }
   bool same(const std::string& path, const std::string& to = "out") {
-    return fs::exists(restored(path, to)) && read_text(restored(path, to)) == read_text(path);
+    return fs::exists(restored(path, to)) && read_file(restored(path, to)) == read_file(path);
   }
   std::vector<std::string> regular_files() {
     std::vector<std::string> out;
@@ -62,7 +62,7 @@ TEST_F(RestoreCliTest, OneFileCostsAtMostTwoLocates) {
       file = candidate;
   }
   ASSERT_FALSE(file.empty());
-  CommandRun r = restore(quote(file));
+  CommandResult r = restore(shell_quote(file));
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_TRUE(same(file));
   // Default read-ahead: the archive lies within 1 GiB of the label, so the
@@ -72,7 +72,7 @@ TEST_F(RestoreCliTest, OneFileCostsAtMostTwoLocates) {
 
   // Without read-ahead: one locate to B0 for the age header, one to the
   // member's chunk (which is in a later record of the archive). Exactly 2.
-  r = restore(quote(file) + " --read-ahead 0", "out0");
+  r = restore(shell_quote(file) + " --read-ahead 0", "out0");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_TRUE(same(file, "out0"));
   EXPECT_EQ(stats_["locates"], 2);
@@ -85,7 +85,7 @@ TEST_F(RestoreCliTest, WholeTapeIsOneSequentialPass) {
   const std::size_t archives =
       catalog.archives_of_tape(catalog.tape_by_serial("L00001")->id).size();
   ASSERT_GE(archives, 4u);
-  CommandRun r = restore(quote(f_.src()));
+  CommandResult r = restore(shell_quote(f_.src()));
   ASSERT_EQ(r.status, 0) << r.err;
   for (const auto& file : regular_files()) EXPECT_TRUE(same(file)) << file;
   // Default read-ahead: one pass, reading through the small indexes between
@@ -95,7 +95,7 @@ TEST_F(RestoreCliTest, WholeTapeIsOneSequentialPass) {
   // Without read-ahead the drive locates only between archives: one locate
   // to each archive's first block, never inside an archive. Bound:
   // locates <= archives (+0).
-  r = restore(quote(f_.src()) + " --read-ahead 0", "out0");
+  r = restore(shell_quote(f_.src()) + " --read-ahead 0", "out0");
   ASSERT_EQ(r.status, 0) << r.err;
   for (const auto& file : regular_files()) EXPECT_TRUE(same(file, "out0")) << file;
   EXPECT_LE(stats_["locates"], static_cast<double>(archives));
@@ -106,8 +106,8 @@ TEST_F(RestoreCliTest, TwoHundredRandomFilesCostOneLocatePerArchiveTouched) {
   Fixture& f = f_;
   // 300 more small files in the fixture's tree.
   for (int i = 0; i < 300; ++i)
-    write_bytes(f.src() + "/many/g" + std::to_string(i % 10) + "/x" + std::to_string(i),
-                random_data(1000 + (i * 131) % 9000, 5000 + i));
+    write_file(f.src() + "/many/g" + std::to_string(i % 10) + "/x" + std::to_string(i),
+               random_text(1000 + (i * 131) % 9000, 5000 + i));
   f.init(1);
   f.backup();
   std::vector<std::string> all = regular_files();
@@ -118,12 +118,12 @@ TEST_F(RestoreCliTest, TwoHundredRandomFilesCostOneLocatePerArchiveTouched) {
   std::set<std::int64_t> touched;
   std::string args;
   for (const auto& p : all) {
-    args += quote(p) + " ";
+    args += shell_quote(p) + " ";
     touched.insert(f.replicas(p).at(0).archive.archive_file);
   }
   ASSERT_GE(touched.size(), 3u);
 
-  CommandRun r = restore(args);
+  CommandResult r = restore(args);
   ASSERT_EQ(r.status, 0) << r.err;
   for (const auto& p : all) EXPECT_TRUE(same(p)) << p;
   // Bound with the default read-ahead: at most one locate per archive
@@ -146,7 +146,7 @@ TEST_F(RestoreCliTest, TwoHundredRandomFilesCostOneLocatePerArchiveTouched) {
 TEST_F(RestoreCliTest, RestoresMetadataSymlinksAndEmptyDirectories) {
   f_.init(1);
   f_.backup();
-  CommandRun r = restore(quote(f_.src()));
+  CommandResult r = restore(shell_quote(f_.src()));
   ASSERT_EQ(r.status, 0) << r.err;
   struct stat a {
   }, b{};
@@ -172,7 +172,7 @@ TEST_F(RestoreCliTest, FlippedByteFailsThatFileAloneAndNamesIt) {
   const std::string big = f_.src() + "/big.bin";
   auto replica = f_.replicas(big).at(0);
   f_.flip(replica, replica.copy.data_offset + 1'500'000);
-  CommandRun r = restore(quote(f_.src()));
+  CommandResult r = restore(shell_quote(f_.src()));
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find(big), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("tape L00001"), std::string::npos) << r.err;
@@ -194,7 +194,7 @@ TEST_F(RestoreCliTest, FlippedByteComesBackFromTheOtherCopy) {
   auto replicas = f_.replicas(big);
   ASSERT_EQ(replicas.size(), 2u);
   f_.flip(replicas[0], replicas[0].copy.data_offset + 1'500'000);  // L00001
-  CommandRun r = restore(quote(f_.src()));
+  CommandResult r = restore(shell_quote(f_.src()));
   ASSERT_EQ(r.status, 0) << r.err;
   for (const auto& file : regular_files()) EXPECT_TRUE(same(file)) << file;
   EXPECT_EQ(stats_["loads"], 2) << "L00001 for everything, then L00002 for big.bin";
@@ -203,8 +203,9 @@ TEST_F(RestoreCliTest, FlippedByteComesBackFromTheOtherCopy) {
 TEST_F(RestoreCliTest, WrongIdentityIsAClearErrorNotAPartialSuccess) {
   f_.init(1);
   f_.backup();
-  ASSERT_EQ(f_.mixtape("keygen -o " + quote(f_.file("other.txt"))).status, 0);
-  CommandRun r = restore(quote(f_.src() + "/big.bin") + " -i " + quote(f_.file("other.txt")));
+  ASSERT_EQ(f_.mixtape("keygen -o " + shell_quote(f_.file("other.txt"))).status, 0);
+  CommandResult r =
+      restore(shell_quote(f_.src() + "/big.bin") + " -i " + shell_quote(f_.file("other.txt")));
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find("wrong --identity"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(restored(f_.src() + "/big.bin")));
@@ -219,7 +220,7 @@ TEST_F(RestoreCliTest, TruncatedTapeLosesOnlyWhatIsGone) {
   const catalog::ArchiveRow last = archives.back();
   auto blocks = parse_image(f_.image("L00001"));
   fs::resize_file(f_.image("L00001"), blocks[last.first_block + 1].data_offset + 100);
-  CommandRun r = restore(quote(f_.src()));
+  CommandResult r = restore(shell_quote(f_.src()));
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find("truncated"), std::string::npos) << r.err;
   std::size_t lost = 0, kept = 0;
@@ -248,12 +249,12 @@ TEST_F(RestoreCliTest, TapeOfAnotherCatalogIsRefusedAndTheOtherCopyUsed) {
   other.backup();
   fs::copy_file(other.image("L00001"), f_.image("L00001"), fs::copy_options::overwrite_existing);
   fs::remove(f_.image("L00001") + ".idx");
-  CommandRun r = restore(quote(f_.src()));
+  CommandResult r = restore(shell_quote(f_.src()));
   ASSERT_EQ(r.status, 0) << r.err;
   for (const auto& file : regular_files()) EXPECT_TRUE(same(file)) << file;
 
   fs::remove(f_.image("L00002"));  // now only the foreign tape is left
-  r = restore(quote(f_.src() + "/big.bin"), "out2");
+  r = restore(shell_quote(f_.src() + "/big.bin"), "out2");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find("belongs to catalog"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("L00002 is not in the library"), std::string::npos) << r.err;
@@ -263,12 +264,12 @@ TEST_F(RestoreCliTest, NeverOverwritesUnlessAsked) {
   f_.init(1);
   f_.backup();
   const std::string file = f_.src() + "/d0/f0";
-  write_bytes(restored(file), "mine");
-  CommandRun r = restore(quote(file));
+  write_file(restored(file), "mine");
+  CommandResult r = restore(shell_quote(file));
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find("exists (use --overwrite"), std::string::npos) << r.err;
-  EXPECT_EQ(read_text(restored(file)), "mine");
-  r = restore(quote(file) + " --overwrite");
+  EXPECT_EQ(read_file(restored(file)), "mine");
+  r = restore(shell_quote(file) + " --overwrite");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_TRUE(same(file));
 }
@@ -281,7 +282,7 @@ TEST_F(RestoreCliTest, NeverWritesThroughASymlinkPlantedInTheDestination) {
   fs::create_directories(f_.file("elsewhere"));
   const std::string first = std::next(fs::path(f_.src()).begin())->string();  // after "/"
   fs::create_directory_symlink(f_.file("elsewhere"), f_.file("out") + "/" + first);
-  CommandRun r = restore(quote(f_.src()) + " --overwrite");
+  CommandResult r = restore(shell_quote(f_.src()) + " --overwrite");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find("symbolic link; refusing to follow it"), std::string::npos) << r.err;
   EXPECT_TRUE(fs::is_empty(f_.file("elsewhere")));
@@ -291,22 +292,22 @@ TEST_F(RestoreCliTest, AtSelectsTheSnapshot) {
   f_.init(1);
   f_.backup();
   const std::string file = f_.src() + "/d0/f0";
-  const std::string old_content = read_text(file);
+  const std::string old_content = read_file(file);
   std::this_thread::sleep_for(std::chrono::milliseconds(1100));
   const std::string between =
       format::format_utc(std::chrono::duration_cast<std::chrono::seconds>(
                              std::chrono::system_clock::now().time_since_epoch())
                              .count());
   std::this_thread::sleep_for(std::chrono::milliseconds(1100));
-  write_bytes(file, "a newer version\n");
+  write_file(file, "a newer version\n");
   f_.backup();
-  CommandRun r = restore(quote(file) + " --at " + between, "old");
+  CommandResult r = restore(shell_quote(file) + " --at " + between, "old");
   ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_EQ(read_text(restored(file, "old")), old_content);
-  r = restore(quote(file), "new");
+  EXPECT_EQ(read_file(restored(file, "old")), old_content);
+  r = restore(shell_quote(file), "new");
   ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_EQ(read_text(restored(file, "new")), "a newer version\n");
-  r = restore(quote(file) + " --at 2000-01-01T00:00:00Z", "none");
+  EXPECT_EQ(read_file(restored(file, "new")), "a newer version\n");
+  r = restore(shell_quote(file) + " --at 2000-01-01T00:00:00Z", "none");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find("no backup run"), std::string::npos) << r.err;
 }
@@ -314,7 +315,8 @@ TEST_F(RestoreCliTest, AtSelectsTheSnapshot) {
 TEST_F(RestoreCliTest, MissingPathsAreReported) {
   f_.init(1);
   f_.backup();
-  CommandRun r = restore(quote(f_.src() + "/nope") + " " + quote(f_.src() + "/d0/f0"));
+  CommandResult r =
+      restore(shell_quote(f_.src() + "/nope") + " " + shell_quote(f_.src() + "/d0/f0"));
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find("nope: not in the catalog"), std::string::npos) << r.err;
   EXPECT_TRUE(same(f_.src() + "/d0/f0"));
@@ -324,9 +326,10 @@ TEST_F(RestoreCliTest, MissingPathsAreReported) {
 
 class VerifyCliTest : public RestoreCliTest {
  protected:
-  CommandRun verify(const std::string& args = "") {
-    CommandRun r = f_.mixtape("verify --library " + quote(f_.library()) + " --stats-json " +
-                              quote(f_.file("stats.json")) + " " + args);
+  CommandResult verify(const std::string& args = "") {
+    CommandResult r =
+        f_.mixtape("verify --library " + shell_quote(f_.library()) + " --stats-json " +
+                   shell_quote(f_.file("stats.json")) + " " + args);
     stats_ = read_stats(f_.file("stats.json"));
     return r;
   }
@@ -335,14 +338,14 @@ class VerifyCliTest : public RestoreCliTest {
 TEST_F(VerifyCliTest, ReadsEveryTapeInOnePassAndRecordsTheResult) {
   f_.init(2);
   f_.backup();
-  CommandRun r = verify();
+  CommandResult r = verify();
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("verified 2 tapes"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find(" 0 bad"), std::string::npos) << r.out;
   // Sequential: at most one locate per tape (measured: none, the archives
   // follow the label closely enough to stream there).
   EXPECT_LE(stats_["locates"], 2);
-  CommandRun s = f_.mixtape("status");
+  CommandResult s = f_.mixtape("status");
   EXPECT_NE(s.out.find("last verify ok"), std::string::npos) << s.out;
 }
 
@@ -352,11 +355,11 @@ TEST_F(VerifyCliTest, FindsAFlippedByteAndNamesTheFile) {
   const std::string big = f_.src() + "/big.bin";
   auto replica = f_.replicas(big).at(0);
   f_.flip(replica, replica.copy.data_offset + 1'500'000);
-  CommandRun r = verify();
+  CommandResult r = verify();
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find(big), std::string::npos) << r.err;
   EXPECT_NE(r.out.find(" 1 bad"), std::string::npos) << r.out;
-  CommandRun s = f_.mixtape("status");
+  CommandResult s = f_.mixtape("status");
   EXPECT_NE(s.out.find("tape L00001: open"), std::string::npos) << s.out;
   EXPECT_NE(s.out.find("last verify unreadable"), std::string::npos) << s.out;
   auto catalog = catalog::Catalog::open_read_only(f_.catalog());
@@ -380,7 +383,7 @@ TEST_F(VerifyCliTest, QuickReadsTheIndexesOnly) {
   const std::string big = f_.src() + "/big.bin";
   auto replica = f_.replicas(big).at(0);
   f_.flip(replica, replica.copy.data_offset + 1'500'000);  // in archive data
-  CommandRun r = verify("--quick --read-ahead 0");
+  CommandResult r = verify("--quick --read-ahead 0");
   ASSERT_EQ(r.status, 0) << r.err << r.out;
   auto catalog = catalog::Catalog::open_read_only(f_.catalog());
   std::size_t archives = catalog.archives_of_tape(replica.tape.id).size();

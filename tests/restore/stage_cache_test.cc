@@ -58,7 +58,7 @@ class StageCacheTest : public ::testing::Test {
 
 TEST_F(StageCacheTest, StagesAndReadsByHash) {
   StageCache cache(options());
-  const std::string data = random_data(100'000, 1);
+  const std::string data = random_text(100'000, 1);
   EXPECT_FALSE(cache.contains(hash_of(data)));
   stage(cache, data);
   EXPECT_TRUE(cache.contains(hash_of(data)));
@@ -71,7 +71,7 @@ TEST_F(StageCacheTest, StagesAndReadsByHash) {
 
 TEST_F(StageCacheTest, ReadersAreWokenAsBytesLandButTheLastByteWaitsForTheHash) {
   StageCache cache(options());
-  const std::string data = random_data(200'000, 2);
+  const std::string data = random_text(200'000, 2);
   auto reader = cache.open(hash_of(data), data.size());
   EXPECT_EQ(reader.wait_for(0, 1000, soon()), WaitStatus::kTimedOut);  // nothing yet
   auto sink = cache.stage(hash_of(data), data.size());
@@ -100,7 +100,7 @@ TEST_F(StageCacheTest, ReadersAreWokenAsBytesLandButTheLastByteWaitsForTheHash) 
 
 TEST_F(StageCacheTest, AReaderThatSawBytesOfABadCopyFails) {
   StageCache cache(options());
-  const std::string data = random_data(100'000, 3);
+  const std::string data = random_text(100'000, 3);
   auto sink = cache.stage(hash_of(data), data.size());
   sink->begin({});
   sink->write(as_bytes(data).first(10'000));
@@ -120,7 +120,7 @@ TEST_F(StageCacheTest, AReaderThatSawBytesOfABadCopyFails) {
 
 TEST_F(StageCacheTest, AFailedRecallWakesReadersWithItsError) {
   StageCache cache(options());
-  const std::string data = random_data(1000, 4);
+  const std::string data = random_text(1000, 4);
   auto reader = cache.open(hash_of(data), data.size());
   auto sink = cache.stage(hash_of(data), data.size());
   std::thread failer([&] {
@@ -134,8 +134,8 @@ TEST_F(StageCacheTest, AFailedRecallWakesReadersWithItsError) {
 }
 
 TEST_F(StageCacheTest, SurvivesRestartsAndDropsHalfWrittenFiles) {
-  const std::string data = random_data(5000, 5);
-  const std::string half = random_data(7000, 6);
+  const std::string data = random_text(5000, 5);
+  const std::string half = random_text(7000, 6);
   {
     StageCache cache(options());
     stage(cache, data);
@@ -162,8 +162,8 @@ TEST_F(StageCacheTest, OneProcessAtATime) {
 
 TEST_F(StageCacheTest, EvictsTheLeastRecentlyUsedUnpinnedFile) {
   StageCache cache(options(3000));
-  const std::string a = random_data(1000, 7), b = random_data(1000, 8), c = random_data(1000, 9),
-                    d = random_data(1000, 10);
+  const std::string a = random_text(1000, 7), b = random_text(1000, 8), c = random_text(1000, 9),
+                    d = random_text(1000, 10);
   stage(cache, a);
   stage(cache, b);
   stage(cache, c);
@@ -179,7 +179,7 @@ TEST_F(StageCacheTest, EvictsTheLeastRecentlyUsedUnpinnedFile) {
 
 TEST_F(StageCacheTest, OpenFilesAreNeverEvictedAndAFullCacheIsAClearError) {
   StageCache cache(options(2000));
-  const std::string a = random_data(1000, 11), b = random_data(1000, 12), c = random_data(1000, 13);
+  const std::string a = random_text(1000, 11), b = random_text(1000, 12), c = random_text(1000, 13);
   stage(cache, a);
   stage(cache, b);
   auto ra = cache.open(hash_of(a), a.size());
@@ -193,7 +193,7 @@ TEST_F(StageCacheTest, OpenFilesAreNeverEvictedAndAFullCacheIsAClearError) {
   }
   EXPECT_TRUE(cache.contains(hash_of(a)));
   EXPECT_TRUE(cache.contains(hash_of(b)));
-  const std::string huge = random_data(5000, 14);
+  const std::string huge = random_text(5000, 14);
   EXPECT_THROW(cache.stage(hash_of(huge), huge.size())->begin({}), RestoreError);
 }
 
@@ -209,7 +209,7 @@ TEST_F(StageCacheTest, AFullDiskIsAClearErrorAndLeavesNothingThatLooksComplete) 
     return static_cast<long>(::pwrite(fd, data, size, offset));
   };
   StageCache cache(o);
-  const std::string data = random_data(10'000, 15);
+  const std::string data = random_text(10'000, 15);
   auto sink = cache.stage(hash_of(data), data.size());
   sink->begin({});
   sink->write(as_bytes(data).first(4000));

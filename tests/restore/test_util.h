@@ -22,72 +22,23 @@
 #include "engine/common/common.h"
 #include "engine/format/format.h"
 #include "engine/tape/tape.h"
+#include "tests/support/test_support.h"
 
 namespace mixtape::restore::testing {
 
 inline constexpr char kMixtape[] = MIXTAPE_BINARY_DIR "/cli/mixtape";
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "mixtape-restore-XXXXXX");
-    if (!::mkdtemp(pattern.data())) throw_errno("mkdtemp");
-    path_ = pattern;
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  const std::string& path() const { return path_; }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
-
-inline std::string quote(const std::string& text) {
-  std::string out = "'";
-  for (char c : text) {
-    if (c == '\'')
-      out += "'\\''";
-    else
-      out += c;
-  }
-  return out + "'";
-}
-
-inline std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-inline void write_bytes(const std::string& path, const std::string& data) {
-  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(data.data(), static_cast<std::streamsize>(data.size()));
-}
-
-inline std::string random_data(std::size_t size, std::uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::string out(size, '\0');
-  for (auto& c : out) c = static_cast<char>(rng() & 0xff);
-  return out;
-}
-
-struct CommandRun {
-  int status = -1;
-  std::string out;
-  std::string err;
-};
+using test_support::CommandResult;
+using test_support::random_text;
+using test_support::read_file;
+using test_support::shell_quote;
+using test_support::TempDir;
+using test_support::write_file;
 
 // Counters of a --stats-json file.
 inline std::map<std::string, double> read_stats(const std::string& path) {
   std::map<std::string, double> stats;
-  std::string text = read_text(path);
+  std::string text = read_file(path);
   std::size_t pos = 0;
   while ((pos = text.find('"', pos)) != std::string::npos) {
     std::size_t end = text.find('"', pos + 1);
@@ -107,7 +58,7 @@ struct ImageBlock {
 };
 
 inline std::vector<ImageBlock> parse_image(const std::string& path) {
-  std::string image = read_text(path);
+  std::string image = read_file(path);
   std::vector<ImageBlock> blocks;
   std::size_t at = 0;
   auto word = [&](std::size_t offset) {
@@ -161,16 +112,17 @@ class Fixture {
   std::string image(const std::string& serial) const { return library() + "/" + serial + ".tap"; }
   std::string file(const std::string& name) const { return dir_ / name; }
 
-  CommandRun mixtape(const std::string& args) {
+  CommandResult mixtape(const std::string& args) {
     const std::string out = dir_ / "stdout", err = dir_ / "stderr";
-    std::string command = "cd " + quote(dir_.path()) + " && HOME=" + quote(dir_ / "home") +
-                          " MIXTAPE_CATALOG=" + quote(catalog()) + " " + kMixtape + " " + args +
-                          " > " + quote(out) + " 2> " + quote(err);
+    std::string command = "cd " + shell_quote(dir_.path()) +
+                          " && HOME=" + shell_quote(dir_ / "home") +
+                          " MIXTAPE_CATALOG=" + shell_quote(catalog()) + " " + kMixtape + " " +
+                          args + " > " + shell_quote(out) + " 2> " + shell_quote(err);
     int rc = std::system(command.c_str());
-    CommandRun run;
+    CommandResult run;
     run.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-    run.out = read_text(out);
-    run.err = read_text(err);
+    run.out = read_file(out);
+    run.err = read_file(err);
     return run;
   }
 
@@ -178,27 +130,28 @@ class Fixture {
   // d0..d3, an empty file, a symlink, an empty directory, a 0600 file.
   // With --archive-size 1M that is 5 archives or so.
   void make_tree(int small = 40) {
-    write_bytes(src() + "/big.bin", random_data(3'000'000, 1));
+    write_file(src() + "/big.bin", random_text(3'000'000, 1));
     for (int i = 0; i < small; ++i) {
       std::string name = src() + "/d" + std::to_string(i % 4) + "/f" + std::to_string(i);
-      write_bytes(name, random_data(1024 + (i * 7919) % 150000, 100 + i));
+      write_file(name, random_text(1024 + (i * 7919) % 150000, 100 + i));
     }
-    write_bytes(src() + "/empty.txt", "");
-    write_bytes(src() + "/private.txt", "secret\n");
+    write_file(src() + "/empty.txt", "");
+    write_file(src() + "/private.txt", "secret\n");
     ::chmod((src() + "/private.txt").c_str(), 0600);
     std::filesystem::create_directories(src() + "/empty-dir");
     std::filesystem::create_symlink("big.bin", src() + "/link");
   }
 
   void init(int copies) {
-    CommandRun r =
-        mixtape("init --copies " + std::to_string(copies) + " --identity-out " + quote(identity()));
+    CommandResult r = mixtape("init --copies " + std::to_string(copies) + " --identity-out " +
+                              shell_quote(identity()));
     if (r.status != 0) throw Error("init failed: " + r.err);
   }
 
   void backup(const std::string& archive_size = "1M") {
-    CommandRun r = mixtape("backup " + quote(src()) + " --library " + quote(library()) +
-                           " --capacity 64M --archive-size " + archive_size);
+    CommandResult r =
+        mixtape("backup " + shell_quote(src()) + " --library " + shell_quote(library()) +
+                " --capacity 64M --archive-size " + archive_size);
     if (r.status != 0) throw Error("backup failed: " + r.err + r.out);
   }
 

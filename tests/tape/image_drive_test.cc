@@ -26,14 +26,7 @@ void record(Bytes& out, std::string_view data, std::uint32_t cls = 0) {
 }
 
 std::string run(const std::string& command) {
-  std::string output;
-  std::unique_ptr<FILE, int (*)(FILE*)> pipe(::popen(command.c_str(), "r"), ::pclose);
-  if (!pipe) throw_errno("popen " + command);
-  char buffer[4096];
-  for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe.get())) > 0;) {
-    output.append(buffer, n);
-  }
-  return output;
+  return test_support::run_shell(command).out;
 }
 
 class ImageDriveTest : public ::testing::Test {

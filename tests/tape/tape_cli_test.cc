@@ -11,24 +11,12 @@ namespace {
 
 constexpr char kMixtape[] = MIXTAPE_BINARY_DIR "/cli/mixtape";
 
-struct CommandRun {
-  int status;
-  std::string out;
-  Bytes out_bytes;
-  std::string err;
-};
+using CommandRun = test_support::CommandResult;
 
 class TapeCliTest : public ::testing::Test {
  protected:
-  // Runs `mixtape <args>` with stdout and stderr in files.
   CommandRun mixtape(const std::string& args) {
-    const std::string out = dir_.file("stdout"), err = dir_.file("stderr");
-    std::string command = std::string(kMixtape) + " " + args + " > '" + out + "' 2> '" + err + "'";
-    int rc = std::system(command.c_str());
-    CommandRun run{WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, "", read_file(out), ""};
-    run.out = std::string(as_chars(run.out_bytes));
-    run.err = std::string(as_chars(read_file(err)));
-    return run;
+    return test_support::run_shell(std::string(kMixtape) + " " + args);
   }
 
   // file 0: a label for L00042; file 1: 5 x 4096 + 100 bytes; file 2: 10 bytes.
@@ -93,11 +81,11 @@ TEST_F(TapeCliTest, CatWritesTheRecordsOfOneFile) {
   make_tape();
   CommandRun run = mixtape("tape cat --device '" + image_ + "' --file 1");
   ASSERT_EQ(run.status, 0) << run.err;
-  EXPECT_EQ(run.out_bytes, file1_);
+  EXPECT_EQ(run.out, std::string(as_chars(file1_)));
   run = mixtape("tape cat --device '" + image_ + "' --file 2");
   EXPECT_EQ(run.out, "0123456789");
   run = mixtape("tape cat --device '" + image_ + "' --file 0");
-  EXPECT_EQ(run.out_bytes, label_tar("L00042"));
+  EXPECT_EQ(run.out, std::string(as_chars(label_tar("L00042"))));
 }
 
 TEST_F(TapeCliTest, CatOfAMissingFileFailsWithOneLine) {

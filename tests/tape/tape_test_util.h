@@ -20,29 +20,11 @@
 #include "engine/common/common.h"
 #include "engine/tape/emulated_st_device.h"
 #include "engine/tape/tape.h"
+#include "tests/support/test_support.h"
 
 namespace mixtape::tape::testing {
 
-// A fresh directory under $TMPDIR, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "mixtape-tape-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw_errno("mkdtemp");
-    path_ = pattern;
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  const std::string& path() const { return path_; }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using test_support::TempDir;
 
 inline Bytes random_bytes(std::size_t size, std::uint32_t seed) {
   std::mt19937 rng(seed);
@@ -97,7 +79,7 @@ std::optional<TapeError> expect_tape_error(TapeErrorKind kind, F&& statement) {
   return std::nullopt;
 }
 
-// ------------------------------------------------------------ label stub
+// ------------------------------------------------------------ a minimal label
 
 // One ustar header block for a member of `size` bytes.
 inline void tar_header(Bytes& out, const std::string& name, std::size_t size, char type) {

@@ -1,0 +1,242 @@
+#!/usr/bin/env bash
+# Restore benchmarks (benchmarks.md: recall of 200 random files, single-file
+# restore, full restore of a tape, catalog recovery from a found tape). Every
+# tape time is the image drive's LTO-6 timing model (docs/TAPE.md), as
+# reported by --stats-json and the mount's .mixtape/stats; medians of RUNS.
+#
+# Data: SIZE_MB of random 1 MiB files in 16 directories, backed up (age
+# encrypted, one copy) to a .tap library in DIR; archives are the default
+# size (an eighth of the run, so 8 archives).
+#
+#   recall   200 random files (seeded, RUNS different lists): queued through
+#            MNT/.mixtape/recall, then `cp` of the list out of a fresh mount
+#            (fresh stage cache). Peer: the same files recalled one by one in
+#            list order, one `mixtape restore FILE` each. Also shown: one
+#            `mixtape restore` of all 200. Target: locates = archives touched.
+#   single   `mixtape restore FILE` of RUNS random files. Target: <= 2
+#            locates; tape_seconds within 10% of the model's lower bound:
+#            load + the cheaper of locating to the member's block or reading
+#            up to it from BOT + streaming the member's records.
+#   full     `mixtape restore` of the whole tree (the whole tape). Target:
+#            99% of tape_seconds streaming (bytes read / 160 MB/s).
+#   recover  `mount.mixtape TAPE.tap MNT` of a copy of the tape with no
+#            catalog (the found-tape path: load, space to EOD, read the
+#            trailing index). Peer: bscan-style full read (`mixtape verify`
+#            of the tape, which reads every archive), and the model's time
+#            to read every byte of the image. Target: under 5 minutes of
+#            tape_seconds for a full LTO-6 tape (extrapolated below).
+#
+#   bench/restore/run.sh [BUILD_DIR]        (default BUILD_DIR: build)
+#   env: SIZE_MB=2048 RUNS=3 DIR=/var/tmp SEED=1
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+build=${1:-$root/build}
+size_mb=${SIZE_MB:-2048}
+runs=${RUNS:-3}
+DIR=${DIR:-/var/tmp}
+seed=${SEED:-1}
+[ "$(id -u)" = 0 ] || { echo "run.sh: needs root (FUSE mounts)" >&2; exit 1; }
+for tool in jq getfattr fusermount3 cmp shuf split sqlite3; do
+  command -v "$tool" >/dev/null || { echo "run.sh: $tool not found" >&2; exit 1; }
+done
+
+cmake --build "$build" --target mixtape mount.mixtape >/dev/null
+mixtape="$build/cli/mixtape"
+mounter="$build/mount-helper/mount.mixtape"
+work=$(mktemp -d "$DIR/mixtape-restore-bench.XXXXXX")
+mnt="$work/mnt"
+mkdir -p "$mnt" "$work/home"
+cleanup() {
+  mountpoint -q "$mnt" && fusermount3 -u "$mnt"
+  rm -rf "$work"
+}
+trap cleanup EXIT
+export MIXTAPE_CATALOG="$work/cat.db" HOME="$work/home"
+lib="$work/tapes" id="$work/id.txt"
+
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
+load() { cut -d' ' -f1 /proc/loadavg; }
+# Model constants (engine/tape TimingModel defaults).
+rate=160e6 load_s=12 locate_base=10 locate_rate=25e9
+
+echo "preparing $size_mb MiB of random 1 MiB files ..." >&2
+mkdir -p "$work/src"
+head -c $((size_mb * 1048576)) /dev/urandom | (cd "$work/src" && split -b 1M -a 4 - f)
+i=0
+for f in "$work"/src/f*; do
+  d=$(printf 'd%02d' $((i % 16)))
+  mkdir -p "$work/src/$d"
+  mv "$f" "$work/src/$d/"
+  i=$((i + 1))
+done
+"$mixtape" init --copies 1 --identity-out "$id" >/dev/null 2>&1
+"$mixtape" backup "$work/src" --library "$lib" --capacity 64G >/dev/null 2>&1
+serial=$(basename "$(ls "$lib"/*.tap | head -1)" .tap)
+record_size=$(sqlite3 "$work/cat.db" "SELECT value FROM config WHERE key = 'record_size'")
+image_bytes=$(stat -c %s "$lib/$serial.tap")
+archives=$(sqlite3 "$work/cat.db" "SELECT count(*) FROM archives")
+find "$work/src" -type f | sort >"$work/all.txt"
+nfiles=$(wc -l <"$work/all.txt")
+
+mount_lib() {  # mount_lib CACHE_DIR
+  "$mounter" "$work/cat.db" "$mnt" -o "library=$lib,identity=$id,cache=$1"
+}
+stat_of() { jq -r ".$1" "$2"; }
+declare -A t
+
+# Where each file's copy is: serial:archive_file:block of its first byte.
+mount_lib "$work/cache0"
+while read -r f; do
+  echo "$f $(getfattr --absolute-names --only-values -n user.mixtape.replicas "$mnt/latest$f")"
+done <"$work/all.txt" >"$work/where.txt"
+fusermount3 -u "$mnt"
+archive_of() { awk -v f="$1" '$1 == f { split($2, p, ":"); print p[2] }' "$work/where.txt"; }
+block_of() { awk -v f="$1" '$1 == f { split($2, p, ":"); print p[3] }' "$work/where.txt"; }
+
+# ---------------------------------------------------------------- recall
+for ((run = 1; run <= runs; run++)); do
+  echo "recall run $run/$runs ..." >&2
+  shuf -n 200 --random-source=<(yes "$((seed + run))") "$work/all.txt" >"$work/list.txt"
+  touched=$(while read -r f; do archive_of "$f"; done <"$work/list.txt" | sort -u | wc -l)
+  t[recall_touched]+="$touched "
+  # mixtape: queue the list, then copy it out of the mount.
+  rm -rf "$work/out" "$work/cache"
+  mkdir -p "$work/out"
+  t[recall_load]+="$(load) "
+  mount_lib "$work/cache"
+  cat "$mnt/.mixtape/stats" >"$work/s0.json"
+  t0=$(now)
+  cat "$work/list.txt" >"$mnt/.mixtape/recall"
+  sed "s|^|$mnt/latest|" "$work/list.txt" | xargs -d '\n' cp -t "$work/out"
+  t[recall_wall]+="$(since "$t0") "
+  cat "$mnt/.mixtape/stats" >"$work/s1.json"
+  fusermount3 -u "$mnt"
+  t[recall_locates]+="$(($(stat_of locates "$work/s1.json") - $(stat_of locates "$work/s0.json"))) "
+  t[recall_tape]+="$(awk -v a="$(stat_of tape_seconds "$work/s0.json")" -v b="$(stat_of tape_seconds "$work/s1.json")" 'BEGIN { printf "%.1f", b - a }') "
+  while read -r f; do cmp -s "$f" "$work/out/$(basename "$f")" || { echo "run.sh: $f differs" >&2; exit 1; }; done <"$work/list.txt"
+  # mixtape restore of the whole list in one command.
+  rm -rf "$work/out"
+  t0=$(now)
+  xargs -d '\n' -a "$work/list.txt" "$mixtape" restore --to "$work/out" --library "$lib" \
+    --identity "$id" --stats-json "$work/s.json" >/dev/null
+  t[batch_wall]+="$(since "$t0") "
+  t[batch_locates]+="$(stat_of locates "$work/s.json") "
+  t[batch_tape]+="$(stat_of tape_seconds "$work/s.json") "
+  # peer: one by one, in list order.
+  rm -rf "$work/out"
+  locates=0 tape=0 loads=0
+  t0=$(now)
+  while read -r f; do
+    "$mixtape" restore "$f" --to "$work/out" --library "$lib" --identity "$id" \
+      --stats-json "$work/s.json" >/dev/null
+    locates=$((locates + $(stat_of locates "$work/s.json")))
+    loads=$((loads + $(stat_of loads "$work/s.json")))
+    tape=$(awk -v a="$tape" -v b="$(stat_of tape_seconds "$work/s.json")" 'BEGIN { print a + b }')
+  done <"$work/list.txt"
+  t[peer_wall]+="$(since "$t0") "
+  t[peer_locates]+="$locates "
+  t[peer_tape]+="$(printf '%.1f' "$tape") "
+  t[peer_tape_noload]+="$(awk -v a="$tape" -v n="$loads" -v l="$load_s" 'BEGIN { printf "%.1f", a - n * l }') "
+done
+
+# ---------------------------------------------------------------- single file
+for ((run = 1; run <= runs; run++)); do
+  f=$(shuf -n 1 --random-source=<(yes "$((seed + 100 + run))") "$work/all.txt")
+  rm -rf "$work/out"
+  t[single_load]+="$(load) "
+  "$mixtape" restore "$f" --to "$work/out" --library "$lib" --identity "$id" \
+    --stats-json "$work/s.json" >/dev/null
+  cmp -s "$f" "$work/out$f" || { echo "run.sh: $f differs" >&2; exit 1; }
+  size=$(stat -c %s "$f")
+  block=$(block_of "$f")
+  got=$(stat_of tape_seconds "$work/s.json")
+  # Lower bound: load, then reach the member's block from BOT the cheaper
+  # way, then stream its records (image bytes: a record is 8 + its size).
+  bound=$(awk -v b="$block" -v r="$record_size" -v s="$size" -v rate="$rate" -v l="$load_s" \
+    -v lb="$locate_base" -v lr="$locate_rate" 'BEGIN {
+      d = b * (r + 8); reach = lb + d / lr; if (d / rate < reach) reach = d / rate;
+      recs = int((s + r - 1) / r); printf "%.2f", l + reach + recs * (r + 8) / rate }')
+  t[single_locates]+="$(stat_of locates "$work/s.json") "
+  t[single_tape]+="$(printf '%.2f' "$got") "
+  t[single_bound]+="$bound "
+  t[single_ratio]+="$(awk -v a="$got" -v b="$bound" 'BEGIN { printf "%.3f", a / b }') "
+done
+
+# ---------------------------------------------------------------- full restore
+for ((run = 1; run <= runs; run++)); do
+  echo "full restore run $run/$runs ..." >&2
+  rm -rf "$work/out"
+  t[full_load]+="$(load) "
+  t0=$(now)
+  "$mixtape" restore "$work/src" --to "$work/out" --library "$lib" --identity "$id" \
+    --stats-json "$work/s.json" >/dev/null
+  t[full_wall]+="$(since "$t0") "
+  bytes=$(stat_of bytes_read "$work/s.json")
+  tape=$(stat_of tape_seconds "$work/s.json")
+  loads=$(stat_of loads "$work/s.json")
+  t[full_locates]+="$(stat_of locates "$work/s.json") "
+  t[full_tape]+="$(printf '%.1f' "$tape") "
+  t[full_stream]+="$(awk -v b="$bytes" -v r="$rate" 'BEGIN { printf "%.1f", b / r }') "
+  t[full_share]+="$(awk -v b="$bytes" -v r="$rate" -v s="$tape" 'BEGIN { printf "%.4f", b / r / s }') "
+  t[full_share_noload]+="$(awk -v b="$bytes" -v r="$rate" -v s="$tape" -v n="$loads" -v l="$load_s" \
+    'BEGIN { printf "%.4f", b / r / (s - n * l) }') "
+done
+diff -r "$work/src" "$work/out$work/src" >/dev/null || { echo "run.sh: full restore differs" >&2; exit 1; }
+
+# ---------------------------------------------------------------- found tape
+for ((run = 1; run <= runs; run++)); do
+  echo "found-tape run $run/$runs ..." >&2
+  rm -rf "$work/found" "$work/fhome"
+  mkdir -p "$work/found" "$work/fhome"
+  cp "$lib/$serial.tap" "$work/found/$serial.tap"
+  t[recover_load]+="$(load) "
+  t0=$(now)
+  HOME="$work/fhome" MIXTAPE_CATALOG= "$mounter" "$work/found/$serial.tap" "$mnt" \
+    -o "identity=$id,cache=$work/found/cache"
+  t[recover_wall]+="$(since "$t0") "
+  cat "$mnt/.mixtape/stats" >"$work/s.json"
+  n=$(find "$mnt/latest" -type f | wc -l)
+  fusermount3 -u "$mnt"
+  [ "$n" = "$nfiles" ] || { echo "run.sh: the found tape shows $n files, not $nfiles" >&2; exit 1; }
+  t[recover_tape]+="$(stat_of tape_seconds "$work/s.json") "
+  t[recover_bytes]+="$(stat_of bytes_read "$work/s.json") "
+  t[recover_eod]+="$(stat_of eod_spaces "$work/s.json") "
+  # Peer: read the whole tape (verify reads every archive and index).
+  "$mixtape" verify --library "$lib" --identity "$id" --stats-json "$work/v.json" >/dev/null
+  t[verify_tape]+="$(stat_of tape_seconds "$work/v.json") "
+done
+full_read=$(awk -v b="$image_bytes" -v r="$rate" -v l="$load_s" 'BEGIN { printf "%.1f", l + b / r }')
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+m() { echo "${t[$1]}" | median; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
+
+echo
+echo "Restore: $nfiles files of 1 MiB ($size_mb MiB) on one tape ($serial, $archives archives, image $image_bytes bytes, records of $record_size), age-encrypted; median of $runs runs; LTO-6 timing model"
+echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), kernel $(uname -r), work in $DIR ($(df --output=source "$DIR" | tail -1))"
+echo
+echo "recall of 200 random files (load per run: ${t[recall_load]})"
+printf '%-46s %9s %14s %9s\n' "" "locates" "tape_seconds" "wall s"
+printf '%-46s %9s %14s %9s\n' "archives touched by the list" "$(m recall_touched)" "" ""
+printf '%-46s %9s %14s %9s\n' "mixtape: .mixtape/recall + cp from the mount" "$(m recall_locates)" "$(m recall_tape)" "$(m recall_wall)"
+printf '%-46s %9s %14s %9s\n' "mixtape restore of the 200 in one command" "$(m batch_locates)" "$(m batch_tape)" "$(m batch_wall)"
+printf '%-46s %9s %14s %9s\n' "peer: mixtape restore, one file at a time" "$(m peer_locates)" "$(m peer_tape)" "$(m peer_wall)"
+printf '%-46s %9s %14s %9s\n' "  peer without its 200 loads" "" "$(m peer_tape_noload)" ""
+echo "ratio peer/mixtape: locates $(ratio "$(m peer_locates)" "$(m recall_locates)"), tape_seconds $(ratio "$(m peer_tape)" "$(m recall_tape)") ($(ratio "$(m peer_tape_noload)" "$(m recall_tape)") without the peer's loads)"
+echo
+echo "single-file restore (load per run: ${t[single_load]})"
+echo "  locates: ${t[single_locates]}(target <= 2)"
+echo "  tape_seconds: ${t[single_tape]}; lower bound: ${t[single_bound]}"
+echo "  tape_seconds / lower bound: ${t[single_ratio]}median $(m single_ratio) (target <= 1.10)"
+echo
+echo "full restore of the tape (load per run: ${t[full_load]})"
+echo "  tape_seconds $(m full_tape), of which streaming $(m full_stream): share $(m full_share) (target >= 0.99); without the load: $(m full_share_noload); locates ${t[full_locates]}; wall $(m full_wall) s"
+echo
+echo "catalog recovery from a found tape (load per run: ${t[recover_load]})"
+echo "  mount.mixtape TAPE.tap: tape_seconds $(m recover_tape) (eod spaces ${t[recover_eod]}, bytes read $(m recover_bytes)); wall $(m recover_wall) s"
+echo "  peer, bscan-style full read: mixtape verify $(m verify_tape) s; model, every byte of the image: $full_read s; ratio $(ratio "$(m verify_tape)" "$(m recover_tape)")"
+echo "  full LTO-6 tape (2.5 TB), same model: load $load_s + space to EOD $(awk -v lb="$locate_base" -v lr="$locate_rate" 'BEGIN { printf "%.0f", lb + 2.5e12 / lr }') + trailing index; full read $(awk -v r="$rate" -v l="$load_s" 'BEGIN { printf "%.0f", l + 2.5e12 / r }') s"
+echo "all runs:"
+for key in $(printf '%s\n' "${!t[@]}" | sort); do echo "  $key: ${t[$key]}"; done

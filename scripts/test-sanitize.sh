@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The whole test suite built with AddressSanitizer, LeakSanitizer and
+# UndefinedBehaviorSanitizer (into ./build-asan). Fails when any test fails
+# or when any process wrote a sanitizer report, including the mount.mixtape
+# daemons, whose stderr goes to /dev/null once they are mounted: every
+# report goes to a file under build-asan/sanitizer-reports instead.
+#
+#   bash scripts/test-sanitize.sh [ctest arguments, e.g. -R Mount]
+#
+# About 15 minutes on 2 cores after a first build of about 15 (docs/TESTING.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+
+build=build-asan
+launcher=()
+if command -v ccache >/dev/null; then
+  launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
+fi
+# -O1 -g: readable stacks at a bearable speed; asserts stay on.
+cmake -S . -B "$build" -G Ninja -DMIXTAPE_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g" \
+  "${launcher[@]}" >/dev/null
+nice cmake --build "$build" -j"$(nproc)"
+
+reports="$PWD/$build/sanitizer-reports"
+rm -rf "$reports"
+# World-writable: some tests run mixtape as another user.
+mkdir -p -m 1777 "$reports"
+common="log_path=$reports/report:log_exe_name=1:print_summary=1"
+# halt_on_error: the first report ends the process with a failing status.
+export ASAN_OPTIONS="$common:detect_leaks=1:halt_on_error=1:detect_stack_use_after_return=1:check_initialization_order=1:strict_init_order=1:detect_invalid_pointer_pairs=0"
+export UBSAN_OPTIONS="$common:halt_on_error=1:print_stacktrace=1"
+export LSAN_OPTIONS="$common"
+if [ -f scripts/lsan.supp ]; then
+  export LSAN_OPTIONS="$LSAN_OPTIONS:suppressions=$PWD/scripts/lsan.supp"
+fi
+# Tests that size their data by this run smaller trees (the same code paths).
+export MIXTAPE_TEST_SANITIZED=1
+
+status=0
+ctest --test-dir "$build" --output-on-failure -j2 --timeout 900 "$@" || status=$?
+
+shopt -s nullglob
+found=("$reports"/report*)
+if [ ${#found[@]} -gt 0 ]; then
+  echo "test-sanitize: ${#found[@]} sanitizer report(s):" >&2
+  for f in "${found[@]}"; do
+    echo "==== $f" >&2
+    cat "$f" >&2
+  done
+  status=1
+fi
+if [ "$status" -eq 0 ]; then
+  echo "test-sanitize: all tests passed, no sanitizer reports"
+fi
+exit "$status"

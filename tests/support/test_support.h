@@ -1,0 +1,117 @@
+// What every test folder needs: a temporary directory, files in and out,
+// seeded random content, and running shell commands. Folder headers
+// (tests/<module>/*util.h) add what is particular to their module.
+#pragma once
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <string_view>
+
+#include "engine/common/common.h"
+#include "engine/crypto/crypto.h"
+
+namespace mixtape::test_support {
+
+// A fresh directory under $TMPDIR, removed with everything in it. Modes are
+// restored first, so what a test made unreadable goes too.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "mixtape-test-XXXXXX");
+    if (!::mkdtemp(pattern.data())) throw_errno("mkdtemp");
+    path_ = pattern;
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  ~TempDir() {
+    std::error_code ignored;
+    for (auto it = std::filesystem::recursive_directory_iterator(
+             path_, std::filesystem::directory_options::skip_permission_denied, ignored);
+         it != std::filesystem::recursive_directory_iterator(); it.increment(ignored)) {
+      if (!it->is_symlink(ignored)) ::chmod(it->path().c_str(), 0700);
+    }
+    std::filesystem::remove_all(path_, ignored);
+  }
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+  std::string operator/(const std::string& name) const { return file(name); }
+
+ private:
+  std::string path_;
+};
+
+// Writes `data` to `path`, creating the parent directories.
+inline void write_file(const std::string& path, std::string_view data) {
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  UniqueFd fd = open_file(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  write_all(fd.get(), as_bytes(data), path);
+}
+
+inline void write_file(const std::string& path, ByteSpan data) {
+  write_file(path, as_chars(data));
+}
+
+inline std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error("cannot read " + path);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+// Incompressible content, the same for the same seed.
+inline std::string random_text(std::size_t size, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::string out(size, '\0');
+  for (auto& c : out) c = static_cast<char>(rng());
+  return out;
+}
+
+inline std::string hash_hex(std::string_view data) {
+  return to_hex(crypto::blake2b256(as_bytes(data)));
+}
+
+// Single-quotes text for the shell.
+inline std::string shell_quote(const std::string& text) {
+  std::string out = "'";
+  for (char c : text) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+struct CommandResult {
+  int status = -1;  // exit status; -1 if killed by a signal
+  std::string out;
+  std::string err;
+};
+
+// Runs a shell command, capturing stdout and stderr (through files in
+// $TMPDIR, so output of any size and binary output are fine).
+inline CommandResult run_shell(const std::string& command) {
+  TempDir scratch;
+  const std::string out = scratch.file("stdout"), err = scratch.file("stderr");
+  // A subshell, so that redirections inside `command` keep their meaning.
+  int rc = std::system(
+      ("( " + command + " ) > " + shell_quote(out) + " 2> " + shell_quote(err)).c_str());
+  CommandResult result;
+  result.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  result.out = read_file(out);
+  result.err = read_file(err);
+  return result;
+}
+
+inline bool have_tool(const std::string& name) {
+  return std::system(("command -v " + name + " >/dev/null 2>&1").c_str()) == 0;
+}
+
+}  // namespace mixtape::test_support
