@@ -7,11 +7,12 @@
 // fuzzer mutates real headers and real chunks. scrypt's work factor is capped
 // low so a passphrase stanza costs milliseconds, not a second.
 //
-// Besides crashes it checks that the three ways of reading a file agree:
-// the sequential decryptor, the random-access decryptor and the restore
-// path (header, then payload from chunk 1). Whatever plaintext one releases
-// must be exactly what the others release, and a file that decrypts one way
-// must decrypt every way.
+// Besides crashes it checks that the ways of reading a file agree: with
+// armor detection or without (and an armored file as its decoded armor), and
+// for binary files the sequential decryptor, the random-access decryptor and
+// the restore path (header, then payload from chunk 1). Whatever plaintext
+// one releases must be exactly what the others release, and a file that
+// decrypts one way must decrypt every way.
 #include <algorithm>
 #include <optional>
 
@@ -127,7 +128,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const Outcome automatic = sequential(input, AgeArmor::Auto);
   const Outcome binary = sequential(input, AgeArmor::Binary);
 
-  // Parsing the header without keys accepts exactly the headers that parse.
+  // A binary file reads the same whether or not armor is looked for; an
+  // armored one the same as its decoded armor read as binary.
+  if (binary.complete) {
+    FUZZ_CHECK(automatic.complete && automatic.plaintext == binary.plaintext);
+  } else if (automatic.complete) {
+    mixtape::MemorySource armored(input);
+    AgeArmorReader armor(armored);
+    const mixtape::Bytes decoded = mixtape::fuzz::drain(armor);
+    const Outcome inner = sequential(decoded, AgeArmor::Binary);
+    FUZZ_CHECK(inner.complete && inner.plaintext == automatic.plaintext);
+  }
+
+  // A header that does not parse without keys never decrypts.
   try {
     mixtape::MemorySource source(input);
     std::uint64_t h = age_header_length(source);

@@ -206,6 +206,12 @@ for name, (by_mount, args) in lines.items():
     open(os.path.join(sys.argv[1], name), "wb").write(bytes([by_mount]) + b"\0".join(a.encode() for a in args))
 EOF
 
+# ---- inputs that once crashed a target: every run checks them again.
+for kept in "$root"/tests/testdata/fuzz-regressions/*/; do
+  target=$(basename "$kept")
+  for input in "$kept"*; do cp "$input" "$corpus/$target/regression-$(basename "$input")"; done
+done
+
 du -sh "$corpus"
 for target in "$corpus"/*/; do
   printf '%-14s %3d seeds\n' "$(basename "$target")" "$(find "$target" -type f | wc -l)"

@@ -14,10 +14,11 @@
 #                       it nothing in the source tree is written
 #   env JOBS=N          targets run N at a time (default 1)
 #   env FUZZ_NICE=N     nice level of the fuzzers (default 10)
+#   env FUZZ_BUILD_DIR  the clang build (default build-fuzz)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-build=$root/build-fuzz
+build=${FUZZ_BUILD_DIR:-$root/build-fuzz}
 seconds=60
 merge=0
 only=""
@@ -26,7 +27,7 @@ while [ $# -gt 0 ]; do
     --merge-corpus) merge=1 ;;
     --targets) only=${2:?--targets needs a list}; shift ;;
     --targets=*) only=${1#--targets=} ;;
-    -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
     *[!0-9]* | "") echo "fuzz.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     *) seconds=$1 ;;
   esac

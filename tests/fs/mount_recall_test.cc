@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "restore/test_util.h"
@@ -61,6 +62,38 @@ TEST_F(MountRecallTest, ReadingUnderTapesRecallsFromThatTape) {
   EXPECT_TRUE(read_file(replica) == random_text(1024 + 7919 % 150000, 101));
   status = read_file(mnt() + "/.mixtape/status");
   EXPECT_NE(status.find("drive 0: tape L00001"), std::string::npos) << status;
+}
+
+// .mixtape/recall is the one writable file, so the mount cannot be a
+// read-only mount (the kernel would refuse the open): everything else
+// answers EROFS itself.
+TEST_F(MountRecallTest, PathsWrittenToRecallAreStagedAndNothingElseIsWritable) {
+  f_.make_tree(4);
+  f_.init(1);
+  f_.backup();
+  mount(f_.catalog(), "library=" + f_.library());
+  {
+    std::ofstream recall(mnt() + "/.mixtape/recall", std::ios::trunc);  // O_TRUNC, as `>` does
+    recall << f_.src() + "/big.bin\n" << f_.src() + "/d1/f1\n";
+    ASSERT_TRUE(recall.good());
+  }  // closed: queued
+  std::string stats;
+  for (int i = 0; i < 600; ++i) {
+    stats = read_file(mnt() + "/.mixtape/stats");
+    if (stats.find("\"recalls_staged\": 2") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_NE(stats.find("\"recalls_staged\": 2"), std::string::npos) << stats;
+  EXPECT_NE(stats.find("\"opens\": 0"), std::string::npos) << "staged without a read: " << stats;
+  EXPECT_TRUE(read_file(latest() + "/big.bin") == random_text(3'000'000, 1));
+
+  EXPECT_NE(sh("touch " + shell_quote(latest() + "/new") + " 2>/dev/null"), 0);
+  EXPECT_NE(sh("mkdir " + shell_quote(latest() + "/dir") + " 2>/dev/null"), 0);
+  EXPECT_NE(sh("truncate -s 0 " + shell_quote(latest() + "/big.bin") + " 2>/dev/null"), 0);
+  EXPECT_NE(sh("echo x >> " + shell_quote(latest() + "/big.bin") + " 2>/dev/null"), 0);
+  std::error_code error;
+  std::filesystem::remove(latest() + "/big.bin", error);
+  EXPECT_EQ(error, std::errc::read_only_file_system);
 }
 
 TEST_F(MountRecallTest, ADamagedOnlyCopyIsEioForThatFileAlone) {
