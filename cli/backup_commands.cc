@@ -86,12 +86,21 @@ struct LabelArgs {
   DriveFlags drive;
 };
 
+// The program file 0 carries: this one, unless MIXTAPE_ARCHAEOLOGY_BINARY
+// names another. A sanitizer build's program is over 100 MB, more than the
+// small tapes its tests label; scripts/test-sanitize.sh names a Release build.
+std::string archaeology_binary() {
+  const char* path = std::getenv("MIXTAPE_ARCHAEOLOGY_BINARY");
+  return path && *path ? path : "";
+}
+
 void label(const LabelArgs& args) {
   auto catalog = open_catalog(args.catalog);
   OpenedLibrary opened(args.drive);
   tape::Drive& drive = opened.library().load(args.serial);
   backup::LabelOptions options;
   options.capacity = opened.capacity();
+  options.binary_path = archaeology_binary();
   options.overwrite = args.force;
   auto tape =
       backup::label_tape(catalog, drive, args.serial, options, writer_keys(args.passphrase_file));
@@ -170,6 +179,7 @@ void run_backup(const BackupArgs& args) {
   options.paranoid = args.paranoid;
   options.serial_prefix = args.serial_prefix;
   options.label.capacity = opened.capacity();
+  options.label.binary_path = archaeology_binary();
   options.temp_dir = args.temp_dir;
   auto progress = make_progress();
   auto report = backup::backup(catalog, opened.library(), options,

@@ -7,11 +7,18 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
 #include <mutex>
+#include <sstream>
 
 namespace mixtape::fs {
 namespace {
+
+struct Handle;
 
 struct Session {
   Tree& tree;
@@ -19,6 +26,11 @@ struct Session {
   ControlFiles& control;
   MountOptions options;
   std::atomic<bool> no_opendir{false};  // the kernel handles opendir itself
+  // Files opened and not yet released. A mount that ends with files still
+  // open (a lazy unmount) gets no release for them: they go with the
+  // session instead of leaking.
+  std::mutex open_mutex{};
+  std::map<Handle*, std::unique_ptr<Handle>> open_files{};
 };
 
 // The largest read request: a reply is spliced through a pipe, which holds
@@ -92,6 +104,13 @@ struct Handle {
 
 Handle* handle_of(fuse_file_info* fi) {
   return reinterpret_cast<Handle*>(fi->fh);
+}
+
+// Takes an open file's handle back from the session, to free it.
+std::unique_ptr<Handle> take_handle(Session& s, fuse_file_info* fi) {
+  std::lock_guard lock(s.open_mutex);
+  auto node = s.open_files.extract(handle_of(fi));
+  return node.empty() ? nullptr : std::move(node.mapped());
 }
 
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -206,10 +225,14 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       handle->content = s.content.open(s.tree.content(ino));
       fi->keep_cache = 1;  // the bytes of a version never change
     }
-    fi->fh = reinterpret_cast<std::uint64_t>(handle.release());
+    fi->fh = reinterpret_cast<std::uint64_t>(handle.get());
+    {
+      std::lock_guard lock(s.open_mutex);
+      s.open_files.emplace(handle.get(), std::move(handle));
+    }
     if (fuse_reply_open(req, fi) == -ENOENT) {
       // The request was interrupted: nobody will release this handle.
-      std::unique_ptr<Handle> drop(handle_of(fi));
+      take_handle(s, fi);
     }
   });
 }
@@ -241,7 +264,11 @@ void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*
     }
     std::size_t begin = std::min<std::size_t>(static_cast<std::size_t>(off), h->text.size());
     std::size_t n = std::min(size, h->text.size() - begin);
-    fuse_reply_buf(req, h->text.data() + begin, n);
+    // Replied from a copy: the kernel may complete this read, and the reader
+    // close the file (its release freeing the handle on another thread),
+    // before the reply's write returns here.
+    const std::string reply = h->text.substr(begin, n);
+    fuse_reply_buf(req, reply.data(), reply.size());
   });
 }
 
@@ -258,7 +285,11 @@ void op_write(fuse_req_t req, fuse_ino_t, const char* data, size_t size, off_t,
 
 void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   Session& s = session_of(req);
-  std::unique_ptr<Handle> h(handle_of(fi));
+  std::unique_ptr<Handle> h = take_handle(s, fi);
+  if (!h) {
+    fuse_reply_err(req, 0);
+    return;
+  }
   int error = 0;
   if (h->recall && !h->written.empty()) {
     try {
@@ -434,6 +465,39 @@ fuse_lowlevel_ops make_ops() {
   return ops;
 }
 
+// The kernel caps a FUSE mount's read-ahead at its 128 KiB default,
+// whatever init() asks for (max_readahead). Staged files are read
+// sequentially, and 1 MiB of read-ahead nearly doubles a cold read
+// (docs/PERFORMANCE.md), so root raises it through the mount's own bdi,
+// found in mountinfo (stat() of the mount point would wait for this very
+// process). Without the rights it stays as it was.
+void raise_read_ahead(const std::string& mountpoint) {
+  std::error_code error;
+  const std::string path = std::filesystem::canonical(mountpoint, error).string();
+  if (error) return;
+  std::string target;  // as mountinfo writes it: space, tab, newline, backslash in octal
+  for (char c : path) {
+    if (c == ' ' || c == '\t' || c == '\n' || c == '\\') {
+      char octal[8];
+      std::snprintf(octal, sizeof octal, "\\%03o", static_cast<unsigned char>(c));
+      target += octal;
+    } else {
+      target += c;
+    }
+  }
+  std::ifstream mountinfo("/proc/self/mountinfo");
+  std::string line, device;
+  while (std::getline(mountinfo, line)) {
+    // "36 35 0:52 / /mount/point rw,... - fuse.mixtape ...": the last match
+    // is the newest mount there.
+    std::istringstream fields(line);
+    std::string id, parent, dev, root, point;
+    if (fields >> id >> parent >> dev >> root >> point && point == target) device = dev;
+  }
+  if (device.empty()) return;
+  std::ofstream("/sys/class/bdi/" + device + "/read_ahead_kb") << (2 * kMaxRead >> 10) << '\n';
+}
+
 struct SessionDeleter {
   void operator()(fuse_session* se) const { fuse_session_destroy(se); }
 };
@@ -468,6 +532,7 @@ int serve(Tree& tree, ContentSource& content, ControlFiles& control, const Mount
     fuse_remove_signal_handlers(se.get());
     throw Error("cannot mount on " + options.mountpoint);
   }
+  raise_read_ahead(options.mountpoint);
   ready();
   std::unique_ptr<fuse_loop_config, LoopConfigDeleter> config(fuse_loop_cfg_create());
   fuse_loop_cfg_set_clone_fd(config.get(), 0);

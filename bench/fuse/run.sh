@@ -10,7 +10,9 @@
 #
 #   bench/fuse/run.sh [BUILD_DIR]         (default BUILD_DIR: build)
 #   env: SIZE_MB=1024 RUNS=3 DIR=/var/tmp (a real disk, so "cold" means cold)
-#        RA_KB=...  also measure the mount with its bdi read_ahead_kb raised
+#        RA_KB=...  also measure the mount with its bdi read_ahead_kb set to
+#                   RA_KB (mount.mixtape sets 1024 itself when root; RA_KB=128
+#                   shows the kernel's default)
 #        BASELINE=path/to/another/mount.mixtape  also measure that build
 #                   (e.g. the previous commit's), mounted on the same cache
 # Needs root (drop_caches), fusermount3, b2sum, archivemount (installed with

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -182,11 +183,17 @@ class GuideTest : public ::testing::Test {
     const std::string script = root_.file("step-" + block.name + ".sh");
     write_file(script, "set -euo pipefail\ncd ~\n" + block.body);
     const std::string bin = std::string(kBinaryDir);
-    const std::string env = "env -i HOME=" + shell_quote(home_) +
-                            " TMPDIR=" + shell_quote(root_.file("tmp")) + " LANG=C.UTF-8 PATH=" +
-                            shell_quote(bin + "/cli:" + bin +
-                                        "/mount-helper:/usr/local/sbin:/usr/local/bin:"
-                                        "/usr/sbin:/usr/bin:/sbin:/bin");
+    std::string env = "env -i HOME=" + shell_quote(home_) +
+                      " TMPDIR=" + shell_quote(root_.file("tmp")) + " LANG=C.UTF-8 PATH=" +
+                      shell_quote(bin + "/cli:" + bin +
+                                  "/mount-helper:/usr/local/sbin:/usr/local/bin:"
+                                  "/usr/sbin:/usr/bin:/sbin:/bin");
+    // A sanitizer run's settings go through: where reports are written, and
+    // the program tapes carry (docs/TESTING.md).
+    for (const char* name :
+         {"ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "MIXTAPE_ARCHAEOLOGY_BINARY"})
+      if (const char* value = std::getenv(name))
+        env += std::string(" ") + name + "=" + shell_quote(value);
     std::string command = env + " timeout 600 bash " + shell_quote(script);
     if (block.flag == "sbin") {
       // A private mount namespace whose /sbin also holds the built helper;

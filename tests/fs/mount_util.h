@@ -147,9 +147,11 @@ class LiveMount {
   }
 
   // Mounts `source`; the result of mount.mixtape (status 0 once mounted).
-  test_support::CommandResult mount(const std::string& source, const std::string& options) {
+  // `environment`: VAR=value words for the helper's command line.
+  test_support::CommandResult mount(const std::string& source, const std::string& options,
+                                    const std::string& environment = "") {
     auto r = test_support::run_shell(
-        std::string(kMountHelper) + " " + test_support::shell_quote(source) + " " +
+        environment + " " + kMountHelper + " " + test_support::shell_quote(source) + " " +
         test_support::shell_quote(mountpoint_) + " -o " + test_support::shell_quote(options));
     mounted_ = r.status == 0;
     return r;
