@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# The whole test suite built with AddressSanitizer, LeakSanitizer and
+# The test suite built with AddressSanitizer, LeakSanitizer and
 # UndefinedBehaviorSanitizer (into ./build-asan). Fails when any test fails
 # or when any process wrote a sanitizer report, including the mount.mixtape
 # daemons, whose stderr goes to /dev/null once they are mounted: every
 # report goes to a file under build-asan/sanitizer-reports instead.
 #
-#   bash scripts/test-sanitize.sh [ctest arguments, e.g. -R Mount]
+#   bash scripts/test-sanitize.sh                 the whole suite
+#   bash scripts/test-sanitize.sh -L fuse         one label: builds only its
+#                                                 tests (what CI runs)
+#   bash scripts/test-sanitize.sh -R Mount ...    other ctest arguments
 #
-# About 15 minutes on 2 cores after a first build of about 15 (docs/TESTING.md).
+# The whole suite: about 10 minutes on 2 cores after a first build of about
+# 15 (docs/TESTING.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -21,16 +25,18 @@ fi
 cmake -S . -B "$build" -G Ninja -DMIXTAPE_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g" \
   "${launcher[@]}" >/dev/null
-nice cmake --build "$build" -j"$(nproc)"
+# `-L label` first: only that label's tests are built (tests/CMakeLists.txt).
+targets=()
+if [ "${1:-}" = -L ] && [ -n "${2:-}" ]; then targets=(--target "tests-$2"); fi
+nice cmake --build "$build" -j"$(nproc)" "${targets[@]}"
 
 # File 0 of every tape carries the program that wrote it. The sanitized
 # program is over 100 MB, more than the small tapes the tests label: tapes
-# written in this run carry a Release build of the same sources instead.
-program="$build/release-program"
-cmake -S . -B "$program" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \
-  "${launcher[@]}" >/dev/null
-nice cmake --build "$program" -j"$(nproc)" --target mixtape
-export MIXTAPE_ARCHAEOLOGY_BINARY="$PWD/$program/cli/mixtape"
+# written in this run carry the Release build's (./build, as scripts/build.sh
+# makes it) of the same sources instead.
+[ -f build/build.ninja ] || cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release "${launcher[@]}" >/dev/null
+nice cmake --build build -j"$(nproc)" --target mixtape
+export MIXTAPE_ARCHAEOLOGY_BINARY="$PWD/build/cli/mixtape"
 
 reports="$PWD/$build/sanitizer-reports"
 rm -rf "$reports"
