@@ -42,6 +42,50 @@ struct InitArgs {
   std::string record_size = "512K";
 };
 
+// What a failed init made, removed again (newest first) unless commit() is
+// called: a key without its catalog, or a catalog naming a key that was
+// never written, would mislead the next init or backup.
+class InitRollback {
+ public:
+  InitRollback() = default;
+  InitRollback(const InitRollback&) = delete;
+  InitRollback& operator=(const InitRollback&) = delete;
+  ~InitRollback() {
+    if (committed_) return;
+    for (auto it = made_.rbegin(); it != made_.rend(); ++it) {
+      std::error_code ignored;
+      std::filesystem::remove(*it, ignored);
+    }
+  }
+  void made(const std::string& path) { made_.push_back(path); }
+  void commit() { committed_ = true; }
+
+ private:
+  std::vector<std::string> made_;
+  bool committed_ = false;
+};
+
+bool nothing_at(const std::string& path) {
+  std::error_code error;
+  return std::filesystem::symlink_status(path, error).type() ==
+         std::filesystem::file_type::not_found;
+}
+
+// The missing directories above `file`, outermost first, each recorded for
+// the rollback. A bare file name needs none (it goes in the working
+// directory).
+void make_parents(const std::string& file, mode_t mode, InitRollback& rollback) {
+  std::vector<std::filesystem::path> missing;
+  for (auto dir = std::filesystem::path(file).parent_path();
+       !dir.empty() && dir != dir.root_path() && nothing_at(dir.string()); dir = dir.parent_path())
+    missing.push_back(dir);
+  for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
+    if (::mkdir(it->c_str(), mode) != 0)
+      throw SystemError("cannot create directory " + it->string() + " for " + file, errno);
+    rollback.made(it->string());
+  }
+}
+
 void init(const InitArgs& args) {
   if (std::filesystem::exists(args.catalog))
     throw Error("a catalog already exists at " + args.catalog);
@@ -53,6 +97,8 @@ void init(const InitArgs& args) {
   if (config.record_size < 512 || config.record_size > (16u << 20) || config.record_size % 512)
     throw Error("--record-size must be a multiple of 512 between 512 and 16M");
   if (args.copies < 1) throw Error("--copies must be at least 1");
+  InitRollback rollback;
+  std::string identity_path;
   if (args.no_encryption) {
     config.encryption = catalog::Encryption::kNone;
   } else if (!args.passphrase_file.empty()) {
@@ -62,17 +108,28 @@ void init(const InitArgs& args) {
     for (const auto& r : args.recipients) crypto::X25519Recipient::parse(r);
     config.recipients = args.recipients;
   } else {
-    std::string path = args.identity_out.empty() ? default_identity_path() : args.identity_out;
-    std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+    identity_path = args.identity_out.empty() ? default_identity_path() : args.identity_out;
+    if (!nothing_at(identity_path))
+      throw Error(identity_path +
+                  " already exists; not overwriting it (an identity file is never replaced)");
+    // The key before the catalog: a crash in between leaves a spare key,
+    // never a catalog encrypting to a key that was not saved.
+    make_parents(identity_path, 0700, rollback);
     auto identity = crypto::X25519Identity::generate();
-    crypto::write_identity_file(path, identity);
+    crypto::write_identity_file(identity_path, identity);  // mode 0600 whatever the umask
+    rollback.made(identity_path);
     config.recipients = {identity.recipient().to_string()};
+  }
+  make_parents(args.catalog, 0777, rollback);
+  // SQLite's side files too, should it fail after making them.
+  for (const char* suffix : {"-journal", "-wal", "-shm", ""})
+    if (nothing_at(args.catalog + suffix)) rollback.made(args.catalog + suffix);
+  catalog::Catalog::create(args.catalog, config);
+  rollback.commit();
+  if (!identity_path.empty())
     std::fprintf(stderr,
                  "mixtape: wrote identity %s (keep it safe: tapes cannot be read without it)\n",
-                 path.c_str());
-  }
-  std::filesystem::create_directories(std::filesystem::path(args.catalog).parent_path());
-  auto catalog = catalog::Catalog::create(args.catalog, config);
+                 identity_path.c_str());
   for (const auto& r : config.recipients) std::printf("%s\n", r.c_str());
   std::fprintf(stderr, "mixtape: created catalog %s (%d %s of every file)\n", args.catalog.c_str(),
                args.copies, args.copies == 1 ? "copy" : "copies");

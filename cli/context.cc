@@ -81,7 +81,7 @@ void add_catalog_option(CLI::App* command, std::string& path) {
 catalog::Catalog open_catalog(const std::string& path) {
   if (!std::filesystem::exists(path))
     throw Error("no catalog at " + path + "; create one with `mixtape init`");
-  return catalog::Catalog::open(path);
+  return catalog::Catalog::open(path, catalog::integrity_stamp_dir());
 }
 
 void add_drive_options(CLI::App* command, DriveFlags& flags) {

@@ -67,8 +67,8 @@ std::string absolute_path(const std::string& path) {
 
 void add_read_ahead_option(CLI::App* command, std::string& read_ahead) {
   command->add_option("--read-ahead", read_ahead,
-                      "Read forward instead of locating up to SIZE ahead (default 1G; 0: "
-                      "always locate)");
+                      "Read forward instead of locating up to SIZE ahead (default: where "
+                      "the drive's timing model breaks even, ~1.6G for LTO-6; 0: always locate)");
 }
 
 restore::RecallOptions recall_options(const std::string& read_ahead) {
@@ -92,7 +92,7 @@ void run_restore(const RestoreArgs& args) {
   if (!std::filesystem::exists(args.catalog))
     throw Error("no catalog at " + args.catalog + "; recover one with `mixtape recover`");
   // Once, up front: a damaged catalog is one clear line, not one per file.
-  catalog::Catalog::open_read_only(args.catalog).check_integrity();
+  catalog::Catalog::open_read_only(args.catalog).check_integrity(catalog::integrity_stamp_dir());
   check_drive_flags(args.drive);
   restore::RestoreOptions options;
   for (const auto& p : args.paths) options.paths.push_back(absolute_path(p));
@@ -119,9 +119,9 @@ void run_restore(const RestoreArgs& args) {
               static_cast<unsigned long long>(report.files), format_size(report.bytes).c_str(),
               static_cast<unsigned long long>(report.symlinks),
               static_cast<unsigned long long>(report.directories), args.to.c_str());
-  if (!report.failures.empty())
-    throw Error(std::to_string(report.failures.size()) +
-                " paths could not be restored (see above); everything else was");
+  if (const std::size_t n = report.failures.size(); n > 0)
+    throw Error(std::to_string(n) + (n == 1 ? " path" : " paths") +
+                " could not be restored (see above); everything else was");
 }
 
 // ------------------------------------------------------------ verify
@@ -208,7 +208,7 @@ void run_recover(const RecoverArgs& args) {
   }
   bool merged_any = false;
   try {
-    auto catalog = catalog::Catalog::open(args.catalog);
+    auto catalog = catalog::Catalog::open(args.catalog, catalog::integrity_stamp_dir());
     recover::RecoverOptions options;
     options.force = args.force;
     options.walk_indexes = args.walk;

@@ -80,8 +80,10 @@ class CachedFile final : public OpenContent {
           throw FsError(ENOMEDIUM, path_ + ": its tape was not inserted in time");
         std::this_thread::sleep_for(std::chrono::milliseconds(200));
       }
-      owner_.request(version_, 1, tape_id_);
+      // Reader before request, as at open: a recall that fails at once
+      // then leaves its failure in the entry this reader pins.
       reader = reopen(reader);
+      owner_.request(version_, 1, tape_id_);
     }
   }
 
@@ -140,6 +142,11 @@ std::unique_ptr<OpenContent> RecallContent::open(const Content& content) {
     ++opens_;
     if (staged) ++cache_hits_;
   }
+  // The reader first: it pins the cache entry. A recall that fails at once
+  // (no tape in the library) and is gone before a reader pinned the entry
+  // would leave the reader waiting, until its deadline, for a recall nobody
+  // makes, instead of finding the failure and waiting for the tape.
+  auto reader = cache_.open(content.version.hash, content.version.size);
   bool recall_on_read = false;
   if (!staged) {
     switch (options_.policy) {
@@ -154,9 +161,8 @@ std::unique_ptr<OpenContent> RecallContent::open(const Content& content) {
         break;
     }
   }
-  return std::make_unique<CachedFile>(
-      *this, cache_.open(content.version.hash, content.version.size), content.version,
-      content.tape_id, recall_on_read, options_.wait, content.path);
+  return std::make_unique<CachedFile>(*this, std::move(reader), content.version, content.tape_id,
+                                      recall_on_read, options_.wait, content.path);
 }
 
 // The files after this one in its directory, if they sit in the same archive
@@ -174,7 +180,7 @@ void RecallContent::read_ahead(const Content& content) {
       catalog.list_dir(file->dir, catalog::View::latest(), file->name, options_.read_ahead);
   for (const auto& entry : entries) {
     if (entry.is_dir || entry.version.kind != catalog::VersionKind::kFile) continue;
-    if (cache_.contains(entry.version.hash)) continue;
+    if (cache_.contains(entry.version.hash) || failed_on_tape(entry.version.id)) continue;
     bool same_archive = false;
     for (const auto& r : catalog.copies_of(entry.version.id))
       if (r.archive.id == archive) same_archive = true;
@@ -182,10 +188,25 @@ void RecallContent::read_ahead(const Content& content) {
   }
 }
 
+bool RecallContent::failed_on_tape(catalog::Id version_id) {
+  std::lock_guard lock(mutex_);
+  auto it = handles_.find(version_id);
+  if (it == handles_.end()) return false;
+  auto status = it->second.status();
+  // A recall that never reached a tape (none was in the library) is worth
+  // queueing again once one is; one that read a tape would read the same
+  // bad copy again.
+  return status.state == restore::RecallState::kFailed && !status.tape.empty();
+}
+
 std::vector<std::string> RecallContent::present_serials() {
   std::lock_guard lock(mutex_);
   auto now = std::chrono::steady_clock::now();
-  if (now - present_read_ > std::chrono::seconds(5)) {
+  // Readers waiting for a tape poll this: the listing must be fresh enough
+  // that a tape put in a second before is found well within any wait.
+  // Re-read at most once a second, whoever asks: a changer's listing
+  // (mtx status) is not free.
+  if (now - present_read_ >= std::chrono::seconds(1)) {
     present_ = library_.serials();
     present_read_ = now;
   }
@@ -267,8 +288,11 @@ std::string RecallContent::status() {
     }
     std::lock_guard lock(mutex_);
     auto s = handles_[id].status();
-    if (s.state == restore::RecallState::kFailed)
-      out << "failed: " << path << ": " << s.error << "\n";
+    if (s.state != restore::RecallState::kFailed) continue;
+    // The queue's error starts with the path too: say it once.
+    std::string cause = s.error;
+    if (cause.starts_with(path + ": ")) cause.erase(0, path.size() + 2);
+    out << "failed: " << path << ": " << cause << "\n";
   }
   out << "queue: " << waiting << " files waiting\n";
   auto c = cache_.stats();

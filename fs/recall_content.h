@@ -50,7 +50,10 @@ class RecallContent final : public ContentSource, public ControlFiles {
 
  private:
   void read_ahead(const Content& content);
-  // Serials the library can load now, re-read at most every few seconds.
+  // Whether the version's last recall read a tape and failed (a damaged
+  // copy): read-ahead passes it over; an open of the file itself retries.
+  bool failed_on_tape(catalog::Id version_id);
+  // Serials the library can load now, re-read at most once a second.
   std::vector<std::string> present_serials();
 
   Tree& tree_;

@@ -394,9 +394,11 @@ std::string Tree::resume_after(catalog::Catalog& cat, catalog::Id dir_id, std::u
 void Tree::list(Ino dir, std::uint64_t cookie,
                 const std::function<bool(const DirEntry&, std::uint64_t)>& fn) {
   Node node = decode(dir);
+  catalog::Id dir_id = dir_of_node(node);
+  // The call that only confirms the end: one per directory, no query.
+  if (dir_id != 0 && (cookie & kEndCookie)) return;
   auto connection = borrow();
   catalog::Catalog& cat = *connection;
-  catalog::Id dir_id = dir_of_node(node);
   if (dir_id == 0) {
     // Few entries, computed whole: the cookie is an index.
     std::vector<DirEntry> children = small_dir_children(cat, node);
@@ -404,7 +406,6 @@ void Tree::list(Ino dir, std::uint64_t cookie,
       if (!fn(children[i], i + 1)) return;
     return;
   }
-  if (cookie & kEndCookie) return;
   std::uint32_t view = view_of_root(node);
   std::string after = cookie == 0 ? std::string() : resume_after(cat, dir_id, cookie);
   // A readdir reply holds a few thousand entries at most; pages of 256 keep
@@ -413,19 +414,20 @@ void Tree::list(Ino dir, std::uint64_t cookie,
   for (;;) {
     auto page = cat.list_dir(dir_id, view_of(view), after, kPage);
     const bool last_page = page.size() < kPage;  // list_dir: short means the end
+    if (!last_page) after = page.back().name;
     for (std::size_t i = 0; i < page.size(); ++i) {
-      const auto& e = page[i];
+      auto& e = page[i];
       Node child = e.is_dir ? Node{NodeKind::kDir, view, static_cast<std::uint64_t>(e.dir.id)}
                             : Node{NodeKind::kFile, view, static_cast<std::uint64_t>(e.file_id)};
       Ino ino = encode(child);
-      DirEntry entry{e.name, e.is_dir ? dir_attr(ino, e.dir) : file_attr(ino, e.version)};
+      DirEntry entry{std::move(e.name),
+                     e.is_dir ? dir_attr(ino, e.dir) : file_attr(ino, e.version)};
       std::uint64_t next = e.is_dir ? kDirCookie | static_cast<std::uint64_t>(e.dir.id)
                                     : static_cast<std::uint64_t>(e.file_id);
       if (last_page && i + 1 == page.size()) next |= kEndCookie;
       if (!fn(entry, next)) return;
     }
     if (last_page) return;
-    after = page.back().name;
   }
 }
 

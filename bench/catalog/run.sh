@@ -6,10 +6,15 @@
 # dNNNNNN, made by gen_catalog through the catalog API (no tape needed). Then,
 # median of RUNS, runs interleaved with the peer:
 #   mount    mount.mixtape until MNT/latest answers (page cache dropped first)
-#   find     find MNT/latest | wc -l
+#   find     find MNT/latest | wc -l; also the CPU seconds of find itself
+#            (user + system, most of it the kernel's) and of the daemon
+#            during the find: on a shared machine CPU time is steadier than
+#            wall time
 #   ls -l    ls -l of the BIG-entry directory (killed after LS_TIMEOUT s)
 #   RSS      the daemon's VmRSS (and peak VmHWM) after those
 #   status   mixtape status;  ls: mixtape ls of the big directory
+#   walk     walk_tree: the daemon's listing work for that find (the same
+#            fs::Tree calls), without FUSE: its CPU seconds
 # Peer in the same run: archivemount over a plain tar of the same tree
 # (gen_tree's empty files, same layout): mount, find, ls -l, RSS. Published
 # figure for reference: ratarmount, 1.26M files, find 1m50s.
@@ -42,9 +47,10 @@ if [ "$do_peer" = 1 ]; then
   done
 fi
 
-cmake --build "$build" --target gen_catalog gen_tree mixtape mount.mixtape >/dev/null
+cmake --build "$build" --target gen_catalog gen_tree walk_tree mixtape mount.mixtape >/dev/null
 gen="$build/bench/catalog/gen_catalog"
 gen_tree="$build/bench/catalog/gen_tree"
+walk_tree="$build/bench/catalog/walk_tree"
 mixtape="$build/cli/mixtape"
 mounter="$build/mount-helper/mount.mixtape"
 work=$(mktemp -d "$DIR/mixtape-catalog-bench.XXXXXX")
@@ -92,7 +98,7 @@ fi
 # ---- the mount, and the peer
 measure_mount() {  # measure_mount NAME MOUNTPOINT TOP BIGDIR PID_PATTERN START...
   # TOP is what find walks; the mount counts as ready once TOP answers.
-  local name=$1 point=$2 top=$3 bigdir=$4 pattern=$5 t0 n pid
+  local name=$1 point=$2 top=$3 bigdir=$4 pattern=$5 t0 n pid cpu0 times
   shift 5
   drop
   t[${name}_load]+="$(load) "
@@ -101,9 +107,13 @@ measure_mount() {  # measure_mount NAME MOUNTPOINT TOP BIGDIR PID_PATTERN START.
   until stat "$top" >/dev/null 2>&1; do sleep 0.005; done
   t[${name}_mount]+="$(since "$t0") "
   pid=$(pgrep -f "$pattern" | head -1)
+  cpu0=$(cpu_of "$pid")
   t0=$(now)
-  n=$(find "$top" | wc -l)
+  times=$( { TIMEFORMAT='%U %S'; time find "$top" | wc -l >"$work/count"; } 2>&1)
   t[${name}_find]+="$(since "$t0") "
+  t[${name}_findcpu]+="$(awk '{ printf "%.2f", $1 + $2 }' <<<"$times") "
+  t[${name}_finddaemon]+="$(awk -v a="$cpu0" -v b="$(cpu_of "$pid")" 'BEGIN { printf "%.2f", b - a }') "
+  n=$(<"$work/count")
   t[${name}_count]=$n
   t0=$(now)
   if n=$(timeout "$ls_timeout" ls -l "$bigdir" | wc -l) && [ "$n" -gt "$big" ]; then
@@ -135,6 +145,7 @@ for ((run = 1; run <= runs; run++)); do
   n=$(MIXTAPE_CATALOG="$cat_db" "$mixtape" ls /bench/big | wc -l)
   [ "$n" -ge "$big" ] || { echo "run.sh: mixtape ls listed $n entries" >&2; exit 1; }
   t[lsbig]+="$(since "$t0") "
+  t[walk]+="$("$walk_tree" "$cat_db" | awk '{ print $(NF - 2) }') "
 done
 
 # ---- scan of an unchanged tree, and the peer stat walk
@@ -162,7 +173,7 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 median() { tr ' ' '\n' | grep -v '^$' | sed 's/^>/9e9 >/' | sort -g | awk '{ a[NR] = $NF } END { print a[int((NR + 1) / 2)] }'; }
 m() { echo "${t[$1]:-}" | median; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b !~ />/) printf "%.2fx", b / a; else print "-" }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0 && b !~ />/) printf "%.2fx", b / a; else print "-" }'; }
 
 echo
 echo "Catalog scale: $files files, $dirs directories + one of $big entries; catalog $db_mb MB in $DIR ($(df --output=source "$DIR" | tail -1)); median of $runs runs"
@@ -174,6 +185,9 @@ peer() { [ "$do_peer" = 1 ] && m "peer_$1" || echo "-"; }
 row "mount until it answers (s)" "$(m mixtape_mount)" "$(peer mount)" "$(ratio "$(m mixtape_mount)" "$(peer mount)")" "< 1"
 row "find | wc -l (s)" "$(m mixtape_find)" "$(peer find)" "$(ratio "$(m mixtape_find)" "$(peer find)")" "< 20"
 row "  entries found" "${t[mixtape_count]}" "${t[peer_count]:--}" "" ""
+row "  find's CPU s" "$(m mixtape_findcpu)" "$(peer findcpu)" "" "-"
+row "  daemon CPU s during find" "$(m mixtape_finddaemon)" "$(peer finddaemon)" "" "-"
+row "  walk_tree CPU s (listing only)" "$(m walk)" "" "" "-"
 row "ls -l of the $big-entry dir (s)" "$(m mixtape_ls)" "$(peer ls)" "$(ratio "$(m mixtape_ls)" "$(peer ls)")" "-"
 row "daemon VmRSS after those (MB)" "$(m mixtape_rss)" "$(peer rss)" "" "< 200"
 row "daemon peak VmHWM (MB)" "$(m mixtape_hwm)" "$(peer hwm)" "" "-"

@@ -13,10 +13,15 @@
 #            (fresh stage cache). Peer: the same files recalled one by one in
 #            list order, one `mixtape restore FILE` each. Also shown: one
 #            `mixtape restore` of all 200. Target: locates = archives touched.
-#   single   `mixtape restore FILE` of RUNS random files. Target: <= 2
-#            locates; tape_seconds within 10% of the model's lower bound:
-#            load + the cheaper of locating to the member's block or reading
-#            up to it from BOT + streaming the member's records.
+#   single   `mixtape restore FILE` of RUNS random files, then of the files
+#            nearest to each fraction in SINGLE_AT of the model's break-even
+#            distance (where reading from BOT and a locate cost the same,
+#            1.61 GB). Target: <= 2 locates; tape_seconds within 10% of the
+#            model's lower bound: load + the cheaper of locating to the
+#            member's block or reading up to it from BOT + streaming the
+#            member's records. Also shown: the bound through the archive's
+#            first record (its age header holds the key), which any reader
+#            must visit first; the two differ by at most the archive's length.
 #   full     `mixtape restore` of the whole tree (the whole tape). Target:
 #            99% of tape_seconds streaming (bytes read / 160 MB/s).
 #   recover  `mount.mixtape TAPE.tap MNT` of a copy of the tape with no
@@ -28,6 +33,7 @@
 #
 #   bench/restore/run.sh [BUILD_DIR]        (default BUILD_DIR: build)
 #   env: SIZE_MB=2048 RUNS=3 DIR=/var/tmp SEED=1
+#        SINGLE_AT="0.05 0.5 0.78 0.95 1.05 1.25" (fractions of the break-even)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -36,6 +42,7 @@ size_mb=${SIZE_MB:-2048}
 runs=${RUNS:-3}
 DIR=${DIR:-/var/tmp}
 seed=${SEED:-1}
+single_at=${SINGLE_AT:-0.05 0.5 0.78 0.95 1.05 1.25}
 [ "$(id -u)" = 0 ] || { echo "run.sh: needs root (FUSE mounts)" >&2; exit 1; }
 for tool in jq getfattr fusermount3 cmp shuf split sqlite3; do
   command -v "$tool" >/dev/null || { echo "run.sh: $tool not found" >&2; exit 1; }
@@ -94,6 +101,12 @@ done <"$work/all.txt" >"$work/where.txt"
 fusermount3 -u "$mnt"
 archive_of() { awk -v f="$1" '$1 == f { split($2, p, ":"); print p[2] }' "$work/where.txt"; }
 block_of() { awk -v f="$1" '$1 == f { split($2, p, ":"); print p[3] }' "$work/where.txt"; }
+archive_block_of() {
+  sqlite3 "$work/cat.db" "SELECT first_block FROM archives WHERE archive_file = $(archive_of "$1")"
+}
+# The model's break-even: reading d bytes forward costs no more than a locate.
+even=$(awk -v rate="$rate" -v lb="$locate_base" -v lr="$locate_rate" \
+  'BEGIN { printf "%.0f", lb / (1 / rate - 1 / lr) }')
 
 # ---------------------------------------------------------------- recall
 for ((run = 1; run <= runs; run++)); do
@@ -142,26 +155,51 @@ for ((run = 1; run <= runs; run++)); do
 done
 
 # ---------------------------------------------------------------- single file
-for ((run = 1; run <= runs; run++)); do
-  f=$(awk -v s="$((seed * 1000 + run))" 'BEGIN { srand(s) } { a[NR] = $0 } END { print a[int(rand() * NR) + 1] }' "$work/all.txt")
+# single_restore KEY FILE: restores FILE alone, records its numbers under KEY.
+single_restore() {
+  local key=$1 f=$2
   rm -rf "$work/out"
-  t[single_load]+="$(load) "
+  t[${key}_load]+="$(load) "
   "$mixtape" restore "$f" --to "$work/out" --library "$lib" --identity "$id" \
     --stats-json "$work/s.json" >/dev/null
   cmp -s "$f" "$work/out$f" || { echo "run.sh: $f differs" >&2; exit 1; }
+  local size block a0 got bound hbound
   size=$(stat -c %s "$f")
   block=$(block_of "$f")
+  a0=$(archive_block_of "$f")
   got=$(stat_of tape_seconds "$work/s.json")
   # Lower bound: load, then reach the member's block from BOT the cheaper
   # way, then stream its records (image bytes: a record is 8 + its size).
-  bound=$(awk -v b="$block" -v r="$record_size" -v s="$size" -v rate="$rate" -v l="$load_s" \
-    -v lb="$locate_base" -v lr="$locate_rate" 'BEGIN {
-      d = b * (r + 8); reach = lb + d / lr; if (d / rate < reach) reach = d / rate;
-      recs = int((s + r - 1) / r); printf "%.2f", l + reach + recs * (r + 8) / rate }')
-  t[single_locates]+="$(stat_of locates "$work/s.json") "
-  t[single_tape]+="$(printf '%.2f' "$got") "
-  t[single_bound]+="$bound "
-  t[single_ratio]+="$(awk -v a="$got" -v b="$bound" 'BEGIN { printf "%.3f", a / b }') "
+  # Through the header: reach the archive's first record, read it, reach
+  # the member's block from the next one.
+  read -r bound hbound < <(awk -v b="$block" -v a="$a0" -v r="$record_size" -v s="$size" \
+    -v rate="$rate" -v l="$load_s" -v lb="$locate_base" -v lr="$locate_rate" '
+    function reach(d,  x) { if (d <= 0) return 0; x = lb + d / lr; return d / rate < x ? d / rate : x }
+    BEGIN {
+      rec = (r + 8) / rate; recs = int((s + r - 1) / r)
+      direct = l + reach(b * (r + 8)) + recs * rec
+      header = b == a ? direct : l + reach(a * (r + 8)) + rec + reach((b - a - 1) * (r + 8)) + recs * rec
+      printf "%.2f %.2f\n", direct, header }')
+  t[${key}_where]+="$(awk -v b="$block" -v r="$record_size" -v e="$even" 'BEGIN { printf "%.2f", b * (r + 8) / e }') "
+  t[${key}_into]+="$(awk -v b="$block" -v a="$a0" -v r="$record_size" 'BEGIN { printf "%.0f", (b - a) * (r + 8) / 1e6 }') "
+  t[${key}_locates]+="$(stat_of locates "$work/s.json") "
+  t[${key}_tape]+="$(printf '%.2f' "$got") "
+  t[${key}_bound]+="$bound "
+  t[${key}_hbound]+="$hbound "
+  t[${key}_ratio]+="$(awk -v a="$got" -v b="$bound" 'BEGIN { printf "%.3f", a / b }') "
+  t[${key}_hratio]+="$(awk -v a="$got" -v b="$hbound" 'BEGIN { printf "%.3f", a / b }') "
+}
+for ((run = 1; run <= runs; run++)); do
+  echo "single-file run $run/$runs ..." >&2
+  single_restore single "$(awk -v s="$((seed * 1000 + run))" 'BEGIN { srand(s) } { a[NR] = $0 } END { print a[int(rand() * NR) + 1] }' "$work/all.txt")"
+done
+# The files nearest to fractions of the break-even distance from BOT.
+for at in $single_at; do
+  echo "single-file restore at $at x break-even ..." >&2
+  target=$(awk -v x="$at" -v e="$even" 'BEGIN { printf "%.0f", x * e }')
+  f=$(awk -v t="$target" -v r="$record_size" '{ split($2, p, ":"); d = p[3] * (r + 8) - t; if (d < 0) d = -d }
+    NR == 1 || d < best { best = d; f = $1 } END { print f }' "$work/where.txt")
+  single_restore sweep "$f"
 done
 
 # ---------------------------------------------------------------- full restore
@@ -232,10 +270,16 @@ printf '%-46s %9s %14s %9s\n' "peer: mixtape restore, one file at a time" "$(m p
 printf '%-46s %9s %14s %9s\n' "  peer without its 200 loads" "" "$(m peer_tape_noload)" ""
 echo "ratio peer/mixtape: locates $(ratio "$(m peer_locates)" "$(m recall_locates)"), tape_seconds $(ratio "$(m peer_tape)" "$(m recall_tape)") ($(ratio "$(m peer_tape_noload)" "$(m recall_tape)") without the peer's loads)"
 echo
-echo "single-file restore (load per run: ${t[single_load]})"
-echo "  locates: ${t[single_locates]}(target <= 2)"
-echo "  tape_seconds: ${t[single_tape]}; lower bound: ${t[single_bound]}"
-echo "  tape_seconds / lower bound: ${t[single_ratio]}median $(m single_ratio) (target <= 1.10)"
+echo "single-file restore (load per run: ${t[single_load]}); break-even $even bytes"
+for key in single sweep; do
+  [ -n "${t[${key}_tape]:-}" ] || continue
+  [ "$key" = single ] && echo "  random files:" || echo "  files at fractions of the break-even (load: ${t[sweep_load]}):"
+  echo "    member at (x break-even): ${t[${key}_where]}; MB into its archive: ${t[${key}_into]}"
+  echo "    locates: ${t[${key}_locates]}(target <= 2)"
+  echo "    tape_seconds: ${t[${key}_tape]}; lower bound: ${t[${key}_bound]}; through the header: ${t[${key}_hbound]}"
+  echo "    tape_seconds / lower bound: ${t[${key}_ratio]}median $(m ${key}_ratio), max $(echo "${t[${key}_ratio]}" | tr ' ' '\n' | sort -g | tail -1) (target <= 1.10)"
+  echo "    tape_seconds / bound through the header: ${t[${key}_hratio]}"
+done
 echo
 echo "full restore of the tape (load per run: ${t[full_load]})"
 echo "  tape_seconds $(m full_tape), of which streaming $(m full_stream): share $(m full_share) (target >= 0.99); without the load: $(m full_share_noload); locates ${t[full_locates]}; wall $(m full_wall) s"

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <exception>
 #include <tuple>
 
 #include "engine/catalog/internal.h"
@@ -14,7 +15,9 @@ namespace mixtape::catalog {
 
 using internal::check_name;
 using internal::check_path;
+using internal::damaged;
 using internal::quote;
+using internal::sqlite_reason;
 
 namespace {
 
@@ -55,19 +58,6 @@ void prepare_read_write(sqlite::Database& db) {
       "PRAGMA cache_size = -65536;");
 }
 
-// What to do about a damaged catalog, said once for every kind of damage.
-std::string damaged(const std::string& path, const std::string& why) {
-  return "catalog " + path + " is damaged (" + why +
-         "); move it aside and rebuild it from tape with `mixtape recover`";
-}
-
-// SQLite's message without the path and statement our wrapper puts in front.
-std::string sqlite_reason(const sqlite::SqliteError& e) {
-  std::string text = e.what();
-  auto colon = text.rfind(": ");
-  return colon == std::string::npos ? text : text.substr(colon + 2);
-}
-
 // Throws unless the file is a mixtape catalog (or, when `allow_blank`, a new
 // empty database).
 void check_is_catalog(sqlite::Database& db, const std::string& path, bool allow_blank) {
@@ -87,27 +77,6 @@ void check_is_catalog(sqlite::Database& db, const std::string& path, bool allow_
   if (application_id == internal::kApplicationId) return;
   if (allow_blank && application_id == 0 && internal::user_version(db) == 0) return;
   throw CatalogError(path + " is not a mixtape catalog");
-}
-
-// PRAGMA quick_check: every b-tree page, cell and freelist entry (not that
-// indexes match their tables, which costs a sort per index). Its first
-// complaint says where; "ok" is the only good answer.
-void check_structure(sqlite::Database& db, const std::string& path) {
-  std::string problem;
-  try {
-    auto s = db.prepare("PRAGMA quick_check(1)");
-    if (s.step()) problem = s.column_text(0);
-  } catch (const sqlite::SqliteError& e) {
-    if (e.code() != SQLITE_CORRUPT && e.code() != SQLITE_NOTADB) throw;
-    problem = sqlite_reason(e);
-  }
-  if (problem != "ok") {
-    // "*** in database main ***\n" comes before the first complaint.
-    if (problem.starts_with("***") && problem.find('\n') != std::string::npos)
-      problem.erase(0, problem.find('\n') + 1);
-    if (auto newline = problem.find('\n'); newline != std::string::npos) problem.resize(newline);
-    throw CatalogError(damaged(path, problem.empty() ? "its structure does not check" : problem));
-  }
 }
 
 }  // namespace
@@ -302,6 +271,11 @@ Catalog::~Catalog() {
   } catch (const Error&) {
     // Statistics are an optimisation; a busy database can skip them.
   }
+  // Once the connection is closed (the log checkpointed), the file's
+  // identity is final. A run that failed leaves the check to the next one.
+  if (stamp_dir_.empty() || std::uncaught_exceptions() > 0) return;
+  db_.reset();
+  internal::refresh_integrity_stamp(path_, stamp_dir_);
 }
 
 int Catalog::schema_version() {
@@ -351,7 +325,7 @@ Catalog Catalog::create(const std::string& path, const CatalogConfig& config) {
   }
 }
 
-Catalog Catalog::open(const std::string& path) {
+Catalog Catalog::open(const std::string& path, const std::string& stamp_dir) {
   if (!file_exists(path)) {
     throw CatalogError("no catalog at " + path + " (create one with mixtape init)");
   }
@@ -360,13 +334,15 @@ Catalog Catalog::open(const std::string& path) {
     // a write-ahead log into a file that is then refused.
     sqlite::Database probe(path, sqlite::OpenMode::kReadOnly);
     check_is_catalog(probe, path, /*allow_blank=*/false);
-    check_structure(probe, path);
+    internal::check_integrity(probe, path, stamp_dir);
   }
   auto db = std::make_unique<sqlite::Database>(path, sqlite::OpenMode::kReadWrite);
   check_is_catalog(*db, path, /*allow_blank=*/false);
   prepare_read_write(*db);
   internal::migrate(*db, internal::migrations(), path);
-  return Catalog(path, std::move(db), false);
+  Catalog catalog(path, std::move(db), false);
+  catalog.stamp_dir_ = stamp_dir;
+  return catalog;
 }
 
 Catalog Catalog::open_read_only(const std::string& path) {
@@ -387,8 +363,8 @@ Catalog Catalog::open_read_only(const std::string& path) {
   return Catalog(path, std::move(db), true);
 }
 
-void Catalog::check_integrity() {
-  check_structure(*db_, path_);
+IntegrityCheck Catalog::check_integrity(const std::string& stamp_dir) {
+  return internal::check_integrity(*db_, path_, stamp_dir);
 }
 
 // ---------------------------------------------------------------- config

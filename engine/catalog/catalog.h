@@ -326,14 +326,32 @@ struct MergeStats {
 
 class StatementCache;
 
+// What check_integrity did: the full check, or only the cheap ones because
+// a stamp showed the file unchanged since a full check passed.
+enum class IntegrityCheck { kFull, kStamped };
+
+// Where check_integrity remembers catalogs it found intact:
+// $XDG_CACHE_HOME/mixtape/checked, else ~/.cache/mixtape/checked; empty
+// without a home (then every check is a full one).
+std::string integrity_stamp_dir();
+// A catalog's stamp in stamp_dir, named by the BLAKE2b of its canonical
+// path; empty when the path does not resolve.
+std::string integrity_stamp_path(const std::string& stamp_dir, const std::string& catalog_path);
+// The identity of a catalog file as its stamp records it (one line: device,
+// inode, size, mtime, ctime, the write-ahead log's, the header's change
+// counter); empty when the file cannot be read.
+std::string catalog_identity(const std::string& catalog_path);
+
 class Catalog {
  public:
   // Creates a new catalog file; refuses an existing path.
   static Catalog create(const std::string& path, const CatalogConfig& config);
   // Opens an existing catalog read-write, upgrading an older schema. The
-  // file's structure is checked first (check_integrity): a writer never
-  // builds on a damaged catalog.
-  static Catalog open(const std::string& path);
+  // file's structure is checked first (check_integrity with stamp_dir): a
+  // writer never builds on a damaged catalog. With a stamp_dir, closing a
+  // catalog that was written checks it again (its pages are still in the
+  // page cache) and stamps it, so the next reader need not.
+  static Catalog open(const std::string& path, const std::string& stamp_dir = {});
   // Opens read-only (the mount). An older schema is refused (it needs one
   // read-write open to upgrade), as is a newer one. The structure is not
   // checked here (the mount opens one connection per thread): a reader
@@ -346,7 +364,11 @@ class Catalog {
   // refused with a CatalogError naming the file and saying what to do.
   // SQLite keeps no checksums, so damage that leaves the structure intact
   // (a changed byte inside a row) is not found here.
-  void check_integrity();
+  // With a stamp_dir (integrity_stamp_dir()), a passed check is stamped
+  // there and skipped while the file's identity still matches its stamp;
+  // the cheap checks (header, size against the header's page count) always
+  // run. A stamp that cannot be read or written only means a full check.
+  IntegrityCheck check_integrity(const std::string& stamp_dir = {});
 
   Catalog(Catalog&&) noexcept;
   Catalog& operator=(Catalog&&) noexcept;
@@ -502,6 +524,7 @@ class Catalog {
   std::unique_ptr<sqlite::Database> db_;
   std::unique_ptr<StatementCache> stmts_;
   bool read_only_ = false;
+  std::string stamp_dir_;  // read-write: where closing stamps the checked file
 };
 
 const char* to_string(RunKind kind);

@@ -152,5 +152,19 @@ std::optional<Id> dir_id_by_path(StatementCache& stmts, std::string_view path);
 Id ensure_dir(StatementCache& stmts, std::string_view path, Id preferred_id);
 Id ensure_file(StatementCache& stmts, Id dir_id, std::string_view name, Id preferred_id);
 
+// ------------------------------------------------------------ integrity
+
+// What to do about a damaged catalog, said once for every kind of damage.
+std::string damaged(const std::string& path, const std::string& why);
+// SQLite's message without the path and statement our wrapper puts in front.
+std::string sqlite_reason(const sqlite::SqliteError& e);
+// The cheap checks, then quick_check unless stamp_dir holds a stamp matching
+// the file; a passed quick_check is stamped there (see integrity.cc).
+IntegrityCheck check_integrity(sqlite::Database& db, const std::string& path,
+                               const std::string& stamp_dir);
+// After a writer closed: checks and stamps the file if its stamp is stale.
+// Never throws (a damaged file is the next open's to refuse).
+void refresh_integrity_stamp(const std::string& path, const std::string& stamp_dir) noexcept;
+
 }  // namespace internal
 }  // namespace mixtape::catalog

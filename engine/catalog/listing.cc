@@ -73,11 +73,43 @@ Entry newer(Entry dir, Entry file) {
   return file.version.last_seen_run > dir.dir.last_seen_run ? std::move(file) : std::move(dir);
 }
 
+constexpr char kBeginRead[] = "BEGIN";
+constexpr char kEndRead[] = "COMMIT";
+
+// One read transaction around the queries of a listing or a lookup (unless
+// the caller has one open): on their own, each query would begin and end
+// its own, taking and dropping the database's and the WAL's locks, a sixth
+// of the mount's CPU in `find`. It also makes the directory and file sides
+// one snapshot. The statements are prepared once per connection.
+class ReadSnapshot {
+ public:
+  explicit ReadSnapshot(StatementCache& stmts)
+      : stmts_(stmts), owned_(!stmts.db().in_transaction()) {
+    if (owned_) stmts_.get(kBeginRead)->run();
+  }
+  ReadSnapshot(const ReadSnapshot&) = delete;
+  ReadSnapshot& operator=(const ReadSnapshot&) = delete;
+  ~ReadSnapshot() {
+    if (!owned_) return;
+    try {
+      stmts_.get(kEndRead)->run();
+    } catch (const std::exception&) {
+      // Ending a read transaction writes nothing and cannot fail short of
+      // misuse; a destructor must not throw.
+    }
+  }
+
+ private:
+  StatementCache& stmts_;
+  bool owned_;
+};
+
 }  // namespace
 
 std::vector<Entry> Catalog::list_dir(Id dir_id, const View& view, std::string_view after,
                                      std::size_t limit) {
   if (limit == 0) return {};
+  ReadSnapshot snapshot(*stmts_);
   if (view.kind == View::Kind::kSnapshot) {
     auto d = dir(dir_id);
     auto r = run(view.run_id);
@@ -116,6 +148,9 @@ std::vector<Entry> Catalog::list_dir(Id dir_id, const View& view, std::string_vi
     s->bind(1, dir_id).bind(2, after).bind(3, q.key).bind(4, page);
     while (s->step()) files.push_back(file_entry(*s));
   }
+  // Most directories hold only files or only directories: no merge then.
+  if (dirs.empty()) return files;
+  if (files.empty()) return dirs;
   // A side that filled its page may have more rows after its last name, so
   // the merge may only run up to the smaller of the full sides' last names.
   std::optional<std::string> bound;
@@ -123,6 +158,7 @@ std::vector<Entry> Catalog::list_dir(Id dir_id, const View& view, std::string_vi
   if (files.size() == limit && (!bound || files.back().name < *bound)) bound = files.back().name;
 
   std::vector<Entry> out;
+  out.reserve(std::min(limit, dirs.size() + files.size()));
   std::size_t i = 0;
   std::size_t j = 0;
   while (out.size() < limit && (i < dirs.size() || j < files.size())) {
@@ -142,6 +178,7 @@ std::vector<Entry> Catalog::list_dir(Id dir_id, const View& view, std::string_vi
 
 std::optional<Entry> Catalog::lookup(Id dir_id, std::string_view name, const View& view) {
   if (!internal::is_valid_name(name)) return std::nullopt;
+  ReadSnapshot snapshot(*stmts_);
   const ViewQueries q = queries_for(view);
   const char* dir_query = q.dir;
   bool files_visible = true;

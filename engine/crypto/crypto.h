@@ -275,6 +275,16 @@ class AgeEncryptor final : public ByteSink {
   void write(ByteSpan data) override;
   void close() override;
 
+  // Writing without write()'s copy: buffer() is room in the encryptor's own
+  // batch for the next plaintext bytes (never empty); the caller fills a
+  // prefix of it (a read(2) straight into it) and commit()s that many bytes,
+  // which then count as written. Call buffer() only when at least one more
+  // byte is coming before close(): a full batch is then sealed as not the
+  // last, so close() right after it throws rather than write a file that
+  // ends without its final chunk.
+  MutableByteSpan buffer();
+  void commit(std::size_t bytes);
+
   // Bytes of the binary header, intro through MAC line (H in docs/FORMAT.md).
   std::uint64_t header_length() const;
   std::uint64_t plaintext_size() const;  // bytes written so far

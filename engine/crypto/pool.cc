@@ -15,11 +15,14 @@ ChunkPool::~ChunkPool() {
   // Helpers finish the job in hand first; jthread joins them.
 }
 
-void ChunkPool::start(std::size_t count, std::function<void(std::size_t)> job) {
+void ChunkPool::start(std::size_t count, std::function<void(std::size_t, unsigned)> job) {
   if (busy_) finish();
   // Helpers cost a thread start each; batches of one chunk never need them.
   if (count > 1 && helpers_.size() < helpers_wanted_) {
-    while (helpers_.size() < helpers_wanted_) helpers_.emplace_back([this] { helper_loop(); });
+    while (helpers_.size() < helpers_wanted_) {
+      auto slot = static_cast<unsigned>(helpers_.size() + 1);
+      helpers_.emplace_back([this, slot] { helper_loop(slot); });
+    }
   }
   {
     std::lock_guard lock(mutex_);
@@ -35,7 +38,7 @@ void ChunkPool::start(std::size_t count, std::function<void(std::size_t)> job) {
 
 void ChunkPool::finish() {
   if (!busy_) return;
-  run_jobs();
+  run_jobs(0);
   std::exception_ptr error;
   {
     std::unique_lock lock(mutex_);
@@ -48,10 +51,10 @@ void ChunkPool::finish() {
   if (error) std::rethrow_exception(error);
 }
 
-void ChunkPool::run_jobs() {
+void ChunkPool::run_jobs(unsigned slot) {
   for (std::size_t i; (i = next_.fetch_add(1, std::memory_order_relaxed)) < count_;) {
     try {
-      job_(i);
+      job_(i, slot);
     } catch (...) {
       std::lock_guard lock(mutex_);
       if (!error_) error_ = std::current_exception();
@@ -59,7 +62,7 @@ void ChunkPool::run_jobs() {
   }
 }
 
-void ChunkPool::helper_loop() {
+void ChunkPool::helper_loop(unsigned slot) {
   std::uint64_t seen = 0;
   std::unique_lock lock(mutex_);
   for (;;) {
@@ -70,7 +73,7 @@ void ChunkPool::helper_loop() {
     // still looks at the job or the counter.
     ++running_;
     lock.unlock();
-    run_jobs();
+    run_jobs(slot);
     lock.lock();
     if (--running_ == 0) work_done_.notify_all();
   }

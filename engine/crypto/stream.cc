@@ -16,6 +16,7 @@
 
 namespace mixtape::crypto {
 
+using internal::ChunkCipher;
 using internal::ChunkPool;
 using internal::FileKey;
 using internal::Key32;
@@ -101,7 +102,10 @@ std::uint64_t age_plaintext_size(std::uint64_t header_length, std::uint64_t ciph
 class AgeEncryptor::Impl {
  public:
   Impl(ByteSink& next, const AgeEncryptOptions& options)
-      : out_(&next), batches_{Batch(), Batch()}, pool_(std::max(1u, options.threads)) {
+      : out_(&next),
+        batches_{Batch(), Batch()},
+        ciphers_(std::max(1u, options.threads)),
+        pool_(std::max(1u, options.threads)) {
     if (options.armor) {
       armor_ = std::make_unique<AgeArmorWriter>(next);
       out_ = armor_.get();
@@ -140,11 +144,35 @@ class AgeEncryptor::Impl {
       std::memcpy(target.plain.data.get() + target.plain_size, data.data(), n);
       target.plain_size += n;
       data = data.subspan(n);
+      promised_ = false;
     }
+  }
+
+  MutableByteSpan buffer() {
+    if (closed_) throw Error("age encryptor: write after close");
+    if (batches_[filling_].plain_size == kBatchBytes) {
+      dispatch(false);
+      promised_ = true;
+    }
+    Batch& target = batches_[filling_];
+    return MutableByteSpan(target.plain.data.get() + target.plain_size,
+                           kBatchBytes - target.plain_size);
+  }
+
+  void commit(std::size_t bytes) {
+    Batch& target = batches_[filling_];
+    if (closed_ || bytes > kBatchBytes - target.plain_size)
+      throw Error("age encryptor: commit of " + std::to_string(bytes) +
+                  " bytes beyond the buffer handed out");
+    target.plain_size += bytes;
+    plaintext_size_ += bytes;
+    if (bytes > 0) promised_ = false;
   }
 
   void close() {
     if (closed_) throw Error("age encryptor: closed twice");
+    if (promised_)
+      throw Error("age encryptor: closed with no bytes after a buffer() that sealed a full batch");
     closed_ = true;
     dispatch(true);
     drain();
@@ -186,12 +214,12 @@ class AgeEncryptor::Impl {
 
     pool_.finish();
     Batch* sealed = in_flight_;
-    pool_.start(chunks, [this, &batch, first, chunks, final](std::size_t i) {
+    pool_.start(chunks, [this, &batch, first, chunks, final](std::size_t i, unsigned slot) {
       std::size_t offset = i * kChunk;
       std::size_t size = std::min(kChunk, batch.plain_size - offset);
-      internal::seal_chunk(key_, first + i, final && i + 1 == chunks,
-                           ByteSpan(batch.plain.data.get() + offset, size),
-                           batch.cipher.data.get() + i * kSealed);
+      ciphers_[slot].seal(key_, first + i, final && i + 1 == chunks,
+                          ByteSpan(batch.plain.data.get() + offset, size),
+                          batch.cipher.data.get() + i * kSealed);
     });
     in_flight_ = &batch;
     filling_ ^= 1;
@@ -212,10 +240,13 @@ class AgeEncryptor::Impl {
   std::uint64_t plaintext_size_ = 0;
   std::uint64_t next_chunk_ = 0;
   bool closed_ = false;
+  // buffer() sealed a full batch as a middle one: bytes must follow.
+  bool promised_ = false;
   std::array<Batch, 2> batches_;
   int filling_ = 0;
-  Batch* in_flight_ = nullptr;  // sealed or being sealed, not yet written
-  ChunkPool pool_;              // last: stopped before the buffers go
+  Batch* in_flight_ = nullptr;        // sealed or being sealed, not yet written
+  std::vector<ChunkCipher> ciphers_;  // one per pool slot
+  ChunkPool pool_;                    // last: stopped before the buffers go
 };
 
 AgeEncryptor::AgeEncryptor(ByteSink& next, std::span<const X25519Recipient> recipients,
@@ -246,6 +277,12 @@ void AgeEncryptor::write(ByteSpan data) {
 void AgeEncryptor::close() {
   impl_->close();
 }
+MutableByteSpan AgeEncryptor::buffer() {
+  return impl_->buffer();
+}
+void AgeEncryptor::commit(std::size_t bytes) {
+  impl_->commit(bytes);
+}
 std::uint64_t AgeEncryptor::header_length() const {
   return impl_->header_length();
 }
@@ -261,7 +298,11 @@ std::uint64_t AgeEncryptor::ciphertext_size() const {
 class AgePayloadDecryptor::Impl {
  public:
   Impl(ByteSource& source, const Key32& key, std::uint64_t first_chunk, unsigned threads)
-      : source_(source), key_(key), next_chunk_(first_chunk), pool_(std::max(1u, threads)) {}
+      : source_(source),
+        key_(key),
+        next_chunk_(first_chunk),
+        ciphers_(std::max(1u, threads)),
+        pool_(std::max(1u, threads)) {}
 
   ~Impl() {
     // The helpers may still be opening chunks into our buffers.
@@ -358,13 +399,14 @@ class AgePayloadDecryptor::Impl {
                        : (batch.have - 1) / kSealed;
     batch.first_chunk = next_chunk_;
     next_chunk_ += batch.count;
-    pool_.start(batch.count, [this, &batch](std::size_t i) { open(batch, i); });
+    pool_.start(batch.count,
+                [this, &batch](std::size_t i, unsigned slot) { open(batch, i, ciphers_[slot]); });
     in_flight_ = &batch;
   }
 
   // What chunk i is, as age decides it: a full-size chunk is a middle chunk
   // unless only the final-chunk nonce opens it; a short one can only be final.
-  void open(Batch& batch, std::size_t i) {
+  void open(Batch& batch, std::size_t i, ChunkCipher& cipher) {
     bool at_end = batch.at_eof && i + 1 == batch.count;
     std::size_t begin = i * kSealed;
     std::size_t size = std::min(kSealed, batch.have - std::min(batch.have, begin));
@@ -375,10 +417,9 @@ class AgePayloadDecryptor::Impl {
     r = Result{};
     if (size < kAgeTagSize) return;
     r.plain_size = size - kAgeTagSize;
-    if (size == kSealed && internal::open_chunk(key_, chunk, false, sealed, plain)) {
+    if (size == kSealed && cipher.open(key_, chunk, false, sealed, plain)) {
       r.opened = Opened::Middle;
-    } else if ((size == kSealed || at_end) &&
-               internal::open_chunk(key_, chunk, true, sealed, plain)) {
+    } else if ((size == kSealed || at_end) && cipher.open(key_, chunk, true, sealed, plain)) {
       // Only the first chunk may be empty, and only as the whole payload.
       r.opened = r.plain_size == 0 && chunk != 0 ? Opened::EmptyFinal : Opened::Final;
     }
@@ -446,9 +487,10 @@ class AgePayloadDecryptor::Impl {
   std::optional<AgeError> error_;
   std::exception_ptr source_error_;
   std::array<Batch, 2> batches_;
-  Batch* in_flight_ = nullptr;  // read and handed to the pool, not judged yet
-  Batch* serving_ = nullptr;    // judged; its plaintext is being read out
-  ChunkPool pool_;              // last: stopped before the buffers go
+  Batch* in_flight_ = nullptr;        // read and handed to the pool, not judged yet
+  Batch* serving_ = nullptr;          // judged; its plaintext is being read out
+  std::vector<ChunkCipher> ciphers_;  // one per pool slot
+  ChunkPool pool_;                    // last: stopped before the buffers go
 };
 
 AgePayloadDecryptor::AgePayloadDecryptor(ByteSource& ciphertext, const SecretArray<32>& payload_key,

@@ -176,6 +176,11 @@ class PaxWriter {
 
   MemberOffsets begin_file(const MemberInfo& info);
   void write_data(ByteSpan data);
+  // For a caller that wrote `bytes` of the open member's data to the sink
+  // itself (AgeEncryptor::buffer(), without write_data's pass through):
+  // counted and checked as write_data() would. Call it before the bytes
+  // reach the sink, so that too many are refused before they are written.
+  void data_written_directly(std::size_t bytes);
   void end_file();
   MemberOffsets add_symlink(const MemberInfo& info);
   MemberOffsets add_directory(const MemberInfo& info);

@@ -238,6 +238,17 @@ void PaxWriter::write_data(ByteSpan data) {
   remaining_ -= data.size();
 }
 
+void PaxWriter::data_written_directly(std::size_t bytes) {
+  require(State::kInFile, "data_written_directly");
+  if (bytes > remaining_) {
+    state_ = State::kFailed;
+    throw FormatError("tar member '" + current_ + "': more data than its declared size " +
+                      std::to_string(file_size_) + " (the file grew while being written?)");
+  }
+  position_ += bytes;
+  remaining_ -= bytes;
+}
+
 void PaxWriter::end_file() {
   require(State::kInFile, "end_file");
   if (remaining_ != 0) {

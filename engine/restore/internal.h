@@ -24,12 +24,13 @@
 namespace mixtape::restore::detail {
 
 // Reads tape files forward. seek() reaches a byte of a tape file by reading
-// and dropping records when the target is close ahead (across filemarks),
-// else by one locate; read() then returns the file's bytes up to its
-// filemark (or end of data), and 0 after it.
+// and dropping records when that is no slower than a locate (across
+// filemarks), else by one locate; read() then returns the file's bytes up
+// to its filemark (or end of data), and 0 after it. The break-even is the
+// drive's timing model's unless forward_read_limit (bytes) overrides it.
 class TapeCursor final : public ByteSource {
  public:
-  TapeCursor(tape::Drive& drive, std::uint64_t forward_read_limit);
+  TapeCursor(tape::Drive& drive, std::optional<std::uint64_t> forward_read_limit);
   tape::Drive& drive() { return drive_; }
   // Re-learns the drive's position (after a load, a rewind, another user).
   void resync();

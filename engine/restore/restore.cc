@@ -123,6 +123,16 @@ Plan plan(const std::string& catalog_path, const RestoreOptions& options, Restor
     }
     add(path, *top);
     if (top->is_dir) catalog.walk(path, view, add);
+    // The backed-up view leaves out files with no copy on any tape (never
+    // backed up, or every copy on a retired tape): named here, not skipped.
+    if (!options.at_ns && top->is_dir) {
+      catalog.walk(path, catalog::View::latest(),
+                   [&](const std::string& p, const catalog::Entry& entry) {
+                     if (!entry.is_dir && !seen.count(p))
+                       report.failures.push_back(
+                           {p, "no copy on any tape (never backed up, or every copy was lost)"});
+                   });
+    }
   }
   return plan;
 }

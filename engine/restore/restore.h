@@ -16,9 +16,14 @@
 //   the block under the head; a target a little ahead is reached by reading
 //   and dropping records (across filemarks, so the small index between two
 //   archives is read rather than located over), one far ahead or behind by a
-//   locate. RecallOptions::forward_read_limit sets the break-even: with the
-//   LTO-6 model a locate costs 10 s + distance / 25 GB/s while streaming
-//   runs at 160 MB/s, so reading up to about 1.6 GB ahead is cheaper.
+//   locate. Which is cheaper is the drive's to say (Drive::timing()): with
+//   the LTO-6 model a locate costs 10 s + distance / 25 GB/s while
+//   streaming runs at 160 MB/s, so reading up to about 1.6 GB ahead is
+//   cheaper. Deciding hop by hop is optimal: the stops (the age header at
+//   B0, the member's chunk) must all be read, and after each one the head
+//   is at the same place however it got there, so each hop's cheaper way
+//   adds up to the cheapest trip. RecallOptions::forward_read_limit
+//   overrides the drive's break-even (tests, benchmarks).
 //   Within one archive the decryptor keeps running over small gaps instead of
 //   being restarted (decrypt_skip_limit).
 //
@@ -210,8 +215,9 @@ class StageCache {
 
 struct RecallOptions {
   // Read forward and drop records rather than locate when the target is at
-  // most this many bytes ahead (break-even with the LTO-6 model ~1.6 GB).
-  std::uint64_t forward_read_limit = 1ULL << 30;
+  // most this many bytes ahead; 0 always locates. None: wherever the drive's
+  // timing model says reading is no slower (LTO-6: up to ~1.6 GB ahead).
+  std::optional<std::uint64_t> forward_read_limit;
   // Within an archive, decrypt and drop up to this much plaintext rather
   // than restarting the decryptor at a later chunk.
   std::uint64_t decrypt_skip_limit = 8ULL << 20;

@@ -20,8 +20,9 @@ bool is_key_error(const crypto::AgeError& e) {
 
 // ------------------------------------------------------------ TapeCursor
 
-TapeCursor::TapeCursor(tape::Drive& drive, std::uint64_t forward_read_limit)
-    : drive_(drive), forward_limit_(forward_read_limit) {
+TapeCursor::TapeCursor(tape::Drive& drive, std::optional<std::uint64_t> forward_read_limit)
+    : drive_(drive),
+      forward_limit_(forward_read_limit.value_or(drive.timing().read_forward_break_even())) {
   resync();
 }
 
@@ -73,8 +74,8 @@ void TapeCursor::seek(std::uint64_t first_block, std::uint64_t record_size, std:
   }
   const bool ahead = next_block_ <= block && block - next_block_ <= forward_limit_ / record_size;
   if (ahead) {
-    // Streaming over a few records is cheaper than a locate; records we
-    // only pass over may even be unreadable.
+    // Streaming over the gap is no slower than a locate; records we only
+    // pass over may even be unreadable.
     while (next_block_ < block) {
       try {
         if (!read_record() && at_eod_) {

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <cstdio>
+#include <limits>
 
 #include "engine/tape/tape.h"
 
@@ -90,6 +91,15 @@ double TimingModel::stream_seconds(std::uint64_t bytes) const {
 double TimingModel::locate_seconds(std::uint64_t distance_bytes) const {
   if (distance_bytes == 0) return 0;
   return locate_base_seconds + static_cast<double>(distance_bytes) / locate_bytes_per_second;
+}
+
+std::uint64_t TimingModel::read_forward_break_even() const {
+  // d / stream <= base + d / locate  <=>  d <= base / (1 / stream - 1 / locate).
+  const double per_byte = 1 / stream_bytes_per_second - 1 / locate_bytes_per_second;
+  if (per_byte <= 0) return std::numeric_limits<std::uint64_t>::max();
+  const double limit = locate_base_seconds / per_byte;
+  if (limit >= 1.8e19) return std::numeric_limits<std::uint64_t>::max();
+  return static_cast<std::uint64_t>(limit);
 }
 
 double TimingModel::rewind_seconds(std::uint64_t position_bytes) const {

@@ -148,6 +148,9 @@ struct TimingModel {
   double locate_seconds(std::uint64_t distance_bytes) const;
   // Proportional to the position: full_rewind_seconds from tape_bytes.
   double rewind_seconds(std::uint64_t position_bytes) const;
+  // Up to this many bytes ahead, reading forward is no slower than a
+  // locate (LTO-6: about 1.6 GB); the maximum when a locate never wins.
+  std::uint64_t read_forward_break_even() const;
 };
 
 // ------------------------------------------------------------------ Drive
@@ -231,6 +234,11 @@ class Drive {
 
   // Counters since the drive object was created (they survive tape swaps).
   virtual DriveStats stats() const = 0;
+
+  // What streaming and locating cost on this drive, for callers choosing
+  // between reading forward and a locate. ImageDrive: the model it charges;
+  // a drive that does not know its own: LTO-6's published figures.
+  virtual TimingModel timing() const { return {}; }
 };
 
 // --------------------------------------------------------------- ImageDrive
@@ -300,6 +308,7 @@ class ImageDrive final : public Drive {
   void load() override;
   void unload() override;
   DriveStats stats() const override { return stats_; }
+  TimingModel timing() const override { return timing_; }
 
  private:
   detail::ImageMedium& medium();  // the loaded medium, or kNotLoaded
@@ -447,6 +456,7 @@ class FaultInjectingDrive final : public Drive {
   void load() override;
   void unload() override;
   DriveStats stats() const override { return inner_.stats(); }
+  TimingModel timing() const override { return inner_.timing(); }
 
  private:
   void check_alive() const;

@@ -262,5 +262,30 @@ TEST(Views, WalkVisitsEverythingDepthFirst) {
   EXPECT_EQ(seen, (std::vector<std::string>{"/r/a"}));
 }
 
+// A listing or lookup reads in one transaction of its own, or in the
+// caller's: it must neither leave one open nor end the caller's.
+TEST(Views, ListingsUseTheCallersTransactionOrEndTheirOwn) {
+  TempDir tmp;
+  Catalog c = Catalog::create(tmp.file("c.db"), test_config());
+  Id run = c.begin_run(RunKind::kBackup, {"/r"});
+  c.record_version(make_file(c, "/r/a"), file_version("a"), run);
+  const Id r = c.dir_by_path("/r")->id;
+  EXPECT_EQ(names(c.list_dir(r, View::latest())), (std::vector<std::string>{"a"}));
+  ASSERT_TRUE(c.lookup(r, "a", View::latest()));
+  {
+    // BEGIN IMMEDIATE throws if a listing left its transaction open.
+    auto tx = c.transaction();
+    c.record_version(make_file(c, "/r/b"), file_version("b"), run);
+    EXPECT_EQ(names(c.list_dir(r, View::latest())), (std::vector<std::string>{"a", "b"}));
+    EXPECT_TRUE(c.lookup(r, "b", View::latest()));
+    // Not committed: if a listing had ended the caller's transaction, b
+    // would have been committed with it.
+  }
+  EXPECT_EQ(names(c.list_dir(r, View::latest())), (std::vector<std::string>{"a"}));
+  EXPECT_FALSE(c.lookup(r, "b", View::latest()));
+  auto tx = c.transaction();
+  tx.commit();
+}
+
 }  // namespace
 }  // namespace mixtape::catalog

@@ -229,23 +229,92 @@ TEST(ManPages, RenderWithoutWarnings) {
   }
 }
 
+// `cmake --install` with DESTDIR into a scratch root, as packaging does: the
+// install also makes /sbin/mount.mixtape, which must never land in the real
+// /sbin from a test.
+class Install {
+ public:
+  explicit Install(const std::string& prefix) {
+    result_ =
+        run_shell("DESTDIR=" + shell_quote(root_.path()) + " " + MIXTAPE_CMAKE + " --install " +
+                  shell_quote(MIXTAPE_BINARY_DIR) + " --prefix " + shell_quote(prefix));
+  }
+  const CommandResult& result() const { return result_; }
+  // Where an absolute path of the installed system is in the scratch root.
+  std::string staged(const std::string& path) const { return root_.path() + path; }
+
+ private:
+  TempDir root_;
+  CommandResult result_;
+};
+
 TEST(ManPages, InstallWhereManFindsThem) {
-  TempDir prefix;
-  CommandResult install =
-      run_shell(std::string(MIXTAPE_CMAKE) + " --install " + shell_quote(MIXTAPE_BINARY_DIR) +
-                " --prefix " + shell_quote(prefix.path()));
-  ASSERT_EQ(install.status, 0) << install.out << install.err;
-  EXPECT_TRUE(std::filesystem::exists(prefix.file("bin/mixtape")));
-  EXPECT_TRUE(std::filesystem::exists(prefix.file("sbin/mount.mixtape")));
-  EXPECT_EQ(read_file(prefix.file("share/man/man1/mixtape.1")), read_file(kMixtapePage));
-  EXPECT_EQ(read_file(prefix.file("share/man/man8/mount.mixtape.8")), read_file(kMountPage));
+  Install install("/usr/local");
+  ASSERT_EQ(install.result().status, 0) << install.result().out << install.result().err;
+  const std::string prefix = install.staged("/usr/local");
+  EXPECT_TRUE(std::filesystem::exists(prefix + "/bin/mixtape"));
+  EXPECT_TRUE(std::filesystem::exists(prefix + "/sbin/mount.mixtape"));
+  EXPECT_EQ(read_file(prefix + "/share/man/man1/mixtape.1"), read_file(kMixtapePage));
+  EXPECT_EQ(read_file(prefix + "/share/man/man8/mount.mixtape.8"), read_file(kMountPage));
   // man(1) derives its search path from PATH (DIR/bin -> DIR/share/man).
-  const std::string env = "env -i PATH=" + shell_quote(prefix.file("bin") + ":" +
-                                                       prefix.file("sbin") + ":/usr/bin:/bin");
+  const std::string env =
+      "env -i PATH=" + shell_quote(prefix + "/bin:" + prefix + "/sbin:/usr/bin:/bin");
   CommandResult one = run_shell(env + " man -w mixtape");
-  EXPECT_EQ(one.out, prefix.file("share/man/man1/mixtape.1") + "\n") << one.err;
+  EXPECT_EQ(one.out, prefix + "/share/man/man1/mixtape.1\n") << one.err;
   CommandResult eight = run_shell(env + " man -w 8 mount.mixtape");
-  EXPECT_EQ(eight.out, prefix.file("share/man/man8/mount.mixtape.8") + "\n") << eight.err;
+  EXPECT_EQ(eight.out, prefix + "/share/man/man8/mount.mixtape.8\n") << eight.err;
+}
+
+// util-linux's mount(8) runs helpers from /sbin, /sbin/fs.d and /sbin/fs
+// only. An install under /usr/local links /sbin/mount.mixtape to the helper,
+// and `mount -t mixtape` then runs it: checked in a private mount namespace
+// whose /usr/local and /sbin are the staged ones (over the real ones).
+TEST(ManPages, InstallPutsTheMountHelperWhereMountLooks) {
+  for (const char* tool : {"unshare", "mount"})
+    ASSERT_TRUE(test_support::have_tool(tool)) << tool << " is not installed";
+  Install install("/usr/local");
+  ASSERT_EQ(install.result().status, 0) << install.result().out << install.result().err;
+  const std::string link = install.staged("/sbin/mount.mixtape");
+  ASSERT_TRUE(std::filesystem::is_symlink(link)) << install.result().out;
+  EXPECT_EQ(std::filesystem::read_symlink(link), "/usr/local/sbin/mount.mixtape");
+  EXPECT_TRUE(std::filesystem::exists(install.staged("/usr/local/sbin/mount.mixtape")));
+
+  TempDir work;
+  std::filesystem::create_directories(work.file("mnt"));
+  write_file(work.file("catalog.db"), "");
+  const std::string sbin = std::filesystem::canonical("/sbin").string();
+  // -f (fake) and -v: mount(8) passes them on, and the helper only checks
+  // its arguments and says so; an option it does not know is its error,
+  // not mount(8)'s.
+  auto mount = [&](const std::string& options) {
+    const std::string inner =
+        "mount --bind " + shell_quote(install.staged("/usr/local")) + " /usr/local" +
+        " && mount -t overlay overlay -o lowerdir=" + shell_quote(install.staged("/sbin")) + ":" +
+        sbin + " " + sbin + " && mount -f -v -t mixtape " + shell_quote(work.file("catalog.db")) +
+        " " + shell_quote(work.file("mnt")) + " -o " + options;
+    return run_shell("unshare -m --propagation private bash -c " + shell_quote(inner));
+  };
+  CommandResult good = mount("noauto,recall=never");
+  EXPECT_EQ(good.status, 0) << good.out << good.err;
+  EXPECT_NE(good.err.find("mount.mixtape: fake mount of " + work.file("catalog.db")),
+            std::string::npos)
+      << good.out << good.err;
+  CommandResult bad = mount("noauto,no_such_option");
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.err.find("mount.mixtape: unknown option 'no_such_option'"), std::string::npos)
+      << bad.err;
+}
+
+// With the prefix whose sbin is /sbin itself (/usr on a merged-/usr system
+// like Debian 12), the helper is already there: no link may replace it.
+TEST(ManPages, InstallIntoTheSystemSbinMakesNoLink) {
+  const std::string sbin = std::filesystem::canonical("/sbin").string();
+  const std::string prefix = std::filesystem::path(sbin).parent_path().string();
+  Install install(prefix);
+  ASSERT_EQ(install.result().status, 0) << install.result().out << install.result().err;
+  const std::string helper = install.staged(prefix + "/sbin/mount.mixtape");
+  EXPECT_TRUE(std::filesystem::is_regular_file(std::filesystem::symlink_status(helper)));
+  EXPECT_FALSE(std::filesystem::is_symlink(install.staged("/sbin/mount.mixtape")));
 }
 
 }  // namespace

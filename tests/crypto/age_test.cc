@@ -421,6 +421,89 @@ TEST(Encrypt, WithoutCloseTheOutputIsNeverComplete) {
   EXPECT_EQ(e.kind(), AgeErrorKind::Truncated) << e.what();
 }
 
+// buffer()/commit() (the writer reads files straight into the encryptor's
+// batch) mixed with write(): the same stream, over several batches.
+TEST(Encrypt, BufferAndCommitMakeTheSameStreamAsWrite) {
+  X25519Identity identity = X25519Identity::generate();
+  std::vector<X25519Recipient> recipients{identity.recipient()};
+  Bytes plain = pseudo_random((5 << 20) + 12345, 9);
+  MemorySink sink;
+  AgeEncryptor encryptor(sink, recipients);
+  std::size_t pos = 0;
+  for (bool direct = true; pos < plain.size(); direct = !direct) {
+    std::size_t n = std::min<std::size_t>(direct ? 300000 : 1000, plain.size() - pos);
+    if (direct) {
+      MutableByteSpan room = encryptor.buffer();
+      ASSERT_FALSE(room.empty());
+      n = std::min(n, room.size());
+      std::copy_n(plain.begin() + static_cast<std::ptrdiff_t>(pos), n, room.begin());
+      encryptor.commit(n);
+    } else {
+      encryptor.write(ByteSpan(plain).subspan(pos, n));
+    }
+    pos += n;
+  }
+  encryptor.close();
+  EXPECT_EQ(encryptor.plaintext_size(), plain.size());
+  EXPECT_EQ(sink.bytes().size(), age_ciphertext_size(encryptor.header_length(), plain.size()));
+  EXPECT_EQ(decrypt_all(sink.bytes(), keys_for(identity)), plain);
+}
+
+TEST(Encrypt, BufferRefusesOverlongCommitsAndABrokenPromise) {
+  X25519Identity identity = X25519Identity::generate();
+  std::vector<X25519Recipient> recipients{identity.recipient()};
+  MemorySink sink;
+  AgeEncryptor encryptor(sink, recipients);
+  MutableByteSpan room = encryptor.buffer();
+  EXPECT_THROW(encryptor.commit(room.size() + 1), Error);
+  // Fill the first batch exactly (buffer() hands out all of it), then ask for
+  // more room: that seals the batch as a middle one, so closing without a
+  // byte more would end the file without a final chunk.
+  encryptor.commit(room.size());
+  MutableByteSpan next = encryptor.buffer();
+  ASSERT_FALSE(next.empty());
+  encryptor.commit(0);
+  EXPECT_THROW(encryptor.close(), Error);
+}
+
+// The streaming code's cipher (OpenSSL) against the reference (libsodium):
+// the same bytes sealed, each opens the other's, in place too, and a chunk
+// that fails is wiped.
+TEST(Stream, ChunkCipherMatchesLibsodium) {
+  internal::Key32 key;
+  internal::random_bytes(key.span());
+  internal::ChunkCipher cipher;
+  for (std::size_t size : {0ul, 1ul, 17ul, kChunk - 1, kChunk}) {
+    for (bool last : {false, true}) {
+      SCOPED_TRACE(std::to_string(size) + (last ? " last" : ""));
+      Bytes plain = pseudo_random(size, size);
+      Bytes ours(size + kAgeTagSize), reference(size + kAgeTagSize);
+      cipher.seal(key, 7, last, plain, ours.data());
+      internal::seal_chunk(key, 7, last, plain, reference.data());
+      EXPECT_TRUE(ours == reference);
+      Bytes opened(size);
+      ASSERT_TRUE(cipher.open(key, 7, last, reference, opened.data()));
+      EXPECT_TRUE(opened == plain);
+      ASSERT_TRUE(internal::open_chunk(key, 7, last, ours, opened.data()));
+      EXPECT_TRUE(opened == plain);
+      Bytes in_place = plain;
+      in_place.resize(size + kAgeTagSize);
+      cipher.seal(key, 7, last, ByteSpan(in_place.data(), size), in_place.data());
+      EXPECT_TRUE(in_place == reference);
+      EXPECT_FALSE(cipher.open(key, 7, !last, ours, opened.data())) << "wrong last flag";
+      EXPECT_FALSE(cipher.open(key, 8, last, ours, opened.data())) << "wrong counter";
+      Bytes tampered = ours;
+      tampered[size / 2] ^= 1;
+      std::fill(opened.begin(), opened.end(), 0xee);
+      EXPECT_FALSE(cipher.open(key, 7, last, tampered, opened.data()));
+      EXPECT_TRUE(std::all_of(opened.begin(), opened.end(), [](std::uint8_t b) { return b == 0; }))
+          << "unauthenticated plaintext left in the output";
+    }
+  }
+  Bytes too_short(kAgeTagSize - 1);
+  EXPECT_FALSE(cipher.open(key, 0, true, too_short, nullptr));
+}
+
 // A sink that fails after `limit` bytes, like a full disk or a dead drive.
 class FailingSink final : public ByteSink {
  public:

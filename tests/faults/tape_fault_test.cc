@@ -227,9 +227,10 @@ TEST_F(TapeFaultTest, RecoveredLibraryWithACutTapeNeverClaimsWhatIsGone) {
     EXPECT_GT(backup::testing::verify_catalog_against_tapes(catalog, f_.library(), identity), 0u);
   }
   // What the cut tape lost, the recovered catalog does not claim: those
-  // files are listed without a copy, and a restore leaves them out.
+  // files are listed without a copy, and a restore brings back the rest and
+  // names each of them as not restored (exit status 1).
   r = restore(f_.src(), "out1");
-  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.status, 1) << r.err;
   const std::string recovered = listing(f_);
   std::size_t without_copy = 0;
   for (const auto& file : regular_files(f_.src())) {
@@ -238,6 +239,9 @@ TEST_F(TapeFaultTest, RecoveredLibraryWithACutTapeNeverClaimsWhatIsGone) {
     ASSERT_NE(at, std::string::npos) << file;
     EXPECT_EQ(recovered.compare(recovered.find("copies ", at), 10, "copies 0/2"), 0)
         << file << " is claimed but was not restored";
+    EXPECT_NE(r.err.find("mixtape: not restored: " + file + ": no copy on any tape"),
+              std::string::npos)
+        << file << " was neither restored nor named";
     ++without_copy;
   }
   EXPECT_GT(without_copy, 0u);

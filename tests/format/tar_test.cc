@@ -305,6 +305,41 @@ TEST(PaxWriter, PassesDataStraightThrough) {
   EXPECT_TRUE(sink.spans[2].empty());  // 8 MiB needs no padding
 }
 
+// The writer's zero-copy path: data the caller puts into the sink itself
+// and declares with data_written_directly() gives the same tar as write_data.
+TEST(PaxWriter, DataWrittenDirectlyMakesTheSameTarAsWriteData) {
+  const std::string data = random_bytes(70000, 5);
+  MemorySink through;
+  {
+    PaxWriter writer(through);
+    writer.begin_file(file_info("f", data));
+    writer.write_data(as_bytes(data));
+    writer.end_file();
+    writer.finish();
+  }
+  MemorySink direct;
+  PaxWriter writer(direct);
+  writer.begin_file(file_info("f", data));
+  for (std::size_t pos = 0; pos < data.size(); pos += 30000) {
+    ByteSpan piece = as_bytes(data).subspan(pos, std::min<std::size_t>(30000, data.size() - pos));
+    writer.data_written_directly(piece.size());
+    direct.write(piece);
+  }
+  writer.end_file();
+  writer.finish();
+  EXPECT_EQ(writer.position(), direct.bytes().size());
+  EXPECT_TRUE(direct.bytes() == through.bytes());
+}
+
+TEST(PaxWriter, DataWrittenDirectlyRefusesMoreThanDeclared) {
+  MemorySink sink;
+  PaxWriter writer(sink);
+  writer.begin_file(file_info("a", "abc"));
+  writer.data_written_directly(2);
+  EXPECT_THROW(writer.data_written_directly(2), FormatError);
+  EXPECT_THROW(writer.finish(), FormatError);
+}
+
 // ------------------------------------------------------------ writer misuse
 
 TEST(PaxWriter, RefusesMoreDataThanDeclared) {

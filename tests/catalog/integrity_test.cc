@@ -1,0 +1,198 @@
+// The integrity stamp: a full check that passed is stamped; while the file
+// is unchanged the next check is skipped; any change (a touch, bytes
+// appended, a write-ahead log, damage) brings the full check back; the
+// cheap checks run whatever the stamp says.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "tests/catalog/test_util.h"
+
+namespace mixtape::catalog::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using test_support::read_file;
+using test_support::write_file;
+
+class IntegrityTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto c = Catalog::create(path(), test_config());
+    auto tx = c.transaction();
+    // Enough rows for tables and indexes of many pages.
+    for (int i = 0; i < 3000; ++i)
+      make_file(c,
+                "/dir" + std::to_string(i % 30) + "/file-with-a-longer-name-" + std::to_string(i));
+    tx.commit();
+  }
+
+  std::string path() const { return dir_.file("catalog.db"); }
+  std::string stamps() const { return dir_.file("cache/mixtape/checked"); }
+  std::string stamp() const { return integrity_stamp_path(stamps(), path()); }
+  IntegrityCheck check() { return Catalog::open_read_only(path()).check_integrity(stamps()); }
+  // A stamp is written only for a state older than a clock tick or so.
+  static void settle() { std::this_thread::sleep_for(std::chrono::milliseconds(120)); }
+
+  TempDir dir_;
+};
+
+unsigned mode_of(const std::string& path) {
+  struct stat st {};
+  EXPECT_EQ(::stat(path.c_str(), &st), 0) << path;
+  return st.st_mode & 07777;
+}
+
+TEST_F(IntegrityTest, AGoodCheckIsStampedAndTheNextOneSkipped) {
+  settle();
+  EXPECT_EQ(check(), IntegrityCheck::kFull);
+  ASSERT_TRUE(fs::exists(stamp()));
+  EXPECT_EQ(fs::path(stamp()).filename().string().size(), 64u) << "BLAKE2b-256 of the path";
+  EXPECT_EQ(mode_of(stamp()), 0600u);
+  EXPECT_EQ(mode_of(stamps()), 0700u);
+  const std::string text = read_file(stamp());
+  EXPECT_NE(text.find(fs::canonical(path()).string() + "\n"), std::string::npos) << text;
+  EXPECT_NE(text.find(catalog_identity(path()) + "\n"), std::string::npos) << text;
+  EXPECT_EQ(check(), IntegrityCheck::kStamped);
+  EXPECT_EQ(check(), IntegrityCheck::kStamped);
+  // The same file under another name is the same catalog.
+  const std::string link = dir_.file("link.db");
+  fs::create_symlink(path(), link);
+  EXPECT_EQ(Catalog::open_read_only(link).check_integrity(stamps()), IntegrityCheck::kStamped);
+}
+
+// A skipped check really reads nothing: damage whose identity is forged
+// into the stamp goes unseen. (Real damage changes mtime and ctime, which
+// nobody can forge back without the stamp's help.)
+TEST_F(IntegrityTest, AStampMatchingTheFileSkipsTheFullCheck) {
+  settle();
+  ASSERT_EQ(check(), IntegrityCheck::kFull);
+  const std::string before = catalog_identity(path());
+  const std::uint64_t size = fs::file_size(path());
+  std::string data = read_file(path());
+  for (std::size_t i = 0; i < 64; ++i) data[size / 4096 / 2 * 4096 + i] ^= 0x5a;
+  write_file(path(), data);
+  const std::string after = catalog_identity(path());
+  ASSERT_NE(after, before);
+  EXPECT_THROW(check(), CatalogError);
+  std::string text = read_file(stamp());
+  text.replace(text.find(before), before.size(), after);
+  write_file(stamp(), text);
+  EXPECT_EQ(check(), IntegrityCheck::kStamped);
+}
+
+TEST_F(IntegrityTest, AnyChangeBringsTheFullCheckBack) {
+  settle();
+  ASSERT_EQ(check(), IntegrityCheck::kFull);
+  ASSERT_EQ(check(), IntegrityCheck::kStamped);
+
+  // Touched: same bytes, new times.
+  ASSERT_EQ(::utimensat(AT_FDCWD, path().c_str(), nullptr, 0), 0);
+  settle();
+  EXPECT_EQ(check(), IntegrityCheck::kFull);
+  EXPECT_EQ(check(), IntegrityCheck::kStamped);
+
+  // Bytes appended past the last page.
+  {
+    std::string data = read_file(path());
+    write_file(path(), data + std::string(4096, '\0'));
+  }
+  settle();
+  EXPECT_EQ(check(), IntegrityCheck::kFull);
+  EXPECT_EQ(check(), IntegrityCheck::kStamped);
+
+  // A write-ahead log left by a writer that is still open.
+  auto writer = Catalog::open(path());
+  writer.set_config("note", "in the log");
+  ASSERT_GT(fs::file_size(path() + "-wal"), 0u);
+  settle();
+  EXPECT_EQ(check(), IntegrityCheck::kFull);
+  EXPECT_EQ(check(), IntegrityCheck::kStamped);
+  writer.set_config("note", "more in the log");
+  EXPECT_EQ(check(), IntegrityCheck::kFull);
+}
+
+TEST_F(IntegrityTest, DamageAfterAStampIsRefused) {
+  settle();
+  ASSERT_EQ(check(), IntegrityCheck::kFull);
+  ASSERT_EQ(check(), IntegrityCheck::kStamped);
+  std::string data = read_file(path());
+  const std::size_t middle = data.size() / 4096 / 2 * 4096;
+  for (std::size_t i = 0; i < 64; ++i) data[middle + i] ^= 0x5a;
+  write_file(path(), data);
+  try {
+    check();
+    FAIL() << "the damaged catalog was accepted";
+  } catch (const CatalogError& e) {
+    EXPECT_NE(std::string(e.what()).find("is damaged"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(path()), std::string::npos) << e.what();
+  }
+  // Refused every time, not stamped.
+  EXPECT_THROW(check(), CatalogError);
+}
+
+// The cheap checks run whatever the stamp says: a file cut short is refused
+// from its header's page count alone, even under a forged stamp.
+TEST_F(IntegrityTest, ACatalogCutShortIsRefusedWithoutTheFullCheck) {
+  settle();
+  ASSERT_EQ(check(), IntegrityCheck::kFull);
+  const std::string before = catalog_identity(path());
+  // Opened before the cut, as a mount's connection is.
+  auto reader = Catalog::open_read_only(path());
+  fs::resize_file(path(), fs::file_size(path()) / 2);
+  std::string text = read_file(stamp());
+  text.replace(text.find(before), before.size(), catalog_identity(path()));
+  write_file(stamp(), text);
+  try {
+    reader.check_integrity(stamps());
+    FAIL() << "the truncated catalog was accepted";
+  } catch (const CatalogError& e) {
+    EXPECT_NE(std::string(e.what()).find("cut short"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("mixtape recover"), std::string::npos) << e.what();
+  }
+}
+
+// A writer opened with a stamp folder stamps what it wrote when it closes,
+// so the next reader skips the check.
+TEST_F(IntegrityTest, AWriterStampsTheCatalogItWroteWhenItCloses) {
+  {
+    auto writer = Catalog::open(path(), stamps());
+    writer.set_config("note", "written");
+  }
+  EXPECT_FALSE(fs::exists(path() + "-wal") && fs::file_size(path() + "-wal") > 0);
+  ASSERT_TRUE(fs::exists(stamp()));
+  EXPECT_EQ(check(), IntegrityCheck::kStamped);
+  EXPECT_EQ(Catalog::open_read_only(path()).get_config("note"), "written");
+}
+
+// The stamp is a cache: without a place to keep it, every check is full and
+// none fails for it.
+TEST_F(IntegrityTest, NoPlaceForStampsMeansAlwaysChecking) {
+  settle();
+  write_file(dir_.file("not-a-dir"), "x");
+  const std::string nowhere = dir_.file("not-a-dir/mixtape/checked");
+  auto c = Catalog::open_read_only(path());
+  EXPECT_EQ(c.check_integrity(nowhere), IntegrityCheck::kFull);
+  EXPECT_EQ(c.check_integrity(nowhere), IntegrityCheck::kFull);
+  EXPECT_EQ(c.check_integrity(), IntegrityCheck::kFull);
+  EXPECT_EQ(c.check_integrity(), IntegrityCheck::kFull);
+}
+
+TEST(IntegrityStampDir, FollowsTheCacheHome) {
+  const char* xdg = std::getenv("XDG_CACHE_HOME");
+  const std::string saved = xdg ? xdg : "";
+  ::setenv("XDG_CACHE_HOME", "/somewhere/cache", 1);
+  EXPECT_EQ(integrity_stamp_dir(), "/somewhere/cache/mixtape/checked");
+  ::unsetenv("XDG_CACHE_HOME");
+  const char* home = std::getenv("HOME");
+  ASSERT_NE(home, nullptr);
+  EXPECT_EQ(integrity_stamp_dir(), std::string(home) + "/.cache/mixtape/checked");
+  if (xdg) ::setenv("XDG_CACHE_HOME", saved.c_str(), 1);
+}
+
+}  // namespace
+}  // namespace mixtape::catalog::testing

@@ -1,0 +1,159 @@
+// Real mounts whose recalls fail or wait: a damaged copy that directory
+// read-ahead must not recall again and again, and a tape put into the
+// library while a read waits for it (-o wait=).
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <regex>
+#include <thread>
+
+#include "tests/faults/faults_test_util.h"
+#include "tests/fs/mount_util.h"
+
+namespace mixtape::fs {
+namespace {
+
+namespace stdfs = std::filesystem;
+using faults::testing::Fixture;
+using faults::testing::poll_until;
+using faults::testing::random_text;
+using faults::testing::read_file;
+using faults::testing::write_file;
+using faults::testing::xattr;
+using testing::LiveMount;
+using testing::read_whole;
+
+class MountOfflineTest : public ::testing::Test {
+ protected:
+  std::string mnt() const { return f_.file("mnt"); }
+  std::string latest(const std::string& path) const { return mnt() + "/latest" + path; }
+  void mount(const std::string& extra = "") {
+    auto r = mount_.mount(f_.catalog(), "library=" + f_.library() + ",identity=" + f_.identity() +
+                                            ",cache=" + f_.file("cache") +
+                                            (extra.empty() ? "" : "," + extra));
+    ASSERT_EQ(r.status, 0) << r.err;
+  }
+  // A counter of .mixtape/stats ("recalls_failed": 2).
+  std::uint64_t stat(const std::string& name) {
+    const std::string stats = read_file(mnt() + "/.mixtape/stats");
+    std::smatch m;
+    if (!std::regex_search(stats, m, std::regex("\"" + name + "\": ([0-9]+)")))
+      throw Error("no " + name + " in " + stats);
+    return std::stoull(m[1]);
+  }
+
+  // Until the recall queue is idle and its counters hold still (a failed
+  // read's other kernel requests may still be retrying as it returns).
+  void settle() {
+    std::string before;
+    ASSERT_TRUE(poll_until([&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      const std::string status = read_file(mnt() + "/.mixtape/status");
+      const std::string now = read_file(mnt() + "/.mixtape/stats");
+      bool still = now == before && status.find("queue: 0 files waiting") != std::string::npos;
+      before = now;
+      return still;
+    }));
+  }
+
+  Fixture f_;
+  LiveMount mount_{f_.file("mnt")};
+};
+
+// Ten files of one archive, each holding age chunks of its own (so damage
+// in one is that file's alone).
+std::string file_in_dir(const Fixture& f, int i) {
+  return f.src() + "/dir/a" + std::to_string(i);
+}
+constexpr std::size_t kFileSize = 300'000;
+
+// Invariant: a file whose recall read a tape and failed (a damaged copy) is
+// not recalled again by the read-ahead of its neighbours' opens; an open of
+// the file itself still retries; .mixtape/status names it once, then the
+// cause with its tape and block.
+TEST_F(MountOfflineTest, ReadAheadPassesOverAFileWhoseRecallFailed) {
+  for (int i = 0; i < 10; ++i) write_file(file_in_dir(f_, i), random_text(kFileSize, 40 + i));
+  f_.init(1);
+  f_.backup("64M");
+  const std::string bad = file_in_dir(f_, 5);
+  auto replicas = f_.replicas(bad);
+  ASSERT_EQ(replicas.size(), 1u);
+  f_.flip(replicas[0], replicas[0].copy.data_offset + kFileSize / 2);
+  mount();
+
+  // Opened first, a5 fails; its read-ahead stages a6..a9.
+  std::string data;
+  EXPECT_EQ(read_whole(latest(bad), data), EIO);
+  settle();
+  const std::uint64_t failed = stat("recalls_failed");
+  const std::uint64_t recalls = stat("recalls");
+  EXPECT_GE(failed, 1u);
+
+  // Backwards, so that each open is of a file not staged yet, and its
+  // read-ahead would queue a5 again.
+  for (int i = 4; i >= 0; --i) {
+    ASSERT_EQ(read_whole(latest(file_in_dir(f_, i)), data), 0) << i;
+    EXPECT_TRUE(data == random_text(kFileSize, 40 + i)) << i;
+  }
+  settle();
+  EXPECT_EQ(stat("recalls_failed"), failed) << "read-ahead recalled the failed file again";
+  EXPECT_EQ(stat("recalls"), recalls + 5) << "a recall per open, and none besides";
+  for (int i = 6; i < 10; ++i) {
+    ASSERT_EQ(read_whole(latest(file_in_dir(f_, i)), data), 0) << i;
+    EXPECT_TRUE(data == random_text(kFileSize, 40 + i)) << i;
+  }
+
+  // Opened itself again, it is tried again (and fails again: the copy is bad).
+  const std::uint64_t records = stat("records_read");
+  EXPECT_EQ(read_whole(latest(bad), data), EIO);
+  EXPECT_GT(stat("recalls_failed"), failed);
+  EXPECT_GT(stat("records_read"), records);
+
+  const std::string status = read_file(mnt() + "/.mixtape/status");
+  const auto at = status.find("failed: " + bad + ": ");
+  ASSERT_NE(at, std::string::npos) << status;
+  const std::string line = status.substr(at, status.find('\n', at) - at);
+  EXPECT_EQ(line.find(bad), line.rfind(bad)) << "the path is said twice: " << line;
+  EXPECT_NE(line.find("tape L00001"), std::string::npos) << line;
+  EXPECT_NE(line.find("block"), std::string::npos) << line;
+}
+
+// Invariant: a read waiting for a tape that is not in the library goes on
+// as soon as the tape is put in (well within -o wait), whatever the phase
+// of the mount's library listing; the file reads whole.
+TEST_F(MountOfflineTest, ATapePutInDuringTheWaitIsReadBeforeTheDeadline) {
+  f_.make_tree(4);
+  f_.init(1);
+  f_.backup();
+  const std::string drawer = f_.file("drawer");
+  stdfs::rename(f_.library(), drawer);  // the tape leaves the library
+  stdfs::create_directories(f_.library());
+  mount("wait=4");
+  const std::string big = latest(f_.src() + "/big.bin");
+  // Asking for the state lists the library now (without the tape): the
+  // listing the read then polls starts its age here.
+  ASSERT_EQ(xattr(big, "user.mixtape.state"), "offline (insert tape L00001)");
+
+  int error = -1;
+  std::string data;
+  auto started = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::duration took{};
+  std::thread reader([&] {
+    error = read_whole(big, data);
+    took = std::chrono::steady_clock::now() - started;
+  });
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  // Index first, then the image: the tape appears whole, in one rename.
+  for (const auto& entry : stdfs::directory_iterator(drawer))
+    if (entry.path().extension() != ".tap")
+      stdfs::rename(entry.path(), f_.library() + "/" + entry.path().filename().string());
+  stdfs::rename(drawer + "/L00001.tap", f_.image("L00001"));
+  reader.join();
+  EXPECT_EQ(error, 0) << "the read gave up although the tape came 3 s before its deadline";
+  EXPECT_TRUE(data == random_text(3'000'000, 1));
+  EXPECT_LT(std::chrono::duration_cast<std::chrono::milliseconds>(took).count(), 4000);
+}
+
+}  // namespace
+}  // namespace mixtape::fs
