@@ -288,11 +288,8 @@ std::string RecallContent::status() {
     }
     std::lock_guard lock(mutex_);
     auto s = handles_[id].status();
-    if (s.state != restore::RecallState::kFailed) continue;
-    // The queue's error starts with the path too: say it once.
-    std::string cause = s.error;
-    if (cause.starts_with(path + ": ")) cause.erase(0, path.size() + 2);
-    out << "failed: " << path << ": " << cause << "\n";
+    if (s.state == restore::RecallState::kFailed)
+      out << "failed: " << path << ": " << s.cause << "\n";
   }
   out << "queue: " << waiting << " files waiting\n";
   auto c = cache_.stats();

@@ -153,6 +153,11 @@ std::optional<std::string> canonical(const std::string& path) {
   return std::string(real.get());
 }
 
+std::string stamp_file_of(const std::string& stamp_dir, const std::string& canonical_path) {
+  if (stamp_dir.empty()) return {};
+  return stamp_dir + "/" + to_hex(crypto::blake2b256(as_bytes(std::string_view(canonical_path))));
+}
+
 std::string stamp_text(const std::string& canonical_path, const Identity& id) {
   return std::string(kStampMagic) + "\n" + canonical_path + "\n" + id.to_string() + "\n";
 }
@@ -214,8 +219,7 @@ std::string integrity_stamp_dir() {
 
 std::string integrity_stamp_path(const std::string& stamp_dir, const std::string& catalog_path) {
   auto real = canonical(catalog_path);
-  if (stamp_dir.empty() || !real) return {};
-  return stamp_dir + "/" + to_hex(crypto::blake2b256(as_bytes(std::string_view(*real))));
+  return real ? stamp_file_of(stamp_dir, *real) : std::string();
 }
 
 std::string catalog_identity(const std::string& catalog_path) {
@@ -242,8 +246,7 @@ IntegrityCheck check_integrity(sqlite::Database& db, const std::string& path,
   const auto before = identify(path);
   if (before) check_size(*before, path);
   const auto real = canonical(path);
-  const std::string stamp_file =
-      before && real && !stamp_dir.empty() ? integrity_stamp_path(stamp_dir, path) : std::string();
+  const std::string stamp_file = before && real ? stamp_file_of(stamp_dir, *real) : std::string();
   if (!stamp_file.empty() && stamp_matches(stamp_file, *real, *before))
     return IntegrityCheck::kStamped;
   check_structure(db, path);
@@ -260,7 +263,7 @@ void refresh_integrity_stamp(const std::string& path, const std::string& stamp_d
     auto id = identify(path);
     auto real = canonical(path);
     if (!id || !real) return;
-    const std::string stamp_file = integrity_stamp_path(stamp_dir, path);
+    const std::string stamp_file = stamp_file_of(stamp_dir, *real);
     if (stamp_file.empty() || stamp_matches(stamp_file, *real, *id)) return;
     // The writer just wrote: wait out the clock tick so the stamp can be
     // trusted (a few milliseconds; whole-second filesystems are left to

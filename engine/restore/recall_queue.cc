@@ -287,12 +287,14 @@ class RecallQueue::Impl {
   }
 
   void fail(const RequestPtr& r) {
-    std::string error = r->path + ": " + join(r->errors);
+    const std::string cause = join(r->errors);
+    const std::string error = r->path + ": " + cause;
     // The ticket first: a reader woken by the sink's failure that asks for
     // the file again must find this request failed, not still pending (it
     // would wait on a recall that is over).
     r->ticket->update([&](RecallStatus& s) {
       s.state = RecallState::kFailed;
+      s.cause = cause;
       s.error = error;
     });
     r->sink->fail(error);

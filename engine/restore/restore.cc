@@ -141,12 +141,6 @@ std::string relative(const std::string& path) {
   return path.size() > 1 ? path.substr(1) : std::string();
 }
 
-// "path: error" -> "error": failures carry the path separately.
-std::string without_path(const std::string& path, const std::string& error) {
-  const std::string prefix = path + ": ";
-  return error.starts_with(prefix) ? error.substr(prefix.size()) : error;
-}
-
 }  // namespace
 
 RestoreReport restore(const std::string& catalog_path, tape::Library& library,
@@ -220,7 +214,7 @@ RestoreReport restore(const std::string& catalog_path, tape::Library& library,
         ++report.files;
         report.bytes += item->version.size;
       } else {
-        report.failures.push_back({item->path, without_path(item->path, status.error)});
+        report.failures.push_back({item->path, status.cause});
       }
     }
     report.recall = queue.stats();

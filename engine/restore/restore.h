@@ -243,7 +243,8 @@ struct RecallStatus {
   std::uint64_t bytes_done = 0;
   std::uint64_t bytes_total = 0;
   std::string tape;   // the tape being (or last) read
-  std::string error;  // kFailed: every copy's error, "; "-separated
+  std::string cause;  // kFailed: every copy's error, "; "-separated
+  std::string error;  // kFailed: "path: " and the cause, for one line
   int percent() const;
 };
 
