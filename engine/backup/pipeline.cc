@@ -82,7 +82,7 @@ constexpr std::size_t kCopyBuffer = 256 << 10;
 // tape capacity is counted in image bytes, so planning counts them too.
 constexpr std::uint64_t kRecordOverhead = 9;
 // Files hashed ahead of the one being packed, per hashing thread.
-constexpr std::size_t kLookaheadPerThread = 2;
+constexpr std::size_t kLookaheadPerThread = 8;
 // A safety net: a run that keeps going round without converging is a bug.
 constexpr int kMaxSessions = 100000;
 
@@ -359,10 +359,10 @@ struct HashStageResult {
 // any), packed to fit the tape with the least room.
 class HashStage {
  public:
-  HashStage(const std::string& catalog_path, std::vector<Id> tape_ids, Id run_id,
+  HashStage(const catalog::Catalog& writer, std::vector<Id> tape_ids, Id run_id,
             std::uint64_t archive_size, const Room& room, const std::atomic<bool>& cancel,
             Progress& progress)
-      : catalog_(catalog::Catalog::open(catalog_path, catalog::integrity_stamp_dir())),
+      : catalog_(writer.another_connection()),
         tape_ids_(std::move(tape_ids)),
         run_id_(run_id),
         archive_size_(archive_size),
@@ -788,6 +788,20 @@ class FanOut final : public ByteSink {
     }
   }
 
+  // Sealed bytes the encryptor will not touch while `owner` is held: every
+  // drive writes them from where they are.
+  void write_shared(ByteSpan data, const std::shared_ptr<const void>& owner) override {
+    flush();
+    bool any = false;
+    for (Lane* lane : lanes_) {
+      if (lane->worker.failed()) continue;
+      any = true;
+      lane->worker.submit([lane, data, owner] { lane->records->write_shared(data, owner); },
+                          data.size());
+    }
+    if (!any) throw NoDriveLeft{};
+  }
+
   // The last record and the filemark, on every drive.
   void close() override {
     flush();
@@ -967,13 +981,15 @@ class WriteSession {
   }
 
   std::unique_ptr<crypto::AgeEncryptor> encryptor(ByteSink& out) {
+    crypto::AgeEncryptOptions options;
+    options.buffers = &age_buffers_;
     switch (sealing_.mode) {
       case Sealing::Mode::kNone:
         return nullptr;
       case Sealing::Mode::kRecipients:
-        return std::make_unique<crypto::AgeEncryptor>(out, sealing_.recipients);
+        return std::make_unique<crypto::AgeEncryptor>(out, sealing_.recipients, options);
       case Sealing::Mode::kPassphrase:
-        return std::make_unique<crypto::AgeEncryptor>(out, *sealing_.passphrase);
+        return std::make_unique<crypto::AgeEncryptor>(out, *sealing_.passphrase, options);
     }
     return nullptr;
   }
@@ -1277,9 +1293,10 @@ class WriteSession {
   Progress& progress_;
   std::uint64_t source_bytes_ = 0;
   Bytes buffer_;
-  // The fan-out's chunks, reused from archive to archive. Destroyed after
-  // the lanes (whose queued commands hold chunks) have stopped.
+  // The fan-out's chunks and the encryptors' batches, reused from archive
+  // to archive (queued drive commands may hold some).
   std::vector<std::shared_ptr<Bytes>> chunks_;
+  crypto::AgeBufferPool age_buffers_;
 };
 
 // ------------------------------------------------------------ planning
@@ -1456,7 +1473,7 @@ SessionResult run_session(catalog::Catalog& catalog, const std::vector<Target>& 
   for (const Room& r : rooms) result.constraining.push_back(r.session == room.session);
   BoundedQueue<ArchiveJob> jobs(1);
   std::atomic<bool> cancel{false};
-  HashStage stage(catalog.path(), tape_ids, run_id, archive_size, room, cancel, progress);
+  HashStage stage(catalog, tape_ids, run_id, archive_size, room, cancel, progress);
   WriteSession session(catalog, targets, run_id, sealing, age_header_length, options, progress);
   std::exception_ptr write_error;
   {

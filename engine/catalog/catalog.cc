@@ -363,6 +363,13 @@ Catalog Catalog::open_read_only(const std::string& path) {
   return Catalog(path, std::move(db), true);
 }
 
+Catalog Catalog::another_connection() const {
+  if (read_only_) return open_read_only(path_);
+  auto db = std::make_unique<sqlite::Database>(path_, sqlite::OpenMode::kReadWrite);
+  prepare_read_write(*db);
+  return Catalog(path_, std::move(db), false);
+}
+
 IntegrityCheck Catalog::check_integrity(const std::string& stamp_dir) {
   return internal::check_integrity(*db_, path_, stamp_dir);
 }

@@ -357,6 +357,10 @@ class Catalog {
   // checked here (the mount opens one connection per thread): a reader
   // that wants the check calls check_integrity once.
   static Catalog open_read_only(const std::string& path);
+  // Another connection to this catalog, for a thread of its own, in the
+  // same mode. Nothing is checked (this connection's open did that) and
+  // closing it stamps nothing (closing this one will).
+  Catalog another_connection() const;
 
   // Checks the database's structure (SQLite's quick_check: every page of
   // every table and index, about 1 ms per MB). A catalog that is damaged

@@ -31,12 +31,13 @@ using internal::sqlite_reason;
 
 constexpr std::string_view kStampMagic = "mixtape integrity stamp 1";
 
-// A file's times come from a clock that ticks every few milliseconds: a
-// write in the same tick as the state a stamp records would leave the
-// times unchanged. A stamp is only written for a state older than a tick
-// (with room to spare), so any later write gets a later time. Filesystems
-// that keep whole seconds get whole seconds of margin.
-constexpr std::int64_t kSettleNs = 50'000'000;
+// A file's times come from a coarse clock that ticks every jiffy (at most
+// 10 ms: HZ >= 100): a write in the same tick as the state a stamp records
+// would leave the times unchanged. A stamp is only written for a state
+// older than two ticks, so any later write gets a later time. (Every
+// writer waits this out when it closes the catalog.) Filesystems that keep
+// whole seconds get whole seconds of margin.
+constexpr std::int64_t kSettleNs = 20'000'000;
 constexpr std::int64_t kCoarseSettleNs = 2'000'000'000;
 
 std::int64_t ns_of(const struct timespec& t) {
@@ -191,16 +192,14 @@ void write_stamp(const std::string& stamp_dir, const std::string& stamp_file,
     from = slash;
     if (!made.empty() && !make_private_dir(made)) return;
   }
-  const std::string temp = stamp_file + ".tmp" + std::to_string(::getpid());
-  {
-    UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
-    if (!fd.valid()) return;
-    if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
-      ::unlink(temp.c_str());
-      return;
-    }
-  }
-  if (::rename(temp.c_str(), stamp_file.c_str()) != 0) ::unlink(temp.c_str());
+  // Rewritten in place rather than renamed over: replacing the file frees
+  // the old one's blocks, and with online discard that waits for the disk
+  // (80 ms here). A torn or interleaved stamp only fails to match.
+  UniqueFd fd(::open(stamp_file.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd.valid()) return;
+  if (::pwrite(fd.get(), text.data(), text.size(), 0) != static_cast<ssize_t>(text.size()) ||
+      ::ftruncate(fd.get(), static_cast<off_t>(text.size())) != 0)
+    (void)::ftruncate(fd.get(), 0);
 }
 
 bool settled(const Identity& id, std::int64_t at_ns) {

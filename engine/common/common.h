@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -57,6 +58,14 @@ class ByteSink {
   virtual ~ByteSink() = default;
   virtual void write(ByteSpan data) = 0;
   virtual void close() = 0;
+  // write() of bytes that stay valid and unchanged while `owner` is held: a
+  // sink that hands data to another thread may keep `owner` instead of
+  // copying (the producer reuses the memory once it holds the only
+  // reference). By default, a plain write().
+  virtual void write_shared(ByteSpan data, const std::shared_ptr<const void>& owner) {
+    (void)owner;
+    write(data);
+  }
 };
 
 // A producer of a byte stream. read() fills up to out.size() bytes and returns

@@ -97,15 +97,39 @@ std::uint64_t age_plaintext_size(std::uint64_t header_length, std::uint64_t ciph
   return payload - chunks * kAgeTagSize;
 }
 
+// ------------------------------------------------------------ buffers
+
+AgeBufferPool::AgeBufferPool() = default;
+AgeBufferPool::~AgeBufferPool() = default;
+
+// Not zero-filled first: untouched pages of a small file's batch never get
+// committed.
+AgeBufferPool::Buffer::Buffer(std::size_t size)
+    : data(std::make_unique_for_overwrite<std::uint8_t[]>(size)), size(size) {}
+
+std::shared_ptr<AgeBufferPool::Buffer> AgeBufferPool::take(std::size_t size) {
+  for (auto& buffer : buffers_) {
+    if (buffer->size == size && buffer.use_count() == 1) {
+      // Pairs with the release of the last other reference, so that reader's
+      // accesses to the old bytes come before ours.
+      std::atomic_thread_fence(std::memory_order_acquire);
+      return buffer;
+    }
+  }
+  buffers_.push_back(std::make_shared<Buffer>(size));
+  return buffers_.back();
+}
+
 // ------------------------------------------------------------ encryptor
 
 class AgeEncryptor::Impl {
  public:
   Impl(ByteSink& next, const AgeEncryptOptions& options)
       : out_(&next),
-        batches_{Batch(), Batch()},
+        buffers_(options.buffers ? *options.buffers : own_buffers_),
         ciphers_(std::max(1u, options.threads)),
         pool_(std::max(1u, options.threads)) {
+    for (Batch& batch : batches_) batch.plain = buffers_.take(kBatchBytes);
     if (options.armor) {
       armor_ = std::make_unique<AgeArmorWriter>(next);
       out_ = armor_.get();
@@ -141,7 +165,7 @@ class AgeEncryptor::Impl {
       if (batches_[filling_].plain_size == kBatchBytes) dispatch(false);
       Batch& target = batches_[filling_];
       std::size_t n = std::min(kBatchBytes - target.plain_size, data.size());
-      std::memcpy(target.plain.data.get() + target.plain_size, data.data(), n);
+      std::memcpy(target.plain->data.get() + target.plain_size, data.data(), n);
       target.plain_size += n;
       data = data.subspan(n);
       promised_ = false;
@@ -155,7 +179,7 @@ class AgeEncryptor::Impl {
       promised_ = true;
     }
     Batch& target = batches_[filling_];
-    return MutableByteSpan(target.plain.data.get() + target.plain_size,
+    return MutableByteSpan(target.plain->data.get() + target.plain_size,
                            kBatchBytes - target.plain_size);
   }
 
@@ -193,9 +217,8 @@ class AgeEncryptor::Impl {
   static constexpr std::size_t kBatchBytes = kBatchChunks * kChunk;
 
   struct Batch {
-    Batch() : plain(kBatchBytes), cipher(kBatchChunks * kSealed) {}
-    RawBuffer plain;
-    RawBuffer cipher;
+    std::shared_ptr<AgeBufferPool::Buffer> plain;   // kept while the encryptor lives
+    std::shared_ptr<AgeBufferPool::Buffer> cipher;  // a free one for every batch
     std::size_t plain_size = 0;
     std::size_t cipher_size = 0;
   };
@@ -203,7 +226,8 @@ class AgeEncryptor::Impl {
   // Hands the filling batch to the pool, then writes the previous one while
   // the helpers seal this one. The copy into the batch is what lets sealing
   // go on after write() returns, overlapping the producer (measured: sealing
-  // large writes in place instead saved no CPU).
+  // large writes in place instead saved no CPU). The sealed bytes go
+  // downstream by reference: the next batch is sealed into another buffer.
   void dispatch(bool final) {
     Batch& batch = batches_[filling_];
     std::size_t chunks =
@@ -211,6 +235,8 @@ class AgeEncryptor::Impl {
     std::uint64_t first = next_chunk_;
     next_chunk_ += chunks;
     batch.cipher_size = batch.plain_size + chunks * kAgeTagSize;
+    batch.cipher.reset();
+    batch.cipher = buffers_.take(kBatchChunks * kSealed);
 
     pool_.finish();
     Batch* sealed = in_flight_;
@@ -218,19 +244,23 @@ class AgeEncryptor::Impl {
       std::size_t offset = i * kChunk;
       std::size_t size = std::min(kChunk, batch.plain_size - offset);
       ciphers_[slot].seal(key_, first + i, final && i + 1 == chunks,
-                          ByteSpan(batch.plain.data.get() + offset, size),
-                          batch.cipher.data.get() + i * kSealed);
+                          ByteSpan(batch.plain->data.get() + offset, size),
+                          batch.cipher->data.get() + i * kSealed);
     });
     in_flight_ = &batch;
     filling_ ^= 1;
     batches_[filling_].plain_size = 0;
-    if (sealed) out_->write(ByteSpan(sealed->cipher.data.get(), sealed->cipher_size));
+    if (sealed) emit(*sealed);
   }
 
   void drain() {
     pool_.finish();
-    if (in_flight_) out_->write(ByteSpan(in_flight_->cipher.data.get(), in_flight_->cipher_size));
+    if (in_flight_) emit(*in_flight_);
     in_flight_ = nullptr;
+  }
+
+  void emit(Batch& sealed) {
+    out_->write_shared(ByteSpan(sealed.cipher->data.get(), sealed.cipher_size), sealed.cipher);
   }
 
   ByteSink* out_;
@@ -242,6 +272,8 @@ class AgeEncryptor::Impl {
   bool closed_ = false;
   // buffer() sealed a full batch as a middle one: bytes must follow.
   bool promised_ = false;
+  AgeBufferPool own_buffers_;
+  AgeBufferPool& buffers_;
   std::array<Batch, 2> batches_;
   int filling_ = 0;
   Batch* in_flight_ = nullptr;        // sealed or being sealed, not yet written

@@ -1,11 +1,10 @@
 #include "engine/sqlite/sqlite.h"
 
 namespace mixtape::sqlite {
-namespace {
 
-// "file:" URI for sqlite3_open_v2; only the characters URIs give meaning to
-// need escaping. An absolute path gets an empty authority ("file://" + path),
-// so a path starting with "//" is not read as "file://host/...".
+// Only the characters URIs give meaning to need escaping. An absolute path
+// gets an empty authority ("file://" + path), so a path starting with "//"
+// is not read as "file://host/...".
 std::string file_uri(const std::string& path, std::string_view query) {
   std::string uri = path.starts_with('/') ? "file://" : "file:";
   for (char c : path) {
@@ -21,6 +20,8 @@ std::string file_uri(const std::string& path, std::string_view query) {
   if (!query.empty()) uri.append("?").append(query);
   return uri;
 }
+
+namespace {
 
 void harden_untrusted(sqlite3* db) {
   // The defensive settings SQLite documents for databases from untrusted

@@ -40,6 +40,10 @@ enum class OpenMode {
 
 class Statement;
 
+// The "file:" URI of a path (for ATTACH; sqlite3_open_v2 gets one too), with
+// an optional query such as "mode=ro".
+std::string file_uri(const std::string& path, std::string_view query = {});
+
 class Database {
  public:
   Database(const std::string& path, OpenMode mode);

@@ -84,18 +84,24 @@ void ImageDrive::move_to(std::uint64_t block) {
 }
 
 WriteResult ImageDrive::write_record(ByteSpan data) {
+  return write_record_gathered(std::span<const ByteSpan>(&data, 1));
+}
+
+WriteResult ImageDrive::write_record_gathered(std::span<const ByteSpan> pieces) {
   detail::ImageMedium& m = medium();
-  if (data.empty() || data.size() > kMaxRecordSize) {
+  std::size_t size = 0;
+  for (ByteSpan piece : pieces) size += piece.size();
+  if (size == 0 || size > kMaxRecordSize) {
     throw TapeError(TapeErrorKind::kInvalidArgument,
-                    name() + ": cannot write a record of " + std::to_string(data.size()) +
+                    name() + ": cannot write a record of " + std::to_string(size) +
                         " bytes (1 to " + std::to_string(kMaxRecordSize) + " allowed)",
                     position_);
   }
-  bool early_warning = m.write_record(position_, data);
+  bool early_warning = m.write_record(position_, pieces, size);
   ++position_;
   ++stats_.records_written;
-  stats_.bytes_written += data.size();
-  stats_.tape_seconds += timing_.stream_seconds(data.size());
+  stats_.bytes_written += size;
+  stats_.tape_seconds += timing_.stream_seconds(size);
   return {early_warning};
 }
 

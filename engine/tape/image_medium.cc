@@ -259,20 +259,30 @@ void ImageMedium::prepare_write(std::uint64_t block, std::uint64_t bytes, const 
   index_dirty_ = true;
 }
 
-bool ImageMedium::write_record(std::uint64_t block, ByteSpan data) {
-  const std::uint64_t bytes = simh::record_bytes(data.size());
+// A record is its length, the bytes of `pieces` in order (`size` in all),
+// and the length again, written in one pwritev.
+bool ImageMedium::write_record(std::uint64_t block, std::span<const ByteSpan> pieces,
+                               std::size_t size) {
+  const std::uint64_t bytes = simh::record_bytes(size);
   prepare_write(block, bytes, "a record");
   const std::uint64_t offset = index_.offset(block);
   std::uint8_t header[4];
   std::uint8_t tail[5] = {0, 0, 0, 0, 0};  // pad byte (0, as the spec asks) + length
-  const auto length = static_cast<std::uint32_t>(data.size());
-  const std::size_t pad = data.size() % 2;
+  const auto length = static_cast<std::uint32_t>(size);
+  const std::size_t pad = size % 2;
   simh::store_le32(header, length);
   simh::store_le32(tail + pad, length);
-  iovec iov[3] = {{header, sizeof header},
-                  {const_cast<std::uint8_t*>(data.data()), data.size()},
-                  {tail, pad + 4}};
-  pwritev_all(fd_.get(), iov, 3, offset, path_);
+  constexpr std::size_t kMaxPieces = 8;
+  if (pieces.size() > kMaxPieces)
+    throw TapeError(TapeErrorKind::kInvalidArgument, path_ + ": a record gathered from more than " +
+                                                         std::to_string(kMaxPieces) + " pieces");
+  iovec iov[kMaxPieces + 2];
+  int count = 0;
+  iov[count++] = {header, sizeof header};
+  for (ByteSpan piece : pieces)
+    if (!piece.empty()) iov[count++] = {const_cast<std::uint8_t*>(piece.data()), piece.size()};
+  iov[count++] = {tail, pad + 4};
+  pwritev_all(fd_.get(), iov, count, offset, path_);
   file_size_ = offset + bytes;
   index_.append(offset, false, file_size_);
   return in_early_warning(file_size_);

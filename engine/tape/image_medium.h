@@ -42,7 +42,7 @@ class ImageMedium {
   // Write at `block`, first discarding it and every later block. Return
   // whether the write ended in the early-warning zone. kPhysicalEnd (and no
   // change) if it would not fit.
-  bool write_record(std::uint64_t block, ByteSpan data);
+  bool write_record(std::uint64_t block, std::span<const ByteSpan> pieces, std::size_t size);
   bool write_filemarks(std::uint64_t block, std::uint32_t count);
 
   bool in_early_warning(std::uint64_t offset) const;

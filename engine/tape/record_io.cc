@@ -23,8 +23,45 @@ void RecordWriter::write_out(ByteSpan record) {
   ++records_written_;
 }
 
+void RecordWriter::write_out(std::span<const ByteSpan> record) {
+  WriteResult result = drive_.write_record_gathered(record);
+  early_warning_ = early_warning_ || result.early_warning;
+  for (ByteSpan piece : record) bytes_written_ += piece.size();
+  ++records_written_;
+}
+
+// The held tail is about to be completed by bytes nobody vouches for.
+void RecordWriter::copy_held() {
+  if (held_.empty()) return;
+  buffer_.assign(held_.begin(), held_.end());
+  held_ = {};
+  held_owner_.reset();
+}
+
+void RecordWriter::write_shared(ByteSpan data, const std::shared_ptr<const void>& owner) {
+  if (closed_) throw Error(drive_.name() + ": write after close of a tape file");
+  ByteSpan start = held_.empty() ? ByteSpan(buffer_) : held_;
+  if (!start.empty()) {
+    std::size_t missing = record_size_ - start.size();
+    if (data.size() < missing) return write(data);
+    const ByteSpan record[2] = {start, data.first(missing)};
+    write_out(record);
+    buffer_.clear();
+    held_ = {};
+    held_owner_.reset();
+    data = data.subspan(missing);
+  }
+  for (; data.size() >= record_size_; data = data.subspan(record_size_))
+    write_out(data.first(record_size_));
+  if (!data.empty()) {
+    held_ = data;
+    held_owner_ = owner;
+  }
+}
+
 void RecordWriter::write(ByteSpan data) {
   if (closed_) throw Error(drive_.name() + ": write after close of a tape file");
+  copy_held();
   while (!data.empty()) {
     if (buffer_.empty() && data.size() >= record_size_) {
       write_out(data.first(record_size_));  // whole records need no copy
@@ -43,6 +80,11 @@ void RecordWriter::write(ByteSpan data) {
 
 void RecordWriter::close() {
   if (closed_) return;
+  if (!held_.empty()) {
+    write_out(held_);
+    held_ = {};
+    held_owner_.reset();
+  }
   if (!buffer_.empty()) {
     write_out(buffer_);
     buffer_.clear();

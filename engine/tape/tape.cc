@@ -35,6 +35,12 @@ std::string_view to_string(TapeErrorKind kind) {
   return "unknown";
 }
 
+WriteResult Drive::write_record_gathered(std::span<const ByteSpan> pieces) {
+  Bytes record;
+  for (ByteSpan piece : pieces) record.insert(record.end(), piece.begin(), piece.end());
+  return write_record(record);
+}
+
 DriveStats& DriveStats::operator+=(const DriveStats& other) {
   loads += other.loads;
   unloads += other.unloads;

@@ -185,6 +185,10 @@ class Drive {
   // refused with kPhysicalEnd and changes nothing. kWriteProtected if
   // protected; kInvalidArgument for an empty or oversized record.
   virtual WriteResult write_record(ByteSpan data) = 0;
+  // write_record() of the concatenation of `pieces`, for a record that
+  // straddles the caller's buffers. A drive that can gather (an image file:
+  // pwritev) spares the copy the default makes.
+  virtual WriteResult write_record_gathered(std::span<const ByteSpan> pieces);
 
   // Writes count filemarks (each one block) like write_record; a filemark
   // ends a tape file. count 0 writes nothing. Filemarks are a sync point:
@@ -296,6 +300,7 @@ class ImageDrive final : public Drive {
 
   std::string name() const override;
   WriteResult write_record(ByteSpan data) override;
+  WriteResult write_record_gathered(std::span<const ByteSpan> pieces) override;
   WriteResult write_filemarks(std::uint32_t count = 1) override;
   ReadResult read_record(MutableByteSpan buffer) override;
   void space_filemarks_forward(std::uint32_t count) override;
@@ -633,6 +638,9 @@ class RecordWriter final : public ByteSink {
  public:
   RecordWriter(Drive& drive, std::size_t record_size);
   void write(ByteSpan data) override;
+  // Whole records are written from `data` itself, and so is a short tail:
+  // it is kept (with `owner`) until the next bytes complete its record.
+  void write_shared(ByteSpan data, const std::shared_ptr<const void>& owner) override;
   void close() override;
 
   bool early_warning() const { return early_warning_; }
@@ -641,10 +649,14 @@ class RecordWriter final : public ByteSink {
 
  private:
   void write_out(ByteSpan record);
+  void write_out(std::span<const ByteSpan> record);
+  void copy_held();
 
   Drive& drive_;
   std::size_t record_size_;
-  Bytes buffer_;
+  Bytes buffer_;   // the start of the next record, copied; or:
+  ByteSpan held_;  // the start of the next record, in the writer's buffer
+  std::shared_ptr<const void> held_owner_;
   bool early_warning_ = false;
   bool closed_ = false;
   std::uint64_t bytes_written_ = 0;

@@ -108,6 +108,49 @@ TEST(CopyInto, InsideAWriteTransactionIncludesUncommittedRows) {
   EXPECT_THROW(db.prepare("SELECT * FROM catalog_tape_dirs"), Error);   // derived
 }
 
+// Outside a transaction the index's connection copies the catalog file
+// table by table; inside one, rows go through the catalog's connection. Both
+// give the same tables, row for row and value for value (types included:
+// EXCEPT tells 5 from '5'), and a repeated copy replaces the first.
+TEST(CopyInto, TheAttachedFileAndTheRowByRowCopyAgree) {
+  TempDir tmp;
+  Catalog c = Catalog::create(tmp.file("c.db"), test_config());
+  populate(c, "photos", "L00001");
+  populate(c, "video", "L00002");
+  const std::string attached = tmp.file("attached.db"), rows = tmp.file("rows.db");
+  make_index_file(attached);
+  make_index_file(rows);
+  c.copy_into(attached);
+  c.copy_into(attached);
+  {
+    auto tx = c.transaction();
+    c.copy_into(rows);
+  }
+  sqlite::Database db(attached, sqlite::OpenMode::kReadWrite);
+  EXPECT_THROW(db.exec("SELECT * FROM copied_catalog.files"), Error) << "left attached";
+  auto attach = db.prepare("ATTACH DATABASE ?1 AS other");
+  attach.bind(1, rows);
+  attach.run();
+  auto tables = db.prepare(
+      "SELECT name FROM main.sqlite_schema WHERE type = 'table' AND name LIKE 'catalog%'");
+  int compared = 0;
+  while (tables.step()) {
+    const std::string table = tables.column_text(0);
+    SCOPED_TRACE(table);
+    EXPECT_EQ(count(db, "main." + table), count(db, "other." + table));
+    EXPECT_EQ(
+        count(db, "(SELECT * FROM main." + table + " EXCEPT SELECT * FROM other." + table + ")"),
+        0);
+    EXPECT_EQ(
+        count(db, "(SELECT * FROM other." + table + " EXCEPT SELECT * FROM main." + table + ")"),
+        0);
+    ++compared;
+  }
+  EXPECT_GE(compared, 10);
+  EXPECT_EQ(count(db, "main.catalog_versions"), 6);
+  EXPECT_EQ(dump(db, "main.catalog_copies"), dump(db, "other.catalog_copies"));
+}
+
 TEST(CopyInto, StockSqlite3ExplainsTheIndex) {
   TempDir tmp;
   Catalog c = Catalog::create(tmp.file("c.db"), test_config());

@@ -169,6 +169,46 @@ TEST_F(IntegrityTest, AWriterStampsTheCatalogItWroteWhenItCloses) {
   EXPECT_EQ(Catalog::open_read_only(path()).get_config("note"), "written");
 }
 
+// A second connection (the backup's hash stage has one) sees and writes the
+// same catalog but leaves stamping to the connection that checked it: the
+// stamp is written once, when that one closes, for the final state.
+TEST_F(IntegrityTest, AnotherConnectionNeitherChecksNorStamps) {
+  settle();
+  {
+    auto writer = Catalog::open(path(), stamps());
+    ASSERT_TRUE(fs::exists(stamp()));
+    const std::string opened = read_file(stamp());
+    {
+      auto other = writer.another_connection();
+      other.set_config("note", "from the other connection");
+    }
+    EXPECT_EQ(read_file(stamp()), opened) << "the other connection stamped";
+    EXPECT_EQ(writer.get_config("note"), "from the other connection");
+  }
+  EXPECT_EQ(check(), IntegrityCheck::kStamped);
+}
+
+// Stamps are rewritten in place: replacing the file would free its blocks,
+// which on a disk with online discard stalls the writer for tens of ms.
+TEST_F(IntegrityTest, AStampIsRewrittenInPlace) {
+  settle();
+  EXPECT_EQ(check(), IntegrityCheck::kFull);
+  struct stat first {};
+  ASSERT_EQ(::stat(stamp().c_str(), &first), 0);
+  {
+    auto writer = Catalog::open(path(), stamps());
+    writer.set_config("note", "changed");
+  }
+  EXPECT_EQ(check(), IntegrityCheck::kStamped);
+  struct stat second {};
+  ASSERT_EQ(::stat(stamp().c_str(), &second), 0);
+  EXPECT_EQ(second.st_ino, first.st_ino);
+  EXPECT_EQ(mode_of(stamp()), 0600u);
+  EXPECT_NE(read_file(stamp()).find(catalog_identity(path()) + "\n"), std::string::npos);
+  EXPECT_EQ(std::distance(fs::directory_iterator(stamps()), fs::directory_iterator()), 1)
+      << "no temporary files left beside it";
+}
+
 // The stamp is a cache: without a place to keep it, every check is full and
 // none fails for it.
 TEST_F(IntegrityTest, NoPlaceForStampsMeansAlwaysChecking) {

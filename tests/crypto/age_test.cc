@@ -519,6 +519,66 @@ class FailingSink final : public ByteSink {
   std::size_t written_ = 0;
 };
 
+// Keeps what it is given by reference, as the tape fan-out does, and reads
+// it only at the end: had the encryptor reused a batch still held here, the
+// early bytes would have been overwritten and the file would not decrypt.
+class HoldingSink final : public ByteSink {
+ public:
+  void write(ByteSpan data) override {
+    pieces_.push_back({std::make_shared<Bytes>(data.begin(), data.end()), {}});
+  }
+  void write_shared(ByteSpan data, const std::shared_ptr<const void>& owner) override {
+    pieces_.push_back({owner, data});
+    ++shared_;
+  }
+  void close() override {}
+  Bytes joined() const {
+    Bytes all;
+    for (const auto& [owner, span] : pieces_) {
+      ByteSpan bytes = span.empty() ? ByteSpan(*static_cast<const Bytes*>(owner.get())) : span;
+      all.insert(all.end(), bytes.begin(), bytes.end());
+    }
+    return all;
+  }
+  void release() { pieces_.clear(); }
+  std::size_t shared() const { return shared_; }
+
+ private:
+  std::vector<std::pair<std::shared_ptr<const void>, ByteSpan>> pieces_;
+  std::size_t shared_ = 0;
+};
+
+TEST(Encrypt, SealedBatchesAreHandedOverNotReusedWhileHeld) {
+  X25519Identity identity = X25519Identity::generate();
+  std::vector<X25519Recipient> recipients{identity.recipient()};
+  AgeBufferPool pool;
+  AgeEncryptOptions options;
+  options.buffers = &pool;
+  const Bytes plain = pseudo_random(9 << 20, 7);  // 4.5 batches
+  HoldingSink sink;
+  {
+    AgeEncryptor encryptor(sink, recipients, options);
+    write_in_pieces(encryptor, plain, true);
+    encryptor.close();
+  }
+  EXPECT_EQ(sink.shared(), 5u) << "every sealed batch by reference";
+  const std::size_t made = pool.buffers();
+  EXPECT_GE(made, 5u + 2u) << "five held batches and two plaintext batches";
+  Bytes cipher = sink.joined();
+  EXPECT_EQ(decrypt_all(cipher, keys_for(identity)), plain);
+
+  // Released, the same buffers serve the next file: nothing new is made.
+  sink.release();
+  HoldingSink next;
+  {
+    AgeEncryptor encryptor(next, recipients, options);
+    write_in_pieces(encryptor, plain, false);
+    encryptor.close();
+  }
+  EXPECT_EQ(pool.buffers(), made);
+  EXPECT_EQ(decrypt_all(next.joined(), keys_for(identity)), plain);
+}
+
 TEST(Encrypt, DownstreamErrorPropagatesCleanly) {
   X25519Identity identity = X25519Identity::generate();
   std::vector<X25519Recipient> recipients{identity.recipient()};

@@ -140,6 +140,10 @@ TEST_P(CatalogDiskFullTest, TheRunFailsWithOneLineAndTheCatalogStaysWhole) {
 // restore brings every file back.
 TEST_F(DiskFaultTest, ACatalogDiskFullAtTheCommitClaimsNothingAndTheNextBackupCompletes) {
   f_.make_tree(16);
+  // A dozen more archives after the first, so that the backup is still
+  // writing when the test catches it, however loaded the machine.
+  for (int i = 0; i < 24; ++i)
+    write_file(f_.src() + "/more/m" + std::to_string(i), random_text(512 << 10, 500 + i));
   SmallDisk disk(f_.file("catalog-disk"), 8 << 20);
   const std::string catalog = disk.file("catalog.db");
   init(catalog);

@@ -57,6 +57,27 @@ TEST_F(ImageDriveTest, WritesExactSimhBytes) {
   EXPECT_EQ(actual[5], 0) << "the pad byte should be 0";
 }
 
+// A record gathered from pieces is the record of their concatenation, byte
+// for byte (empty pieces add nothing); the size limits apply to the whole.
+TEST_F(ImageDriveTest, GatheredRecordIsTheRecordOfItsPiecesJoined) {
+  {
+    auto d = make();
+    const ByteSpan pieces[] = {as_bytes("DE"), ByteSpan(), as_bytes("F")};
+    d->write_record_gathered(pieces);
+    put(*d, "DEF");
+    const ByteSpan none[] = {ByteSpan(), ByteSpan()};
+    expect_tape_error(TapeErrorKind::kInvalidArgument, [&] { d->write_record_gathered(none); });
+    Bytes half(kMaxRecordSize / 2 + 1, 1);
+    const ByteSpan too_big[] = {half, half};
+    expect_tape_error(TapeErrorKind::kInvalidArgument, [&] { d->write_record_gathered(too_big); });
+    EXPECT_EQ(d->tell(), 2u);
+  }
+  Bytes expected;
+  record(expected, "DEF");
+  record(expected, "DEF");
+  EXPECT_EQ(to_hex(read_file(image())), to_hex(expected));
+}
+
 TEST_F(ImageDriveTest, IndependentSimhReaderReadsRecordForRecord) {
   std::string expected;
   {

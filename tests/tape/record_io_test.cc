@@ -125,5 +125,79 @@ TEST_F(RecordIoTest, EarlyWarningIsReportedNotThrownAndPhysicalEndThrows) {
   EXPECT_EQ(writer.records_written(), 6u);
 }
 
+// The bytes of every record from the start of the tape, and how many.
+Bytes tape_bytes(Drive& d, std::size_t* records = nullptr) {
+  d.rewind();
+  Bytes all, buffer(kReadBufferSize);
+  std::size_t count = 0;
+  for (ReadResult r; (r = d.read_record(buffer)).kind == ReadKind::kData; ++count)
+    all.insert(all.end(), buffer.begin(), buffer.begin() + static_cast<std::ptrdiff_t>(r.size));
+  if (records) *records = count;
+  return all;
+}
+
+// Shared buffers are written where they are: each straddling record is
+// gathered from the end of one buffer and the start of the next, and a tail
+// waits (with its owner) for the bytes that complete it.
+TEST_F(RecordIoTest, SharedBuffersMakeTheSameRecordsAsCopiedBytes) {
+  Bytes data = random_bytes(10'000, 8);
+  std::vector<std::shared_ptr<const Bytes>> owners;
+  RecordWriter writer(d(), 1000);
+  ByteSpan rest(data);
+  // Pieces smaller than a record, exactly a record, straddling several, and
+  // a copied write() between shared ones.
+  std::size_t i = 0;
+  for (std::size_t size : {300, 1000, 2700, 50, 10, 4200, 1740}) {
+    auto owner = std::make_shared<const Bytes>(rest.begin(), rest.begin() + size);
+    if (i++ == 4) {
+      writer.write(*owner);
+    } else {
+      writer.write_shared(*owner, owner);
+      owners.push_back(owner);
+    }
+    rest = rest.subspan(size);
+  }
+  ASSERT_TRUE(rest.empty());
+  writer.close();
+  EXPECT_EQ(writer.records_written(), 10u);
+  EXPECT_EQ(writer.bytes_written(), data.size());
+  for (const auto& owner : owners) EXPECT_EQ(owner.use_count(), 1) << "the writer let go";
+  std::size_t records = 0;
+  EXPECT_EQ(tape_bytes(d(), &records), data);
+  EXPECT_EQ(records, 10u);
+  d().rewind();
+  EXPECT_EQ(record_sizes(d()), std::vector<std::size_t>(10, 1000));
+}
+
+TEST_F(RecordIoTest, ASharedTailIsHeldUntilTheNextBytesOrClose) {
+  auto first = std::make_shared<const Bytes>(random_bytes(1500, 9));
+  RecordWriter writer(d(), 1000);
+  writer.write_shared(*first, first);
+  EXPECT_EQ(writer.records_written(), 1u);
+  EXPECT_EQ(first.use_count(), 2) << "500 bytes wait for their record, in place";
+  writer.close();
+  EXPECT_EQ(first.use_count(), 1);
+  EXPECT_EQ(tape_bytes(d()), *first);
+  d().rewind();
+  EXPECT_EQ(record_sizes(d()), (std::vector<std::size_t>{1000, 500}));
+}
+
+// A drive that cannot gather (here one injecting faults) gets the default:
+// the pieces joined, then its own write_record, faults and all.
+TEST_F(RecordIoTest, GatheredRecordsOnADriveWithoutGatherAreJoined) {
+  FaultInjectingDrive faulty(d());
+  faulty.set_physical_end_at(3);
+  Bytes data = random_bytes(2500, 10);
+  RecordWriter writer(faulty, 1000);
+  auto a = std::make_shared<const Bytes>(data.begin(), data.begin() + 700);
+  auto b = std::make_shared<const Bytes>(data.begin() + 700, data.end());
+  writer.write_shared(*a, a);
+  writer.write_shared(*b, b);  // record 0 gathered from a and b, record 1 from b
+  EXPECT_EQ(writer.records_written(), 2u);
+  // The last 500 bytes and the filemark: the filemark is past the end.
+  expect_tape_error(TapeErrorKind::kPhysicalEnd, [&] { writer.close(); });
+  EXPECT_EQ(tape_bytes(d()), data);
+}
+
 }  // namespace
 }  // namespace mixtape::tape::testing
