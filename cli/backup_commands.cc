@@ -13,13 +13,6 @@
 namespace mixtape::cli {
 namespace {
 
-std::string default_identity_path() {
-  if (const char* config = std::getenv("XDG_CONFIG_HOME"); config && *config)
-    return std::string(config) + "/mixtape/identity.txt";
-  const char* home = std::getenv("HOME");
-  return std::string(home && *home ? home : "/root") + "/.config/mixtape/identity.txt";
-}
-
 std::vector<std::string> absolute_roots(const std::vector<std::string>& roots) {
   std::vector<std::string> out;
   for (const auto& root : roots) {

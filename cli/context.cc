@@ -67,10 +67,11 @@ class TerminalProgress final : public backup::Progress {
 
 std::string default_catalog_path() {
   if (const char* env = std::getenv("MIXTAPE_CATALOG"); env && *env) return env;
-  if (const char* data = std::getenv("XDG_DATA_HOME"); data && *data)
-    return std::string(data) + "/mixtape/catalog.db";
-  const char* home = std::getenv("HOME");
-  return std::string(home && *home ? home : "/root") + "/.local/share/mixtape/catalog.db";
+  return user_path_or_root(UserDir::kData, "mixtape/catalog.db");
+}
+
+std::string default_identity_path() {
+  return user_path_or_root(UserDir::kConfig, "mixtape/identity.txt");
 }
 
 void add_catalog_option(CLI::App* command, std::string& path) {

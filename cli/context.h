@@ -20,6 +20,9 @@ namespace mixtape::cli {
 // --catalog PATH, else $MIXTAPE_CATALOG, else $XDG_DATA_HOME/mixtape/catalog.db
 // (~/.local/share/mixtape/catalog.db).
 std::string default_catalog_path();
+// $XDG_CONFIG_HOME/mixtape/identity.txt, else ~/.config/mixtape/identity.txt:
+// where `init` writes a new identity and restores look for one.
+std::string default_identity_path();
 void add_catalog_option(CLI::App* command, std::string& path);
 catalog::Catalog open_catalog(const std::string& path);
 

@@ -14,13 +14,6 @@
 namespace mixtape::cli {
 namespace {
 
-std::string default_identity_path() {
-  if (const char* config = std::getenv("XDG_CONFIG_HOME"); config && *config)
-    return std::string(config) + "/mixtape/identity.txt";
-  const char* home = std::getenv("HOME");
-  return std::string(home && *home ? home : "/root") + "/.config/mixtape/identity.txt";
-}
-
 struct KeyFlags {
   std::vector<std::string> identities;
   std::string passphrase_file;

@@ -19,12 +19,6 @@
 namespace mixtape::mount {
 namespace {
 
-std::string home_path(const char* xdg, const std::string& fallback, const std::string& leaf) {
-  if (const char* base = std::getenv(xdg); base && *base) return std::string(base) + leaf;
-  const char* home = std::getenv("HOME");
-  return std::string(home && *home ? home : "/root") + fallback + leaf;
-}
-
 // Whether mount(8) started us (it passes "rw" unless told "ro").
 bool called_by_mount() {
   std::ifstream comm("/proc/" + std::to_string(::getppid()) + "/comm");
@@ -55,7 +49,7 @@ crypto::AgeDecryptKeys keys_from(const Options& options) {
   restore::KeyFiles files;
   if (!options.identity.empty()) files.identities.push_back(options.identity);
   files.passphrase_file = options.passphrase_file;
-  files.default_identity = home_path("XDG_CONFIG_HOME", "/.config", "/mixtape/identity.txt");
+  files.default_identity = user_path_or_root(UserDir::kConfig, "mixtape/identity.txt");
   // Before the daemon is ready its stderr is still the caller's terminal.
   return restore::load_keys(files, [](const std::string& warning) {
     std::fprintf(stderr, "mount.mixtape: warning: %s\n", warning.c_str());
@@ -68,9 +62,8 @@ class Mount {
   explicit Mount(const Options& options) {
     if (!std::filesystem::is_directory(options.mountpoint))
       throw Error("mount point " + options.mountpoint + " is not a directory");
-    std::string cache_dir = options.cache.empty()
-                                ? home_path("XDG_CACHE_HOME", "/.cache", "/mixtape/stage")
-                                : options.cache;
+    std::string cache_dir =
+        options.cache.empty() ? user_path_or_root(UserDir::kCache, "mixtape/stage") : options.cache;
     auto keys = keys_from(options);
     std::unique_ptr<tape::Drive> found_drive;
     if (!is_tape(options.source)) {

@@ -82,7 +82,7 @@ constexpr std::size_t kCopyBuffer = 256 << 10;
 // tape capacity is counted in image bytes, so planning counts them too.
 constexpr std::uint64_t kRecordOverhead = 9;
 // Files hashed ahead of the one being packed, per hashing thread.
-constexpr std::size_t kLookaheadPerThread = 8;
+constexpr std::size_t kLookaheadPerThread = 2;
 // A safety net: a run that keeps going round without converging is a bug.
 constexpr int kMaxSessions = 100000;
 

@@ -209,11 +209,7 @@ bool settled(const Identity& id, std::int64_t at_ns) {
 }  // namespace
 
 std::string integrity_stamp_dir() {
-  if (const char* base = std::getenv("XDG_CACHE_HOME"); base && *base)
-    return std::string(base) + "/mixtape/checked";
-  const char* home = std::getenv("HOME");
-  if (!home || !*home) return {};
-  return std::string(home) + "/.cache/mixtape/checked";
+  return user_path(UserDir::kCache, "mixtape/checked");
 }
 
 std::string integrity_stamp_path(const std::string& stamp_dir, const std::string& catalog_path) {

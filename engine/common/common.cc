@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 namespace mixtape {
@@ -174,6 +175,49 @@ std::string format_size(std::uint64_t bytes) {
   else
     std::snprintf(buf, sizeof buf, "%.1f %s", value, kUnits[unit]);
   return buf;
+}
+
+namespace {
+
+struct UserDirNames {
+  const char* variable;
+  const char* under_home;
+};
+
+UserDirNames names_of(UserDir dir) {
+  switch (dir) {
+    case UserDir::kConfig:
+      return {"XDG_CONFIG_HOME", "/.config"};
+    case UserDir::kData:
+      return {"XDG_DATA_HOME", "/.local/share"};
+    case UserDir::kCache:
+      return {"XDG_CACHE_HOME", "/.cache"};
+  }
+  return {"XDG_CONFIG_HOME", "/.config"};
+}
+
+std::string user_path_in(UserDir dir, std::string_view leaf, const char* home_fallback) {
+  const UserDirNames names = names_of(dir);
+  std::string base;
+  if (const char* set = std::getenv(names.variable); set && *set) {
+    base = set;
+  } else {
+    const char* home = std::getenv("HOME");
+    if (!home || !*home) home = home_fallback;
+    if (!home) return {};
+    base = std::string(home) + names.under_home;
+  }
+  return base + "/" + std::string(leaf);
+}
+
+}  // namespace
+
+std::string user_path(UserDir dir, std::string_view leaf) {
+  return user_path_in(dir, leaf, nullptr);
+}
+
+std::string user_path_or_root(UserDir dir, std::string_view leaf) {
+  return user_path_in(dir, leaf, "/root");
 }
 
 }  // namespace mixtape

@@ -189,4 +189,14 @@ std::uint64_t parse_size(std::string_view text);
 // 1536 -> "1.5 KiB"; for progress and status output.
 std::string format_size(std::uint64_t bytes);
 
+// Where a user's files go (the XDG base directories): `leaf` under
+// $XDG_CONFIG_HOME, $XDG_DATA_HOME or $XDG_CACHE_HOME when set and not
+// empty, else under ~/.config, ~/.local/share or ~/.cache. Empty when
+// neither the variable nor $HOME is set.
+enum class UserDir { kConfig, kData, kCache };
+std::string user_path(UserDir dir, std::string_view leaf);
+// The same, with root's home standing in for an unset $HOME (the CLI's
+// defaults, which must name some file).
+std::string user_path_or_root(UserDir dir, std::string_view leaf);
+
 }  // namespace mixtape

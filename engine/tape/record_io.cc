@@ -30,7 +30,8 @@ void RecordWriter::write_out(std::span<const ByteSpan> record) {
   ++records_written_;
 }
 
-// The held tail is about to be completed by bytes nobody vouches for.
+// Bytes without an owner complete the record in buffer_, so a tail held by
+// reference moves there first.
 void RecordWriter::copy_held() {
   if (held_.empty()) return;
   buffer_.assign(held_.begin(), held_.end());

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <optional>
+#include <string>
+
 namespace mixtape {
 namespace {
 
@@ -38,6 +42,64 @@ TEST(MemorySource, ReadsSequentiallyAndAtOffsets) {
   EXPECT_EQ(source.read_at(6, buf), 5u);
   EXPECT_EQ(as_chars(buf), "world");
   EXPECT_EQ(source.read_at(11, buf), 0u);
+}
+
+// Sets (or, given nullptr, unsets) an environment variable for a scope.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) saved_ = old;
+    if (value)
+      ::setenv(name, value, 1);
+    else
+      ::unsetenv(name);
+  }
+  ~ScopedEnv() {
+    if (saved_)
+      ::setenv(name_, saved_->c_str(), 1);
+    else
+      ::unsetenv(name_);
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+  std::optional<std::string> saved_;
+};
+
+TEST(UserPath, TheXdgVariableWinsThenHome) {
+  ScopedEnv home("HOME", "/home/someone");
+  {
+    ScopedEnv config("XDG_CONFIG_HOME", "/elsewhere/config");
+    ScopedEnv data("XDG_DATA_HOME", "/elsewhere/data");
+    ScopedEnv cache("XDG_CACHE_HOME", "/elsewhere/cache");
+    EXPECT_EQ(user_path(UserDir::kConfig, "mixtape/identity.txt"),
+              "/elsewhere/config/mixtape/identity.txt");
+    EXPECT_EQ(user_path(UserDir::kData, "mixtape/catalog.db"),
+              "/elsewhere/data/mixtape/catalog.db");
+    EXPECT_EQ(user_path_or_root(UserDir::kCache, "mixtape/stage"),
+              "/elsewhere/cache/mixtape/stage");
+  }
+  ScopedEnv config("XDG_CONFIG_HOME", "");  // empty counts as unset
+  ScopedEnv data("XDG_DATA_HOME", nullptr);
+  ScopedEnv cache("XDG_CACHE_HOME", nullptr);
+  EXPECT_EQ(user_path(UserDir::kConfig, "mixtape/identity.txt"),
+            "/home/someone/.config/mixtape/identity.txt");
+  EXPECT_EQ(user_path(UserDir::kData, "mixtape/catalog.db"),
+            "/home/someone/.local/share/mixtape/catalog.db");
+  EXPECT_EQ(user_path(UserDir::kCache, "mixtape/checked"), "/home/someone/.cache/mixtape/checked");
+}
+
+// Without $HOME the stamp cache has no place (it is only a cache), while the
+// CLI's defaults fall back to root's home.
+TEST(UserPath, WithoutHomeEmptyOrRoot) {
+  ScopedEnv home("HOME", nullptr);
+  ScopedEnv cache("XDG_CACHE_HOME", nullptr);
+  ScopedEnv config("XDG_CONFIG_HOME", nullptr);
+  EXPECT_EQ(user_path(UserDir::kCache, "mixtape/checked"), "");
+  EXPECT_EQ(user_path_or_root(UserDir::kConfig, "mixtape/identity.txt"),
+            "/root/.config/mixtape/identity.txt");
 }
 
 }  // namespace

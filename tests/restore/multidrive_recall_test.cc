@@ -181,9 +181,13 @@ TEST_F(MultiDriveRecallTest, TwoCopiesAreRecalledOnTwoDrivesAtOnceWithTheRightBy
 
 TEST_F(MultiDriveRecallTest, ATapeInOneDriveIsNeverLoadedIntoTheOther) {
   // One copy, tapes small enough that the files fill two: each file is on
-  // one tape only, so both tapes must be read.
-  make(1, "14M");
-  tape::ImageLibrary library(f_.library(), 2, {14 << 20, 0});
+  // one tape only, so both tapes must be read. Of a 16 MiB tape, file 0
+  // (about 4 MiB: this binary, 3 MiB, and its source) and the safety margin
+  // (eight 512 KiB records, 1 MiB, 1%, the catalog twice: 5.6 MiB) leave
+  // about 6.5 MiB, so the 7 MiB of files need both tapes; they would need a
+  // third only with a label over 6.8 MiB.
+  make(1, "16M");
+  tape::ImageLibrary library(f_.library(), 2, {16 << 20, 0});
   ASSERT_EQ(library.serials(), (std::vector<std::string>{"L00001", "L00002"}));
   // L00001 sits in drive 1 when the queue starts.
   library.load("L00001", 1);
