@@ -792,14 +792,7 @@ class FanOut final : public ByteSink {
   // drive writes them from where they are.
   void write_shared(ByteSpan data, const std::shared_ptr<const void>& owner) override {
     flush();
-    bool any = false;
-    for (Lane* lane : lanes_) {
-      if (lane->worker.failed()) continue;
-      any = true;
-      lane->worker.submit([lane, data, owner] { lane->records->write_shared(data, owner); },
-                          data.size());
-    }
-    if (!any) throw NoDriveLeft{};
+    to_every_drive(data, owner);
   }
 
   // The last record and the filemark, on every drive.
@@ -820,11 +813,16 @@ class FanOut final : public ByteSink {
   void flush() {
     if (!chunk_ || chunk_->empty()) return;
     std::shared_ptr<const Bytes> chunk = std::move(chunk_);
+    to_every_drive(*chunk, chunk);
+  }
+
+  void to_every_drive(ByteSpan data, const std::shared_ptr<const void>& owner) {
     bool any = false;
     for (Lane* lane : lanes_) {
       if (lane->worker.failed()) continue;
       any = true;
-      lane->worker.submit([lane, chunk] { lane->records->write(*chunk); }, chunk->size());
+      lane->worker.submit([lane, data, owner] { lane->records->write_shared(data, owner); },
+                          data.size());
     }
     if (!any) throw NoDriveLeft{};
   }

@@ -41,9 +41,14 @@ std::string index_table_sql(sqlite::Database& db, const std::string& table) {
   return text;
 }
 
-void copy_table(sqlite::Database& from, sqlite::Database& to, const std::string& table) {
+// catalog_<table> in the index, new and empty.
+void create_index_table(sqlite::Database& from, sqlite::Database& to, const std::string& table) {
   to.exec("DROP TABLE IF EXISTS catalog_" + table);
   to.exec(index_table_sql(from, table));
+}
+
+void copy_table(sqlite::Database& from, sqlite::Database& to, const std::string& table) {
+  create_index_table(from, to, table);
   auto select = from.prepare("SELECT * FROM main." + table);
   std::string insert = "INSERT INTO catalog_" + table + " VALUES (";
   for (int i = 0; i < select.column_count(); ++i) insert += i ? ", ?" : "?";
@@ -87,8 +92,7 @@ void Catalog::copy_into(sqlite::Database& index) {
     sqlite::WriteScope out(index);
     for (const char* table : internal::copied_tables()) {
       const std::string name = table;
-      index.exec("DROP TABLE IF EXISTS catalog_" + name);
-      index.exec(index_table_sql(*db_, name));
+      create_index_table(*db_, index, name);
       index.exec("INSERT INTO catalog_" + name + " SELECT * FROM copied_catalog." + name);
     }
     out.commit();

@@ -29,14 +29,8 @@ constexpr std::size_t kSealed = kAgeEncryptedChunkSize;
 // (a write call, a thread hand-off) vanish, small enough to stay in L2/L3.
 constexpr std::size_t kBatchChunks = 32;
 
-// Buffers that are not zero-filled first: untouched pages of a small file's
-// batch never get committed.
-struct RawBuffer {
-  explicit RawBuffer(std::size_t size)
-      : data(std::make_unique_for_overwrite<std::uint8_t[]>(size)), size(size) {}
-  std::unique_ptr<std::uint8_t[]> data;
-  std::size_t size;
-};
+// The decryptor's own buffers: not zero-filled either.
+using RawBuffer = AgeBufferPool::Buffer;
 
 }  // namespace
 
