@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 
@@ -19,9 +20,11 @@ namespace mixtape::backup {
 namespace {
 
 constexpr int kAttempts = 3;
-// Small enough to stay in the L2 cache between the kernel's copy and the
-// hash that reads it; large enough that system calls cost nothing.
-constexpr std::size_t kReadSize = 256 << 10;
+// One read of one lane. A step reads every lane before hashing them, so
+// the lanes' reads together (1 MiB) stay in the L2 cache between the
+// kernel's copy and the hash; still large enough that system calls cost
+// nothing.
+constexpr std::size_t kReadSize = 128 << 10;
 
 // ENOENT and ENOTDIR: the path (or a directory on it) is gone. ELOOP from
 // O_NOFOLLOW: it became a symlink. Either way what was scanned is not there.
@@ -110,17 +113,74 @@ int open_source(const std::string& path, int flags) {
   return ::openat(source->dir_fd(), source->name(), flags | O_NOFOLLOW | O_CLOEXEC);
 }
 
-FileHasher::FileHasher(const std::atomic<bool>* cancel) : cancel_(cancel), buffer_(kReadSize) {}
+struct FileHasher::Lane {
+  std::string path;
+  std::uint64_t tag = 0;
+  bool in_use = false;
+  int attempt = 0;
+  UniqueFd fd;
+  struct stat before {};
+  std::uint64_t expected = 0;  // the size when opened
+  std::uint64_t total = 0;     // bytes hashed this attempt
+  std::uint64_t bytes_read = 0;
+  Bytes buffer;
+};
+
+FileHasher::FileHasher(const std::atomic<bool>* cancel) : cancel_(cancel), lanes_(kLanes) {}
+
+FileHasher::~FileHasher() = default;
+
+std::size_t FileHasher::free_lanes() const {
+  return static_cast<std::size_t>(
+      std::count_if(lanes_.begin(), lanes_.end(), [](const Lane& l) { return !l.in_use; }));
+}
 
 HashResult FileHasher::hash(const std::string& path) {
+  if (auto at_once = add(path, 0)) return std::move(*at_once);
+  for (;;) {
+    auto finished = step();
+    if (!finished.empty()) return std::move(finished.front().result);
+  }
+}
+
+void FileHasher::hash_all(const std::vector<std::string>& paths,
+                          const std::function<void(std::size_t, HashResult)>& done) {
+  std::size_t next = 0;
+  std::size_t finished = 0;
+  while (finished < paths.size()) {
+    while (next < paths.size() && free_lanes() > 0) {
+      if (auto at_once = add(paths[next], next)) {
+        done(next, std::move(*at_once));
+        ++finished;
+      }
+      ++next;
+    }
+    for (auto& ended : step()) {
+      done(static_cast<std::size_t>(ended.tag), std::move(ended.result));
+      ++finished;
+    }
+  }
+}
+
+std::optional<HashResult> FileHasher::add(const std::string& path, std::uint64_t tag) {
   struct stat st {};
   if (lstat_source(path, st) != 0) return failed_errno(errno);
   if (S_ISLNK(st.st_mode)) return hash_symlink(path, st);
   if (!S_ISREG(st.st_mode)) return failed(HashFailure::kVanished, "is no longer a regular file");
-  const std::uint64_t before = bytes_read_;
-  HashResult result = hash_regular(path);
-  result.bytes_read = bytes_read_ - before;
-  return result;
+  auto free = std::find_if(lanes_.begin(), lanes_.end(), [](const Lane& l) { return !l.in_use; });
+  if (free == lanes_.end()) throw Error("FileHasher::add: every lane is in use");
+  Lane& lane = *free;
+  lane.path = path;
+  lane.tag = tag;
+  lane.attempt = 0;
+  lane.bytes_read = 0;
+  if (lane.buffer.empty()) lane.buffer.resize(kReadSize);
+  if (auto failure = open_attempt(lane)) {
+    lane.fd.reset();
+    return failure;
+  }
+  lane.in_use = true;
+  return std::nullopt;
 }
 
 HashResult FileHasher::hash_symlink(const std::string& path, const struct stat& st) {
@@ -147,66 +207,105 @@ HashResult FileHasher::hash_symlink(const std::string& path, const struct stat& 
   return result;
 }
 
-HashResult FileHasher::hash_regular(const std::string& path) {
-  for (int attempt = 0; attempt < kAttempts; ++attempt) {
-    // O_NONBLOCK: if the path was replaced by a fifo since the scan, open
-    // must not wait for a writer; the type check below then rejects it.
-    int raw = open_source(path, O_RDONLY | O_NONBLOCK | O_NOATIME);
-    if (raw < 0 && errno == EPERM) raw = open_source(path, O_RDONLY | O_NONBLOCK);
-    if (raw < 0) return failed_errno(errno);
-    UniqueFd fd(raw);
-    struct stat before {};
-    if (::fstat(fd.get(), &before) != 0) return failed_errno(errno);
-    if (!S_ISREG(before.st_mode))
-      return failed(HashFailure::kVanished, "is no longer a regular file");
-    ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
-    crypto::Blake2b256 hasher;
+std::optional<HashResult> FileHasher::open_attempt(Lane& lane) {
+  // O_NONBLOCK: if the path was replaced by a fifo since the scan, open
+  // must not wait for a writer; the type check below then rejects it.
+  int raw = open_source(lane.path, O_RDONLY | O_NONBLOCK | O_NOATIME);
+  if (raw < 0 && errno == EPERM) raw = open_source(lane.path, O_RDONLY | O_NONBLOCK);
+  if (raw < 0) return failed_errno(errno);
+  lane.fd.reset(raw);
+  if (::fstat(lane.fd.get(), &lane.before) != 0) return failed_errno(errno);
+  if (!S_ISREG(lane.before.st_mode))
+    return failed(HashFailure::kVanished, "is no longer a regular file");
+  ::posix_fadvise(lane.fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+  lane.expected = static_cast<std::uint64_t>(lane.before.st_size);
+  lane.total = 0;
+  return std::nullopt;
+}
+
+std::vector<FileHasher::Finished> FileHasher::step() {
+  std::vector<Finished> finished;
+  const bool cancelled = cancel_ && cancel_->load(std::memory_order_relaxed);
+  std::array<ByteSpan, kLanes> pieces{};
+  std::vector<std::size_t> ended;
+  for (std::size_t i = 0; i < kLanes; ++i) {
+    Lane& lane = lanes_[i];
+    if (!lane.in_use) continue;
+    if (cancelled) {
+      finished.push_back(release(i, failed(HashFailure::kCancelled, "cancelled")));
+      continue;
+    }
     // Read what the file held when it was opened, and one byte more to see
     // whether it grew: reading "to the end" of a file that grows faster than
     // it is read would never end.
-    const std::uint64_t expected = static_cast<std::uint64_t>(before.st_size);
-    std::uint64_t total = 0;
-    bool grew = false;
-    for (;;) {
-      if (cancel_ && cancel_->load(std::memory_order_relaxed))
-        return failed(HashFailure::kCancelled, "cancelled");
-      std::size_t want = static_cast<std::size_t>(
-          std::min<std::uint64_t>(buffer_.size(), expected - total + (total == expected)));
-      ssize_t n = ::read(fd.get(), buffer_.data(), want);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return failed(HashFailure::kUnreadable, std::string("read error: ") + std::strerror(errno));
-      }
-      if (n == 0) break;
-      bytes_read_ += static_cast<std::uint64_t>(n);
-      if (total == expected) {
-        grew = true;
-        break;
-      }
-      hasher.update({buffer_.data(), static_cast<std::size_t>(n)});
-      total += static_cast<std::uint64_t>(n);
-    }
-    struct stat after {};
-    if (::fstat(fd.get(), &after) != 0) return failed_errno(errno);
-    // The path must still name the file that was read: a file replaced
-    // (renamed over) while it was read is read again from the new one.
-    struct stat now {};
-    bool replaced =
-        lstat_source(path, now) != 0 || now.st_ino != after.st_ino || now.st_dev != after.st_dev;
-    if (grew || replaced || !same_identity(identity_of(before), identity_of(after)) ||
-        total != static_cast<std::uint64_t>(after.st_size)) {
+    const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(
+        lane.buffer.size(), lane.expected - lane.total + (lane.total == lane.expected)));
+    ssize_t n;
+    do n = ::read(lane.fd.get(), lane.buffer.data(), want);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      finished.push_back(release(
+          i, failed(HashFailure::kUnreadable, std::string("read error: ") + std::strerror(errno))));
       continue;
     }
-    HashResult result;
-    HashedFile& out = result.file.emplace();
-    out.version.kind = catalog::VersionKind::kFile;
-    out.version.size = total;
-    out.version.hash = hasher.finish();
-    out.version.attrs = attributes_of(after, names_);
-    out.identity = identity_of(after);
-    return result;
+    if (n == 0) {
+      ended.push_back(i);
+      continue;
+    }
+    lane.bytes_read += static_cast<std::uint64_t>(n);
+    if (lane.total == lane.expected) {  // it grew: read it again
+      if (auto result = retry(i)) finished.push_back(release(i, std::move(*result)));
+      continue;
+    }
+    pieces[i] = {lane.buffer.data(), static_cast<std::size_t>(n)};
+    lane.total += static_cast<std::uint64_t>(n);
   }
-  return failed(HashFailure::kUnstable, "changed while being read");
+  digests_.update(pieces);
+  for (std::size_t i : ended) {
+    if (auto result = verify(i)) finished.push_back(release(i, std::move(*result)));
+  }
+  return finished;
+}
+
+std::optional<HashResult> FileHasher::verify(std::size_t index) {
+  Lane& lane = lanes_[index];
+  struct stat after {};
+  if (::fstat(lane.fd.get(), &after) != 0) return failed_errno(errno);
+  // The path must still name the file that was read: a file replaced
+  // (renamed over) while it was read is read again from the new one.
+  struct stat now {};
+  bool replaced =
+      lstat_source(lane.path, now) != 0 || now.st_ino != after.st_ino || now.st_dev != after.st_dev;
+  if (replaced || !same_identity(identity_of(lane.before), identity_of(after)) ||
+      lane.total != static_cast<std::uint64_t>(after.st_size)) {
+    return retry(index);
+  }
+  HashResult result;
+  HashedFile& out = result.file.emplace();
+  out.version.kind = catalog::VersionKind::kFile;
+  out.version.size = lane.total;
+  out.version.hash = digests_.finish(index);
+  out.version.attrs = attributes_of(after, names_);
+  out.identity = identity_of(after);
+  return result;
+}
+
+std::optional<HashResult> FileHasher::retry(std::size_t index) {
+  Lane& lane = lanes_[index];
+  digests_.reset(index);
+  lane.fd.reset();
+  if (++lane.attempt == kAttempts)
+    return failed(HashFailure::kUnstable, "changed while being read");
+  return open_attempt(lane);
+}
+
+FileHasher::Finished FileHasher::release(std::size_t index, HashResult result) {
+  Lane& lane = lanes_[index];
+  digests_.reset(index);
+  lane.fd.reset();
+  lane.in_use = false;
+  result.bytes_read = lane.bytes_read;
+  return Finished{lane.tag, std::move(result)};
 }
 
 std::optional<HashedFile> hash_path(const std::string& path, std::string& why) {
@@ -221,12 +320,10 @@ HashReport hash_dirty(catalog::Catalog& catalog, catalog::Id run_id, Progress& p
   std::vector<catalog::FileRef> dirty;
   catalog.for_each_dirty([&](const catalog::FileRef& ref) { dirty.push_back(ref); });
   progress.phase("hash", 0, dirty.size());
-  FileHasher hasher;
   std::optional<sqlite::Transaction> transaction;
   transaction.emplace(catalog.database());
   std::uint64_t since_commit = 0;
-  for (const auto& ref : dirty) {
-    HashResult result = hasher.hash(ref.path);
+  auto record = [&](const catalog::FileRef& ref, HashResult result) {
     report.bytes_read += result.bytes_read;
     switch (result.failure) {
       case HashFailure::kNone:
@@ -236,13 +333,13 @@ HashReport hash_dirty(catalog::Catalog& catalog, catalog::Id run_id, Progress& p
         ++report.vanished;
         catalog.mark_absent(ref.file_id);
         progress.warning(ref.path + ": " + result.why);
-        continue;
+        return;
       case HashFailure::kUnstable:
       case HashFailure::kUnreadable:
       case HashFailure::kCancelled:
         ++(result.failure == HashFailure::kUnstable ? report.unstable : report.unreadable);
         progress.warning(ref.path + ": " + result.why + "; not backed up this time");
-        continue;
+        return;
     }
     const HashedFile& hashed = *result.file;
     auto recorded = catalog.record_version(ref.file_id, hashed.version, run_id);
@@ -261,7 +358,13 @@ HashReport hash_dirty(catalog::Catalog& catalog, catalog::Id run_id, Progress& p
       transaction.emplace(catalog.database());
       since_commit = 0;
     }
-  }
+  };
+  FileHasher hasher;
+  std::vector<std::string> paths;
+  paths.reserve(dirty.size());
+  for (const auto& ref : dirty) paths.push_back(ref.path);
+  hasher.hash_all(paths,
+                  [&](std::size_t i, HashResult result) { record(dirty[i], std::move(result)); });
   transaction->commit();
   return report;
 }

@@ -12,12 +12,15 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "engine/backup/attributes.h"
 #include "engine/backup/backup.h"
 #include "engine/common/common.h"
+#include "engine/crypto/crypto.h"
 
 namespace mixtape::backup {
 
@@ -38,20 +41,55 @@ struct HashResult {
   std::uint64_t bytes_read = 0;
 };
 
+// Regular files are hashed in lanes (crypto::Blake2b256Lanes): up to
+// kLanes files at once, a read of each per step, hashed side by side. hash()
+// is one file from start to end; a pipeline keeps the lanes full with add()
+// and step().
 class FileHasher {
  public:
+  static constexpr std::size_t kLanes = crypto::Blake2b256Lanes::kLanes;
+  struct Finished {
+    std::uint64_t tag = 0;  // as given to add()
+    HashResult result;
+  };
+
   // A read loop checks `cancel` between reads, so a multi-GiB file does not
   // hold up a pipeline that is stopping.
   explicit FileHasher(const std::atomic<bool>* cancel = nullptr);
+  ~FileHasher();
+  FileHasher(const FileHasher&) = delete;
+  FileHasher& operator=(const FileHasher&) = delete;
+
+  // One path, whole, while no lane is in use.
   HashResult hash(const std::string& path);
+  // Every path, with the lanes kept full, while no lane is in use;
+  // done(index into paths, result) in the order the files end.
+  void hash_all(const std::vector<std::string>& paths,
+                const std::function<void(std::size_t, HashResult)>& done);
+
+  std::size_t free_lanes() const;
+  // Starts hashing path in a free lane (there must be one). A symlink, or a
+  // path that is not there or cannot be opened, is finished at once: its
+  // result is returned here instead of from a later step().
+  std::optional<HashResult> add(const std::string& path, std::uint64_t tag);
+  // Reads the next piece of every file in a lane, hashes the pieces side by
+  // side and returns the files that ended (hashed, or failed) in this step.
+  std::vector<Finished> step();
 
  private:
+  struct Lane;
   HashResult hash_symlink(const std::string& path, const struct stat& st);
-  HashResult hash_regular(const std::string& path);
+  // Opens the lane's file for its next attempt: a failure if it cannot be.
+  std::optional<HashResult> open_attempt(Lane& lane);
+  // The lane's file ended: the result if it is still the file that was
+  // read, nullopt after starting another attempt.
+  std::optional<HashResult> verify(std::size_t index);
+  std::optional<HashResult> retry(std::size_t index);
+  Finished release(std::size_t index, HashResult result);
 
   const std::atomic<bool>* cancel_;
-  std::uint64_t bytes_read_ = 0;
-  Bytes buffer_;
+  crypto::Blake2b256Lanes digests_;
+  std::vector<Lane> lanes_;
   OwnerNames names_;
 };
 

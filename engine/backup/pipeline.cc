@@ -51,6 +51,7 @@
 #include <filesystem>
 #include <functional>
 #include <future>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <set>
@@ -81,8 +82,14 @@ constexpr std::size_t kCopyBuffer = 256 << 10;
 // SIMH images spend 8 bytes of length words per record (and a filemark 4);
 // tape capacity is counted in image bytes, so planning counts them too.
 constexpr std::uint64_t kRecordOverhead = 9;
-// Files hashed ahead of the one being packed, per hashing thread.
-constexpr std::size_t kLookaheadPerThread = 2;
+// Files hashed ahead of the one being packed: this many lanes' worth per
+// hashing thread (its lanes full, and as many waiting), and at most
+// kLookaheadBytes per thread once each thread has a file. Lanes advance
+// together, so files sharing a thread arrive later than one alone would:
+// four 256 MiB files per thread arrive together after 0.8 s, where one
+// alone took 0.48 s, but use a third of the CPU (docs/PERFORMANCE.md).
+constexpr std::size_t kLookaheadLanes = 2;
+constexpr std::uint64_t kLookaheadBytes = 1ULL << 30;
 // A safety net: a run that keeps going round without converging is a bug.
 constexpr int kMaxSessions = 100000;
 
@@ -145,14 +152,18 @@ std::uint64_t safety_margin(std::uint64_t catalog_size, std::uint64_t capacity,
   return capacity / 100 + 2 * catalog_size + 8 * record_size + (1 << 20);
 }
 
+// An eighth of the machine's memory: what the page cache is trusted to keep
+// of the files read ahead (unbounded if unknown).
+std::uint64_t page_cache_share() {
+  struct sysinfo info {};
+  if (::sysinfo(&info) != 0) return std::numeric_limits<std::uint64_t>::max();
+  return static_cast<std::uint64_t>(info.totalram) * info.mem_unit / 8;
+}
+
 std::uint64_t default_archive_size(std::uint64_t work_bytes) {
   // The write stage re-reads each file from the page cache, which must hold
   // the archive being written and the ones hashed ahead of it.
-  std::uint64_t largest = kMaxArchiveSize;
-  struct sysinfo info {};
-  if (::sysinfo(&info) == 0)
-    largest = std::min<std::uint64_t>(
-        largest, static_cast<std::uint64_t>(info.totalram) * info.mem_unit / 8);
+  std::uint64_t largest = std::min(kMaxArchiveSize, page_cache_share());
   largest = std::max(largest, kMinArchiveSize);
   return std::clamp(work_bytes / kArchivesPerRun, kMinArchiveSize, largest);
 }
@@ -226,9 +237,12 @@ class BoundedQueue {
 
 // Hashes files on worker threads, each with its own FileHasher (buffer and
 // name cache). Results are futures, so the caller consumes them in its order.
+// Hashing threads, each a FileHasher whose lanes it keeps full from a shared
+// queue. A thread takes its share of the queue per step, so files spread
+// over the threads rather than filling the first thread's lanes.
 class HashPool {
  public:
-  HashPool(unsigned threads, const std::atomic<bool>& cancel) {
+  HashPool(unsigned threads, const std::atomic<bool>& cancel) : threads_(threads) {
     for (unsigned i = 0; i < threads; ++i) workers_.emplace_back([this, &cancel] { work(cancel); });
   }
   ~HashPool() {
@@ -243,10 +257,11 @@ class HashPool {
   HashPool(const HashPool&) = delete;
   HashPool& operator=(const HashPool&) = delete;
 
+  unsigned threads() const { return threads_; }
+
   std::future<HashResult> submit(const std::string& path) {
-    std::packaged_task<HashResult(FileHasher&)> task(
-        [path](FileHasher& hasher) { return hasher.hash(path); });
-    auto future = task.get_future();
+    Task task{path, {}};
+    auto future = task.promise.get_future();
     {
       std::lock_guard lock(mutex_);
       tasks_.push_back(std::move(task));
@@ -256,25 +271,48 @@ class HashPool {
   }
 
  private:
+  struct Task {
+    std::string path;
+    std::promise<HashResult> promise;
+  };
+
   void work(const std::atomic<bool>& cancel) {
     FileHasher hasher(&cancel);
+    std::map<std::uint64_t, std::promise<HashResult>> hashing;  // by tag
+    std::uint64_t next_tag = 0;
     for (;;) {
-      std::packaged_task<HashResult(FileHasher&)> task;
+      std::vector<Task> taken;
       {
         std::unique_lock lock(mutex_);
-        ready_.wait(lock, [&] { return stopping_ || !tasks_.empty(); });
+        ready_.wait(lock, [&] { return stopping_ || !tasks_.empty() || !hashing.empty(); });
         if (stopping_) return;
-        task = std::move(tasks_.front());
-        tasks_.pop_front();
+        // This thread's share of the queue, at least one file.
+        const std::size_t share = std::max<std::size_t>(1, tasks_.size() / threads_);
+        while (!tasks_.empty() && taken.size() < std::min(share, hasher.free_lanes())) {
+          taken.push_back(std::move(tasks_.front()));
+          tasks_.pop_front();
+        }
       }
-      task(hasher);
+      for (Task& task : taken) {
+        if (auto at_once = hasher.add(task.path, next_tag)) {
+          task.promise.set_value(std::move(*at_once));
+          continue;
+        }
+        hashing.emplace(next_tag++, std::move(task.promise));
+      }
+      for (auto& finished : hasher.step()) {
+        auto it = hashing.find(finished.tag);
+        it->second.set_value(std::move(finished.result));
+        hashing.erase(it);
+      }
     }
   }
 
   std::mutex mutex_;
   std::condition_variable ready_;
-  std::deque<std::packaged_task<HashResult(FileHasher&)>> tasks_;
+  std::deque<Task> tasks_;
   bool stopping_ = false;
+  const unsigned threads_;
   std::vector<std::jthread> workers_;  // last: joined before the rest goes
 };
 
@@ -284,6 +322,7 @@ struct Candidate {
   std::string path;
   Id file_id = 0;
   std::optional<catalog::VersionRow> version;  // nullopt: dirty, hash first
+  std::uint64_t size = 0;                      // of a dirty one, when scanned
 };
 
 struct Member {
@@ -392,20 +431,26 @@ class HashStage {
   }
 
  private:
-  // Pre-submits hashing of the dirty candidates in [from, from + window).
-  void top_up(const std::vector<Candidate>& candidates, std::size_t from, std::size_t window,
-              HashPool& pool, std::map<std::size_t, std::future<HashResult>>& pending) {
-    std::size_t end = std::min(candidates.size(), from + window);
-    for (; submitted_ < end; ++submitted_) {
-      if (!candidates[submitted_].version)
-        pending.emplace(submitted_, pool.submit(candidates[submitted_].path));
+  // Pre-submits hashing of the dirty candidates after `from`: enough files
+  // to keep every thread's lanes full, but once each thread has one, no more
+  // bytes than kLookaheadBytes per thread.
+  void top_up(const std::vector<Candidate>& candidates, std::size_t from, HashPool& pool,
+              std::map<std::size_t, std::future<HashResult>>& pending) {
+    const std::size_t most_files = kLookaheadLanes * FileHasher::kLanes * pool.threads();
+    const std::uint64_t most_bytes = std::min(kLookaheadBytes * pool.threads(), page_cache_share());
+    for (; submitted_ < candidates.size(); ++submitted_) {
+      const std::size_t ahead = submitted_ - from;
+      if (ahead >= most_files) break;
+      if (ahead >= pool.threads() && bytes_ahead_ >= most_bytes) break;
+      const Candidate& candidate = candidates[submitted_];
+      if (candidate.version) continue;
+      pending.emplace(submitted_, pool.submit(candidate.path));
+      bytes_ahead_ += candidate.size;
     }
   }
 
   void produce(const std::vector<Candidate>& candidates, HashPool& pool,
                BoundedQueue<ArchiveJob>& out, HashStageResult& result) {
-    const std::size_t window =
-        kLookaheadPerThread * std::max(1u, std::thread::hardware_concurrency());
     std::map<std::size_t, std::future<HashResult>> pending;
     ArchiveJob job;
     format::PaxLayout layout;
@@ -427,11 +472,12 @@ class HashStage {
     };
     for (std::size_t i = 0; i < candidates.size(); ++i) {
       if (cancel_.load()) return;
-      top_up(candidates, i, window, pool, pending);
+      top_up(candidates, i, pool, pending);
       std::optional<std::future<HashResult>> hashing;
       if (auto it = pending.find(i); it != pending.end()) {
         hashing = std::move(it->second);
         pending.erase(it);
+        bytes_ahead_ -= candidates[i].size;
       }
       std::optional<Member> member = prepare(candidates[i], std::move(hashing), pool, result);
       if (!member) continue;
@@ -587,6 +633,7 @@ class HashStage {
   Progress& progress_;
   std::optional<sqlite::Transaction> transaction_;
   std::size_t submitted_ = 0;
+  std::uint64_t bytes_ahead_ = 0;  // scanned sizes of the files submitted and not yet taken
   Id cached_dir_ = 0;
   std::map<Id, catalog::ScanState> cached_states_;
 };
@@ -1340,12 +1387,13 @@ std::vector<Candidate> candidates_for(catalog::Catalog& catalog, const std::vect
   std::vector<Candidate> out;
   const int tapes = static_cast<int>(tape_ids.size());
   catalog.for_each_dirty([&](const catalog::FileRef& ref) {
-    if (!given_up.count(ref.file_id)) out.push_back({ref.path, ref.file_id, std::nullopt});
+    if (!given_up.count(ref.file_id))
+      out.push_back({ref.path, ref.file_id, std::nullopt, ref.size});
   });
   catalog.for_each_pending(tape_ids.front(), [&](const catalog::PendingVersion& pending) {
     if (given_up.count(pending.version.file_id)) return;
     if (pending.version.goal - pending.version.copies < tapes) return;
-    out.push_back({pending.path, pending.version.file_id, pending.version});
+    out.push_back({pending.path, pending.version.file_id, pending.version, 0});
   });
   if (tapes > 1) {
     // Versions with a copy somewhere may have it on another tape of the

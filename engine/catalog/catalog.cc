@@ -674,7 +674,8 @@ void Catalog::for_each_dirty(const std::function<void(const FileRef&)>& fn) {
   // writes made by fn do not disturb the iteration.
   auto s = db_->prepare(sql::kDirtyFiles);
   while (s.step()) {
-    fn(FileRef{s.column_int(0), internal::join_path(s.column_text(1), s.column_text(2))});
+    fn(FileRef{s.column_int(0), internal::join_path(s.column_text(1), s.column_text(2)),
+               static_cast<std::uint64_t>(s.column_int(3))});
   }
 }
 

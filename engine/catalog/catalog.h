@@ -156,6 +156,7 @@ struct ScanEntry {
 struct FileRef {
   Id file_id = 0;
   std::string path;
+  std::uint64_t size = 0;  // when last scanned (for_each_dirty)
 };
 
 enum class VersionKind { kFile, kSymlink };

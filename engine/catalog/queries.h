@@ -87,7 +87,7 @@ inline constexpr char kDeleteScanStatesBelow[] =
     "DELETE FROM scan_state WHERE file_id IN (SELECT f.id FROM dirs d CROSS JOIN files f "
     "WHERE (d.path = ?1 OR (d.path > ?2 AND d.path < ?3)) AND f.dir = d.id)";
 inline constexpr char kDirtyFiles[] =
-    "SELECT s.file_id, d.path, f.name FROM scan_state s INDEXED BY scan_state_dirty "
+    "SELECT s.file_id, d.path, f.name, s.size FROM scan_state s INDEXED BY scan_state_dirty "
     "CROSS JOIN files f CROSS JOIN dirs d "
     "WHERE s.dirty = 1 AND f.id = s.file_id AND d.id = f.dir ORDER BY d.path, f.name";
 inline constexpr char kDirtyCount[] =

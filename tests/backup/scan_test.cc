@@ -9,8 +9,10 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <map>
 #include <thread>
 
+#include "engine/backup/hasher.h"
 #include "tests/backup/backup_test_util.h"
 
 namespace mixtape::backup::testing {
@@ -234,6 +236,116 @@ TEST_F(ScanTest, AFileRewrittenInPlaceWhileHashedGetsOneOfItsContentsOrNothing) 
   stop = true;
   writer.join();
   EXPECT_GE(refused, 1);
+}
+
+// Every path hashed with a FileHasher's lanes kept full (by hand, not with
+// hash_all, to see that every lane was in use at some step); the results by
+// path.
+std::map<std::string, HashResult> hash_in_lanes(const std::vector<std::string>& paths,
+                                                bool& every_lane_was_busy) {
+  FileHasher hasher;
+  std::map<std::string, HashResult> out;
+  std::size_t next = 0;
+  every_lane_was_busy = false;
+  while (out.size() < paths.size()) {
+    while (next < paths.size() && hasher.free_lanes() > 0) {
+      if (auto at_once = hasher.add(paths[next], next)) out.emplace(paths[next], *at_once);
+      ++next;
+    }
+    every_lane_was_busy = every_lane_was_busy || hasher.free_lanes() == 0;
+    for (auto& finished : hasher.step()) out.emplace(paths[finished.tag], finished.result);
+  }
+  return out;
+}
+
+TEST_F(ScanTest, FilesHashedInLanesEachGetTheHashOfTheirOwnContent) {
+  std::vector<std::string> paths;
+  std::map<std::string, std::string> content;
+  const std::size_t sizes[] = {0,
+                               1,
+                               127,
+                               128,
+                               129,
+                               4096,
+                               128 << 10,
+                               (128 << 10) - 1,
+                               (128 << 10) + 1,
+                               300000,
+                               (1 << 20) + 3,
+                               5 << 20,
+                               77,
+                               1 << 20};
+  for (int round = 0; round < 3; ++round) {
+    for (std::size_t i = 0; i < std::size(sizes); ++i) {
+      std::string path = root_ + "/f" + std::to_string(round) + "-" + std::to_string(i);
+      content[path] = random_text(sizes[i], static_cast<std::uint32_t>(round * 100 + i));
+      write_file(path, content[path]);
+      paths.push_back(path);
+    }
+  }
+  std::filesystem::create_symlink("f0-3", root_ + "/link");
+  paths.push_back(root_ + "/link");
+  paths.push_back(root_ + "/missing");
+  bool every_lane_was_busy = false;
+  auto results = hash_in_lanes(paths, every_lane_was_busy);
+  EXPECT_TRUE(every_lane_was_busy);
+  for (const auto& [path, data] : content) {
+    const HashResult& result = results.at(path);
+    ASSERT_TRUE(result.file) << path << ": " << result.why;
+    EXPECT_EQ(to_hex(result.file->version.hash), hash_hex(data)) << path;
+    EXPECT_EQ(result.file->version.size, data.size()) << path;
+    EXPECT_EQ(result.bytes_read, data.size()) << path;
+  }
+  const HashResult& link = results.at(root_ + "/link");
+  ASSERT_TRUE(link.file);
+  EXPECT_EQ(link.file->version.kind, catalog::VersionKind::kSymlink);
+  EXPECT_EQ(to_hex(link.file->version.hash), hash_hex("f0-3"));
+  EXPECT_EQ(results.at(root_ + "/missing").failure, HashFailure::kVanished);
+}
+
+TEST_F(ScanTest, AFileGrowingInOneLaneLeavesTheOtherLanesExact) {
+  std::vector<std::string> paths;
+  std::map<std::string, std::string> content;
+  for (int i = 0; i < 7; ++i) {
+    std::string path = root_ + "/still" + std::to_string(i);
+    content[path] = random_text(8 << 20, static_cast<std::uint32_t>(i));
+    write_file(path, content[path]);
+    paths.push_back(path);
+  }
+  const std::string growing = root_ + "/growing";
+  write_file(growing, random_text(8 << 20, 99));
+  paths.insert(paths.begin() + 3, growing);
+  std::atomic<bool> stop{false};
+  std::atomic<int> appends{0};
+  std::thread appender([&] {
+    UniqueFd fd = open_file(growing, O_WRONLY | O_APPEND);
+    std::string chunk = random_text(4096, 2);
+    while (!stop) {
+      write_all(fd.get(), as_bytes(chunk), growing);
+      ++appends;
+      std::this_thread::sleep_for(std::chrono::microseconds(100));  // a rate, not a wait
+    }
+  });
+  while (appends < 10) std::this_thread::yield();
+  bool every_lane_was_busy = false;
+  auto results = hash_in_lanes(paths, every_lane_was_busy);
+  stop = true;
+  appender.join();
+  EXPECT_TRUE(every_lane_was_busy);
+  for (const auto& [path, data] : content) {
+    ASSERT_TRUE(results.at(path).file) << path << ": " << results.at(path).why;
+    EXPECT_EQ(to_hex(results.at(path).file->version.hash), hash_hex(data)) << path;
+  }
+  // Appends never change earlier bytes: a hash, if any, is of a prefix.
+  const HashResult& grown = results.at(growing);
+  if (grown.file) {
+    std::string now = read_file(growing);
+    ASSERT_LE(grown.file->version.size, now.size());
+    EXPECT_EQ(to_hex(grown.file->version.hash),
+              hash_hex(std::string_view(now).substr(0, grown.file->version.size)));
+  } else {
+    EXPECT_EQ(grown.failure, HashFailure::kUnstable) << grown.why;
+  }
 }
 
 TEST_F(ScanTest, HashDirtyLeavesAnUnstableFileDirtyWithoutAVersion) {

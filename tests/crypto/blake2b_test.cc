@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -66,6 +67,156 @@ TEST(Blake2b, MissingFileNamesThePath) {
     EXPECT_NE(std::string(e.what()).find("/nonexistent/mixtape-file"), std::string::npos);
   }
 }
+
+// ---------------------------------------------------------------- lanes
+
+using Kernel = Blake2b256Lanes::Kernel;
+constexpr std::size_t kLanes = Blake2b256Lanes::kLanes;
+
+class Blake2bLanes : public ::testing::TestWithParam<Kernel> {
+ protected:
+  Blake2bLanes() : data_(1 << 20) {
+    std::mt19937_64 rng(42);
+    for (auto& b : data_) b = static_cast<std::uint8_t>(rng());
+  }
+  // Message of lane `lane` of length n: a slice of data_ of its own.
+  ByteSpan message(std::size_t lane, std::size_t n) const {
+    return ByteSpan(data_).subspan(lane * 4099 % 65536, n);
+  }
+  Bytes data_;
+};
+
+TEST_P(Blake2bLanes, EveryLaneIsItsOwnMessageWhateverThePieces) {
+  Blake2b256Lanes lanes(GetParam());
+  std::mt19937_64 rng(7);
+  for (int trial = 0; trial < 200; ++trial) {
+    // Short messages (block edges) in the first half, longer ones after; a
+    // lane left empty now and then.
+    std::array<std::size_t, kLanes> length{}, fed{};
+    for (auto& n : length) n = rng() % (trial < 100 ? 600 : 200000);
+    if (trial % 5 == 0) length[rng() % kLanes] = 0;
+    for (bool more = true; more;) {
+      more = false;
+      std::array<ByteSpan, kLanes> pieces{};
+      for (std::size_t lane = 0; lane < kLanes; ++lane) {
+        // Pieces of 0 to 40,000 bytes: lanes run out at different steps,
+        // and some steps leave a lane out altogether.
+        std::size_t n =
+            std::min<std::size_t>(length[lane] - fed[lane], rng() % 3 == 0 ? 0 : rng() % 40000);
+        pieces[lane] = message(lane, length[lane]).subspan(fed[lane], n);
+        fed[lane] += n;
+        more = more || fed[lane] < length[lane];
+      }
+      lanes.update(pieces);
+    }
+    for (std::size_t lane = 0; lane < kLanes; ++lane)
+      ASSERT_EQ(to_hex(lanes.finish(lane)), to_hex(blake2b256(message(lane, length[lane]))))
+          << "trial " << trial << ", lane " << lane << ", " << length[lane] << " bytes";
+  }
+}
+
+TEST_P(Blake2bLanes, BlockEdgesFedWholeOrBlockByBlock) {
+  Blake2b256Lanes lanes(GetParam());
+  for (std::size_t n : {0, 1, 127, 128, 129, 255, 256, 257, 1023, 1024, 1025}) {
+    // Lane 0 gets the message whole, lane 1 a block at a time (the carry
+    // exactly full), lane 2 a byte at a time; the others something else.
+    std::array<ByteSpan, kLanes> whole{};
+    whole[0] = message(0, n);
+    for (std::size_t lane = 3; lane < kLanes; ++lane) whole[lane] = message(lane, 3000);
+    lanes.update(whole);
+    for (std::size_t at = 0; at < n; at += 128) {
+      std::array<ByteSpan, kLanes> block{};
+      block[1] = message(0, n).subspan(at, std::min<std::size_t>(128, n - at));
+      lanes.update(block);
+    }
+    for (std::size_t at = 0; at < n; ++at) {
+      std::array<ByteSpan, kLanes> byte{};
+      byte[2] = message(0, n).subspan(at, 1);
+      lanes.update(byte);
+    }
+    const std::string expected = to_hex(blake2b256(message(0, n)));
+    EXPECT_EQ(to_hex(lanes.finish(0)), expected) << n << " bytes whole";
+    EXPECT_EQ(to_hex(lanes.finish(1)), expected) << n << " bytes block by block";
+    EXPECT_EQ(to_hex(lanes.finish(2)), expected) << n << " bytes byte by byte";
+    for (std::size_t lane = 3; lane < kLanes; ++lane)
+      EXPECT_EQ(to_hex(lanes.finish(lane)), to_hex(blake2b256(message(lane, 3000))));
+  }
+}
+
+TEST_P(Blake2bLanes, ALaneFinishedOrResetMidwayLeavesTheOthersAlone) {
+  Blake2b256Lanes lanes(GetParam());
+  std::array<ByteSpan, kLanes> first{}, second{};
+  for (std::size_t lane = 0; lane < kLanes; ++lane) {
+    first[lane] = message(lane, 50000);
+    second[lane] = message(lane, 100000).subspan(50000);
+  }
+  lanes.update(first);
+  // Lane 2 ends after the first half, lane 5 starts over with other bytes.
+  EXPECT_EQ(to_hex(lanes.finish(2)), to_hex(blake2b256(message(2, 50000))));
+  lanes.reset(5);
+  second[2] = message(2, 777);
+  second[5] = message(6, 1234);
+  lanes.update(second);
+  for (std::size_t lane = 0; lane < kLanes; ++lane) {
+    std::string expected = to_hex(blake2b256(lane == 2   ? message(2, 777)
+                                             : lane == 5 ? message(6, 1234)
+                                                         : message(lane, 100000)));
+    EXPECT_EQ(to_hex(lanes.finish(lane)), expected) << "lane " << lane;
+  }
+  // A finished lane holds an empty message.
+  EXPECT_EQ(to_hex(lanes.finish(0)), to_hex(blake2b256({})));
+}
+
+TEST_P(Blake2bLanes, AFewBusyLanesAnywhere) {
+  // Two or three busy lanes among the first four, and two far apart: each
+  // set of busy lanes may take a different path through update().
+  const std::vector<std::vector<std::size_t>> sets = {{0, 1}, {0, 2, 3}, {1, 6}, {3, 4}, {7}};
+  for (const auto& busy : sets) {
+    Blake2b256Lanes lanes(GetParam());
+    for (std::size_t at = 0; at < 300000; at += 70001) {
+      std::array<ByteSpan, kLanes> pieces{};
+      for (std::size_t lane : busy)
+        pieces[lane] = message(lane, 300000).subspan(at, std::min<std::size_t>(70001, 300000 - at));
+      lanes.update(pieces);
+    }
+    for (std::size_t lane = 0; lane < kLanes; ++lane) {
+      const bool fed = std::find(busy.begin(), busy.end(), lane) != busy.end();
+      EXPECT_EQ(to_hex(lanes.finish(lane)), to_hex(blake2b256(message(lane, fed ? 300000 : 0))))
+          << "lane " << lane << " of " << busy.size() << " busy";
+    }
+  }
+}
+
+TEST_P(Blake2bLanes, ALaneFedAloneMatchesB2sum) {
+  // One busy lane takes the one-message path; its digest must be b2sum's.
+  auto path =
+      std::filesystem::temp_directory_path() / ("mixtape-b2-lanes-" + std::to_string(::getpid()));
+  {
+    std::ofstream out(path, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(data_.data()),
+              static_cast<std::streamsize>(data_.size()));
+  }
+  Blake2b256Lanes lanes(GetParam());
+  std::array<ByteSpan, kLanes> pieces{};
+  for (std::size_t at = 0; at < data_.size(); at += 100000) {
+    pieces[6] = ByteSpan(data_).subspan(at, std::min<std::size_t>(100000, data_.size() - at));
+    lanes.update(pieces);
+  }
+  EXPECT_EQ(to_hex(lanes.finish(6)), b2sum_of(path));
+  std::filesystem::remove(path);
+}
+
+TEST(Blake2bLanesKernel, OneByOneIsNeverSideBySide) {
+  EXPECT_FALSE(Blake2b256Lanes(Kernel::kOneByOne).side_by_side());
+  // Which one this machine runs is worth knowing next to the timings.
+  ::testing::Test::RecordProperty("side_by_side", Blake2b256Lanes().side_by_side() ? "yes" : "no");
+}
+
+INSTANTIATE_TEST_SUITE_P(Kernels, Blake2bLanes,
+                         ::testing::Values(Kernel::kFastest, Kernel::kOneByOne),
+                         [](const ::testing::TestParamInfo<Kernel>& info) {
+                           return info.param == Kernel::kFastest ? "Fastest" : "OneByOne";
+                         });
 
 }  // namespace
 }  // namespace mixtape::crypto
