@@ -16,7 +16,7 @@ threads=${THREADS:-2}
 if [ -z "${DIR:-}" ]; then
   if [ -d /dev/shm ] && [ -w /dev/shm ]; then DIR=/dev/shm; else DIR=/tmp; fi
 fi
-for tool in age age-keygen b2sum cmake; do
+for tool in age age-keygen b2sum cmake split; do
   command -v "$tool" >/dev/null || { echo "run.sh: $tool not found (scripts/install-deps.sh)" >&2; exit 1; }
 done
 
@@ -29,6 +29,10 @@ echo "preparing $size_mb MiB of random data in $DIR ..." >&2
 head -c $((size_mb * 1048576)) /dev/urandom >"$work/plain"
 age-keygen -o "$work/key" 2>/dev/null
 recipient=$(age-keygen -y "$work/key")
+# The same bytes as 1 MiB files, for hashing many files (the writer's case).
+mkdir "$work/files"
+(cd "$work/files" && split -b 1M -a 5 "$work/plain" part.)
+files=("$work"/files/part.*)
 # Both decryptors read the same file, written by the age CLI.
 age -r "$recipient" -o "$work/peer.age" "$work/plain"
 
@@ -56,6 +60,8 @@ for ((run = 1; run <= runs; run++)); do
   record age_decrypt age -d -i "$work/key" -o "$work/age.out" "$work/peer.age"
   record mixtape_hash "$bench" hash "$work/plain"
   record b2sum_hash b2sum -l 256 "$work/plain"
+  record mixtape_hash_files "$bench" hash-files "${files[@]}"
+  record b2sum_hash_files b2sum -l 256 "${files[@]}"
 done
 
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -67,6 +73,8 @@ age -d -i "$work/key" -o "$work/check.out" "$work/mixtape.age"
 cmp -s "$work/check.out" "$work/plain" || { echo "run.sh: age cannot decrypt mixtape's output" >&2; exit 1; }
 [ "$("$bench" hash "$work/plain" | cut -d' ' -f1)" = "$(b2sum -l 256 "$work/plain" | cut -d' ' -f1)" ] ||
   { echo "run.sh: BLAKE2b-256 digests differ" >&2; exit 1; }
+cmp -s <("$bench" hash-files "${files[@]}") <(b2sum -l 256 "${files[@]}") ||
+  { echo "run.sh: BLAKE2b-256 digests of the 1 MiB files differ" >&2; exit 1; }
 
 median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 bytes=$((size_mb * 1048576))
@@ -88,6 +96,7 @@ row() {  # row LABEL MIXTAPE_KEY PEER_KEY PEER_NAME
 row encrypt mixtape_encrypt age_encrypt "age -r"
 row decrypt mixtape_decrypt age_decrypt "age -d"
 row hash mixtape_hash b2sum_hash "b2sum -l 256"
+row "hash 1MiB" mixtape_hash_files b2sum_hash_files "b2sum -l 256"
 echo
 echo "MB/s = 10^6 bytes/s of plaintext, from wall-clock time; CPU s = user + sys seconds of the"
 echo "process (all threads). mixtape/peer is the wall-clock speed ratio: > 1 means mixtape is faster."

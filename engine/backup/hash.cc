@@ -135,7 +135,14 @@ std::size_t FileHasher::free_lanes() const {
       std::count_if(lanes_.begin(), lanes_.end(), [](const Lane& l) { return !l.in_use; }));
 }
 
+void FileHasher::expect_idle(const char* what) const {
+  // Results of files already in lanes would come back in place of this one's.
+  if (free_lanes() != kLanes)
+    throw Error(std::string("FileHasher::") + what + " with lanes in use");
+}
+
 HashResult FileHasher::hash(const std::string& path) {
+  expect_idle("hash");
   if (auto at_once = add(path, 0)) return std::move(*at_once);
   for (;;) {
     auto finished = step();
@@ -145,6 +152,7 @@ HashResult FileHasher::hash(const std::string& path) {
 
 void FileHasher::hash_all(const std::vector<std::string>& paths,
                           const std::function<void(std::size_t, HashResult)>& done) {
+  expect_idle("hash_all");
   std::size_t next = 0;
   std::size_t finished = 0;
   while (finished < paths.size()) {

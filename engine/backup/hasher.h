@@ -78,6 +78,7 @@ class FileHasher {
 
  private:
   struct Lane;
+  void expect_idle(const char* what) const;
   HashResult hash_symlink(const std::string& path, const struct stat& st);
   // Opens the lane's file for its next attempt: a failure if it cannot be.
   std::optional<HashResult> open_attempt(Lane& lane);

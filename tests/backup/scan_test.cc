@@ -303,6 +303,21 @@ TEST_F(ScanTest, FilesHashedInLanesEachGetTheHashOfTheirOwnContent) {
   EXPECT_EQ(results.at(root_ + "/missing").failure, HashFailure::kVanished);
 }
 
+TEST_F(ScanTest, AWholeFileHashIsRefusedWhileLanesAreInUse) {
+  // Its result could be confused with theirs: hash() and hash_all() want
+  // idle lanes.
+  write_file(root_ + "/a", random_text(1 << 20, 1));
+  FileHasher hasher;
+  ASSERT_FALSE(hasher.add(root_ + "/a", 7));
+  EXPECT_THROW(hasher.hash(root_ + "/a"), Error);
+  EXPECT_THROW(hasher.hash_all({root_ + "/a"}, [](std::size_t, HashResult) {}), Error);
+  std::vector<FileHasher::Finished> finished;
+  while (finished.empty()) finished = hasher.step();
+  EXPECT_EQ(finished.front().tag, 7u);
+  EXPECT_TRUE(finished.front().result.file);
+  EXPECT_TRUE(hasher.hash(root_ + "/a").file);
+}
+
 TEST_F(ScanTest, AFileGrowingInOneLaneLeavesTheOtherLanesExact) {
   std::vector<std::string> paths;
   std::map<std::string, std::string> content;
