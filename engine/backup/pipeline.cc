@@ -820,18 +820,22 @@ class FanOut final : public ByteSink {
  public:
   struct NoDriveLeft {};
 
-  // Chunks are taken from, and added to, `pool`, which outlives the
-  // archive so later archives reuse them.
-  FanOut(std::vector<Lane*> lanes, std::vector<std::shared_ptr<Bytes>>& pool)
-      : lanes_(std::move(lanes)), pool_(pool) {}
+  // Chunks come from `pool`, which outlives the archive so later archives
+  // reuse them: fresh memory for every chunk would cost a page fault per
+  // 4 KiB written.
+  FanOut(std::vector<Lane*> lanes, BufferPool& pool) : lanes_(std::move(lanes)), pool_(pool) {}
 
   void write(ByteSpan data) override {
     while (!data.empty()) {
-      if (!chunk_) chunk_ = free_chunk();
-      std::size_t n = std::min(data.size(), kFanOutChunk - chunk_->size());
-      chunk_->insert(chunk_->end(), data.begin(), data.begin() + static_cast<std::ptrdiff_t>(n));
+      if (!chunk_) {
+        chunk_ = pool_.take(kFanOutChunk);
+        filled_ = 0;
+      }
+      std::size_t n = std::min(data.size(), kFanOutChunk - filled_);
+      std::memcpy(chunk_->data.get() + filled_, data.data(), n);
+      filled_ += n;
       data = data.subspan(n);
-      if (chunk_->size() == kFanOutChunk) flush();
+      if (filled_ == kFanOutChunk) flush();
     }
   }
 
@@ -858,9 +862,9 @@ class FanOut final : public ByteSink {
 
  private:
   void flush() {
-    if (!chunk_ || chunk_->empty()) return;
-    std::shared_ptr<const Bytes> chunk = std::move(chunk_);
-    to_every_drive(*chunk, chunk);
+    if (!chunk_) return;
+    std::shared_ptr<const BufferPool::Buffer> chunk = std::move(chunk_);
+    if (filled_ > 0) to_every_drive({chunk->data.get(), filled_}, chunk);
   }
 
   void to_every_drive(ByteSpan data, const std::shared_ptr<const void>& owner) {
@@ -874,27 +878,10 @@ class FanOut final : public ByteSink {
     if (!any) throw NoDriveLeft{};
   }
 
-  // A chunk no drive holds any more, else a new one: fresh memory for every
-  // chunk would cost a page fault per 4 KiB written.
-  std::shared_ptr<Bytes> free_chunk() {
-    for (auto& chunk : pool_) {
-      if (chunk.use_count() == 1) {
-        // Pairs with the release of the drive worker's last reference, so
-        // its reads of the old bytes come before our writes.
-        std::atomic_thread_fence(std::memory_order_acquire);
-        chunk->clear();
-        return chunk;
-      }
-    }
-    auto chunk = std::make_shared<Bytes>();
-    chunk->reserve(kFanOutChunk);
-    pool_.push_back(chunk);
-    return chunk;
-  }
-
   std::vector<Lane*> lanes_;
-  std::vector<std::shared_ptr<Bytes>>& pool_;  // every chunk made, for reuse
-  std::shared_ptr<Bytes> chunk_;
+  BufferPool& pool_;
+  std::shared_ptr<BufferPool::Buffer> chunk_;
+  std::size_t filled_ = 0;  // bytes of chunk_ written
 };
 
 // Writes a session's archives to its tapes, each in its own drive: every
@@ -1340,8 +1327,8 @@ class WriteSession {
   Bytes buffer_;
   // The fan-out's chunks and the encryptors' batches, reused from archive
   // to archive (queued drive commands may hold some).
-  std::vector<std::shared_ptr<Bytes>> chunks_;
-  crypto::AgeBufferPool age_buffers_;
+  BufferPool chunks_;
+  BufferPool age_buffers_;
 };
 
 // ------------------------------------------------------------ planning

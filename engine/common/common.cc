@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -218,6 +219,26 @@ std::string user_path(UserDir dir, std::string_view leaf) {
 
 std::string user_path_or_root(UserDir dir, std::string_view leaf) {
   return user_path_in(dir, leaf, "/root");
+}
+
+// ---------------------------------------------------------------- buffers
+
+// Not zero-filled first: untouched pages of a small file's batch never get
+// committed.
+BufferPool::Buffer::Buffer(std::size_t size)
+    : data(std::make_unique_for_overwrite<std::uint8_t[]>(size)), size(size) {}
+
+std::shared_ptr<BufferPool::Buffer> BufferPool::take(std::size_t size) {
+  for (auto& buffer : buffers_) {
+    if (buffer->size == size && buffer.use_count() == 1) {
+      // Pairs with the release of the last other reference, so that
+      // holder's accesses to the old bytes come before ours.
+      std::atomic_thread_fence(std::memory_order_acquire);
+      return buffer;
+    }
+  }
+  buffers_.push_back(std::make_shared<Buffer>(size));
+  return buffers_.back();
 }
 
 }  // namespace mixtape

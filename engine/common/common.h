@@ -68,6 +68,31 @@ class ByteSink {
   }
 };
 
+// Memory kept from one job to the next, so that a run of archives or files
+// does not fault in fresh pages for each. A buffer taken may go to other
+// threads by shared_ptr (ByteSink::write_shared); it is handed out again
+// once the pool holds the only reference. One thread at a time takes from a
+// pool.
+class BufferPool {
+ public:
+  struct Buffer {
+    explicit Buffer(std::size_t size);
+    std::unique_ptr<std::uint8_t[]> data;
+    std::size_t size;
+  };
+
+  BufferPool() = default;
+  BufferPool(const BufferPool&) = delete;
+  BufferPool& operator=(const BufferPool&) = delete;
+
+  // A buffer of `size` bytes nobody else holds (contents undefined).
+  std::shared_ptr<Buffer> take(std::size_t size);
+  std::size_t buffers() const { return buffers_.size(); }  // ever made
+
+ private:
+  std::vector<std::shared_ptr<Buffer>> buffers_;
+};
+
 // A producer of a byte stream. read() fills up to out.size() bytes and returns
 // how many; 0 means end of stream. Short reads are allowed before the end.
 class ByteSource {

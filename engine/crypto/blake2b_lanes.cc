@@ -312,8 +312,9 @@ struct LaneBlocks {
 struct Blake2b256Lanes::State {
   bool side_by_side = false;
   // Side by side: word j of lane l's chain value is h[j][l]; counter[l] is
-  // the bytes compressed; carry[l] holds the lane's last 0..128 bytes, kept
-  // back because the final block is compressed differently.
+  // the bytes compressed (the counter's high word stays 0: no file reaches
+  // 2^64 bytes); carry[l] holds the lane's last 0..128 bytes, kept back
+  // because the final block is compressed differently.
   alignas(64) std::uint64_t h[8][kLanes];
   alignas(64) std::uint64_t counter[kLanes];
   alignas(64) std::uint8_t carry[kLanes][kBlock];

@@ -285,38 +285,13 @@ std::uint64_t age_plaintext_size(std::uint64_t header_length, std::uint64_t ciph
 
 // ---------------------------------------------------------------- age: encrypt
 
-// Memory for encryptors' batches, kept from one encryptor to the next so
-// that a run of files does not fault in fresh pages for each. Sealed batches
-// go downstream through ByteSink::write_shared, so a sink that passes them
-// to another thread holds them without a copy; a batch is reused once the
-// pool holds the only reference. One encryptor at a time uses a pool.
-class AgeBufferPool {
- public:
-  AgeBufferPool();
-  ~AgeBufferPool();
-  AgeBufferPool(const AgeBufferPool&) = delete;
-  AgeBufferPool& operator=(const AgeBufferPool&) = delete;
-
-  struct Buffer;
-  // A buffer of `size` bytes nobody else holds (contents undefined).
-  std::shared_ptr<Buffer> take(std::size_t size);
-  std::size_t buffers() const { return buffers_.size(); }  // ever made
-
- private:
-  std::vector<std::shared_ptr<Buffer>> buffers_;
-};
-
-struct AgeBufferPool::Buffer {
-  explicit Buffer(std::size_t size);
-  std::unique_ptr<std::uint8_t[]> data;
-  std::size_t size;
-};
-
 struct AgeEncryptOptions {
   bool armor = false;                   // write `age -a` ASCII armor
   int work_factor = kScryptWorkFactor;  // scrypt log2(N), passphrase only
   unsigned threads = 2;                 // threads sealing chunks, the caller included
-  AgeBufferPool* buffers = nullptr;     // outlives the encryptor; nullptr: its own
+  // Batches, kept from one encryptor to the next (sealed ones go downstream
+  // through ByteSink::write_shared); outlives the encryptor; nullptr: its own.
+  BufferPool* buffers = nullptr;
 };
 
 // Encrypts what is written to it into `next`. The header is written at

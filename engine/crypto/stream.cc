@@ -30,7 +30,7 @@ constexpr std::size_t kSealed = kAgeEncryptedChunkSize;
 constexpr std::size_t kBatchChunks = 32;
 
 // The decryptor's own buffers: not zero-filled either.
-using RawBuffer = AgeBufferPool::Buffer;
+using RawBuffer = BufferPool::Buffer;
 
 }  // namespace
 
@@ -89,29 +89,6 @@ std::uint64_t age_plaintext_size(std::uint64_t header_length, std::uint64_t ciph
                    internal::corrupt_chunk_message(chunks - 1) + " (empty final chunk)",
                    chunks - 1);
   return payload - chunks * kAgeTagSize;
-}
-
-// ------------------------------------------------------------ buffers
-
-AgeBufferPool::AgeBufferPool() = default;
-AgeBufferPool::~AgeBufferPool() = default;
-
-// Not zero-filled first: untouched pages of a small file's batch never get
-// committed.
-AgeBufferPool::Buffer::Buffer(std::size_t size)
-    : data(std::make_unique_for_overwrite<std::uint8_t[]>(size)), size(size) {}
-
-std::shared_ptr<AgeBufferPool::Buffer> AgeBufferPool::take(std::size_t size) {
-  for (auto& buffer : buffers_) {
-    if (buffer->size == size && buffer.use_count() == 1) {
-      // Pairs with the release of the last other reference, so that reader's
-      // accesses to the old bytes come before ours.
-      std::atomic_thread_fence(std::memory_order_acquire);
-      return buffer;
-    }
-  }
-  buffers_.push_back(std::make_shared<Buffer>(size));
-  return buffers_.back();
 }
 
 // ------------------------------------------------------------ encryptor
@@ -211,8 +188,8 @@ class AgeEncryptor::Impl {
   static constexpr std::size_t kBatchBytes = kBatchChunks * kChunk;
 
   struct Batch {
-    std::shared_ptr<AgeBufferPool::Buffer> plain;   // kept while the encryptor lives
-    std::shared_ptr<AgeBufferPool::Buffer> cipher;  // a free one for every batch
+    std::shared_ptr<BufferPool::Buffer> plain;   // kept while the encryptor lives
+    std::shared_ptr<BufferPool::Buffer> cipher;  // a free one for every batch
     std::size_t plain_size = 0;
     std::size_t cipher_size = 0;
   };
@@ -266,8 +243,8 @@ class AgeEncryptor::Impl {
   bool closed_ = false;
   // buffer() sealed a full batch as a middle one: bytes must follow.
   bool promised_ = false;
-  AgeBufferPool own_buffers_;
-  AgeBufferPool& buffers_;
+  BufferPool own_buffers_;
+  BufferPool& buffers_;
   std::array<Batch, 2> batches_;
   int filling_ = 0;
   Batch* in_flight_ = nullptr;        // sealed or being sealed, not yet written

@@ -102,5 +102,24 @@ TEST(UserPath, WithoutHomeEmptyOrRoot) {
             "/root/.config/mixtape/identity.txt");
 }
 
+TEST(BufferPool, ABufferComesBackOnlyWhenNobodyElseHoldsIt) {
+  BufferPool pool;
+  auto a = pool.take(4096);
+  std::shared_ptr<const void> held = a;  // as a drive's queue holds a chunk
+  const auto* a_bytes = a->data.get();
+  a.reset();
+  auto b = pool.take(4096);
+  EXPECT_NE(b->data.get(), a_bytes) << "handed out while still held";
+  EXPECT_EQ(pool.buffers(), 2u);
+  held.reset();
+  b.reset();
+  auto c = pool.take(4096);
+  EXPECT_EQ(c->data.get(), a_bytes) << "the first free buffer of the size";
+  EXPECT_EQ(pool.buffers(), 2u);
+  auto d = pool.take(8192);
+  EXPECT_EQ(d->size, 8192u);
+  EXPECT_EQ(pool.buffers(), 3u) << "no free buffer of that size";
+}
+
 }  // namespace
 }  // namespace mixtape

@@ -551,7 +551,7 @@ class HoldingSink final : public ByteSink {
 TEST(Encrypt, SealedBatchesAreHandedOverNotReusedWhileHeld) {
   X25519Identity identity = X25519Identity::generate();
   std::vector<X25519Recipient> recipients{identity.recipient()};
-  AgeBufferPool pool;
+  BufferPool pool;
   AgeEncryptOptions options;
   options.buffers = &pool;
   const Bytes plain = pseudo_random(9 << 20, 7);  // 4.5 batches
