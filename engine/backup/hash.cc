@@ -235,7 +235,7 @@ std::vector<FileHasher::Finished> FileHasher::step() {
   std::vector<Finished> finished;
   const bool cancelled = cancel_ && cancel_->load(std::memory_order_relaxed);
   std::array<ByteSpan, kLanes> pieces{};
-  std::vector<std::size_t> ended;
+  std::array<bool, kLanes> ended{};  // read to its end this step
   for (std::size_t i = 0; i < kLanes; ++i) {
     Lane& lane = lanes_[i];
     if (!lane.in_use) continue;
@@ -257,7 +257,7 @@ std::vector<FileHasher::Finished> FileHasher::step() {
       continue;
     }
     if (n == 0) {
-      ended.push_back(i);
+      ended[i] = true;
       continue;
     }
     lane.bytes_read += static_cast<std::uint64_t>(n);
@@ -269,7 +269,8 @@ std::vector<FileHasher::Finished> FileHasher::step() {
     lane.total += static_cast<std::uint64_t>(n);
   }
   digests_.update(pieces);
-  for (std::size_t i : ended) {
+  for (std::size_t i = 0; i < kLanes; ++i) {
+    if (!ended[i]) continue;
     if (auto result = verify(i)) finished.push_back(release(i, std::move(*result)));
   }
   return finished;

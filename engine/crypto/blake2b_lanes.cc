@@ -22,6 +22,7 @@
 #include <bit>
 #include <cstring>
 #include <optional>
+#include <utility>
 
 #include "engine/crypto/crypto.h"
 
@@ -125,8 +126,8 @@ MIXTAPE_AVX512 void compress_one(std::uint64_t h[8], const std::uint8_t* block,
 
 // ------------------------------------------------------------ eight messages
 
-MIXTAPE_AVX512 inline __attribute__((always_inline)) void mix8(__m512i& a, __m512i& b, __m512i& c,
-                                                               __m512i& d, __m512i x, __m512i y) {
+MIXTAPE_AVX512 inline __attribute__((always_inline)) void mix(__m512i& a, __m512i& b, __m512i& c,
+                                                              __m512i& d, __m512i x, __m512i y) {
   a = _mm512_add_epi64(_mm512_add_epi64(a, b), x);
   d = _mm512_ror_epi64(_mm512_xor_si512(d, a), 32);
   c = _mm512_add_epi64(c, d);
@@ -165,18 +166,28 @@ MIXTAPE_AVX512 inline __attribute__((always_inline)) void transpose8(__m512i row
   rows[7] = _mm512_shuffle_i64x2(u[3], u[7], 0xDD);
 }
 
-template <int R>
-MIXTAPE_AVX512 inline __attribute__((always_inline)) void round8(__m512i v[16],
-                                                                 const __m512i m[16]) {
+// Round R over lanes side by side: v[i] is state word i of every lane,
+// m[j] message word j of every lane (__m512i: eight lanes, __m256i: four).
+template <int R, class V>
+MIXTAPE_AVX512 inline __attribute__((always_inline)) void round(V v[16], const V m[16]) {
   constexpr const std::uint8_t* s = kSigma[R];
-  mix8(v[0], v[4], v[8], v[12], m[s[0]], m[s[1]]);
-  mix8(v[1], v[5], v[9], v[13], m[s[2]], m[s[3]]);
-  mix8(v[2], v[6], v[10], v[14], m[s[4]], m[s[5]]);
-  mix8(v[3], v[7], v[11], v[15], m[s[6]], m[s[7]]);
-  mix8(v[0], v[5], v[10], v[15], m[s[8]], m[s[9]]);
-  mix8(v[1], v[6], v[11], v[12], m[s[10]], m[s[11]]);
-  mix8(v[2], v[7], v[8], v[13], m[s[12]], m[s[13]]);
-  mix8(v[3], v[4], v[9], v[14], m[s[14]], m[s[15]]);
+  mix(v[0], v[4], v[8], v[12], m[s[0]], m[s[1]]);
+  mix(v[1], v[5], v[9], v[13], m[s[2]], m[s[3]]);
+  mix(v[2], v[6], v[10], v[14], m[s[4]], m[s[5]]);
+  mix(v[3], v[7], v[11], v[15], m[s[6]], m[s[7]]);
+  mix(v[0], v[5], v[10], v[15], m[s[8]], m[s[9]]);
+  mix(v[1], v[6], v[11], v[12], m[s[10]], m[s[11]]);
+  mix(v[2], v[7], v[8], v[13], m[s[12]], m[s[13]]);
+  mix(v[3], v[4], v[9], v[14], m[s[14]], m[s[15]]);
+}
+
+// The twelve rounds, unrolled so that every message index is a constant:
+// rounds(v, m, kRounds).
+constexpr auto kRounds = std::make_integer_sequence<int, 12>{};
+template <class V, int... R>
+MIXTAPE_AVX512 inline __attribute__((always_inline)) void rounds(V v[16], const V m[16],
+                                                                 std::integer_sequence<int, R...>) {
+  (round<R>(v, m), ...);
 }
 
 // One block of each lane in `active`; h[j] is word j of every lane,
@@ -197,18 +208,7 @@ MIXTAPE_AVX512 void compress_eight(std::uint64_t h[8][kLanes], const std::uint8_
     v[8 + j] = _mm512_set1_epi64(static_cast<long long>(kIv[j]));
   }
   v[12] = _mm512_xor_si512(v[12], _mm512_loadu_si512(counters));
-  round8<0>(v, m);
-  round8<1>(v, m);
-  round8<2>(v, m);
-  round8<3>(v, m);
-  round8<4>(v, m);
-  round8<5>(v, m);
-  round8<6>(v, m);
-  round8<7>(v, m);
-  round8<8>(v, m);
-  round8<9>(v, m);
-  round8<10>(v, m);
-  round8<11>(v, m);
+  rounds(v, m, kRounds);
   for (int j = 0; j < 8; ++j) {
     __m512i old = _mm512_load_si512(h[j]);
     __m512i next = _mm512_xor_si512(old, _mm512_xor_si512(v[j], v[8 + j]));
@@ -222,11 +222,6 @@ MIXTAPE_AVX512 void compress_eight(std::uint64_t h[8][kLanes], const std::uint8_
 // a core runs more 256-bit operations per cycle than 512-bit ones, so two
 // or three busy lanes (a few large files) cost less here than in eight.
 
-MIXTAPE_AVX512 inline __attribute__((always_inline)) void mix4(__m256i& a, __m256i& b, __m256i& c,
-                                                               __m256i& d, __m256i x, __m256i y) {
-  mix(a, b, c, d, x, y);
-}
-
 // rows[l] holds four words of lane l; afterwards rows[j] holds word j of
 // every lane.
 MIXTAPE_AVX512 inline __attribute__((always_inline)) void transpose4(__m256i rows[4]) {
@@ -238,20 +233,6 @@ MIXTAPE_AVX512 inline __attribute__((always_inline)) void transpose4(__m256i row
   rows[1] = _mm256_permute2x128_si256(t1, t3, 0x20);
   rows[2] = _mm256_permute2x128_si256(t0, t2, 0x31);
   rows[3] = _mm256_permute2x128_si256(t1, t3, 0x31);
-}
-
-template <int R>
-MIXTAPE_AVX512 inline __attribute__((always_inline)) void round4(__m256i v[16],
-                                                                 const __m256i m[16]) {
-  constexpr const std::uint8_t* s = kSigma[R];
-  mix4(v[0], v[4], v[8], v[12], m[s[0]], m[s[1]]);
-  mix4(v[1], v[5], v[9], v[13], m[s[2]], m[s[3]]);
-  mix4(v[2], v[6], v[10], v[14], m[s[4]], m[s[5]]);
-  mix4(v[3], v[7], v[11], v[15], m[s[6]], m[s[7]]);
-  mix4(v[0], v[5], v[10], v[15], m[s[8]], m[s[9]]);
-  mix4(v[1], v[6], v[11], v[12], m[s[10]], m[s[11]]);
-  mix4(v[2], v[7], v[8], v[13], m[s[12]], m[s[13]]);
-  mix4(v[3], v[4], v[9], v[14], m[s[14]], m[s[15]]);
 }
 
 // compress_eight for lanes 0-3 only (h[j][0..3], counters[0..3]).
@@ -270,18 +251,7 @@ MIXTAPE_AVX512 void compress_four(std::uint64_t h[8][kLanes], const std::uint8_t
     v[8 + j] = _mm256_set1_epi64x(static_cast<long long>(kIv[j]));
   }
   v[12] = _mm256_xor_si256(v[12], _mm256_load_si256(reinterpret_cast<const __m256i*>(counters)));
-  round4<0>(v, m);
-  round4<1>(v, m);
-  round4<2>(v, m);
-  round4<3>(v, m);
-  round4<4>(v, m);
-  round4<5>(v, m);
-  round4<6>(v, m);
-  round4<7>(v, m);
-  round4<8>(v, m);
-  round4<9>(v, m);
-  round4<10>(v, m);
-  round4<11>(v, m);
+  rounds(v, m, kRounds);
   for (int j = 0; j < 8; ++j) {
     __m256i old = _mm256_load_si256(reinterpret_cast<const __m256i*>(h[j]));
     __m256i next = _mm256_xor_si256(old, _mm256_xor_si256(v[j], v[8 + j]));
