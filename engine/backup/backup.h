@@ -38,28 +38,9 @@ struct WalkOptions {
   std::vector<std::string> excludes;
 };
 
-// What long-running work reports; the CLI draws it on a terminal. backup()
-// calls it from its hash and write threads, but never two calls at once, so
-// implementations need no locking of their own.
-class Progress {
- public:
-  virtual ~Progress() = default;
-  // A new phase ("scan", "hash", "write L00001"); totals may be 0 if unknown.
-  virtual void phase(const std::string& /*name*/, std::uint64_t /*total_bytes*/,
-                     std::uint64_t /*total_items*/) {}
-  // Work done: in "scan", one call per entry (bytes 0); in "hash", per file
-  // hashed; in "write", per file copied to tape, with its bytes.
-  virtual void advance(std::uint64_t /*bytes*/, std::uint64_t /*items*/,
-                       const std::string& /*current*/) {}
-  // A file was read and hashed (backup() does this one archive ahead of the
-  // write, so it also happens during "write" phases).
-  virtual void file_hashed(const std::string& /*path*/, std::uint64_t /*bytes*/) {}
-  // Something the user should know that does not stop the run.
-  virtual void warning(const std::string& /*message*/) {}
-};
-
-// Progress that reports nothing (tests, scripts).
-class SilentProgress final : public Progress {};
+// Progress (engine/common) is what scan, hash and backup report to.
+using mixtape::Progress;
+using mixtape::SilentProgress;
 
 struct ScanReport {
   std::uint64_t dirs = 0;
@@ -139,6 +120,11 @@ catalog::TapeRow label_tape(catalog::Catalog& catalog, tape::Drive& drive,
                             const std::string& serial, const LabelOptions& options,
                             const WriterKeys& keys);
 
+// --commit-every's default: at LTO-6 speed about 10 minutes of tape work,
+// while a checkpoint's locate and full catalog copy (1M files) cost about
+// 1% of that (docs/BACKUP.md, "Checkpoints").
+inline constexpr std::uint64_t kDefaultCommitEvery = std::uint64_t{96} << 30;
+
 struct BackupOptions {
   std::vector<std::string> roots;
   WalkOptions walk;
@@ -155,6 +141,11 @@ struct BackupOptions {
   LabelOptions label;
   // Where index files are built before they go to tape.
   std::string temp_dir;
+  // A checkpoint every this many bytes written to a tape (0: none): the
+  // archive ends, a trailing index is written and the catalog committed,
+  // and the session goes on over that trailing index. A crash loses at
+  // most this much tape work. docs/BACKUP.md explains the default.
+  std::uint64_t commit_every = kDefaultCommitEvery;
 };
 
 struct BackupReport {
@@ -178,9 +169,16 @@ struct BackupReport {
   // (/srv/tapes/L00002.tap): ..."). Their uncommitted archives were given up;
   // the copies they were to hold went to other tapes, or are below_goal.
   std::vector<std::string> failed_drives;
-  // Files that could not be backed up in this run (unreadable, changing);
-  // the next run tries them again. Vanished files are not failures.
-  std::uint64_t failures() const { return hash.unreadable + hash.unstable + not_copied; }
+  // Files no tape can hold, one error line each; given up, the rest backed up.
+  std::vector<std::string> too_large;
+  // Commits before the end of a session (BackupOptions::commit_every).
+  std::uint64_t checkpoints = 0;
+  // Files that could not be backed up in this run (unreadable, changing,
+  // too large); the next run tries them again. Vanished files are not
+  // failures.
+  std::uint64_t failures() const {
+    return hash.unreadable + hash.unstable + not_copied + too_large.size();
+  }
 };
 
 // Scans the roots, then writes every version below its copy goal to tapes of

@@ -61,7 +61,7 @@ bool same_identity(const HashedFile::stat_identity& a, const HashedFile::stat_id
          a.dev == b.dev && a.ino == b.ino;
 }
 
-catalog::ScanState scan_state_for(const HashedFile::stat_identity& id, catalog::Id run_id) {
+catalog::ScanState scan_state_for(const HashedFile::stat_identity& id) {
   catalog::ScanState state;
   state.size = id.size;
   state.mtime_ns = id.mtime_ns;
@@ -70,7 +70,6 @@ catalog::ScanState scan_state_for(const HashedFile::stat_identity& id, catalog::
   state.ino = id.ino;
   state.readable = true;
   state.dirty = false;
-  state.seen_run = run_id;
   return state;
 }
 
@@ -324,6 +323,39 @@ std::optional<HashedFile> hash_path(const std::string& path, std::string& why) {
   return std::move(result.file);
 }
 
+std::optional<catalog::RecordedVersion> record_hashed(catalog::Catalog& catalog,
+                                                      catalog::Id file_id, const std::string& path,
+                                                      const HashResult& result, catalog::Id run_id,
+                                                      HashReport& report, Progress& progress) {
+  report.bytes_read += result.bytes_read;
+  switch (result.failure) {
+    case HashFailure::kNone:
+      break;
+    case HashFailure::kCancelled:
+      return std::nullopt;
+    case HashFailure::kVanished:
+      // Gone since the scan: as if the scan had not seen it.
+      ++report.vanished;
+      catalog.mark_absent(file_id, run_id);
+      progress.warning(path + ": " + result.why + "; not backed up");
+      return std::nullopt;
+    case HashFailure::kUnstable:
+    case HashFailure::kUnreadable:
+      ++(result.failure == HashFailure::kUnstable ? report.unstable : report.unreadable);
+      catalog.mark_dirty(file_id, run_id);
+      progress.warning(path + ": " + result.why + "; not backed up this time");
+      return std::nullopt;
+  }
+  const HashedFile& hashed = *result.file;
+  auto recorded = catalog.record_version(file_id, hashed.version, run_id);
+  catalog.set_scan_state(file_id, scan_state_for(hashed.identity));
+  ++report.files;
+  report.bytes += hashed.version.size;
+  if (recorded.created) ++report.new_versions;
+  progress.file_hashed(path, hashed.version.size);
+  return recorded;
+}
+
 HashReport hash_dirty(catalog::Catalog& catalog, catalog::Id run_id, Progress& progress) {
   HashReport report;
   std::vector<catalog::FileRef> dirty;
@@ -332,48 +364,21 @@ HashReport hash_dirty(catalog::Catalog& catalog, catalog::Id run_id, Progress& p
   std::optional<sqlite::Transaction> transaction;
   transaction.emplace(catalog.database());
   std::uint64_t since_commit = 0;
-  auto record = [&](const catalog::FileRef& ref, HashResult result) {
-    report.bytes_read += result.bytes_read;
-    switch (result.failure) {
-      case HashFailure::kNone:
-        break;
-      case HashFailure::kVanished:
-        // Gone since the scan: as if the scan had not seen it.
-        ++report.vanished;
-        catalog.mark_absent(ref.file_id);
-        progress.warning(ref.path + ": " + result.why);
-        return;
-      case HashFailure::kUnstable:
-      case HashFailure::kUnreadable:
-      case HashFailure::kCancelled:
-        ++(result.failure == HashFailure::kUnstable ? report.unstable : report.unreadable);
-        progress.warning(ref.path + ": " + result.why + "; not backed up this time");
-        return;
-    }
-    const HashedFile& hashed = *result.file;
-    auto recorded = catalog.record_version(ref.file_id, hashed.version, run_id);
-    // The scan state now describes the content that was hashed (the file may
-    // have changed between the scan and the read), so a later backup can
-    // trust it without reading the file again.
-    catalog.set_scan_state(ref.file_id, scan_state_for(hashed.identity, run_id));
-    ++report.files;
-    report.bytes += hashed.version.size;
-    if (recorded.created) ++report.new_versions;
-    progress.file_hashed(ref.path, hashed.version.size);
-    progress.advance(hashed.version.size, 1, ref.path);
+  FileHasher hasher;
+  std::vector<std::string> paths;
+  paths.reserve(dirty.size());
+  for (const auto& ref : dirty) paths.push_back(ref.path);
+  hasher.hash_all(paths, [&](std::size_t i, HashResult result) {
+    const catalog::FileRef& ref = dirty[i];
+    if (!record_hashed(catalog, ref.file_id, ref.path, result, run_id, report, progress)) return;
+    progress.advance(result.file->version.size, 1, ref.path);
     // Commit in batches: each commit is an fsync.
     if (++since_commit == 1000) {
       transaction->commit();
       transaction.emplace(catalog.database());
       since_commit = 0;
     }
-  };
-  FileHasher hasher;
-  std::vector<std::string> paths;
-  paths.reserve(dirty.size());
-  for (const auto& ref : dirty) paths.push_back(ref.path);
-  hasher.hash_all(paths,
-                  [&](std::size_t i, HashResult result) { record(dirty[i], std::move(result)); });
+  });
   transaction->commit();
   return report;
 }

@@ -100,9 +100,21 @@ class FileHasher {
 HashedFile::stat_identity identity_of(const struct stat& st);
 bool same_identity(const HashedFile::stat_identity& a, const HashedFile::stat_identity& b);
 
-// The clean scan state of a file whose content was hashed with this
-// identity, seen by run_id.
-catalog::ScanState scan_state_for(const HashedFile::stat_identity& id, catalog::Id run_id);
+// The clean scan state of a file whose content was hashed with this identity.
+catalog::ScanState scan_state_for(const HashedFile::stat_identity& id);
+
+// Records what hashing one file for run_id found, the one way `mixtape
+// scan` and the backup's hash stage both do it: a version, with the scan
+// state now describing exactly the content hashed (so later sessions and
+// runs trust it without reading the file again); a vanished file marked
+// absent; a file that could not be read or kept changing marked dirty and
+// warned about, for the next run. Counts into `report` (bytes read
+// included). Returns the version recorded, or nullopt (cancelled: nothing
+// recorded).
+std::optional<catalog::RecordedVersion> record_hashed(catalog::Catalog& catalog,
+                                                      catalog::Id file_id, const std::string& path,
+                                                      const HashResult& result, catalog::Id run_id,
+                                                      HashReport& report, Progress& progress);
 
 // A source path as a directory descriptor and a name relative to it.
 // Paths shorter than PATH_MAX are used as they are (AT_FDCWD); longer ones

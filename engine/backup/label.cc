@@ -154,9 +154,11 @@ catalog::TapeRow label_tape(catalog::Catalog& catalog, tape::Drive& drive,
   tape.append_block = drive.tell();
   tape.bytes_used = label_bytes;
   tape.labelled_at_ns = now_ns();
+  TrailingIndex trailing(catalog, tape, tape.append_file, format::CatalogCopy::kTapes, sealing,
+                         temp_directory());
   auto transaction = catalog.transaction();
   tape.id = catalog.add_tape(tape);
-  write_trailing_index(catalog, drive, tape, sealing, temp_directory({}));
+  trailing.write(drive);
   transaction.commit();
   return *catalog.tape(tape.id);
 }

@@ -1,6 +1,6 @@
 // scan(): walk the roots, compare each path with its stored scan state, and
-// mark only what changed dirty. Unchanged files cost one fstatat and no write
-// beyond the per-directory "seen" update.
+// mark only what changed dirty. Unchanged files and directories cost one
+// fstatat and no write: their versions stay open (catalog.h).
 #include <cerrno>
 #include <map>
 #include <optional>
@@ -20,7 +20,11 @@ constexpr std::uint64_t kWritesPerCommit = 20000;
 class ScanVisitor final : public WalkVisitor {
  public:
   ScanVisitor(catalog::Catalog& catalog, catalog::Id run_id, Progress& progress, ScanReport& report)
-      : catalog_(catalog), run_id_(run_id), progress_(progress), report_(report) {
+      : catalog_(catalog),
+        run_id_(run_id),
+        previous_run_(catalog.previous_run(run_id)),
+        progress_(progress),
+        report_(report) {
     transaction_.emplace(catalog_.database());
   }
 
@@ -58,13 +62,9 @@ class ScanVisitor final : public WalkVisitor {
       state.path = dir;
       for (auto& e : catalog_.scan_entries(state.id)) state.known.emplace(e.name, std::move(e));
       stack_.push_back(std::move(state));
-      catalog::Id file_id = record(name_of(path), st);
-      // No directory_done for this pseudo-directory (its other files are
-      // not part of the scan), so the file alone is marked seen: without
-      // it an unchanged file would drop out of this run's snapshot and out
-      // of planning, which wants files seen in their version's last run.
-      catalog_.mark_seen(file_id, run_id_);
-      wrote();
+      // No directory_done for this pseudo-directory: its other files are
+      // not part of the scan.
+      record(name_of(path), st);
       stack_.pop_back();
       return;
     }
@@ -77,12 +77,10 @@ class ScanVisitor final : public WalkVisitor {
       if (state.listing_incomplete) break;
       if (state.seen_files.count(name) || !entry.state) continue;
       ++report_.vanished;
-      catalog_.mark_absent(entry.file_id);
+      catalog_.mark_absent(entry.file_id, previous_run_);
       wrote();
     }
     if (!state.listing_incomplete) mark_vanished_subdirs(state);
-    catalog_.mark_dir_seen(state.id, run_id_);
-    wrote();
     (void)path;
     stack_.pop_back();
   }
@@ -121,8 +119,8 @@ class ScanVisitor final : public WalkVisitor {
     return slash == 0 ? "/" : path.substr(0, slash);
   }
 
-  // Updates the scan state of one file; returns its id.
-  catalog::Id record(const std::string& name, const struct stat& st) {
+  // Updates the scan state of one file.
+  void record(const std::string& name, const struct stat& st) {
     DirState& dir = stack_.back();
     dir.seen_files.insert(name);
     catalog::ScanState now = scan_state_of(st);
@@ -133,23 +131,26 @@ class ScanVisitor final : public WalkVisitor {
           before.ctime_ns == now.ctime_ns && before.dev == now.dev && before.ino == now.ino &&
           before.readable) {
         if (before.dirty) count_dirty(name, st);  // left dirty by an earlier run
-        return known->second.file_id;             // unchanged: mark_dir_seen extends it
+        return;                                   // unchanged: its version stays open
       }
       ++report_.changed;
-      count_dirty(name, st);
-      now.dirty = true;
-      catalog_.set_scan_state(known->second.file_id, now);
-      wrote();
-      return known->second.file_id;
+      changed(known->second.file_id, name, st, now);
+      return;
     }
     ++report_.new_files;
+    // A path known from before (gone for a while, or recovered from tape):
+    // whatever its latest version says ended with the last run.
+    changed(known != dir.known.end() ? known->second.file_id : catalog_.ensure_file(dir.id, name),
+            name, st, now);
+  }
+
+  void changed(catalog::Id file_id, const std::string& name, const struct stat& st,
+               catalog::ScanState now) {
     count_dirty(name, st);
-    catalog::Id file_id =
-        known != dir.known.end() ? known->second.file_id : catalog_.ensure_file(dir.id, name);
     now.dirty = true;
     catalog_.set_scan_state(file_id, now);
+    catalog_.close_latest_version(file_id, previous_run_);
     wrote();
-    return file_id;
   }
 
   void count_dirty(const std::string& name, const struct stat& st) {
@@ -170,8 +171,9 @@ class ScanVisitor final : public WalkVisitor {
       auto dirs = catalog_.subdirs(state.id, after, 1024);
       if (dirs.empty()) break;
       for (const auto& d : dirs) {
-        if (!state.seen_dirs.count(d.name) && d.last_seen_run != 0) {
-          catalog_.mark_dir_absent(d.id);
+        const bool open = d.first_seen_run != 0 && d.last_seen_run == 0;
+        if (open && !state.seen_dirs.count(d.name)) {
+          catalog_.mark_dir_absent(d.id, previous_run_);
           wrote();
         }
       }
@@ -189,6 +191,7 @@ class ScanVisitor final : public WalkVisitor {
 
   catalog::Catalog& catalog_;
   catalog::Id run_id_;
+  catalog::Id previous_run_;  // the last run that can have seen what this one finds gone
   Progress& progress_;
   ScanReport& report_;
   OwnerNames names_;

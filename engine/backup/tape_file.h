@@ -1,9 +1,6 @@
-// Private to engine/backup: one tape file being written, encrypted or not.
-//
-// The chain is  caller -> [AgeEncryptor] -> HeaderHold -> RecordWriter -> drive.
-// HeaderHold keeps the age header in memory until release(), so the writer
-// can learn H (the header length, which the index that precedes the archive
-// must record) before anything of the archive reaches the tape.
+// Private to engine/backup: the tape files the writer makes besides the
+// archives' own bytes: indexes (the format module's IndexWriter filled with
+// the catalog's copy) and labels, and choosing the serial of a new tape.
 #pragma once
 
 #include <memory>
@@ -13,102 +10,62 @@
 
 #include "engine/backup/backup.h"
 #include "engine/catalog/catalog.h"
-#include "engine/crypto/crypto.h"
+#include "engine/format/format.h"
 #include "engine/tape/tape.h"
 
 namespace mixtape::backup {
 
-std::int64_t now_ns();
-
-// How tape files are encrypted: the catalog's settings.
-struct Sealing {
-  enum class Mode { kNone, kRecipients, kPassphrase };
-  Mode mode = Mode::kRecipients;
-  std::vector<crypto::X25519Recipient> recipients;
-  std::optional<crypto::Passphrase> passphrase;
-};
-
-// Buffers writes until release(), then passes them straight through.
-class HeaderHold final : public ByteSink {
- public:
-  explicit HeaderHold(ByteSink& next) : next_(next) {}
-  void write(ByteSpan data) override;
-  void close() override { next_.close(); }
-  std::size_t held() const { return held_.size(); }
-  void release();
-
- private:
-  ByteSink& next_;
-  Bytes held_;
-  bool released_ = false;
-};
-
-class TapeFileWriter {
- public:
-  // Nothing reaches the drive until release() (or the first write when
-  // hold_header is false).
-  TapeFileWriter(tape::Drive& drive, std::size_t record_size, const Sealing& sealing,
-                 bool hold_header);
-  // Where plaintext goes.
-  ByteSink& sink() { return encryptor_ ? static_cast<ByteSink&>(*encryptor_) : hold_; }
-  std::uint64_t header_length() const { return encryptor_ ? encryptor_->header_length() : 0; }
-  void release() { hold_.release(); }
-  // Ends the tape file (final chunk, last record, filemark).
-  void close();
-  bool early_warning() const { return records_.early_warning(); }
-  std::uint64_t bytes_on_tape() const { return records_.bytes_written(); }
-
- private:
-  tape::RecordWriter records_;
-  HeaderHold hold_;
-  std::unique_ptr<crypto::AgeEncryptor> encryptor_;
-};
-
-// Writes a whole disk file (an index database) as one tape file.
-struct WrittenFile {
-  std::uint64_t bytes_on_tape = 0;
-  bool early_warning = false;
-};
-WrittenFile write_file_to_tape(tape::Drive& drive, std::size_t record_size, const Sealing& sealing,
-                               const std::string& path);
-
-// Bytes an encrypted (or plain) tape file of plaintext_size bytes occupies.
-std::uint64_t sealed_size(const Sealing& sealing, std::uint64_t header_length,
-                          std::uint64_t plaintext_size);
+using format::Sealing;
 
 // The catalog's encryption settings; a passphrase catalog needs keys.passphrase.
 Sealing sealing_for(catalog::Catalog& catalog, const WriterKeys& keys);
 
-// H of every age file written with this sealing (0 for plain tapes): it
-// depends only on the stanzas' shapes, never on the keys drawn for a file.
-std::uint64_t age_header_length_of(const Sealing& sealing);
-
-// Where index files are built: `configured`, else $TMPDIR, else /tmp.
-std::string temp_directory(const std::string& configured);
-
-// A scratch file name in a directory, removed (with its SQLite journal) when
-// it goes out of scope.
-class ScratchFile {
- public:
-  ScratchFile(const std::string& dir, const std::string& stem);
-  ScratchFile(const ScratchFile&) = delete;
-  ScratchFile& operator=(const ScratchFile&) = delete;
-  ~ScratchFile();
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-// Writes a trailing index for `tape` at the drive's position: the catalog as
-// this connection sees it, including its open transaction's rows.
-void write_trailing_index(catalog::Catalog& catalog, tape::Drive& drive,
-                          const catalog::TapeRow& tape, const Sealing& sealing,
-                          const std::string& temp_dir);
-
 // Generation of the index at tape file `index_file` (1, 3, 5, ...): its
 // ordinal among the indexes along the tape, counting from 1.
 std::uint64_t index_generation(std::int64_t index_file);
+
+// The index of one archive, in a scratch file, before the archive is
+// written: its members, its archive row (the first block settled for an
+// index at index_block) and the catalog: what changed since `base` (the
+// tape's previous archive index), or all of it when there is none.
+struct ArchiveIndex {
+  std::unique_ptr<ScratchFile> file;
+  std::uint64_t first_block = 0;
+  catalog::IndexMark mark;  // what it holds: the next index's base, once it is on tape
+};
+struct ArchiveIndexPlace {
+  const catalog::TapeRow* tape = nullptr;
+  std::int64_t index_file = 0;
+  std::uint64_t index_block = 0;
+  std::optional<catalog::IndexMark> base;
+};
+ArchiveIndex build_archive_index(catalog::Catalog& catalog, const ArchiveIndexPlace& place,
+                                 const std::vector<format::IndexedMember>& members,
+                                 format::ArchiveRecord record, const Sealing& sealing,
+                                 std::uint64_t age_header_length, const std::string& temp_dir);
+
+// A tape's trailing index (docs/FORMAT.md section 2), made in two steps
+// around the transaction that commits a session: the committed catalog is
+// copied when this is made (one INSERT ... SELECT per table; no transaction
+// may be open on `catalog`), and write(), inside that transaction, adds what
+// the transaction changed and puts the index on tape; the transaction
+// commits only once the tape holds it.
+class TrailingIndex {
+ public:
+  // scope: kFull, or kTapes for the first trailing index of a new tape
+  // (there is no file of the catalog on it to describe yet).
+  TrailingIndex(catalog::Catalog& catalog, const catalog::TapeRow& tape, std::int64_t index_file,
+                format::CatalogCopy scope, const Sealing& sealing, const std::string& temp_dir);
+  format::WrittenIndex write(tape::Drive& drive);
+
+ private:
+  catalog::Catalog& catalog_;
+  const Sealing& sealing_;
+  std::size_t record_size_;
+  ScratchFile file_;
+  std::optional<format::IndexWriter> writer_;
+  catalog::CopyMark mark_;
+};
 
 // Bytes of tape file 0 as label_tape() writes it (the program and its
 // source are in it, so this is megabytes: planning counts it exactly).

@@ -194,7 +194,8 @@ Id insert_version(StatementCache& stmts, const VersionRow& v, std::string_view p
   } else {
     s->bind_null(12);
   }
-  s->bind(13, v.first_seen_run).bind(14, v.last_seen_run).bind(15, goal);
+  s->bind(13, v.first_seen_run);
+  bind_id(*s, 14, v.last_seen_run).bind(15, goal);
   s->run();
   return stmts.db().last_insert_rowid();
 }
@@ -492,6 +493,12 @@ std::optional<RunRow> Catalog::run_at(std::int64_t time_ns) {
   return run(id);
 }
 
+Id Catalog::previous_run(Id run_id) {
+  auto s = stmts_->get(sql::kPreviousRun);
+  s->bind(1, run_id);
+  return s->step() && !s->is_null(0) ? s->column_int(0) : 0;
+}
+
 // ---------------------------------------------------------------- namespace
 
 Id Catalog::ensure_dir(std::string_view path) {
@@ -581,7 +588,6 @@ std::vector<ScanEntry> Catalog::scan_entries(Id dir_id) {
       st.ino = static_cast<std::uint64_t>(s->column_int(7));
       st.readable = s->column_int(8) != 0;
       st.dirty = s->column_int(9) != 0;
-      st.seen_run = s->is_null(10) ? 0 : s->column_int(10);
       e.state = st;
     }
     entries.push_back(std::move(e));
@@ -599,14 +605,24 @@ void Catalog::set_scan_state(Id file_id, const ScanState& state) {
       .bind(6, state.ino)
       .bind(7, state.readable ? 1 : 0)
       .bind(8, state.dirty ? 1 : 0);
-  bind_id(*s, 9, state.seen_run);
   s->run();
 }
 
-void Catalog::mark_dirty(Id file_id) {
-  auto s = stmts_->get(sql::kMarkDirty);
-  s->bind(1, file_id);
+void Catalog::close_latest_version(Id file_id, Id last_seen_run) {
+  auto s = stmts_->get(sql::kCloseLatest);
+  s->bind(1, file_id).bind(2, last_seen_run);
   s->run();
+}
+
+void Catalog::mark_dirty(Id file_id, Id last_seen_run) {
+  sqlite::WriteScope scope(*db_, sqlite::WriteScope::Nesting::kJoin);
+  {
+    auto s = stmts_->get(sql::kMarkDirty);
+    s->bind(1, file_id);
+    s->run();
+  }
+  close_latest_version(file_id, last_seen_run);
+  scope.commit();
 }
 
 void Catalog::clear_dirty(Id file_id) {
@@ -615,57 +631,30 @@ void Catalog::clear_dirty(Id file_id) {
   s->run();
 }
 
-void Catalog::mark_seen(Id file_id, Id run_id) {
-  sqlite::WriteScope scope(*db_);
+void Catalog::mark_absent(Id file_id, Id last_seen_run) {
+  sqlite::WriteScope scope(*db_, sqlite::WriteScope::Nesting::kJoin);
   {
-    auto s = stmts_->get(sql::kSetSeen);
-    s->bind(1, file_id).bind(2, run_id);
-    s->run();
-  }
-  bool clean = false;
-  {
-    auto s = stmts_->get(sql::kScanDirty);
+    auto s = stmts_->get(sql::kDeleteScanState);
     s->bind(1, file_id);
-    clean = s->step() && s->column_int(0) == 0;
-  }
-  // An unchanged path that was present at every scan since its state was
-  // recorded (a vanished one loses its state): its version simply goes on.
-  if (clean) {
-    auto s = stmts_->get(sql::kExtendLatest);
-    s->bind(1, file_id).bind(2, run_id);
     s->run();
   }
+  close_latest_version(file_id, last_seen_run);
   scope.commit();
 }
 
-void Catalog::mark_dir_seen(Id dir_id, Id run_id) {
-  sqlite::WriteScope scope(*db_);
-  {
-    auto s = stmts_->get(sql::kDirSetSeen);
-    s->bind(1, dir_id).bind(2, run_id);
-    s->run();
-  }
-  {
-    auto s = stmts_->get(sql::kDirExtend);
-    s->bind(1, dir_id).bind(2, run_id);
-    s->run();
-  }
-  scope.commit();
-}
-
-void Catalog::mark_absent(Id file_id) {
-  auto s = stmts_->get(sql::kDeleteScanState);
-  s->bind(1, file_id);
-  s->run();
-}
-
-void Catalog::mark_dir_absent(Id dir_id) {
+void Catalog::mark_dir_absent(Id dir_id, Id last_seen_run) {
   auto d = dir(dir_id);
   if (!d) return;
   auto [low, high] = subtree_bounds(d->path);
-  auto s = stmts_->get(sql::kDeleteScanStatesBelow);
-  s->bind(1, d->path).bind(2, low).bind(3, high);
-  s->run();
+  sqlite::WriteScope scope(*db_, sqlite::WriteScope::Nesting::kJoin);
+  for (const char* query :
+       {sql::kDeleteScanStatesBelow, sql::kCloseVersionsBelow, sql::kCloseDirsBelow}) {
+    auto s = stmts_->get(query);
+    s->bind(1, d->path).bind(2, low).bind(3, high);
+    if (query != sql::kDeleteScanStatesBelow) s->bind(4, last_seen_run);
+    s->run();
+  }
+  scope.commit();
 }
 
 void Catalog::for_each_dirty(const std::function<void(const FileRef&)>& fn) {
@@ -690,18 +679,19 @@ std::uint64_t Catalog::dirty_count() {
 RecordedVersion Catalog::record_version(Id file_id, const VersionRow& version, Id run_id) {
   VersionRow v = internal::normalised_version(version);
   v.file_id = file_id;
-  v.first_seen_run = v.last_seen_run = run_id;
+  v.first_seen_run = run_id;
+  v.last_seen_run = 0;  // open: on disk as hashed
   // Usually one write: inside a caller's transaction it just joins it.
   sqlite::WriteScope scope(*db_, sqlite::WriteScope::Nesting::kJoin);
   auto latest = latest_version(file_id);
   if (latest && internal::same_content(*latest, v)) {
-    if (run_id > latest->last_seen_run) {
-      // A run in between that covered the path did not see it (it had been
-      // deleted and came back unchanged): the snapshots of those runs must
+    if (latest->last_seen_run != 0) {
+      // It comes back unchanged. A run in between that covered the path did
+      // not see it (it had been deleted): the snapshots of those runs must
       // not show it, though the version goes on.
       bool covered = false;
-      std::string path;
-      {
+      if (run_id > latest->last_seen_run) {
+        std::string path;
         auto s = stmts_->get(sql::kRootsBetween);
         s->bind(1, latest->last_seen_run).bind(2, run_id);
         while (s->step() && !covered) {
@@ -709,7 +699,7 @@ RecordedVersion Catalog::record_version(Id file_id, const VersionRow& version, I
           covered = internal::is_under(path, s->column_text(0));
         }
       }
-      sqlite::WriteScope both(*db_);  // the gap and the extension, or neither
+      sqlite::WriteScope both(*db_);  // the gap and the reopening, or neither
       if (covered) {
         auto s = stmts_->get(sql::kInsertGap);
         s->bind(1, file_id).bind(2, latest->last_seen_run + 1).bind(3, run_id - 1);
@@ -717,7 +707,7 @@ RecordedVersion Catalog::record_version(Id file_id, const VersionRow& version, I
       }
       {
         auto s = stmts_->get(sql::kSetVersionRuns);
-        s->bind(1, latest->id).bind(2, latest->first_seen_run).bind(3, run_id);
+        s->bind(1, latest->id).bind(2, latest->first_seen_run).bind_null(3);
         s->run();
       }
       both.commit();
@@ -725,6 +715,9 @@ RecordedVersion Catalog::record_version(Id file_id, const VersionRow& version, I
     scope.commit();
     return {latest->id, false};
   }
+  // The scan closes a changed file's version; one it did not see change
+  // (hashed without a scan) ends with the run before this one.
+  if (latest && latest->last_seen_run == 0) close_latest_version(file_id, previous_run(run_id));
   const Id id = internal::insert_version(*stmts_, v, file_path(file_id), 0);
   scope.commit();
   return {id, true};

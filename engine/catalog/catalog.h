@@ -26,12 +26,15 @@
 //   lookups); every other path (regular file or symlink) is a row of `files`
 //   under its directory, and owns its versions.
 //
-// * A version is a distinct (content, metadata) of a file. Recording the same
-//   content and metadata again extends the version's [first_seen_run,
-//   last_seen_run] instead of adding a row. Snapshot r shows, under run r's
-//   roots, the version whose range contains r, unless the file was absent
-//   from a run in between (recorded as a gap). Every version ever recorded
-//   needs its copy goal: old versions are data too.
+// * A version is a distinct (content, metadata) of a file, on disk from its
+//   first_seen_run on. While the file stays as hashed the version is open
+//   (last_seen_run NULL, 0 in rows): an unchanged scan writes nothing. The
+//   scan closes it (last_seen_run = the last run that saw it) when it finds
+//   the file changed or gone; the same content recorded again reopens it.
+//   Directories are open and closed the same way. Snapshot r shows, under
+//   run r's roots, the version whose range contains r, unless the file was
+//   absent from a run in between (recorded as a gap). Every version ever
+//   recorded needs its copy goal: old versions are data too.
 //
 // * Planning is keyed: each version carries its copy goal (longest matching
 //   prefix of copy_goals, kept up to date when goals change) and its count of
@@ -46,11 +49,12 @@
 //   writes should run inside a transaction() held around the whole loop, so
 //   the reading statement and the writes share one snapshot and lock.
 //
-// * copy_into() copies the catalog into an on-tape index database through a
-//   second connection, reading through this one, so it works inside an open
-//   write transaction and includes its uncommitted rows (ATTACH could not:
-//   the attached file's writes would only commit with the catalog's COMMIT).
-//   merge_from_index() reads such an index as hostile input (read-only,
+// * copy_into() copies the catalog, or what changed since an earlier copy,
+//   into an on-tape index database (format 2's catalog_* tables; docs/
+//   FORMAT.md). Every write to dirs, versions and gaps stamps the row with
+//   the catalog's change epoch, and files, archives, copies and
+//   verifications are never updated, so "what changed" is a range query on
+//   an index, not a comparison. merge_from_index() reads such an index as hostile input (read-only,
 //   defensive SQLite settings, every value type- and range-checked, paths
 //   validated) and merges it by natural keys, remapping ids.
 #pragma once
@@ -124,7 +128,7 @@ struct DirRow {
   std::string path;       // "/" or "/a/b"
   Attributes attrs;       // as last seen; mode 040755 and zeros until first seen
   Id first_seen_run = 0;  // 0: never seen by a scan (made as an ancestor)
-  Id last_seen_run = 0;
+  Id last_seen_run = 0;   // 0: still there (if ever seen)
 };
 
 struct FileRow {
@@ -142,7 +146,6 @@ struct ScanState {
   std::uint64_t ino = 0;
   bool readable = true;
   bool dirty = false;  // changed since its last version was recorded
-  Id seen_run = 0;     // the last run that saw the path
   bool operator==(const ScanState&) const = default;
 };
 
@@ -172,7 +175,7 @@ struct VersionRow {
   Attributes attrs;
   std::string symlink_target;  // empty unless kSymlink
   Id first_seen_run = 0;
-  Id last_seen_run = 0;
+  Id last_seen_run = 0;  // 0: open, still on disk as hashed
   // Maintained by the catalog, ignored on input:
   int copies = 0;  // distinct non-retired tapes holding a committed copy
   int goal = 0;    // the copy goal of the file's path
@@ -180,7 +183,7 @@ struct VersionRow {
 
 struct RecordedVersion {
   Id id = 0;
-  bool created = false;  // false: an identical latest version was extended
+  bool created = false;  // false: an identical latest version goes on
 };
 
 enum class TapeState { kLabelled, kOpen, kFull, kRetired };
@@ -313,6 +316,29 @@ struct Entry {
   VersionRow version;  // when !is_dir: the version this view shows
 };
 
+// What an on-tape index holds of the catalog, so the next index on the same
+// tape can carry only what changed: rows of dirs, versions and gaps written
+// at `epoch` or later, and rows of files, archives, copies and verifications
+// with ids above these, are new to it.
+struct CopyMark {
+  std::int64_t epoch = 0;
+  Id files = 0;
+  Id archives = 0;
+  Id copies = 0;
+  Id verifications = 0;
+  // A mark past everything: an index "since" it gets only the small tables
+  // (settings, runs, tapes, goals), as a new tape's first trailing index.
+  static CopyMark nothing_new();
+  bool operator==(const CopyMark&) const = default;
+};
+
+// The last archive index on a tape: its tape file and what it holds.
+struct IndexMark {
+  std::int64_t index_file = 0;
+  CopyMark holds;
+  bool operator==(const IndexMark&) const = default;
+};
+
 struct MergeOptions {
   // Merge an index from another catalog (a different catalog_id) anyway.
   bool force = false;
@@ -326,6 +352,30 @@ struct MergeStats {
 };
 
 class StatementCache;
+
+// The catalog as it stood at one of a tape's indexes, rebuilt from that tape
+// alone (docs/FORMAT.md, "The catalog in an index"): the full copy of an
+// index, then the changes of each later one in tape order, into a scratch
+// database of format 2's catalog_* tables for merge_from_index(). Indexes
+// are untrusted: each is attached read-only with SQLite's defensive
+// settings and only its catalog_* rows are copied, by the columns this
+// format defines; the merge checks every value.
+class CatalogChain {
+ public:
+  explicit CatalogChain(std::string path);  // a new scratch database at path
+  ~CatalogChain();
+  CatalogChain(const CatalogChain&) = delete;
+  CatalogChain& operator=(const CatalogChain&) = delete;
+  // full: a full copy (format 1, or format 2's `full`), which starts the
+  // chain anew; otherwise changes (or `tapes`) on top of what is there.
+  void add(const std::string& index_path, bool full);
+  // Closes the database; returns its path, for merge_from_index().
+  const std::string& finish();
+
+ private:
+  std::string path_;
+  std::unique_ptr<sqlite::Database> db_;
+};
 
 // What check_integrity did: the full check, or only the cheap ones because
 // a stamp showed the file unchanged since a full check passed.
@@ -403,6 +453,8 @@ class Catalog {
   std::vector<RunRow> runs();  // oldest first
   // The newest run started at or before time_ns (restore --at).
   std::optional<RunRow> run_at(std::int64_t time_ns);
+  // The run before run_id (0: none).
+  Id previous_run(Id run_id);
 
   // ---- namespace
   Id ensure_dir(std::string_view path);  // makes missing ancestors
@@ -414,33 +466,34 @@ class Catalog {
   std::string file_path(Id file_id);
 
   // ---- scan
-  // Records a directory's metadata as seen by run_id.
+  // A directory seen by run_id with these attributes: writes only when they
+  // changed or the directory was not open (never seen, or gone and back).
   void touch_dir(Id dir_id, const Attributes& attrs, Id run_id);
   // Every file of the directory with its scan state, by name (one query, to
   // compare with a readdir listing).
   std::vector<ScanEntry> scan_entries(Id dir_id);
   void set_scan_state(Id file_id, const ScanState& state);  // insert or replace
-  void mark_dirty(Id file_id);
+  // The file's latest version, if open, was last seen in last_seen_run (the
+  // file changed or went away after it).
+  void close_latest_version(Id file_id, Id last_seen_run);
+  // The file changed since its latest version: dirty, and that version closed.
+  void mark_dirty(Id file_id, Id last_seen_run);
   void clear_dirty(Id file_id);
-  // The path is still there, unchanged: seen by run_id, and unless it is
-  // dirty its latest version is extended to run_id.
-  void mark_seen(Id file_id, Id run_id);
-  // The same for every file of the directory that has a scan state (call it
-  // after updating the changed ones and marking the vanished ones absent).
-  void mark_dir_seen(Id dir_id, Id run_id);
-  // The path is gone from disk: its scan state is dropped (its versions stay).
-  void mark_absent(Id file_id);
-  // A directory is gone: every file below it is marked absent.
-  void mark_dir_absent(Id dir_id);
+  // The path is gone from disk: its scan state is dropped and its latest
+  // version closed (its versions stay).
+  void mark_absent(Id file_id, Id last_seen_run);
+  // A directory is gone: every file below it is marked absent, and it and
+  // every directory below it closed.
+  void mark_dir_absent(Id dir_id, Id last_seen_run);
   // Dirty files in path order (directory path, then name).
   void for_each_dirty(const std::function<void(const FileRef&)>& fn);
   std::uint64_t dirty_count();
 
   // ---- versions
-  // Records what run_id hashed. Identical (kind, size, hash, attributes,
-  // target) to the file's latest version: that version is extended to run_id
-  // (with a gap if a run in between covered the path without seeing it).
-  // Otherwise a new version is added.
+  // Records what run_id hashed, as an open version. Identical (kind, size,
+  // hash, attributes, target) to the file's latest version: that version
+  // goes on (reopened, with a gap if a run in between covered the path
+  // without seeing it). Otherwise a new version is added.
   RecordedVersion record_version(Id file_id, const VersionRow& version, Id run_id);
   std::optional<VersionRow> version(Id version_id);
   std::optional<VersionRow> latest_version(Id file_id);
@@ -459,9 +512,9 @@ class Catalog {
   // ---- planning
   // Versions below their copy goal without a copy on tape_id (0: any tape),
   // in path order (directory path, name, version). With only_present, just
-  // those that are still on disk as hashed: the latest version of a file
-  // whose scan state is readable, not dirty, and seen in the version's last
-  // run. (Older versions stay below goal in status() until written.)
+  // those that are still on disk as hashed: open versions of files whose
+  // scan state is readable and not dirty. (Older versions stay below goal in
+  // status() until written.)
   void for_each_pending(Id tape_id, const std::function<void(const PendingVersion&)>& fn,
                         bool only_present = true);
 
@@ -510,16 +563,27 @@ class Catalog {
   std::vector<VerificationRow> verifications_of_archive(Id archive_id);  // newest first
 
   // ---- on-tape indexes
-  // Writes catalog_<table> copies of the catalog tables into an index
-  // database (replacing earlier copies there), including rows of a write
-  // transaction open on this connection. scan_state and tape_dirs are left
-  // out: the first is this machine's disk, the second is derived.
-  void copy_into(sqlite::Database& index);
-  void copy_into(const std::string& index_db_path);
+  // Copies the committed catalog into an index database as format 2's
+  // catalog_* tables (replacing earlier ones there): all of it, or with
+  // `since` (the mark of the previous index on the same tape) only what
+  // changed since, and the small tables whole. scan_state, tape_dirs and
+  // what a reader rebuilds are left out (docs/FORMAT.md). No transaction may
+  // be open on this connection. Returns the mark of what the index holds.
+  CopyMark copy_into(sqlite::Database& index, const std::optional<CopyMark>& since = std::nullopt);
+  // Adds to an index that copy_into() filled what changed since its mark,
+  // read through this connection: the rows of a write transaction open on
+  // it come along (the trailing index, on tape before its session commits).
+  void add_changes_into(sqlite::Database& index, const CopyMark& since);
+  // The last archive index on a tape and what it holds (local: a recovered
+  // catalog has none, and the next index on the tape is a full copy).
+  std::optional<IndexMark> index_mark(Id tape_id);
+  void set_index_mark(Id tape_id, const std::optional<IndexMark>& mark);
   // Merges the catalog_* tables of an index (a file from tape: untrusted)
   // into this catalog, in one transaction. Refuses an index of another
   // catalog unless this one is empty (it then adopts the index's id and
-  // settings, and keeps its row ids) or options.force.
+  // settings, and keeps its row ids) or options.force. Format 1 and 2
+  // indexes alike; one holding only changes needs the indexes before it
+  // applied first (recover does that).
   MergeStats merge_from_index(const std::string& index_db_path, const MergeOptions& options = {});
 
  private:

@@ -1,63 +1,187 @@
-// copy_into: the catalog's tables copied into an on-tape index database.
+// copy_into / add_changes_into: the catalog copied into an on-tape index
+// (docs/FORMAT.md section 5, "The catalog in an index").
 //
-// Inside the catalog connection's transaction (the trailing index), its
-// uncommitted rows must come along, and attaching the index to it is no use:
-// writes to the attached file would commit only with the catalog's COMMIT,
-// while the writer needs a complete index file before it commits (it writes
-// the index to tape first). So rows are read through this connection and
-// written through the index's own, value by value, keeping every value's
-// type. With nothing uncommitted (the index before an archive), the index's
-// connection attaches the catalog file read-only and copies each table in
-// one INSERT ... SELECT, several times faster: the file holds all there is.
+// The on-tape tables are format 2's, defined here with comments for a reader
+// who has only `sqlite3`: the catalog's columns minus what a reader rebuilds
+// (the versions' copy counts and goals, UNIQUE constraints and secondary
+// indexes, the local change stamps). The small tables (settings, runs, tapes,
+// goals) go whole into every index; the large ones whole into a full copy,
+// and otherwise only their rows written since the mark of the previous index
+// on the tape: dirs, versions and gaps by their change epoch, the
+// never-updated files, archives, copies and verifications by id.
+//
+// A copy of the committed catalog is made by the index's connection with the
+// catalog file attached read-only, one INSERT ... SELECT per table in one
+// snapshot. The change epoch is raised first, in a transaction of its own:
+// a writer stamps its rows inside its own transaction, so every row is
+// either committed before the raise (and in this snapshot) or stamped with
+// the new epoch (and new to the next index). What a write transaction open
+// on this connection adds (the trailing index, written before its session
+// commits) is read through this connection and added row by row.
+#include <algorithm>
+#include <limits>
+#include <string_view>
+#include <vector>
+
 #include "engine/catalog/internal.h"
 
 namespace mixtape::catalog {
 namespace {
 
-void replace_all(std::string& text, std::string_view from, std::string_view to) {
-  for (std::size_t at = text.find(from); at != std::string::npos;
-       at = text.find(from, at + to.size())) {
-    text.replace(at, from.size(), to);
-  }
-}
+// How an index gets a table's rows when it holds only what changed.
+enum class Changes {
+  kWhole,  // small: the whole table, every time
+  kEpoch,  // rows whose `changed` is at or after the mark's epoch
+  kId,     // rows whose id is above the mark's (the table is never updated)
+};
 
-// The catalog's own CREATE TABLE text (with its comments, so `.schema` on the
-// index explains every column), renamed to catalog_<table>, its references
-// pointing at the other catalog_ tables.
-std::string index_table_sql(sqlite::Database& db, const std::string& table) {
-  auto s = db.prepare("SELECT sql FROM main.sqlite_schema WHERE type = 'table' AND name = ?1");
-  s.bind(1, table);
-  if (!s.step()) throw CatalogError("catalog has no table " + table);
-  std::string text = s.column_text(0);
-  const std::string head = "CREATE TABLE " + table + " (";
-  if (!text.starts_with(head)) {
-    throw CatalogError("catalog table " + table + " has an unexpected definition");
-  }
-  text.replace(0, head.size(), "CREATE TABLE catalog_" + table + " (");
-  for (const char* other : internal::copied_tables()) {
-    replace_all(text, "REFERENCES " + std::string(other) + "(",
-                "REFERENCES catalog_" + std::string(other) + "(");
-  }
-  return text;
-}
+struct CopiedTable {
+  const char* name;
+  const char* columns;
+  Changes changes;
+  Id CopyMark::*id_mark;  // kId: the mark's field
+  const char* definition;
+};
 
-// catalog_<table> in the index, new and empty.
-void create_index_table(sqlite::Database& from, sqlite::Database& to, const std::string& table) {
-  to.exec("DROP TABLE IF EXISTS catalog_" + table);
-  to.exec(index_table_sql(from, table));
-}
+constexpr CopiedTable kTables[] = {
+    {"config", "key, value", Changes::kWhole, nullptr, R"sql(
+CREATE TABLE catalog_config (  -- the catalog's settings: catalog_id, schema_version, encryption, recipients, record_size
+  key   TEXT PRIMARY KEY NOT NULL,
+  value TEXT NOT NULL
+) WITHOUT ROWID)sql"},
+    {"runs", "id, kind, started_at_ns, finished_at_ns", Changes::kWhole, nullptr, R"sql(
+CREATE TABLE catalog_runs (  -- every scan or backup run; a backup run is a snapshot
+  id             INTEGER PRIMARY KEY,
+  kind           TEXT NOT NULL,     -- 'scan' or 'backup'
+  started_at_ns  INTEGER NOT NULL,  -- Unix time in nanoseconds, increasing with id
+  finished_at_ns INTEGER            -- NULL while running or if interrupted
+))sql"},
+    {"run_roots", "run_id, root", Changes::kWhole, nullptr, R"sql(
+CREATE TABLE catalog_run_roots (  -- the source paths a run covered
+  run_id INTEGER NOT NULL,  -- catalog_runs.id
+  root   TEXT NOT NULL,     -- absolute path, bytes as on disk
+  PRIMARY KEY (run_id, root)
+) WITHOUT ROWID)sql"},
+    {"copy_goals", "prefix, copies", Changes::kWhole, nullptr, R"sql(
+CREATE TABLE catalog_copy_goals (  -- copies wanted per path prefix; '/' is the default
+  prefix TEXT PRIMARY KEY NOT NULL,
+  copies INTEGER NOT NULL
+) WITHOUT ROWID)sql"},
+    {"tapes",
+     "id, serial, capacity, record_size, encrypted, state, bytes_used, append_file, append_block, "
+     "labelled_at_ns, written_at_ns",
+     Changes::kWhole, nullptr, R"sql(
+CREATE TABLE catalog_tapes (  -- every labelled tape
+  id             INTEGER PRIMARY KEY,
+  serial         TEXT NOT NULL,     -- the label's serial (barcode)
+  capacity       INTEGER NOT NULL,  -- bytes
+  record_size    INTEGER NOT NULL,  -- bytes per tape record
+  encrypted      INTEGER NOT NULL,  -- 1 if indexes and archives are age-encrypted
+  state          TEXT NOT NULL,     -- 'labelled', 'open', 'full' or 'retired'
+  bytes_used     INTEGER NOT NULL,
+  append_file    INTEGER NOT NULL,  -- tape file where the next session writes (the trailing index)
+  append_block   INTEGER,           -- its first logical block, if known
+  labelled_at_ns INTEGER NOT NULL,
+  written_at_ns  INTEGER            -- NULL if never written
+))sql"},
+    {"dirs",
+     "id, parent, name, path, mode, uid, gid, uname, gname, mtime_ns, first_seen_run, "
+     "last_seen_run",
+     Changes::kEpoch, nullptr, R"sql(
+CREATE TABLE catalog_dirs (  -- every directory ever seen; id 1 is "/"
+  id             INTEGER PRIMARY KEY,
+  parent         INTEGER,           -- catalog_dirs.id; NULL only for "/"
+  name           TEXT NOT NULL,     -- last component; '' for "/"
+  path           TEXT NOT NULL,     -- full absolute path
+  mode           INTEGER NOT NULL,  -- st_mode including S_IFDIR
+  uid            INTEGER NOT NULL,
+  gid            INTEGER NOT NULL,
+  uname          TEXT NOT NULL,
+  gname          TEXT NOT NULL,
+  mtime_ns       INTEGER NOT NULL,  -- nanoseconds since 1970-01-01 UTC
+  first_seen_run INTEGER,           -- catalog_runs.id; NULL if only made as an ancestor
+  last_seen_run  INTEGER            -- the last run that saw it; NULL while it is there
+))sql"},
+    {"files", "id, dir, name", Changes::kId, &CopyMark::files, R"sql(
+CREATE TABLE catalog_files (  -- every non-directory path ever seen (regular file or symlink)
+  id   INTEGER PRIMARY KEY,
+  dir  INTEGER NOT NULL,  -- catalog_dirs.id
+  name TEXT NOT NULL
+))sql"},
+    {"versions",
+     "id, file_id, kind, size, hash, mtime_ns, mode, uid, gid, uname, gname, symlink_target, "
+     "first_seen_run, last_seen_run",
+     Changes::kEpoch, nullptr, R"sql(
+CREATE TABLE catalog_versions (  -- every distinct content and metadata a file has had
+  id             INTEGER PRIMARY KEY,
+  file_id        INTEGER NOT NULL,  -- catalog_files.id
+  kind           TEXT NOT NULL,     -- 'file' or 'symlink'
+  size           INTEGER NOT NULL,
+  hash           BLOB NOT NULL,     -- BLAKE2b-256, 32 bytes (of the target for a symlink)
+  mtime_ns       INTEGER NOT NULL,
+  mode           INTEGER NOT NULL,  -- st_mode including the file type bits
+  uid            INTEGER NOT NULL,
+  gid            INTEGER NOT NULL,
+  uname          TEXT NOT NULL,
+  gname          TEXT NOT NULL,
+  symlink_target TEXT,              -- NULL unless kind = 'symlink'
+  first_seen_run INTEGER NOT NULL,  -- catalog_runs.id: on disk from this run
+  last_seen_run  INTEGER            -- to this one; NULL while still on disk
+))sql"},
+    {"gaps", "file_id, from_run, to_run", Changes::kEpoch, nullptr, R"sql(
+CREATE TABLE catalog_gaps (  -- runs that covered a file's path but did not see it, inside a version's range
+  file_id  INTEGER NOT NULL,
+  from_run INTEGER NOT NULL,
+  to_run   INTEGER NOT NULL,
+  PRIMARY KEY (file_id, from_run)
+) WITHOUT ROWID)sql"},
+    {"archives",
+     "id, tape_id, index_file, index_block, archive_file, first_block, encrypted, age_header_len, "
+     "cipher_bytes, plain_bytes, members, written_at_ns, run_id",
+     Changes::kId, &CopyMark::archives, R"sql(
+CREATE TABLE catalog_archives (  -- every archive on tape: tape files index_file (SQLite) and archive_file (tar)
+  id             INTEGER PRIMARY KEY,
+  tape_id        INTEGER NOT NULL,  -- catalog_tapes.id
+  index_file     INTEGER NOT NULL,
+  index_block    INTEGER NOT NULL,  -- first logical block of the index
+  archive_file   INTEGER NOT NULL,
+  first_block    INTEGER NOT NULL,  -- first logical block of the archive (B0)
+  encrypted      INTEGER NOT NULL,
+  age_header_len INTEGER NOT NULL,  -- H: bytes of the age header; 0 if not encrypted
+  cipher_bytes   INTEGER NOT NULL,
+  plain_bytes    INTEGER NOT NULL,
+  members        INTEGER NOT NULL,
+  written_at_ns  INTEGER NOT NULL,
+  run_id         INTEGER            -- catalog_runs.id
+))sql"},
+    {"copies", "id, archive_id, version_id, header_offset, data_offset", Changes::kId,
+     &CopyMark::copies, R"sql(
+CREATE TABLE catalog_copies (  -- a version stored in an archive; offsets are in the plaintext tar
+  id            INTEGER PRIMARY KEY,
+  archive_id    INTEGER NOT NULL,  -- catalog_archives.id
+  version_id    INTEGER NOT NULL,  -- catalog_versions.id
+  header_offset INTEGER NOT NULL,
+  data_offset   INTEGER NOT NULL   -- block = B0 + (H + 16 + (data_offset / 65536) * 65552) / record_size
+))sql"},
+    {"verifications", "id, archive_id, version_id, checked_at_ns, result, detail, run_id",
+     Changes::kId, &CopyMark::verifications, R"sql(
+CREATE TABLE catalog_verifications (  -- results of re-reading archives
+  id            INTEGER PRIMARY KEY,
+  archive_id    INTEGER NOT NULL,
+  version_id    INTEGER,           -- NULL: the archive as a whole
+  checked_at_ns INTEGER NOT NULL,
+  result        TEXT NOT NULL,     -- 'ok', 'mismatch', 'unreadable' or 'missing'
+  detail        TEXT NOT NULL,
+  run_id        INTEGER
+))sql"},
+};
 
-void copy_table(sqlite::Database& from, sqlite::Database& to, const std::string& table) {
-  create_index_table(from, to, table);
-  auto select = from.prepare("SELECT * FROM main." + table);
-  std::string insert = "INSERT INTO catalog_" + table + " VALUES (";
-  for (int i = 0; i < select.column_count(); ++i) insert += i ? ", ?" : "?";
-  auto out = to.prepare(insert + ")");
-  while (select.step()) {
-    for (int i = 0; i < select.column_count(); ++i) out.bind_value(i + 1, select, i);
-    out.run();
-    out.reset();
-  }
+// The WHERE clause selecting the rows of `table` that an index holding
+// `since` lacks ("" when it needs them all).
+std::string changed_rows(const CopiedTable& table, const std::optional<CopyMark>& since) {
+  if (!since || table.changes == Changes::kWhole) return "";
+  if (table.changes == Changes::kEpoch) return " WHERE changed >= " + std::to_string(since->epoch);
+  return " WHERE id > " + std::to_string((*since).*table.id_mark);
 }
 
 // The catalog file attached to the index's connection while a copy runs.
@@ -82,36 +206,178 @@ class AttachedCatalog {
   sqlite::Database& index_;
 };
 
+Id max_id(sqlite::Database& db, const std::string& table) {
+  auto s = db.prepare("SELECT coalesce(max(id), 0) FROM " + table);
+  return s.step() ? s.column_int(0) : 0;
+}
+
 }  // namespace
 
-void Catalog::copy_into(sqlite::Database& index) {
-  if (!db_->in_transaction() && !index.in_transaction()) {
-    AttachedCatalog attached(index, path_);
-    // One transaction on the index, which holds one snapshot of the
-    // attached catalog for all tables.
-    sqlite::WriteScope out(index);
-    for (const char* table : internal::copied_tables()) {
-      const std::string name = table;
-      create_index_table(*db_, index, name);
-      index.exec("INSERT INTO catalog_" + name + " SELECT * FROM copied_catalog." + name);
-    }
-    out.commit();
-    return;
+CopyMark CopyMark::nothing_new() {
+  constexpr Id kAll = std::numeric_limits<Id>::max();
+  return {std::numeric_limits<std::int64_t>::max(), kAll, kAll, kAll, kAll};
+}
+
+CopyMark Catalog::copy_into(sqlite::Database& index, const std::optional<CopyMark>& since) {
+  if (db_->in_transaction()) {
+    throw CatalogError(
+        "internal error: copy_into reads the committed catalog, but a "
+        "transaction is open on this connection");
   }
+  CopyMark mark;
+  {
+    sqlite::WriteScope scope(*db_);
+    db_->exec("UPDATE change_epoch SET epoch = epoch + 1");
+    auto s = db_->prepare("SELECT epoch FROM change_epoch");
+    s.step();
+    mark.epoch = s.column_int(0);
+    scope.commit();
+  }
+  AttachedCatalog attached(index, path_);
+  // One transaction on the index, which holds one snapshot of the attached
+  // catalog for all tables and the mark.
+  sqlite::WriteScope out(index);
+  for (const CopiedTable& table : kTables) {
+    const std::string name = std::string("catalog_") + table.name;
+    index.exec("DROP TABLE IF EXISTS " + name);
+    index.exec(table.definition);
+    index.exec("INSERT INTO " + name + " (" + table.columns + ") SELECT " + table.columns +
+               " FROM copied_catalog." + table.name + changed_rows(table, since));
+    if (table.id_mark) {
+      mark.*table.id_mark = max_id(index, "copied_catalog." + std::string(table.name));
+    }
+  }
+  out.commit();
+  return mark;
+}
+
+void Catalog::add_changes_into(sqlite::Database& index, const CopyMark& since) {
   // One snapshot for all tables (the caller's open transaction, with its
   // uncommitted rows); one transaction on the index.
   sqlite::ReadScope snapshot(*db_);
   sqlite::WriteScope out(index);
-  for (const char* table : internal::copied_tables()) copy_table(*db_, index, table);
+  for (const CopiedTable& table : kTables) {
+    const std::string name = std::string("catalog_") + table.name;
+    if (table.changes == Changes::kWhole) index.exec("DELETE FROM " + name);
+    auto select = db_->prepare(std::string("SELECT ") + table.columns + " FROM main." + table.name +
+                               changed_rows(table, since));
+    std::string insert = "INSERT OR REPLACE INTO " + name + " (" + table.columns + ") VALUES (";
+    for (int i = 0; i < select.column_count(); ++i) insert += i ? ", ?" : "?";
+    auto out_row = index.prepare(insert + ")");
+    while (select.step()) {
+      for (int i = 0; i < select.column_count(); ++i) out_row.bind_value(i + 1, select, i);
+      out_row.run();
+      out_row.reset();
+    }
+  }
   out.commit();
 }
 
-void Catalog::copy_into(const std::string& index_db_path) {
-  sqlite::Database index(index_db_path, sqlite::OpenMode::kReadWrite);
-  // The index is a scratch file until it is on tape; the writer reads it back
-  // whole, so neither a journal on disk nor fsyncs buy anything.
-  index.exec("PRAGMA journal_mode = MEMORY; PRAGMA synchronous = OFF;");
-  copy_into(index);
+std::optional<IndexMark> Catalog::index_mark(Id tape_id) {
+  auto s = db_->prepare(
+      "SELECT index_file, epoch, files, archives, copies, verifications FROM index_marks "
+      "WHERE tape_id = ?1");
+  s.bind(1, tape_id);
+  if (!s.step()) return std::nullopt;
+  return IndexMark{s.column_int(0), CopyMark{s.column_int(1), s.column_int(2), s.column_int(3),
+                                             s.column_int(4), s.column_int(5)}};
+}
+
+void Catalog::set_index_mark(Id tape_id, const std::optional<IndexMark>& mark) {
+  if (!mark) {
+    auto s = db_->prepare("DELETE FROM index_marks WHERE tape_id = ?1");
+    s.bind(1, tape_id);
+    s.run();
+    return;
+  }
+  auto s = db_->prepare(
+      "INSERT OR REPLACE INTO index_marks (tape_id, index_file, epoch, files, archives, copies, "
+      "verifications) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+  const CopyMark& m = mark->holds;
+  s.bind(1, tape_id)
+      .bind(2, mark->index_file)
+      .bind(3, m.epoch)
+      .bind(4, m.files)
+      .bind(5, m.archives)
+      .bind(6, m.copies)
+      .bind(7, m.verifications);
+  s.run();
+}
+
+// ------------------------------------------------------------ CatalogChain
+
+namespace {
+
+std::vector<std::string> split_columns(std::string_view list) {
+  std::vector<std::string> out;
+  while (!list.empty()) {
+    std::size_t comma = list.find(',');
+    std::string_view column = list.substr(0, comma);
+    while (column.starts_with(' ')) column.remove_prefix(1);
+    out.emplace_back(column);
+    list = comma == std::string_view::npos ? "" : list.substr(comma + 1);
+  }
+  return out;
+}
+
+}  // namespace
+
+CatalogChain::CatalogChain(std::string path) : path_(std::move(path)) {
+  db_ = std::make_unique<sqlite::Database>(path_, sqlite::OpenMode::kUntrustedScratch);
+  db_->exec("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;");
+  sqlite::WriteScope scope(*db_);
+  for (const CopiedTable& table : kTables) db_->exec(table.definition);
+  scope.commit();
+}
+
+CatalogChain::~CatalogChain() = default;
+
+void CatalogChain::add(const std::string& index_path, bool full) {
+  if (!db_) throw CatalogError("internal error: catalog chain " + path_ + " already closed");
+  {
+    auto attach = db_->prepare("ATTACH DATABASE ?1 AS idx");
+    attach.bind(1, sqlite::untrusted_uri(index_path));
+    attach.run();
+  }
+  try {
+    sqlite::WriteScope scope(*db_);
+    for (const CopiedTable& table : kTables) {
+      const std::string name = std::string("catalog_") + table.name;
+      std::vector<std::string> theirs;
+      {
+        auto info = db_->prepare("SELECT name FROM pragma_table_info(?1, 'idx')");
+        info.bind(1, name);
+        while (info.step()) theirs.push_back(info.column_text(0));
+      }
+      if (theirs.empty()) {
+        throw CatalogError("index " + index_path + " has no table " + name +
+                           ": not a mixtape index");
+      }
+      // The columns both layouts have, by this format's names (a format-1
+      // index has some more).
+      std::string columns;
+      for (const auto& column : split_columns(table.columns)) {
+        if (std::find(theirs.begin(), theirs.end(), column) == theirs.end()) continue;
+        columns += (columns.empty() ? "" : ", ") + column;
+      }
+      if (full || table.changes == Changes::kWhole) db_->exec("DELETE FROM main." + name);
+      db_->exec("INSERT OR REPLACE INTO main." + name + " (" + columns + ") SELECT " + columns +
+                " FROM idx." + name);
+    }
+    scope.commit();
+  } catch (const sqlite::SqliteError& e) {
+    db_->exec("DETACH DATABASE idx");
+    throw CatalogError("index " + index_path + ": cannot read its catalog: " + e.what());
+  } catch (...) {
+    db_->exec("DETACH DATABASE idx");
+    throw;
+  }
+  db_->exec("DETACH DATABASE idx");
+}
+
+const std::string& CatalogChain::finish() {
+  db_.reset();
+  return path_;
 }
 
 }  // namespace mixtape::catalog

@@ -2,6 +2,7 @@
 // and tapes/. Directories and files come from two keyed range queries
 // (dirs by (parent, name), files by (dir, name)) merged by name.
 #include <algorithm>
+#include <limits>
 #include <set>
 
 #include "engine/catalog/internal.h"
@@ -67,10 +68,19 @@ Entry file_entry(const sqlite::Statement& s) {
   return e;
 }
 
+// The last run that saw it, with "still there" the latest of all.
+Id seen_until(const VersionRow& v) {
+  return v.last_seen_run ? v.last_seen_run : std::numeric_limits<Id>::max();
+}
+Id seen_until(const DirRow& d) {
+  if (!d.first_seen_run) return 0;  // made only as an ancestor
+  return d.last_seen_run ? d.last_seen_run : std::numeric_limits<Id>::max();
+}
+
 // A name that was a directory once and a file another time: show the one
 // seen more recently (a directory on a tie).
 Entry newer(Entry dir, Entry file) {
-  return file.version.last_seen_run > dir.dir.last_seen_run ? std::move(file) : std::move(dir);
+  return seen_until(file.version) > seen_until(dir.dir) ? std::move(file) : std::move(dir);
 }
 
 constexpr char kBeginRead[] = "BEGIN";

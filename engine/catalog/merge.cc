@@ -207,6 +207,14 @@ class IndexMerger {
     if (!a || !b) return a ? a : b;
     return start_of(b) > start_of(a) ? b : a;
   }
+  // Whether the index's last_seen_run (0: still there) replaces ours: the
+  // later of two ends, or, where one copy says "still there" and the other
+  // names an end, the newer catalog's word.
+  bool theirs_seen_later(Id ours, Id theirs) const {
+    if (ours && theirs) return later(ours, theirs) != ours;
+    if (!ours && !theirs) return false;
+    return theirs_newer_;
+  }
 
   void check_identity() {
     std::unordered_map<std::string, std::string> config;
@@ -260,16 +268,22 @@ class IndexMerger {
   }
 
   void merge_runs() {
+    std::int64_t our_latest = kMinInt;
     {
       auto s = db_.prepare("SELECT id, started_at_ns FROM runs");
-      while (s.step()) run_start_[s.column_int(0)] = s.column_int(1);
+      while (s.step()) {
+        run_start_[s.column_int(0)] = s.column_int(1);
+        our_latest = std::max(our_latest, s.column_int(1));
+      }
     }
+    std::int64_t their_latest = kMinInt;
     auto r = reader("runs", "id, kind, started_at_ns, finished_at_ns");
     while (r.next()) {
       const Id from = r.integer(0, 1);
       const std::string kind_text = r.text(1, 16);
       if (!internal::parse_run_kind(kind_text)) r.fail(1, "unknown run kind");
       const std::int64_t started = r.integer(2, kMinInt);
+      their_latest = std::max(their_latest, started);
       const auto finished = r.optional_integer(3, kMinInt);
       Id to = 0;
       {
@@ -296,6 +310,7 @@ class IndexMerger {
       }
       r.check_map(runs_, from, to);
     }
+    theirs_newer_ = their_latest > our_latest;
     auto roots = reader("run_roots", "run_id, root", "run_id, root");
     while (roots.next()) {
       auto s = stmts_.get(sql::kInsertRunRoot);
@@ -420,11 +435,12 @@ class IndexMerger {
       const Id first = r.mapped(9, runs_, true);
       const Id last = r.mapped(10, runs_, true);
 
+      if (!first && last) r.fail(10, "set for a directory never seen");
       const bool existed = internal::dir_id_by_path(stmts_, path).has_value();
       const Id to = internal::ensure_dir(stmts_, path, preserve_ids_ ? from : 0);
       if (!existed) ++stats_.dirs;
       r.check_map(dirs_, from, to);
-      if (!last) continue;
+      if (!first) continue;  // only made as an ancestor there
 
       DirRow ours;
       {
@@ -435,7 +451,7 @@ class IndexMerger {
       }
       DirRow m = ours;
       m.first_seen_run = earlier(ours.first_seen_run, first);
-      if (!ours.last_seen_run || later(ours.last_seen_run, last) != ours.last_seen_run) {
+      if (!ours.first_seen_run || theirs_seen_later(ours.last_seen_run, last)) {
         m.attrs = a;
         m.last_seen_run = last;
       }
@@ -445,7 +461,7 @@ class IndexMerger {
       }
       auto s = stmts_.get(
           "UPDATE dirs SET mode = ?2, uid = ?3, gid = ?4, uname = ?5, gname = ?6, mtime_ns = ?7, "
-          "first_seen_run = ?8, last_seen_run = ?9 WHERE id = ?1");
+          "first_seen_run = ?8, last_seen_run = ?9, changed = " MIXTAPE_EPOCH " WHERE id = ?1");
       s->bind(1, to)
           .bind(2, m.attrs.mode)
           .bind(3, m.attrs.uid)
@@ -454,7 +470,7 @@ class IndexMerger {
           .bind(6, m.attrs.gname)
           .bind(7, m.attrs.mtime_ns);
       m.first_seen_run ? s->bind(8, m.first_seen_run) : s->bind_null(8);
-      s->bind(9, m.last_seen_run);
+      m.last_seen_run ? s->bind(9, m.last_seen_run) : s->bind_null(9);
       s->run();
     }
   }
@@ -502,8 +518,8 @@ class IndexMerger {
       }
       v.symlink_target = target.value_or("");
       v.first_seen_run = r.mapped(12, runs_);
-      v.last_seen_run = r.mapped(13, runs_);
-      if (start_of(v.first_seen_run) > start_of(v.last_seen_run))
+      v.last_seen_run = r.mapped(13, runs_, true);  // format 2: NULL while on disk
+      if (v.last_seen_run && start_of(v.first_seen_run) > start_of(v.last_seen_run))
         r.fail(13, "before first_seen_run");
       try {
         v = internal::normalised_version(v);
@@ -512,6 +528,7 @@ class IndexMerger {
       }
 
       Id to = 0;
+      bool update = false;
       {
         auto s = stmts_.get(sql::kVersionsOf);
         s->bind(1, v.file_id);
@@ -519,15 +536,14 @@ class IndexMerger {
           VersionRow ours = internal::read_version(*s, 0);
           if (internal::same_content(ours, v) && ours.first_seen_run == v.first_seen_run) {
             to = ours.id;
-            v.last_seen_run = later(ours.last_seen_run, v.last_seen_run);
-            v.first_seen_run = ours.first_seen_run;
-            if (v.last_seen_run == ours.last_seen_run) v.last_seen_run = 0;  // unchanged
+            update = theirs_seen_later(ours.last_seen_run, v.last_seen_run);
           }
         }
       }
-      if (to && v.last_seen_run) {
+      if (to && update) {
         auto s = stmts_.get(sql::kSetVersionRuns);
-        s->bind(1, to).bind(2, v.first_seen_run).bind(3, v.last_seen_run);
+        s->bind(1, to).bind(2, v.first_seen_run);
+        v.last_seen_run ? s->bind(3, v.last_seen_run) : s->bind_null(3);
         s->run();
       } else if (!to) {
         std::string path;
@@ -661,6 +677,7 @@ class IndexMerger {
   MergeStats stats_;
   bool preserve_ids_ = false;
   bool adopting_ = false;
+  bool theirs_newer_ = false;  // the index's newest run is newer than ours
   std::unordered_map<Id, std::int64_t> run_start_;
   IdMap runs_, tapes_, dirs_, files_, versions_, archives_;
 };

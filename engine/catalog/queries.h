@@ -14,6 +14,12 @@
 
 namespace mixtape::catalog::sql {
 
+// The catalog's change epoch, read inside the writing statement's own
+// transaction: every write to dirs, versions and gaps stamps `changed` with
+// it, so an index bumping the epoch before its snapshot knows which rows are
+// new to the next one (see index_copy.cc).
+#define MIXTAPE_EPOCH "(SELECT epoch FROM change_epoch)"
+
 // ---------------------------------------------------------------- config
 inline constexpr char kGetConfig[] = "SELECT value FROM config WHERE key = ?1";
 inline constexpr char kSetConfig[] =
@@ -42,8 +48,8 @@ inline constexpr char kDirIdByPath[] = "SELECT id FROM dirs WHERE path = ?1";
 inline constexpr char kDirById[] = "SELECT " MIXTAPE_DIR_COLUMNS " FROM dirs d WHERE d.id = ?1";
 inline constexpr char kDirByPath[] = "SELECT " MIXTAPE_DIR_COLUMNS " FROM dirs d WHERE d.path = ?1";
 inline constexpr char kInsertDir[] =
-    "INSERT INTO dirs (id, parent, name, path, mode, uid, gid, uname, gname, mtime_ns) "
-    "VALUES (?1, ?2, ?3, ?4, 16877, 0, 0, '', '', 0)";
+    "INSERT INTO dirs (id, parent, name, path, mode, uid, gid, uname, gname, mtime_ns, changed) "
+    "VALUES (?1, ?2, ?3, ?4, 16877, 0, 0, '', '', 0, " MIXTAPE_EPOCH ")";
 inline constexpr char kIdTakenDir[] = "SELECT 1 FROM dirs WHERE id = ?1";
 inline constexpr char kFileIdByName[] = "SELECT id FROM files WHERE dir = ?1 AND name = ?2";
 inline constexpr char kInsertFile[] = "INSERT INTO files (id, dir, name) VALUES (?1, ?2, ?3)";
@@ -54,34 +60,41 @@ inline constexpr char kFilePath[] =
 inline constexpr char kDirParent[] = "SELECT parent FROM dirs WHERE id = ?1";
 
 // ---------------------------------------------------------------- scan
+// Writes only what differs: an unchanged directory costs a keyed read.
 inline constexpr char kTouchDir[] =
     "UPDATE dirs SET mode = ?2, uid = ?3, gid = ?4, uname = ?5, gname = ?6, mtime_ns = ?7, "
-    "first_seen_run = coalesce(first_seen_run, ?8), "
-    "last_seen_run = max(coalesce(last_seen_run, ?8), ?8) WHERE id = ?1";
+    "first_seen_run = coalesce(first_seen_run, ?8), last_seen_run = NULL, "
+    "changed = " MIXTAPE_EPOCH
+    " WHERE id = ?1 AND (mode <> ?2 OR uid <> ?3 OR gid <> ?4 OR uname <> ?5 OR gname <> ?6 "
+    "OR mtime_ns <> ?7 OR first_seen_run IS NULL OR last_seen_run IS NOT NULL)";
 inline constexpr char kScanEntries[] =
     "SELECT f.id, f.name, s.file_id IS NOT NULL, s.size, s.mtime_ns, s.ctime_ns, s.dev, s.ino, "
-    "s.readable, s.dirty, s.seen_run "
+    "s.readable, s.dirty "
     "FROM files f LEFT JOIN scan_state s ON s.file_id = f.id WHERE f.dir = ?1 ORDER BY f.name";
 inline constexpr char kUpsertScanState[] =
-    "INSERT INTO scan_state (file_id, size, mtime_ns, ctime_ns, dev, ino, readable, dirty, "
-    "seen_run) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (file_id) DO UPDATE SET "
+    "INSERT INTO scan_state (file_id, size, mtime_ns, ctime_ns, dev, ino, readable, dirty) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (file_id) DO UPDATE SET "
     "size = excluded.size, mtime_ns = excluded.mtime_ns, ctime_ns = excluded.ctime_ns, "
     "dev = excluded.dev, ino = excluded.ino, readable = excluded.readable, "
-    "dirty = excluded.dirty, seen_run = excluded.seen_run";
+    "dirty = excluded.dirty";
 inline constexpr char kMarkDirty[] = "UPDATE scan_state SET dirty = 1 WHERE file_id = ?1";
 inline constexpr char kClearDirty[] = "UPDATE scan_state SET dirty = 0 WHERE file_id = ?1";
-inline constexpr char kScanDirty[] = "SELECT dirty FROM scan_state WHERE file_id = ?1";
-inline constexpr char kSetSeen[] = "UPDATE scan_state SET seen_run = ?2 WHERE file_id = ?1";
-inline constexpr char kExtendLatest[] =
-    "UPDATE versions SET last_seen_run = ?2 "
-    "WHERE id = (SELECT max(x.id) FROM versions x WHERE x.file_id = ?1) AND last_seen_run < ?2";
-inline constexpr char kDirSetSeen[] =
-    "UPDATE scan_state SET seen_run = ?2 WHERE file_id IN (SELECT id FROM files WHERE dir = ?1)";
-inline constexpr char kDirExtend[] =
-    "UPDATE versions SET last_seen_run = ?2 WHERE id IN ("
-    "SELECT (SELECT max(x.id) FROM versions x WHERE x.file_id = s.file_id) "
-    "FROM files f CROSS JOIN scan_state s WHERE f.dir = ?1 AND s.file_id = f.id AND s.dirty = 0)"
-    " AND last_seen_run < ?2";
+// Closing: the version (or directory) was last seen in run ?2 (never before
+// it was first seen). Only open rows are touched.
+inline constexpr char kCloseLatest[] =
+    "UPDATE versions SET last_seen_run = max(first_seen_run, ?2), changed = " MIXTAPE_EPOCH
+    " WHERE id = (SELECT max(x.id) FROM versions x WHERE x.file_id = ?1) "
+    "AND last_seen_run IS NULL";
+// ?1..?3: the directory as a subtree (P, P/, P0); ?4: the last run that saw it.
+inline constexpr char kCloseVersionsBelow[] =
+    "UPDATE versions SET last_seen_run = max(first_seen_run, ?4), changed = " MIXTAPE_EPOCH
+    " WHERE last_seen_run IS NULL AND file_id IN (SELECT f.id FROM dirs d CROSS JOIN files f "
+    "WHERE (d.path = ?1 OR (d.path > ?2 AND d.path < ?3)) AND f.dir = d.id)";
+inline constexpr char kCloseDirsBelow[] =
+    "UPDATE dirs SET last_seen_run = max(first_seen_run, ?4), changed = " MIXTAPE_EPOCH
+    " WHERE (path = ?1 OR (path > ?2 AND path < ?3)) AND first_seen_run IS NOT NULL "
+    "AND last_seen_run IS NULL";
+inline constexpr char kPreviousRun[] = "SELECT max(id) FROM runs WHERE id < ?1";
 inline constexpr char kDeleteScanState[] = "DELETE FROM scan_state WHERE file_id = ?1";
 inline constexpr char kDeleteScanStatesBelow[] =
     "DELETE FROM scan_state WHERE file_id IN (SELECT f.id FROM dirs d CROSS JOIN files f "
@@ -103,14 +116,17 @@ inline constexpr char kVersionsOf[] =
     "SELECT " MIXTAPE_VERSION_COLUMNS " FROM versions v WHERE v.file_id = ?1 ORDER BY v.id";
 inline constexpr char kInsertVersion[] =
     "INSERT INTO versions (id, file_id, kind, size, hash, mtime_ns, mode, uid, gid, uname, "
-    "gname, symlink_target, first_seen_run, last_seen_run, goal) "
-    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
+    "gname, symlink_target, first_seen_run, last_seen_run, goal, changed) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, " MIXTAPE_EPOCH ")";
 inline constexpr char kIdTakenVersion[] = "SELECT 1 FROM versions WHERE id = ?1";
+// ?3 NULL: open.
 inline constexpr char kSetVersionRuns[] =
-    "UPDATE versions SET first_seen_run = ?2, last_seen_run = ?3 WHERE id = ?1";
+    "UPDATE versions SET first_seen_run = ?2, last_seen_run = ?3, changed = " MIXTAPE_EPOCH
+    " WHERE id = ?1";
 inline constexpr char kInsertGap[] =
-    "INSERT INTO gaps (file_id, from_run, to_run) VALUES (?1, ?2, ?3) "
-    "ON CONFLICT (file_id, from_run) DO UPDATE SET to_run = max(to_run, excluded.to_run)";
+    "INSERT INTO gaps (file_id, from_run, to_run, changed) VALUES (?1, ?2, ?3, " MIXTAPE_EPOCH
+    ") ON CONFLICT (file_id, from_run) DO UPDATE SET to_run = max(to_run, excluded.to_run), "
+    "changed = excluded.changed";
 
 // ---------------------------------------------------------------- copy goals
 inline constexpr char kGoalFor[] =
@@ -140,9 +156,9 @@ inline constexpr char kPending[] =
     "WHERE v.copies < v.goal AND f.id = v.file_id AND d.id = f.dir "
     "AND NOT EXISTS (SELECT 1 FROM copies c CROSS JOIN archives a "
     "WHERE c.version_id = v.id AND a.id = c.archive_id AND +a.tape_id = ?1) "
-    "AND (?2 = 0 OR (v.id = (SELECT max(x.id) FROM versions x WHERE x.file_id = v.file_id) "
+    "AND (?2 = 0 OR (v.last_seen_run IS NULL "
     "AND EXISTS (SELECT 1 FROM scan_state s WHERE s.file_id = v.file_id AND s.dirty = 0 "
-    "AND s.readable = 1 AND s.seen_run = v.last_seen_run))) "
+    "AND s.readable = 1))) "
     "ORDER BY d.path, f.name, v.id";
 
 // ---------------------------------------------------------------- tapes
@@ -210,10 +226,12 @@ inline constexpr char kDirLatest[] =
 inline constexpr char kDirsSnapshot[] =
     "SELECT " MIXTAPE_DIR_COLUMNS
     " FROM dirs d WHERE d.parent = ?1 AND d.name > ?2 "
-    "AND d.first_seen_run <= ?3 AND d.last_seen_run >= ?3 ORDER BY d.name LIMIT ?4";
+    "AND d.first_seen_run <= ?3 AND (d.last_seen_run IS NULL OR d.last_seen_run >= ?3) "
+    "ORDER BY d.name LIMIT ?4";
 inline constexpr char kDirSnapshot[] = "SELECT " MIXTAPE_DIR_COLUMNS
                                        " FROM dirs d WHERE d.parent = ?1 AND d.name = ?2 "
-                                       "AND d.first_seen_run <= ?3 AND d.last_seen_run >= ?3";
+                                       "AND d.first_seen_run <= ?3 "
+                                       "AND (d.last_seen_run IS NULL OR d.last_seen_run >= ?3)";
 inline constexpr char kDirsTape[] =
     "SELECT " MIXTAPE_DIR_COLUMNS
     " FROM dirs d WHERE d.parent = ?1 AND d.name > ?2 "
@@ -234,12 +252,12 @@ inline constexpr char kDirTape[] =
 inline constexpr char kFilesLatest[] =
     MIXTAPE_FILES_LATEST("f.name > ?2", " ORDER BY f.name LIMIT ?4");
 inline constexpr char kFileLatest[] = MIXTAPE_FILES_LATEST("f.name = ?2", "");
-#define MIXTAPE_FILES_SNAPSHOT(NAME_TERM, TAIL)                                       \
-  "SELECT f.id, f.name, " MIXTAPE_VERSION_COLUMNS                                     \
-  " FROM files f CROSS JOIN versions v WHERE f.dir = ?1 AND " NAME_TERM               \
-  " AND v.id = (SELECT max(x.id) FROM versions x WHERE x.file_id = f.id "             \
-  "AND x.first_seen_run <= ?3 AND x.last_seen_run >= ?3) "                            \
-  "AND NOT EXISTS (SELECT 1 FROM gaps g WHERE g.file_id = f.id AND g.from_run <= ?3 " \
+#define MIXTAPE_FILES_SNAPSHOT(NAME_TERM, TAIL)                                         \
+  "SELECT f.id, f.name, " MIXTAPE_VERSION_COLUMNS                                       \
+  " FROM files f CROSS JOIN versions v WHERE f.dir = ?1 AND " NAME_TERM                 \
+  " AND v.id = (SELECT max(x.id) FROM versions x WHERE x.file_id = f.id "               \
+  "AND x.first_seen_run <= ?3 AND (x.last_seen_run IS NULL OR x.last_seen_run >= ?3)) " \
+  "AND NOT EXISTS (SELECT 1 FROM gaps g WHERE g.file_id = f.id AND g.from_run <= ?3 "   \
   "AND g.to_run >= ?3)" TAIL
 inline constexpr char kFilesSnapshot[] =
     MIXTAPE_FILES_SNAPSHOT("f.name > ?2", " ORDER BY f.name LIMIT ?4");

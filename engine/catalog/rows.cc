@@ -82,7 +82,7 @@ VersionRow read_version(const sqlite::Statement& s, int first) {
   v.attrs = read_attributes(s, first + 6, first + 5);
   v.symlink_target = s.column_text(first + 11);
   v.first_seen_run = s.column_int(first + 12);
-  v.last_seen_run = s.column_int(first + 13);
+  v.last_seen_run = optional_id(s, first + 13);
   v.copies = static_cast<int>(s.column_int(first + 14));
   v.goal = static_cast<int>(s.column_int(first + 15));
   return v;

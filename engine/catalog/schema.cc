@@ -192,23 +192,154 @@ END;
 INSERT INTO config (key, value) VALUES ('schema_version', '1');
 )sql";
 
+// Version 2: backups that cost what changed (format 2).
+//  - A version or directory still on disk has last_seen_run NULL ("open"):
+//    an unchanged scan writes nothing, where version 1 extended every row to
+//    every run. The scan closes a version when it finds the file changed or
+//    gone, at the last run that saw it.
+//  - Rows of dirs, versions and gaps carry the change epoch of their last
+//    write (`changed`), so an on-tape index can hold only what changed since
+//    the previous index on its tape (index_marks says what that one held).
+//  - scan_state loses seen_run (open versions say the same).
+// Tables are rebuilt by renaming the old one away (legacy_alter_table keeps
+// other tables' references and triggers pointing at the name), creating the
+// new one under the name, copying and dropping the old.
+constexpr const char* kSchemaV2 = R"sql(
+PRAGMA legacy_alter_table = ON;
+DROP TRIGGER copies_removed;
+DROP TRIGGER tapes_retired;
+
+CREATE TABLE change_epoch (  -- the catalog's change counter (local only); see index_marks
+  epoch INTEGER NOT NULL  -- rows written now carry this value in their `changed` column
+);
+INSERT INTO change_epoch (epoch) VALUES (1);
+
+CREATE TABLE index_marks (  -- per tape: what the last archive index on it holds (local only)
+  tape_id       INTEGER PRIMARY KEY REFERENCES tapes(id),
+  index_file    INTEGER NOT NULL,  -- its tape file
+  epoch         INTEGER NOT NULL,  -- dirs, versions, gaps changed at this epoch or later are new to it
+  files         INTEGER NOT NULL,  -- files, archives, copies, verifications (never updated):
+  archives      INTEGER NOT NULL,  --   rows with ids above these are new to it
+  copies        INTEGER NOT NULL,
+  verifications INTEGER NOT NULL
+) WITHOUT ROWID;
+
+DROP INDEX versions_by_file;
+DROP INDEX versions_below_goal;
+ALTER TABLE versions RENAME TO versions_v1;
+CREATE TABLE versions (  -- every distinct content and metadata a file has had
+  id             INTEGER PRIMARY KEY,
+  file_id        INTEGER NOT NULL REFERENCES files(id),
+  kind           TEXT NOT NULL CHECK (kind IN ('file', 'symlink')),
+  size           INTEGER NOT NULL CHECK (size >= 0),
+  hash           BLOB NOT NULL CHECK (length(hash) = 32),  -- BLAKE2b-256 (of the target for a symlink)
+  mtime_ns       INTEGER NOT NULL,
+  mode           INTEGER NOT NULL,  -- st_mode including the file type bits
+  uid            INTEGER NOT NULL,
+  gid            INTEGER NOT NULL,
+  uname          TEXT NOT NULL,
+  gname          TEXT NOT NULL,
+  symlink_target TEXT,              -- NULL unless kind = 'symlink'
+  first_seen_run INTEGER NOT NULL REFERENCES runs(id),
+  last_seen_run  INTEGER REFERENCES runs(id),  -- the version was on disk in runs first..last; NULL: still is
+  copies         INTEGER NOT NULL DEFAULT 0,  -- distinct non-retired tapes holding a copy (derived)
+  goal           INTEGER NOT NULL,            -- copies wanted (copy_goals, longest prefix; derived)
+  changed        INTEGER NOT NULL DEFAULT 0   -- change_epoch of the last write (local only)
+);
+INSERT INTO versions (id, file_id, kind, size, hash, mtime_ns, mode, uid, gid, uname, gname,
+                      symlink_target, first_seen_run, last_seen_run, copies, goal)
+  SELECT id, file_id, kind, size, hash, mtime_ns, mode, uid, gid, uname, gname,
+         symlink_target, first_seen_run, last_seen_run, copies, goal FROM versions_v1;
+-- Open: the latest version of a file the last scan saw unchanged in that
+-- version's last run.
+UPDATE versions SET last_seen_run = NULL WHERE id IN (
+  SELECT v.id FROM scan_state s CROSS JOIN versions v
+  WHERE s.dirty = 0 AND v.file_id = s.file_id AND v.last_seen_run = s.seen_run
+    AND v.id = (SELECT max(x.id) FROM versions x WHERE x.file_id = s.file_id));
+DROP TABLE versions_v1;
+CREATE INDEX versions_by_file ON versions(file_id, id);
+CREATE INDEX versions_below_goal ON versions(file_id) WHERE copies < goal;
+CREATE INDEX versions_changed ON versions(changed);
+
+DROP INDEX scan_state_dirty;
+ALTER TABLE scan_state RENAME TO scan_state_v1;
+CREATE TABLE scan_state (  -- what the last scan saw of each path still on disk (local only)
+  file_id  INTEGER PRIMARY KEY REFERENCES files(id),
+  size     INTEGER NOT NULL,
+  mtime_ns INTEGER NOT NULL,
+  ctime_ns INTEGER NOT NULL,
+  dev      INTEGER NOT NULL,
+  ino      INTEGER NOT NULL,
+  readable INTEGER NOT NULL,  -- 0 if it could not be opened
+  dirty    INTEGER NOT NULL   -- 1 if changed since its last version was hashed
+);
+INSERT INTO scan_state SELECT file_id, size, mtime_ns, ctime_ns, dev, ino, readable, dirty
+  FROM scan_state_v1;
+DROP TABLE scan_state_v1;
+CREATE INDEX scan_state_dirty ON scan_state(file_id) WHERE dirty = 1;
+
+ALTER TABLE dirs RENAME TO dirs_v1;
+CREATE TABLE dirs (  -- every directory ever seen; id 1 is "/"
+  id             INTEGER PRIMARY KEY,
+  parent         INTEGER REFERENCES dirs(id),  -- NULL only for "/"
+  name           TEXT NOT NULL,                -- last component; '' for "/"
+  path           TEXT NOT NULL UNIQUE,         -- full absolute path
+  mode           INTEGER NOT NULL,             -- st_mode including S_IFDIR
+  uid            INTEGER NOT NULL,
+  gid            INTEGER NOT NULL,
+  uname          TEXT NOT NULL,
+  gname          TEXT NOT NULL,
+  mtime_ns       INTEGER NOT NULL,
+  first_seen_run INTEGER REFERENCES runs(id),  -- NULL if only made as an ancestor
+  last_seen_run  INTEGER REFERENCES runs(id),  -- NULL while it is still there (or never seen)
+  changed        INTEGER NOT NULL DEFAULT 0,   -- change_epoch of the last write (local only)
+  UNIQUE (parent, name)
+);
+INSERT INTO dirs (id, parent, name, path, mode, uid, gid, uname, gname, mtime_ns,
+                  first_seen_run, last_seen_run)
+  SELECT id, parent, name, path, mode, uid, gid, uname, gname, mtime_ns,
+         first_seen_run, last_seen_run FROM dirs_v1;
+-- Open: no run after its last one covered it.
+UPDATE dirs SET last_seen_run = NULL WHERE last_seen_run IS NOT NULL AND NOT EXISTS (
+  SELECT 1 FROM run_roots r WHERE r.run_id > dirs.last_seen_run
+    AND (r.root = '/' OR dirs.path = r.root
+         OR (dirs.path > r.root || '/' AND dirs.path < r.root || '0')));
+DROP TABLE dirs_v1;
+CREATE INDEX dirs_changed ON dirs(changed);
+
+ALTER TABLE gaps ADD COLUMN changed INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX gaps_changed ON gaps(changed);
+
+CREATE TRIGGER copies_removed AFTER DELETE ON copies BEGIN
+  UPDATE versions SET copies = (
+    SELECT count(DISTINCT a.tape_id) FROM copies c CROSS JOIN archives a CROSS JOIN tapes t
+    WHERE c.version_id = OLD.version_id AND a.id = c.archive_id AND t.id = a.tape_id
+      AND t.state <> 'retired')
+  WHERE id = OLD.version_id;
+END;
+CREATE TRIGGER tapes_retired AFTER UPDATE OF state ON tapes
+WHEN (OLD.state = 'retired') <> (NEW.state = 'retired') BEGIN
+  UPDATE versions SET copies = (
+    SELECT count(DISTINCT a2.tape_id) FROM copies c2 CROSS JOIN archives a2 CROSS JOIN tapes t2
+    WHERE c2.version_id = versions.id AND a2.id = c2.archive_id AND t2.id = a2.tape_id
+      AND t2.state <> 'retired')
+  WHERE id IN (SELECT c.version_id FROM archives a CROSS JOIN copies c
+               WHERE a.tape_id = NEW.id AND c.archive_id = a.id);
+END;
+
+PRAGMA legacy_alter_table = OFF;
+UPDATE config SET value = '2' WHERE key = 'schema_version';
+)sql";
+
 constexpr Migration kMigrations[] = {
     {"initial schema", kSchemaV1},
-};
-
-constexpr const char* kCopiedTables[] = {
-    "config", "runs",  "run_roots", "dirs",   "files",      "versions",
-    "gaps",   "tapes", "archives",  "copies", "copy_goals", "verifications",
+    {"open versions, change epochs (format 2)", kSchemaV2},
 };
 
 }  // namespace
 
 std::span<const Migration> migrations() {
   return kMigrations;
-}
-
-std::span<const char* const> copied_tables() {
-  return kCopiedTables;
 }
 
 int user_version(sqlite::Database& db) {
@@ -230,22 +361,42 @@ void migrate(sqlite::Database& db, std::span<const Migration> steps, const std::
   int current = user_version(db);
   refuse_newer(current);
   if (current == known) return;
-  // Re-read inside the write transaction: two processes opening an old
-  // catalog at once must not both apply a step.
-  sqlite::Transaction tx(db);
-  current = user_version(db);
-  refuse_newer(current);
-  for (int i = current; i < known; ++i) {
-    const Migration& step = steps[static_cast<std::size_t>(i)];
-    try {
-      db.exec(step.sql);
-    } catch (const Error& e) {
-      throw CatalogError("catalog " + path + ": migration " + std::to_string(i + 1) + " (" +
-                         step.description + ") failed: " + e.what());
+  // A step that rebuilds a table renames the old one away; with foreign keys
+  // enforced SQLite would point other tables' references at the old name.
+  // They are checked as a whole before the steps commit instead. (The pragma
+  // is a no-op inside a transaction, hence here.)
+  const bool enforced = [&] {
+    auto s = db.prepare("PRAGMA foreign_keys");
+    return s.step() && s.column_int(0) != 0;
+  }();
+  if (enforced) db.exec("PRAGMA foreign_keys = OFF");
+  try {
+    // Re-read inside the write transaction: two processes opening an old
+    // catalog at once must not both apply a step.
+    sqlite::Transaction tx(db);
+    current = user_version(db);
+    refuse_newer(current);
+    for (int i = current; i < known; ++i) {
+      const Migration& step = steps[static_cast<std::size_t>(i)];
+      try {
+        db.exec(step.sql);
+      } catch (const Error& e) {
+        throw CatalogError("catalog " + path + ": migration " + std::to_string(i + 1) + " (" +
+                           step.description + ") failed: " + e.what());
+      }
     }
+    if (db.prepare("PRAGMA foreign_key_check").step()) {
+      throw CatalogError("catalog " + path +
+                         ": the schema upgrade would break references "
+                         "between rows; nothing was changed");
+    }
+    db.exec("PRAGMA user_version = " + std::to_string(known));
+    tx.commit();
+  } catch (...) {
+    if (enforced) db.exec("PRAGMA foreign_keys = ON");
+    throw;
   }
-  db.exec("PRAGMA user_version = " + std::to_string(known));
-  tx.commit();
+  if (enforced) db.exec("PRAGMA foreign_keys = ON");
 }
 
 std::optional<RunKind> parse_run_kind(std::string_view text) {

@@ -6,10 +6,12 @@
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 
 namespace mixtape {
 
@@ -239,6 +241,28 @@ std::shared_ptr<BufferPool::Buffer> BufferPool::take(std::size_t size) {
   }
   buffers_.push_back(std::make_shared<Buffer>(size));
   return buffers_.back();
+}
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string temp_directory(const std::string& configured) {
+  if (!configured.empty()) return configured;
+  const char* tmp = std::getenv("TMPDIR");
+  return tmp && *tmp ? tmp : "/tmp";
+}
+
+ScratchFile::ScratchFile(const std::string& dir, const std::string& stem)
+    : path_(dir + "/mixtape-" + stem + "-" + std::to_string(::getpid()) + "-" +
+            std::to_string(now_ns()) + ".db") {}
+
+ScratchFile::~ScratchFile() {
+  std::error_code ignored;
+  for (const char* suffix : {"", "-journal", "-wal", "-shm"})
+    std::filesystem::remove(path_ + suffix, ignored);
 }
 
 }  // namespace mixtape

@@ -224,4 +224,49 @@ std::string user_path(UserDir dir, std::string_view leaf);
 // defaults, which must name some file).
 std::string user_path_or_root(UserDir dir, std::string_view leaf);
 
+// What long-running work reports (backup, restore, verify, recover); the
+// CLI draws it on a terminal. backup() calls it from its hash and write
+// threads, but never two calls at once, so implementations need no locking
+// of their own.
+class Progress {
+ public:
+  virtual ~Progress() = default;
+  // A new phase ("scan", "hash", "write L00001"); totals may be 0 if unknown.
+  virtual void phase(const std::string& /*name*/, std::uint64_t /*total_bytes*/,
+                     std::uint64_t /*total_items*/) {}
+  // Work done: in "scan", one call per entry (bytes 0); in "hash", per file
+  // hashed; in "write", per file copied to tape, with its bytes.
+  virtual void advance(std::uint64_t /*bytes*/, std::uint64_t /*items*/,
+                       const std::string& /*current*/) {}
+  // A file was read and hashed (backup() does this one archive ahead of the
+  // write, so it also happens during "write" phases).
+  virtual void file_hashed(const std::string& /*path*/, std::uint64_t /*bytes*/) {}
+  // Something the user should know that does not stop the run.
+  virtual void warning(const std::string& /*message*/) {}
+};
+
+// Progress that reports nothing (tests, scripts).
+class SilentProgress final : public Progress {};
+
+// Wall-clock time in nanoseconds since the epoch (what the catalog records).
+std::int64_t now_ns();
+
+// Where scratch files go: `configured` if not empty, else $TMPDIR, else /tmp.
+std::string temp_directory(const std::string& configured = {});
+
+// A scratch file name in a directory ("<dir>/mixtape-<stem>-<pid>-<time>.db"),
+// removed with any SQLite side files (-journal, -wal, -shm) when this goes
+// out of scope. The file itself is made by whoever uses the name.
+class ScratchFile {
+ public:
+  ScratchFile(const std::string& dir, const std::string& stem);
+  ScratchFile(const ScratchFile&) = delete;
+  ScratchFile& operator=(const ScratchFile&) = delete;
+  ~ScratchFile();
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
 }  // namespace mixtape

@@ -1,5 +1,6 @@
-// engine/format: the on-tape format, version 1. docs/FORMAT.md is the
-// normative description; every constant below points to a section of it.
+// engine/format: the on-tape format, version 2 (and reading version 1).
+// docs/FORMAT.md is the normative description; every constant below points
+// to a section of it.
 //
 // A tape is: file 0, a plain "archaeology" tar (label + recovery texts);
 // then pairs (index, archive), each optionally age-encrypted; then a trailing
@@ -14,8 +15,12 @@
 //                precedes its archive on tape, so it is built first.
 //   TarReader    a strict, bounded reader for tars that come from tape and
 //                may be hostile; safe_relative_path() vets member names.
-//   IndexWriter  the index SQLite file (then encrypted by the caller);
-//   IndexReader  opens one from tape as untrusted and validates every value.
+//   IndexWriter  the index SQLite file; the catalog module fills its
+//                catalog_* tables;
+//   IndexReader  opens one from tape as untrusted and validates every value;
+//   write_index_to_tape / read_index_from_tape  seal an index file into a
+//                tape file (age unless the tape is plain) and back: the one
+//                owner of the index file from schema to tape.
 //   locate()     maps a plaintext offset in an archive to a tape block and
 //                age chunk, so a restore is one locate and a short read.
 //   write_archaeology / read_label: tape file 0.
@@ -26,13 +31,16 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "engine/common/common.h"
+#include "engine/crypto/crypto.h"
 #include "engine/sqlite/sqlite.h"
+#include "engine/tape/tape.h"
 
 namespace mixtape::format {
 
@@ -51,7 +59,9 @@ class NotMixtapeTape : public FormatError {
 // ------------------------------------------------------------ constants
 // docs/FORMAT.md "Tape files", "Archives", "Finding bytes on tape".
 
-inline constexpr int kFormatVersion = 1;
+// What this version writes, and the oldest it reads.
+inline constexpr int kFormatVersion = 2;
+inline constexpr int kOldestFormatVersion = 1;
 inline constexpr std::uint64_t kDefaultRecordSize = 512 * 1024;
 // Records are multiples of the tar block, at most what `dd bs=16M` reads.
 inline constexpr std::uint64_t kMaxRecordSize = 16 * 1024 * 1024;
@@ -64,8 +74,11 @@ inline constexpr std::uint64_t kAgeChunkSize = 65536;
 inline constexpr std::uint64_t kAgeChunkOverhead = 16;
 inline constexpr std::uint64_t kAgeEncryptedChunkSize = kAgeChunkSize + kAgeChunkOverhead;
 inline constexpr std::uint64_t kAgePayloadNonceSize = 16;
-// The pax keyword carrying each regular file's BLAKE2b-256 (lower-case hex).
-inline constexpr std::string_view kHashKeyword = "MIXTAPE.blake2b256";
+// The pax keyword carrying each regular file's BLAKE2b-256 (lower-case hex):
+// a user xattr, which GNU tar and bsdtar pass over silently and restore with
+// `tar --xattrs -x`. Format 1 used kHashKeywordV1, which readers still take.
+inline constexpr std::string_view kHashKeyword = "SCHILY.xattr.user.mixtape.blake2b256";
+inline constexpr std::string_view kHashKeywordV1 = "MIXTAPE.blake2b256";
 inline constexpr std::string_view kHashName = "blake2b-256";
 // First member of file 0.
 inline constexpr std::string_view kLabelMemberName = "MIXTAPE";
@@ -270,6 +283,23 @@ TarMember read_member_at(RandomAccessSource& archive, std::uint64_t header_offse
 // nullopt for an empty result, absolute names, ".." components and NUL.
 std::optional<std::string> safe_relative_path(std::string_view member_name);
 
+// How tape files are sealed: the catalog's encryption settings.
+struct Sealing {
+  enum class Mode { kNone, kRecipients, kPassphrase };
+  Mode mode = Mode::kRecipients;
+  std::vector<crypto::X25519Recipient> recipients;
+  std::optional<crypto::Passphrase> passphrase;
+
+  // An age encryptor writing to `out`; null for plain tapes.
+  std::unique_ptr<crypto::AgeEncryptor> encryptor(
+      ByteSink& out, const crypto::AgeEncryptOptions& options = {}) const;
+  // H of every age file sealed so (0 for plain tapes): it depends only on
+  // the stanzas' shapes, never on the keys drawn for a file.
+  std::uint64_t header_length() const;
+  // Bytes on tape of a tape file holding plaintext_size bytes.
+  std::uint64_t sealed_size(std::uint64_t header_length, std::uint64_t plaintext_size) const;
+};
+
 // ------------------------------------------------------------ index files
 // docs/FORMAT.md "Indexes".
 
@@ -278,8 +308,17 @@ enum class IndexKind {
   kTrailing,  // last file on the tape: catalog copy only, no archive
 };
 
+// What the catalog_* tables of an index hold (format key `catalog`).
+enum class CatalogCopy {
+  kFull,     // the whole catalog (every format-1 index)
+  kChanges,  // the rows changed since the index at catalog_base, the small tables whole
+  kTapes,    // the small tables only: settings, runs, tapes, goals (a new tape's first
+             // trailing index, which describes no file yet)
+};
+
 // The `format` table.
 struct IndexHeader {
+  int version = kFormatVersion;  // as read; writers write kFormatVersion
   IndexKind kind = IndexKind::kArchive;
   std::string serial;
   std::uint64_t record_size = kDefaultRecordSize;
@@ -289,6 +328,8 @@ struct IndexHeader {
   std::string catalog_id;
   std::string created;  // RFC 3339 UTC, "2026-11-21T10:00:00Z"
   bool encrypted = true;
+  CatalogCopy catalog = CatalogCopy::kFull;
+  std::uint64_t catalog_base = 0;  // kChanges: tape file of the index it continues
   bool operator==(const IndexHeader&) const = default;
 };
 
@@ -322,12 +363,19 @@ class IndexWriter {
   // its tables in (ATTACH the catalog, CREATE TABLE catalog_x AS SELECT ...).
   sqlite::Database& database();
   void finish();
+  // finish() for an archive index at `index_block`, sealed with `sealing`
+  // (age headers of header_length bytes): its archive follows it on tape, so
+  // the archive's first_block depends on this file's own sealed size, and
+  // is settled here. Returns that first block.
+  std::uint64_t finish_at(std::uint64_t index_block, const Sealing& sealing,
+                          std::uint64_t header_length);
 
  private:
   void commit_pending();
 
   std::string path_;
   IndexKind kind_;
+  std::uint64_t record_size_;
   sqlite::Database db_;
   std::optional<sqlite::Statement> insert_member_;
   std::optional<sqlite::Transaction> pending_;
@@ -337,8 +385,8 @@ class IndexWriter {
 };
 
 // Opens an index that came from tape (read-only, defensive SQLite) and
-// validates it: format version 1, no views or triggers, a consistent archive
-// row; members are validated one by one as they are read.
+// validates it: format version 1 or 2, no views or triggers, a consistent
+// archive row; members are validated one by one as they are read.
 class IndexReader {
  public:
   explicit IndexReader(std::string path);
@@ -380,6 +428,23 @@ class IndexReader {
   IndexHeader header_;
   std::optional<ArchiveRecord> archive_;
 };
+
+// Writes a whole index file as one tape file at the drive's position:
+// sealed, in records of record_size, then a filemark.
+struct WrittenIndex {
+  std::uint64_t bytes_on_tape = 0;
+  bool early_warning = false;
+};
+WrittenIndex write_index_to_tape(tape::Drive& drive, std::size_t record_size,
+                                 const Sealing& sealing, const std::string& path);
+
+// Reads one index tape file from `tape_file` (to its end) into a new file at
+// `path` (which must not exist, made 0600), unsealing it when it is an age
+// file; a plain tape's index is a SQLite file as is. Throws crypto::AgeError
+// for a wrong key or damage, FormatError for a file that is neither (an
+// archive is refused at its first bytes). Returns the bytes read from tape.
+std::uint64_t read_index_from_tape(ByteSource& tape_file, const crypto::AgeDecryptKeys& keys,
+                                   const std::string& path);
 
 // ------------------------------------------------------------ tape file 0
 // docs/FORMAT.md "File 0: the label and archaeology".

@@ -12,13 +12,18 @@ namespace {
 
 constexpr std::string_view kSchema = R"sql(
 CREATE TABLE format (  -- what this file is; see FORMAT.txt in tape file 0
-  key   TEXT PRIMARY KEY,  -- version: format version (1); kind: 'archive' or 'trailing';
+  key   TEXT PRIMARY KEY,  -- version: format version (2); kind: 'archive' or 'trailing';
                            -- serial: tape serial; record_size: bytes per tape record;
                            -- generation: counts the indexes written to this tape;
                            -- index_file / archive_file: tape file numbers (first file is 0);
                            -- catalog_id: the catalog this tape belongs to;
                            -- created: UTC time written; encryption: 'age' or 'none';
-                           -- hash: 'blake2b-256' (b2sum -l 256)
+                           -- hash: 'blake2b-256' (b2sum -l 256);
+                           -- catalog: what the catalog_* tables hold: 'full' (the whole
+                           -- catalog), 'changes' (rows changed since the index at tape
+                           -- file catalog_base, plus the small tables whole: apply in
+                           -- tape order with INSERT OR REPLACE, see FORMAT.txt) or
+                           -- 'tapes' (only settings, runs, tapes and goals)
   value TEXT NOT NULL
 );
 CREATE TABLE archive (  -- the archive (tape file) that follows this index; none in a trailing index
@@ -68,6 +73,18 @@ std::string_view kind_name(IndexKind kind) {
   return kind == IndexKind::kArchive ? "archive" : "trailing";
 }
 
+std::string_view catalog_copy_name(CatalogCopy copy) {
+  switch (copy) {
+    case CatalogCopy::kFull:
+      return "full";
+    case CatalogCopy::kChanges:
+      return "changes";
+    case CatalogCopy::kTapes:
+      return "tapes";
+  }
+  return "?";
+}
+
 std::optional<std::uint64_t> parse_decimal(std::string_view text) {
   std::uint64_t value = 0;
   if (text.empty() || text.size() > 19) return std::nullopt;
@@ -100,7 +117,7 @@ constexpr std::string_view kMemberColumns =
 // ------------------------------------------------------------ IndexWriter
 
 IndexWriter::IndexWriter(std::string path, const IndexHeader& header)
-    : path_(std::move(path)), kind_(header.kind), db_([&] {
+    : path_(std::move(path)), kind_(header.kind), record_size_(header.record_size), db_([&] {
         if (std::filesystem::exists(path_)) {
           throw FormatError("index " + path_ + ": file already exists");
         }
@@ -108,6 +125,9 @@ IndexWriter::IndexWriter(std::string path, const IndexHeader& header)
       }()) {
   if (header.kind == IndexKind::kArchive && header.archive_file != header.index_file + 1) {
     throw FormatError("index " + path_ + ": the archive must be the tape file after its index");
+  }
+  if (header.catalog == CatalogCopy::kChanges && header.catalog_base >= header.index_file) {
+    throw FormatError("index " + path_ + ": changes must continue an earlier index");
   }
   // Settings that make a plain, stock-readable file: rollback journal (no
   // -wal to lose), 4 KiB pages, our application id for `file(1)`.
@@ -134,6 +154,10 @@ IndexWriter::IndexWriter(std::string path, const IndexHeader& header)
   put("created", header.created);
   put("encryption", header.encrypted ? "age" : "none");
   put("hash", kHashName);
+  put("catalog", catalog_copy_name(header.catalog));
+  if (header.catalog == CatalogCopy::kChanges) {
+    put("catalog_base", std::to_string(header.catalog_base));
+  }
   transaction.commit();
 }
 
@@ -235,6 +259,26 @@ void IndexWriter::finish() {
   finished_ = true;
 }
 
+std::uint64_t IndexWriter::finish_at(std::uint64_t index_block, const Sealing& sealing,
+                                     std::uint64_t header_length) {
+  if (kind_ != IndexKind::kArchive) {
+    throw FormatError("index " + path_ + ": a trailing index describes no archive");
+  }
+  finish();
+  // Writing the block can change the file's size (rarely: a varint growing
+  // a page), hence the loop; it settles at once in practice.
+  std::uint64_t first_block = 0;
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    const std::uint64_t sealed =
+        sealing.sealed_size(header_length, std::filesystem::file_size(path_));
+    const std::uint64_t settled = index_block + record_count(sealed, record_size_) + 1;
+    if (settled == first_block) return first_block;
+    first_block = settled;
+    db_.prepare("UPDATE archive SET first_block = ?").bind(1, first_block).run();
+  }
+  throw FormatError("index " + path_ + ": its size does not settle");
+}
+
 // ------------------------------------------------------------ IndexReader
 
 IndexReader::IndexReader(std::string path)
@@ -309,10 +353,14 @@ void IndexReader::read_header() {
   };
 
   std::string version = require("version");
-  if (version != std::to_string(kFormatVersion)) {
+  auto number_version = parse_decimal(version);
+  if (!number_version || *number_version < kOldestFormatVersion ||
+      *number_version > kFormatVersion) {
     fail("format version '" + tar::printable(version) + "' is not supported (this mixtape reads " +
-         "version " + std::to_string(kFormatVersion) + ")");
+         "versions " + std::to_string(kOldestFormatVersion) + " to " +
+         std::to_string(kFormatVersion) + ")");
   }
+  header_.version = static_cast<int>(*number_version);
   std::string kind = require("kind");
   if (kind == "archive") {
     header_.kind = IndexKind::kArchive;
@@ -344,6 +392,21 @@ void IndexReader::read_header() {
   }
   header_.encrypted = encryption == "age";
   if (require("hash") != kHashName) fail("unknown hash '" + tar::printable(require("hash")) + "'");
+  // Every format-1 index holds the whole catalog.
+  std::string catalog = header_.version == 1 ? "full" : require("catalog");
+  if (catalog == "full") {
+    header_.catalog = CatalogCopy::kFull;
+  } else if (catalog == "changes") {
+    header_.catalog = CatalogCopy::kChanges;
+    header_.catalog_base = number("catalog_base");
+    if (header_.catalog_base >= header_.index_file) {
+      fail("catalog_base " + std::to_string(header_.catalog_base) + " is not an earlier index");
+    }
+  } else if (catalog == "tapes") {
+    header_.catalog = CatalogCopy::kTapes;
+  } else {
+    fail("unknown catalog copy '" + tar::printable(catalog) + "'");
+  }
 }
 
 void IndexReader::read_archive() {

@@ -146,9 +146,10 @@ LabelInfo parse_label(std::string_view text) {
   if (vec != std::errc() || vend != version.data() + version.size() || version.empty()) {
     throw FormatError("label: malformed format version '" + tar::printable(version) + "'");
   }
-  if (label.format_version != kFormatVersion) {
+  if (label.format_version < kOldestFormatVersion || label.format_version > kFormatVersion) {
     throw FormatError("tape format " + std::to_string(label.format_version) +
-                      " is not supported by this mixtape (it reads format " +
+                      " is not supported by this mixtape (it reads formats " +
+                      std::to_string(kOldestFormatVersion) + " to " +
                       std::to_string(kFormatVersion) + ")");
   }
 

@@ -335,11 +335,15 @@ std::optional<TarMember> TarReader::read_member() {
       member.info.linkpath = raw_linkpath(pax, long_link, block);
       if (member.info.linkpath.empty()) throw Error("link without a target");
     }
-    if (auto hash = pax.get(kHashKeyword)) {
+    for (std::string_view keyword : {kHashKeyword, kHashKeywordV1}) {
+      auto hash = pax.get(keyword);
+      if (!hash) continue;
       if (!tar::is_hash_hex(*hash)) {
-        throw Error("malformed " + std::string(kHashKeyword) + " '" + tar::printable(*hash) +
+        throw Error("malformed " + std::string(keyword) + " '" + tar::printable(*hash) +
                     "' (want 64 lower-case hex digits)");
       }
+      if (!member.info.blake2b256.empty() && member.info.blake2b256 != *hash)
+        throw Error("two different BLAKE2b-256 hashes");
       member.info.blake2b256 = *hash;
     }
   } catch (const Error& e) {

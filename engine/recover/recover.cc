@@ -15,89 +15,6 @@
 namespace mixtape::recover {
 namespace {
 
-constexpr std::string_view kAgeMagic = "age-encryption.org/v1\n";
-constexpr std::string_view kSqliteMagic{"SQLite format 3\0", 16};
-
-std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-std::string temp_directory(const std::string& configured) {
-  if (!configured.empty()) return configured;
-  const char* tmp = std::getenv("TMPDIR");
-  return tmp && *tmp ? tmp : "/tmp";
-}
-
-// A path for a decrypted index; the file (and any journal) is removed when
-// this goes out of scope.
-class ScratchFile {
- public:
-  ScratchFile(const std::string& dir, const std::string& stem)
-      : path_(dir + "/mixtape-" + stem + "-" + std::to_string(::getpid()) + "-" +
-              std::to_string(now_ns()) + ".db") {}
-  ScratchFile(const ScratchFile&) = delete;
-  ScratchFile& operator=(const ScratchFile&) = delete;
-  ~ScratchFile() {
-    std::error_code ignored;
-    for (const char* suffix : {"", "-journal", "-wal", "-shm"})
-      std::filesystem::remove(path_ + suffix, ignored);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-// Serves a prefix already read, then the rest of a source.
-class PrefixedSource final : public ByteSource {
- public:
-  PrefixedSource(ByteSpan prefix, ByteSource& rest) : prefix_(prefix), rest_(rest) {}
-  std::size_t read(MutableByteSpan out) override {
-    if (used_ < prefix_.size()) {
-      std::size_t n = std::min(out.size(), prefix_.size() - used_);
-      std::memcpy(out.data(), prefix_.data() + used_, n);
-      used_ += n;
-      return n;
-    }
-    return rest_.read(out);
-  }
-
- private:
-  ByteSpan prefix_;
-  std::size_t used_ = 0;
-  ByteSource& rest_;
-};
-
-class CountingSource final : public ByteSource {
- public:
-  explicit CountingSource(ByteSource& inner) : inner_(inner) {}
-  std::size_t read(MutableByteSpan out) override {
-    std::size_t n = inner_.read(out);
-    count_ += n;
-    return n;
-  }
-  std::uint64_t count() const { return count_; }
-
- private:
-  ByteSource& inner_;
-  std::uint64_t count_ = 0;
-};
-
-// Copies an index's plaintext, refusing at its first bytes anything that is
-// not a SQLite file: the last file of an interrupted tape is an archive,
-// and reading all of it to find that out would cost the whole archive.
-void copy_index(ByteSource& from, int fd, const std::string& path) {
-  Bytes buffer(1 << 20);
-  Bytes magic(kSqliteMagic.size());
-  std::size_t n = read_full(from, magic);
-  if (n < magic.size() || as_chars(magic) != kSqliteMagic)
-    throw RecoverError("not an index: the file does not hold a SQLite database (an archive?)");
-  write_all(fd, magic, path);
-  while ((n = from.read(buffer)) > 0) write_all(fd, {buffer.data(), n}, path);
-}
-
 // The tape has nothing to walk either: blank, or only its label.
 class NothingToRecover : public RecoverError {
  public:
@@ -254,7 +171,13 @@ void walk(catalog::Catalog& catalog, tape::Drive& drive, const crypto::AgeDecryp
     throw RecoverError(drive.name() + ": tape " + label.serial + " holds no index");
   }
   std::vector<WalkedArchive> walked;
-  std::unique_ptr<ScratchFile> last_good;
+  // The catalog as it stood at each index, rebuilt as the walk goes: a full
+  // copy, then each later index's changes, as long as each continues the
+  // one before (a damaged index breaks the chain until the next full copy).
+  ScratchFile chain_file(temp_dir, "chain");
+  catalog::CatalogChain chain(chain_file.path());
+  std::optional<std::uint64_t> chained;  // tape file of the last index in the chain
+  bool broken = false;
   for (std::uint64_t file = 1;; file += 2) {
     const std::uint64_t start = drive.tell();
     auto scratch = std::make_unique<ScratchFile>(temp_dir, "index");
@@ -263,7 +186,7 @@ void walk(catalog::Catalog& catalog, tape::Drive& drive, const crypto::AgeDecryp
     WalkedArchive w;
     bool trailing = false;
     try {
-      report.index_bytes += fetch_index(reader, keys, scratch->path());
+      report.index_bytes += format::read_index_from_tape(reader, keys, scratch->path());
       format::IndexReader index(scratch->path());
       w.header = index.header();
       if (w.header.serial != label.serial || w.header.catalog_id != label.catalog_id) {
@@ -299,7 +222,22 @@ void walk(catalog::Catalog& catalog, tape::Drive& drive, const crypto::AgeDecryp
     }
     if (trailing && trailing_refused) break;
     ++report.indexes_read;
-    last_good = std::move(scratch);
+    if (options.progress)
+      options.progress->advance(reader.bytes_read(), 1,
+                                "index at tape file " + std::to_string(file));
+    const bool full = w.header.catalog == format::CatalogCopy::kFull;
+    if (full || (chained && w.header.catalog_base == *chained)) {
+      chain.add(scratch->path(), full);
+      chained = file;
+      if (full) broken = false;
+    } else if (!broken) {
+      broken = true;
+      report.warnings.push_back(
+          "the index at tape file " + std::to_string(file) + " holds the catalog's changes since" +
+          " tape file " + std::to_string(w.header.catalog_base) +
+          ", which is missing or unusable; the catalog is recovered as it was at tape file " +
+          (chained ? std::to_string(*chained) : std::string("(none)")));
+    }
     if (trailing) break;
     if (reader.ended_at_eod()) {
       report.warnings.push_back("the tape ends after the index at tape file " +
@@ -328,37 +266,20 @@ void walk(catalog::Catalog& catalog, tape::Drive& drive, const crypto::AgeDecryp
     }
     walked.push_back(std::move(w));
   }
-  if (!last_good) throw RecoverError(drive.name() + ": no readable index on tape " + label.serial);
+  if (report.indexes_read == 0)
+    throw RecoverError(drive.name() + ": no readable index on tape " + label.serial);
+  if (!chained) {
+    throw RecoverError(drive.name() + ": no readable index on tape " + label.serial +
+                       " holds the whole catalog (the first index is damaged), and the later " +
+                       "ones hold only changes to it");
+  }
   catalog::MergeOptions merge;
   merge.force = options.force;
-  report.merged = catalog.merge_from_index(last_good->path(), merge);
+  report.merged = catalog.merge_from_index(chain.finish(), merge);
   add_walked_archives(catalog, label.serial, walked, report);
 }
 
 }  // namespace
-
-std::uint64_t fetch_index(ByteSource& tape_file, const crypto::AgeDecryptKeys& keys,
-                          const std::string& path) {
-  CountingSource counted(tape_file);
-  Bytes head(kAgeMagic.size());
-  head.resize(read_full(counted, head));
-  if (head.empty()) throw RecoverError("the index file is empty");
-  PrefixedSource source(head, counted);
-  UniqueFd out = open_file(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  const std::string_view start = as_chars(head);
-  if (start == kAgeMagic) {
-    crypto::AgeDecryptOptions options;
-    options.armor = crypto::AgeArmor::Binary;
-    crypto::AgeDecryptor decryptor(source, keys, options);
-    copy_index(decryptor, out.get(), path);
-  } else if (start.starts_with(kSqliteMagic)) {
-    copy_index(source, out.get(), path);
-  } else {
-    throw RecoverError("not a mixtape index: neither an age file nor a SQLite database");
-  }
-  if (::fsync(out.get()) != 0) throw_errno("cannot write " + path);
-  return counted.count();
-}
 
 TrailingIndex read_trailing_index(tape::Drive& drive, const crypto::AgeDecryptKeys& keys,
                                   const std::string& path) {
@@ -393,7 +314,7 @@ TrailingIndex read_trailing_index(tape::Drive& drive, const crypto::AgeDecryptKe
   const std::uint64_t start = drive.tell();
   tape::TapeFileReader reader(drive);
   TrailingIndex trailing;
-  trailing.bytes = fetch_index(reader, keys, path);
+  trailing.bytes = format::read_index_from_tape(reader, keys, path);
   if (reader.ended_at_eod() || drive.tell() != eod) {
     throw RecoverError(name + ": the last file (block " + std::to_string(start) +
                        ") does not end at the end of the tape");

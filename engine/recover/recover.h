@@ -19,12 +19,16 @@
 // * When the trailing index is missing (an interrupted session, a truncated
 //   tape) or damaged, the tape's indexes are walked instead: file 1, 3, 5,
 //   ..., each read and validated, each archive between them passed over
-//   with one filemark space (never read). Every index holds the catalog as
-//   it was before its archive, so the last good one is merged; archives of
-//   that session which its catalog copy cannot know yet (its own, and the
-//   earlier ones of the same session) are added from the indexes' member
-//   tables, if their archive is complete on tape. The tape's append point
-//   is moved past them so the next backup does not overwrite them.
+//   with one filemark space (never read). The first index on a tape holds
+//   the whole catalog as it was before its archive, each later one the rows
+//   changed since the index before it (format 2; every format-1 index is a
+//   full copy): applied in tape order (catalog::CatalogChain) they give the
+//   catalog as it stood at the last index, which is merged. A damaged index
+//   ends the chain until the next full copy. Archives that catalog copy
+//   cannot know yet (the last session's, uncommitted when their indexes
+//   were written) are added from the indexes' member tables, if their
+//   archive is complete on tape. The tape's append point is moved past
+//   them so the next backup does not overwrite them.
 //
 // * Bad input gets a clear error, never a guess: a wrong identity stops at
 //   once (walking would not help), a tape of another catalog is refused
@@ -49,18 +53,11 @@ class RecoverError : public Error {
   using Error::Error;
 };
 
-// Reads one index tape file from `tape_file` (to its end) into a new file
-// at `path` (which must not exist), decrypting it when it is an age file;
-// a plain tape's index is a SQLite file as is. Throws crypto::AgeError for
-// a wrong key or damage, RecoverError for anything that is neither.
-// Returns the bytes read from tape.
-std::uint64_t fetch_index(ByteSource& tape_file, const crypto::AgeDecryptKeys& keys,
-                          const std::string& path);
-
 struct RecoverOptions {
-  bool force = false;         // merge a tape of another catalog anyway
-  bool walk_indexes = false;  // ignore the trailing index (tests, suspicion)
-  std::string temp_dir;       // for decrypted indexes; default $TMPDIR or /tmp
+  bool force = false;            // merge a tape of another catalog anyway
+  bool walk_indexes = false;     // ignore the trailing index (tests, suspicion)
+  std::string temp_dir;          // for decrypted indexes; default $TMPDIR or /tmp
+  Progress* progress = nullptr;  // the walk: bytes of each index read, one item per index
 };
 
 enum class RecoverSource { kTrailingIndex, kIndexWalk };

@@ -18,7 +18,6 @@
 #include <map>
 #include <set>
 
-#include "engine/recover/recover.h"
 #include "engine/restore/internal.h"
 
 namespace mixtape::restore {
@@ -226,7 +225,7 @@ class TapeVerifier {
     cursor_.seek(archive.index_block, tape_.record_size, 0);
     reader_.stream().reset();
     TempPath path;
-    recover::fetch_index(cursor_, keys_, path.path());
+    format::read_index_from_tape(cursor_, keys_, path.path());
     format::IndexReader index(path.path());
     const format::IndexHeader& h = index.header();
     if (h.kind != format::IndexKind::kArchive) return "not an archive index";
@@ -265,7 +264,7 @@ class TapeVerifier {
     cursor_.seek(*tape_.append_block, tape_.record_size, 0);
     reader_.stream().reset();
     TempPath path;
-    recover::fetch_index(cursor_, keys_, path.path());
+    format::read_index_from_tape(cursor_, keys_, path.path());
     format::IndexReader index(path.path());
     const format::IndexHeader& h = index.header();
     if (h.kind != format::IndexKind::kTrailing) return "not a trailing index";

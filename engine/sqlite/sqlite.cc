@@ -21,9 +21,13 @@ std::string file_uri(const std::string& path, std::string_view query) {
   return uri;
 }
 
+std::string untrusted_uri(const std::string& path) {
+  return file_uri(path, "mode=ro&immutable=1");
+}
+
 namespace {
 
-void harden_untrusted(sqlite3* db) {
+void harden_untrusted(sqlite3* db, int attachable = 0) {
   // The defensive settings SQLite documents for databases from untrusted
   // sources (https://sqlite.org/security.html).
   sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, nullptr);
@@ -31,7 +35,7 @@ void harden_untrusted(sqlite3* db) {
   sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, nullptr);
   sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_VIEW, 0, nullptr);
   sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, nullptr);
-  sqlite3_limit(db, SQLITE_LIMIT_ATTACHED, 0);
+  sqlite3_limit(db, SQLITE_LIMIT_ATTACHED, attachable);
   // Every value is read whole into memory, so this bounds what one hostile
   // value costs. The largest an index holds legitimately is a path or a
   // verification detail (64 KiB; engine/catalog/merge.cc).
@@ -66,6 +70,9 @@ Database::Database(const std::string& path, OpenMode mode) : path_(path) {
       flags |= SQLITE_OPEN_READONLY;
       query = "immutable=1";  // no locks, no journal or -wal files created
       break;
+    case OpenMode::kUntrustedScratch:
+      flags |= SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+      break;
   }
   sqlite3* raw = nullptr;
   int rc = sqlite3_open_v2(file_uri(path, query).c_str(), &raw, flags, nullptr);
@@ -79,6 +86,10 @@ Database::Database(const std::string& path, OpenMode mode) : path_(path) {
   if (mode == OpenMode::kUntrusted) {
     harden_untrusted(raw);
     exec("PRAGMA cell_size_check=ON; PRAGMA mmap_size=0; PRAGMA query_only=ON;");
+  }
+  if (mode == OpenMode::kUntrustedScratch) {
+    harden_untrusted(raw, 1);
+    exec("PRAGMA cell_size_check=ON; PRAGMA mmap_size=0;");
   }
 }
 

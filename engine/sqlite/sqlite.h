@@ -36,6 +36,10 @@ enum class OpenMode {
   // For files that came from tape or another untrusted place: read-only,
   // defensive, no triggers/views with side effects, bounded resources.
   kUntrusted,
+  // A new scratch file of ours that reads untrusted files: created, with the
+  // same defensive settings, and room for one such file to be attached
+  // (with untrusted_uri(), read-only and immutable).
+  kUntrustedScratch,
 };
 
 class Statement;
@@ -43,6 +47,8 @@ class Statement;
 // The "file:" URI of a path (for ATTACH; sqlite3_open_v2 gets one too), with
 // an optional query such as "mode=ro".
 std::string file_uri(const std::string& path, std::string_view query = {});
+// The URI to ATTACH an untrusted file to a kUntrustedScratch connection.
+std::string untrusted_uri(const std::string& path);
 
 class Database {
  public:

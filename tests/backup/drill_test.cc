@@ -64,7 +64,7 @@ TEST_F(Drill, EveryFileComesBackWithStockToolsAlone) {
   // README.txt's own splitter (section 8), taken out of file 0 as README
   // says, must cut the image the same way.
   sh_ok("mkdir label && tar -xf files/0 -C label");
-  EXPECT_EQ(sh_ok("head -1 label/MIXTAPE"), "mixtape tape format 1\n");
+  EXPECT_EQ(sh_ok("head -1 label/MIXTAPE"), "mixtape tape format 2\n");
   EXPECT_NE(sh_ok("cat label/MIXTAPE").find("serial: L00001"), std::string::npos);
   sh_ok(
       "cd label && sed -n '/^---8<--- split_tap.py/,/^---8<--- end/p' README.txt | "

@@ -364,20 +364,24 @@ TEST_F(PipelineTest, AHashStageThatDiesMidSessionKeepsWhatWasWritten) {
   expect_all_copied(1);
 }
 
-TEST_F(PipelineTest, AFileLargerThanATapeIsRefusedBeforeAnythingIsWritten) {
+TEST_F(PipelineTest, AFileLargerThanATapeIsGivenUpAndTheRestIsBackedUp) {
   geometry_ = {16 << 20, 0};
   options_.label.capacity = geometry_.capacity;
   write_file(src_ + "/small", "small");
   write_file(src_ + "/huge", random_text(20 << 20, 1));
-  try {
-    run();
-    FAIL() << "backup accepted a file larger than a tape";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(src_ + "/huge"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("larger than a tape"), std::string::npos) << e.what();
-  }
-  EXPECT_TRUE(tapes().empty());
-  EXPECT_TRUE(std::filesystem::is_empty(library_));
+  write_file(src_ + "/zz-after", "after it in path order");
+  BackupReport report = run();
+  ASSERT_EQ(report.too_large.size(), 1u);
+  EXPECT_NE(report.too_large[0].find(src_ + "/huge"), std::string::npos) << report.too_large[0];
+  EXPECT_NE(report.too_large[0].find("larger than a tape"), std::string::npos);
+  EXPECT_EQ(report.failures(), 1u);
+  EXPECT_EQ(report.copies, 4u);   // the two others, on two tapes each
+  EXPECT_EQ(tapes().size(), 2u);  // no tape labelled in vain for it
+  // It stays dirty, so the next run says so again.
+  std::vector<std::string> dirty;
+  catalog_->for_each_dirty([&](const catalog::FileRef& f) { dirty.push_back(f.path); });
+  EXPECT_EQ(dirty, std::vector<std::string>{src_ + "/huge"});
+  EXPECT_EQ(run().too_large.size(), 1u);
 }
 
 TEST_F(PipelineTest, AFileVanishingBetweenScanAndWriteIsReportedAndTheOthersAreCopied) {

@@ -271,7 +271,7 @@ TEST(Runs, BeginFinishAndFindByTime) {
 
 // ---------------------------------------------------------------- versions
 
-TEST(Versions, SameContentExtendsChangedContentAdds) {
+TEST(Versions, SameContentGoesOnChangedContentAdds) {
   TempDir dir;
   Catalog c = Catalog::create(dir.file("c.db"), test_config());
   Id file = make_file(c, "/data/a.raw");
@@ -283,7 +283,7 @@ TEST(Versions, SameContentExtendsChangedContentAdds) {
   EXPECT_FALSE(again.created);
   EXPECT_EQ(again.id, v1.id);
   EXPECT_EQ(c.version(v1.id)->first_seen_run, r1);
-  EXPECT_EQ(c.version(v1.id)->last_seen_run, r2);
+  EXPECT_EQ(c.version(v1.id)->last_seen_run, 0);  // open: still on disk
 
   Id r3 = c.begin_run(RunKind::kBackup, {"/data"});
   auto v2 = c.record_version(file, file_version("two"), r3);
@@ -308,6 +308,11 @@ TEST(Versions, SameContentExtendsChangedContentAdds) {
   EXPECT_EQ(all[0].goal, 2);
   EXPECT_EQ(all[0].copies, 0);
   EXPECT_EQ(c.latest_version(file)->id, v4.id);
+  // Each ended with the run before the next was recorded; the newest is open.
+  EXPECT_EQ(all[0].last_seen_run, r2);
+  EXPECT_EQ(all[1].last_seen_run, r3);
+  EXPECT_EQ(all[2].last_seen_run, r4);
+  EXPECT_EQ(all[3].last_seen_run, 0);
 }
 
 TEST(Versions, SymlinksHashTheirTarget) {
@@ -344,9 +349,11 @@ TEST(Versions, ReturningFileLeavesAGapForRunsThatMissedIt) {
   Id v = c.record_version(file, file_version("a"), r1).id;
   Id r2 = c.begin_run(RunKind::kBackup, {"/other"});  // did not cover /data
   Id r3 = c.begin_run(RunKind::kBackup, {"/"});       // covered it, file was gone
+  c.mark_absent(file, c.previous_run(r3));
+  EXPECT_EQ(c.version(v)->last_seen_run, r2);
   Id r4 = c.begin_run(RunKind::kBackup, {"/data"});
   EXPECT_EQ(c.record_version(file, file_version("a"), r4).id, v);
-  EXPECT_EQ(c.version(v)->last_seen_run, r4);
+  EXPECT_EQ(c.version(v)->last_seen_run, 0);  // back, and open again
   EXPECT_TRUE(c.resolve("/data/a", View::snapshot(r1)));
   EXPECT_FALSE(c.resolve("/data/a", View::snapshot(r2)));  // outside that run's roots
   EXPECT_FALSE(c.resolve("/data/a", View::snapshot(r3)));  // the gap
@@ -355,7 +362,7 @@ TEST(Versions, ReturningFileLeavesAGapForRunsThatMissedIt) {
 
 // ---------------------------------------------------------------- scan state
 
-ScanState state(std::uint64_t size, bool dirty, Id run) {
+ScanState state(std::uint64_t size, bool dirty) {
   ScanState s;
   s.size = size;
   s.mtime_ns = 5;
@@ -363,11 +370,10 @@ ScanState state(std::uint64_t size, bool dirty, Id run) {
   s.dev = 0xffffffffffffffffull;  // survives the signed column
   s.ino = 42;
   s.dirty = dirty;
-  s.seen_run = run;
   return s;
 }
 
-TEST(Scan, StatesDirtyListAndSeen) {
+TEST(Scan, StatesDirtyListAndOpenVersions) {
   TempDir dir;
   Catalog c = Catalog::create(dir.file("c.db"), test_config());
   Id r1 = c.begin_run(RunKind::kBackup, {"/d"});
@@ -375,19 +381,21 @@ TEST(Scan, StatesDirtyListAndSeen) {
   c.touch_dir(d, Attributes{0755, 1, 2, "u", "g", 77}, r1);
   EXPECT_EQ(c.dir(d)->attrs.mode, 040755u);
   EXPECT_EQ(c.dir(d)->first_seen_run, r1);
+  EXPECT_EQ(c.dir(d)->last_seen_run, 0);  // open: still there
   Id b = c.ensure_file(d, "b");
   Id a = c.ensure_file(d, "a");
   Id sub = c.ensure_file(c.ensure_dir("/d/sub"), "z");
   Id sibling = c.ensure_file(c.ensure_dir("/d-x"), "y");  // sorts between "/d" and "/d/sub"
-  c.set_scan_state(b, state(1, true, r1));
-  c.set_scan_state(a, state(2, true, r1));
-  c.set_scan_state(sub, state(3, true, r1));
-  c.set_scan_state(sibling, state(4, true, r1));
+  c.touch_dir(c.ensure_dir("/d/sub"), Attributes{0755, 1, 2, "u", "g", 77}, r1);
+  c.set_scan_state(b, state(1, true));
+  c.set_scan_state(a, state(2, true));
+  c.set_scan_state(sub, state(3, true));
+  c.set_scan_state(sibling, state(4, true));
 
   auto entries = c.scan_entries(d);
   ASSERT_EQ(entries.size(), 2u);
   EXPECT_EQ(entries[0].name, "a");
-  EXPECT_EQ(entries[0].state, state(2, true, r1));
+  EXPECT_EQ(entries[0].state, state(2, true));
   EXPECT_EQ(c.dirty_count(), 4u);
 
   std::vector<std::string> dirty;
@@ -405,25 +413,57 @@ TEST(Scan, StatesDirtyListAndSeen) {
     tx.commit();
   }
   EXPECT_EQ(c.dirty_count(), 3u);
+  EXPECT_EQ(c.latest_version(a)->last_seen_run, 0);  // open
 
-  // The next run sees a unchanged: its version goes on.
+  // The next runs see a unchanged: nothing is written, its version stays open.
   Id r2 = c.begin_run(RunKind::kBackup, {"/d"});
-  c.mark_seen(a, r2);
-  EXPECT_EQ(c.latest_version(a)->last_seen_run, r2);
-  EXPECT_EQ(c.scan_entries(d)[0].state->seen_run, r2);
-  // A dirty file's old version does not go on.
+  EXPECT_EQ(c.previous_run(r2), r1);
+  EXPECT_EQ(c.previous_run(r1), 0);
   c.record_version(b, file_version("b"), r1);
-  c.mark_dirty(b);
-  Id r3 = c.begin_run(RunKind::kBackup, {"/d"});
-  c.mark_dir_seen(d, r3);
-  EXPECT_EQ(c.latest_version(a)->last_seen_run, r3);
+  // b changed before r2: dirty, and its version ends with the run before.
+  c.mark_dirty(b, c.previous_run(r2));
   EXPECT_EQ(c.latest_version(b)->last_seen_run, r1);
+  Id r3 = c.begin_run(RunKind::kBackup, {"/d"});
+  EXPECT_EQ(c.latest_version(a)->last_seen_run, 0);
+  // Its new content reopens nothing: a new open version.
+  auto second = c.record_version(b, file_version("b2"), r3);
+  EXPECT_TRUE(second.created);
+  EXPECT_EQ(c.latest_version(b)->last_seen_run, 0);
+  EXPECT_EQ(c.versions_of(b).front().last_seen_run, r1);
 
-  c.mark_absent(b);
+  c.mark_absent(b, r3);
   EXPECT_FALSE(c.scan_entries(d)[1].state);
-  c.mark_dir_absent(d);
+  EXPECT_EQ(c.latest_version(b)->last_seen_run, r3);
+  c.mark_dir_absent(d, r3);
   EXPECT_FALSE(c.scan_entries(d)[0].state);
+  EXPECT_EQ(c.latest_version(a)->last_seen_run, r3);
+  EXPECT_EQ(c.dir(d)->last_seen_run, r3);
+  EXPECT_EQ(c.dir_by_path("/d/sub")->last_seen_run, r3);
+  EXPECT_EQ(c.dir_by_path("/d-x")->last_seen_run, 0);  // a sibling: untouched (never seen)
   EXPECT_EQ(c.dirty_count(), 1u);  // only /d-x/y is left: a sibling, not below /d
+}
+
+TEST(Scan, AnUnchangedDirectoryIsNotWritten) {
+  TempDir dir;
+  Catalog c = Catalog::create(dir.file("c.db"), test_config());
+  Id r1 = c.begin_run(RunKind::kBackup, {"/d"});
+  Id d = c.ensure_dir("/d");
+  const Attributes attrs{0755, 1, 2, "u", "g", 77};
+  c.touch_dir(d, attrs, r1);
+  Id r2 = c.begin_run(RunKind::kBackup, {"/d"});
+  c.touch_dir(d, attrs, r2);
+  EXPECT_EQ(c.database().changes(), 0);
+  EXPECT_EQ(c.dir(d)->first_seen_run, r1);
+  EXPECT_EQ(c.dir(d)->last_seen_run, 0);
+  c.touch_dir(d, Attributes{0700, 1, 2, "u", "g", 78}, r2);
+  EXPECT_EQ(c.database().changes(), 1);
+  EXPECT_EQ(c.dir(d)->attrs.mode, 040700u);
+  // Gone and back: reopened.
+  c.mark_dir_absent(d, r2);
+  EXPECT_EQ(c.dir(d)->last_seen_run, r2);
+  Id r3 = c.begin_run(RunKind::kBackup, {"/d"});
+  c.touch_dir(d, Attributes{0700, 1, 2, "u", "g", 78}, r3);
+  EXPECT_EQ(c.dir(d)->last_seen_run, 0);
 }
 
 // ---------------------------------------------------------------- copy goals

@@ -132,7 +132,6 @@ TEST(Planning, PendingVersionsExcludeTapeAndMetGoals) {
   Catalog c = Catalog::create(tmp.file("c.db"), test_config());
   Id run = c.begin_run(RunKind::kBackup, {"/d"});
   ScanState present;
-  present.seen_run = run;
   auto add = [&](const char* path) {
     Id file = make_file(c, path);
     c.set_scan_state(file, present);
@@ -169,28 +168,25 @@ TEST(Planning, OnlyPresentSkipsWhatIsNoLongerOnDiskAsHashed) {
   TempDir tmp;
   Catalog c = Catalog::create(tmp.file("c.db"), test_config());
   Id r1 = c.begin_run(RunKind::kBackup, {"/d"});
-  ScanState seen1;
-  seen1.seen_run = r1;
+  ScanState seen;
   Id changed = make_file(c, "/d/changed");
   Id dirty = make_file(c, "/d/dirty");
   Id gone = make_file(c, "/d/gone");
   Id unreadable = make_file(c, "/d/unreadable");
   Id fine = make_file(c, "/d/fine");
   for (Id f : {changed, dirty, gone, unreadable, fine}) {
-    c.set_scan_state(f, seen1);
+    c.set_scan_state(f, seen);
     c.record_version(f, file_version(std::to_string(f)), r1);
   }
   Id r2 = c.begin_run(RunKind::kBackup, {"/d"});
-  ScanState seen2;
-  seen2.seen_run = r2;
-  c.set_scan_state(changed, seen2);
+  c.mark_dirty(changed, r1);
+  c.set_scan_state(changed, seen);
   c.record_version(changed, file_version("new content"), r2);
-  c.mark_dirty(dirty);
-  c.mark_absent(gone);
-  ScanState cannot_read = seen1;
+  c.mark_dirty(dirty, r1);
+  c.mark_absent(gone, r1);
+  ScanState cannot_read = seen;
   cannot_read.readable = false;
   c.set_scan_state(unreadable, cannot_read);
-  c.mark_dir_seen(c.dir_by_path("/d")->id, r2);
 
   EXPECT_EQ(pending_paths(c, 0), (std::vector<std::string>{"/d/changed#0/2", "/d/fine#0/2"}));
   EXPECT_EQ(pending_paths(c, 0, false).size(), 6u);  // every version ever recorded

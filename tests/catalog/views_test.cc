@@ -161,7 +161,8 @@ TEST(Views, SnapshotsShowEachRunsTreeUnderItsRoots) {
   c.touch_dir(c.ensure_dir("/home/me/photos"), dir_attrs, r2);
   c.touch_dir(c.ensure_dir("/home/me/photos/2023"), dir_attrs, r2);
   c.touch_dir(c.ensure_dir("/srv/video"), dir_attrs, r2);
-  Id va2 = c.record_version(a, file_version("a2"), r2).id;  // a changed; b was deleted
+  c.mark_absent(b, c.previous_run(r2));                     // the scan found b deleted
+  Id va2 = c.record_version(a, file_version("a2"), r2).id;  // and a changed
   c.record_version(make_file(c, "/srv/video/v.mov"), file_version("v"), r2);
 
   Id home = c.dir_by_path("/home")->id;
@@ -239,7 +240,9 @@ TEST(Views, SubdirsListsDirectoryRowsOnlyInPages) {
   auto all = c.subdirs(s);
   ASSERT_EQ(all.size(), 30u);
   EXPECT_EQ(all[5].name, "d105");
-  EXPECT_EQ(all[5].last_seen_run, r1);
+  EXPECT_EQ(all[5].first_seen_run, r1);
+  EXPECT_EQ(all[5].last_seen_run, 0);  // open: still there
+  EXPECT_EQ(all[0].first_seen_run, 0);
   EXPECT_EQ(all[0].last_seen_run, 0);
   EXPECT_TRUE(c.subdirs(c.dir_by_path("/s/d101")->id).empty());
   EXPECT_TRUE(c.subdirs(s, "d129").empty());

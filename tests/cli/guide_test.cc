@@ -340,7 +340,7 @@ TEST_F(GuideTest, EveryMarkedBlockRunsAndDoesWhatTheGuideSays) {
        }},
       {"drill-split",
        [&](const CommandResult& r) {
-         EXPECT_EQ(r.out.rfind("mixtape tape format 1\nserial: L00001\n", 0), 0u) << r.out;
+         EXPECT_EQ(r.out.rfind("mixtape tape format 2\nserial: L00001\n", 0), 0u) << r.out;
          EXPECT_TRUE(fs::exists(home("drill/files/file0")));
          EXPECT_TRUE(fs::exists(home("drill/files/file2")));
        }},

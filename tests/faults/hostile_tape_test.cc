@@ -324,7 +324,7 @@ TEST_F(ScryptBombTest, AWorkFactorOf40IsRefusedAtOnce) {
     MemorySource source(as_bytes(bomb));
     const auto start = Clock::now();
     try {
-      recover::fetch_index(source, keys, f_.file("index-" + std::to_string(log_n) + ".db"));
+      format::read_index_from_tape(source, keys, f_.file("index-" + std::to_string(log_n) + ".db"));
       ADD_FAILURE() << "work factor " << log_n << " was accepted";
     } catch (const crypto::AgeError& e) {
       EXPECT_EQ(e.kind(), crypto::AgeErrorKind::WorkFactorTooHigh) << e.what();

@@ -8,7 +8,8 @@ point into it: only what the tar says changes.
 usage: hostile_tar.py TAR EDIT...
   rename:PATH:NEW        the member's pax path (and ustar name) becomes NEW
   linkpath:PATH:NEW      a symlink member's target becomes NEW
-  hash:PATH:HEX          its MIXTAPE.blake2b256 record says HEX
+  hash:PATH:HEX          its BLAKE2b-256 record says HEX (format 2's keyword,
+                         or format 1's MIXTAPE.blake2b256)
   ustar-size:PATH:N      its ustar size field says N (octal there)
   pax-size:PATH          its mtime record becomes a size record of 9s
   data:PATH              the first byte of its data changes
@@ -96,7 +97,10 @@ def edit(tar, spec):
         replace(tar, vs, ve, value.encode())
         replace(tar, main + 157, main + 157 + len(value), value.encode())
     elif kind == "hash":
-        _, _, _, vs, ve = record(member, b"MIXTAPE.blake2b256")
+        keys = [rec[2] for rec in member["records"]]
+        key = b"MIXTAPE.blake2b256" if b"MIXTAPE.blake2b256" in keys else \
+            b"SCHILY.xattr.user.mixtape.blake2b256"
+        _, _, _, vs, ve = record(member, key)
         replace(tar, vs, ve, value.encode())
     elif kind == "ustar-size":
         replace(tar, main + 124, main + 136, b"%011o\0" % int(value))

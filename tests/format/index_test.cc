@@ -167,7 +167,7 @@ TEST(Index, FileIsCompactWithNoSideFiles) {
   EXPECT_EQ(pragma("page_size"), "4096");
   EXPECT_EQ(pragma("freelist_count"), "0");
   EXPECT_EQ(pragma("application_id"), std::to_string(kIndexApplicationId));
-  EXPECT_EQ(pragma("user_version"), "1");
+  EXPECT_EQ(pragma("user_version"), "2");
   EXPECT_EQ(pragma("integrity_check"), "ok");
 }
 
@@ -209,8 +209,36 @@ TEST(Index, WriterRefusesMisuse) {
 TEST(IndexHostile, WrongVersion) {
   TempDir dir;
   std::string path = write_index(dir);
-  tamper(path, "UPDATE format SET value = '2' WHERE key = 'version'");
-  EXPECT_INDEX_ERROR(path, "format version '2' is not supported");
+  tamper(path, "UPDATE format SET value = '3' WHERE key = 'version'");
+  EXPECT_INDEX_ERROR(path, "format version '3' is not supported");
+}
+
+TEST(IndexHostile, UnknownCatalogCopy) {
+  TempDir dir;
+  std::string path = write_index(dir);
+  tamper(path, "UPDATE format SET value = 'some' WHERE key = 'catalog'");
+  EXPECT_INDEX_ERROR(path, "unknown catalog copy 'some'");
+}
+
+TEST(IndexHostile, ChangesThatContinueNoEarlierIndex) {
+  TempDir dir;
+  std::string path = write_index(dir);
+  tamper(path,
+         "UPDATE format SET value = 'changes' WHERE key = 'catalog'; "
+         "INSERT INTO format VALUES ('catalog_base', '9')");
+  EXPECT_INDEX_ERROR(path, "catalog_base 9 is not an earlier index");
+}
+
+// A format-1 index has no `catalog` key: every one holds the whole catalog.
+TEST(Index, AFormatOneIndexReadsAsAFullCopy) {
+  TempDir dir;
+  std::string path = write_index(dir);
+  tamper(path,
+         "UPDATE format SET value = '1' WHERE key = 'version'; "
+         "DELETE FROM format WHERE key = 'catalog'");
+  IndexReader reader(path);
+  EXPECT_EQ(reader.header().version, 1);
+  EXPECT_EQ(reader.header().catalog, CatalogCopy::kFull);
 }
 
 TEST(IndexHostile, MissingVersion) {

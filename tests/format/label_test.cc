@@ -25,7 +25,7 @@ LabelInfo sample_label() {
 
 TEST(Label, HasTheDocumentedShape) {
   EXPECT_EQ(format_label(sample_label()),
-            "mixtape tape format 1\n"
+            "mixtape tape format 2\n"
             "serial: L00042\n"
             "record size: 524288\n"
             "labelled: 2026-11-21T10:00:00Z\n"
@@ -89,7 +89,7 @@ TEST(Label, RefusesMalformedLabels) {
       {replace("age1ql3z", "AGE1QL3Z"), "malformed recipient"},
       {replace("9f86d081884c7d65", "not hex"), "malformed catalog id"},
       {replace("serial: ", "serial:"), "malformed line"},
-      {replace("mixtape tape format 1", "mixtape tape format one"), "malformed format version"},
+      {replace("mixtape tape format 2", "mixtape tape format one"), "malformed format version"},
   };
   for (const auto& [text, want] : cases) {
     try {
@@ -106,16 +106,22 @@ TEST(Label, RefusesMalformedLabels) {
 
 TEST(Label, NewerFormatIsNotSupportedButIsAMixtapeTape) {
   std::string text = format_label(sample_label());
-  text.replace(0, 21, "mixtape tape format 2");
+  text.replace(0, 21, "mixtape tape format 3");
   try {
     parse_label(text);
     FAIL();
   } catch (const NotMixtapeTape&) {
-    FAIL() << "a format-2 tape is still a mixtape tape";
+    FAIL() << "a format-3 tape is still a mixtape tape";
   } catch (const FormatError& e) {
-    EXPECT_NE(std::string(e.what()).find("tape format 2 is not supported"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("tape format 3 is not supported"), std::string::npos)
         << e.what();
   }
+}
+
+TEST(Label, AFormatOneLabelIsRead) {
+  std::string text = format_label(sample_label());
+  text.replace(0, 21, "mixtape tape format 1");
+  EXPECT_EQ(parse_label(text).format_version, 1);
 }
 
 TEST(Label, ForeignTextIsNotAMixtapeTape) {

@@ -76,7 +76,8 @@ TEST(Constants, MatchTheSpec) {
   EXPECT_EQ(kAgeEncryptedChunkSize, 65552u);
   EXPECT_EQ(kDefaultRecordSize, 524288u);
   EXPECT_EQ(kTarBlockSize, 512u);
-  EXPECT_EQ(kFormatVersion, 1);
+  EXPECT_EQ(kFormatVersion, 2);
+  EXPECT_EQ(kOldestFormatVersion, 1);
 }
 
 }  // namespace

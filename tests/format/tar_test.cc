@@ -204,7 +204,10 @@ TEST(PaxWriter, HeadersCarryPaxRecords) {
   std::string headers(as_chars(write_archive({s}).archive).substr(0, 1536));
   EXPECT_NE(headers.find(" path=plain.txt\n"), std::string::npos);
   EXPECT_NE(headers.find(" mtime=1700000000.123456789\n"), std::string::npos);
-  EXPECT_NE(headers.find(" MIXTAPE.blake2b256=" + hash_hex("hello\n") + "\n"), std::string::npos);
+  // Format 2's keyword, which GNU tar and bsdtar pass over silently.
+  EXPECT_NE(headers.find(" SCHILY.xattr.user.mixtape.blake2b256=" + hash_hex("hello\n") + "\n"),
+            std::string::npos);
+  EXPECT_EQ(headers.find("MIXTAPE.blake2b256"), std::string::npos);
   EXPECT_EQ(headers.find("hdrcharset"), std::string::npos);  // only for non-UTF-8 names
 }
 
@@ -730,6 +733,33 @@ TEST(TarReaderHostile, MalformedHash) {
   RawTar t;
   t.pax("33 MIXTAPE.blake2b256=not-a-hash\n").member("a", "x").end();
   EXPECT_ERROR_HAS(t.bytes(), "malformed MIXTAPE.blake2b256");
+}
+
+TEST(TarReaderHostile, MalformedHashInFormatTwosKeyword) {
+  RawTar t;
+  t.pax("51 SCHILY.xattr.user.mixtape.blake2b256=not-a-hash\n").member("a", "x").end();
+  EXPECT_ERROR_HAS(t.bytes(), "malformed SCHILY.xattr.user.mixtape.blake2b256");
+}
+
+TEST(TarReaderHostile, TwoDifferentHashesAreRefused) {
+  const std::string a = std::string(64, 'a'), b = std::string(64, 'b');
+  RawTar t;
+  t.pax("106 SCHILY.xattr.user.mixtape.blake2b256=" + a + "\n87 MIXTAPE.blake2b256=" + b + "\n")
+      .member("a", "x")
+      .end();
+  EXPECT_ERROR_HAS(t.bytes(), "two different BLAKE2b-256 hashes");
+}
+
+// Format-1 archives carry the hash under the old keyword.
+TEST(TarReader, ReadsFormatOnesHashKeyword) {
+  const std::string hash = std::string(64, 'c');
+  RawTar t;
+  t.pax("87 MIXTAPE.blake2b256=" + hash + "\n").member("a", "x").end();
+  MemorySource source(t.bytes());
+  TarReader reader(source, "format1.tar");
+  auto member = reader.next();
+  ASSERT_TRUE(member);
+  EXPECT_EQ(member->info.blake2b256, hash);
 }
 
 TEST(TarReaderHostile, MalformedHashLosesOnlyThatMember) {
