@@ -215,6 +215,7 @@ struct BackupArgs {
   std::string passphrase_file;
   std::string serial_prefix = "L";
   std::string temp_dir;
+  std::string commit_every;
   DriveFlags drive;
 };
 
@@ -231,6 +232,8 @@ void run_backup(const BackupArgs& args) {
   options.label.capacity = opened.capacity();
   options.label.binary_path = archaeology_binary();
   options.temp_dir = args.temp_dir;
+  if (!args.commit_every.empty())
+    options.commit_every = args.commit_every == "0" ? 0 : parse_size(args.commit_every);
   auto progress = make_progress();
   auto report = backup::backup(catalog, opened.library(), options,
                                writer_keys(args.passphrase_file), *progress);
@@ -256,6 +259,9 @@ void run_backup(const BackupArgs& args) {
               format_size(report.source_bytes_read()).c_str(),
               format_size(report.hash.bytes_read).c_str(),
               format_size(report.source_bytes_written).c_str());
+  if (report.checkpoints > 0)
+    std::printf("committed to the catalog at %llu checkpoints on the way\n",
+                static_cast<unsigned long long>(report.checkpoints));
   if (report.below_goal > 0)
     std::printf("%llu versions are still below their copy goal\n",
                 static_cast<unsigned long long>(report.below_goal));
@@ -324,6 +330,9 @@ void add_backup_commands(CLI::App& app) {
   backup_cmd->add_option("--serial-prefix", backup_args->serial_prefix,
                          "Prefix of serials for new tapes (default L)");
   backup_cmd->add_option("--temp-dir", backup_args->temp_dir, "Where index files are built");
+  backup_cmd->add_option("--commit-every", backup_args->commit_every,
+                         "Commit to the catalog every SIZE written to a tape (default 96G; 0: "
+                         "only at the end of each tape's session)");
   add_drive_options(backup_cmd, backup_args->drive);
   backup_cmd->callback([backup_args] { run_backup(*backup_args); });
 }

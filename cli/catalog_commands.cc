@@ -1,5 +1,6 @@
 // mixtape status | ls | tapes: what the catalog knows, without touching tape.
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
 
@@ -38,7 +39,12 @@ std::string printable(const std::string& path) {
 // Read-only, after a check of the whole file (skipped while the file is
 // unchanged since one passed): a damaged catalog is refused with one line
 // instead of printing a partial answer.
+// A catalog an older mixtape wrote is upgraded first when this user may
+// write it, as a writing command would.
 Catalog open_checked(const std::string& path) {
+  if (Catalog::file_schema_version(path) < Catalog::schema_version() &&
+      ::access(path.c_str(), W_OK) == 0)
+    Catalog::open(path, catalog::integrity_stamp_dir());
   auto catalog = Catalog::open_read_only(path);
   catalog.check_integrity(catalog::integrity_stamp_dir());
   return catalog;

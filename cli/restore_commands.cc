@@ -206,6 +206,8 @@ void run_recover(const RecoverArgs& args) {
     options.force = args.force;
     options.walk_indexes = args.walk;
     options.temp_dir = args.temp_dir;
+    auto progress = make_progress();
+    options.progress = progress.get();
     OpenedLibrary opened(args.drive);
     tape::Library& library = opened.library();
     if (!args.drive.library.empty() || !args.drive.changer.empty()) {

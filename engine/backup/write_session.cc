@@ -72,9 +72,12 @@ WriteSession::Outcome WriteSession::write(BoundedQueue<ArchiveJob>& jobs) {
   while (writing()) {
     auto job = jobs.pop();
     if (!job) break;
-    write_archive(*job, outcome);
-    if (options_.commit_every && since_checkpoint_ >= options_.commit_every && writing())
+    // Only once there is more to write: the session's end commits anyway.
+    if (options_.commit_every && since_checkpoint_ >= options_.commit_every) {
       checkpoint(outcome);
+      if (!writing()) break;
+    }
+    write_archive(*job, outcome);
   }
   outcome.source_bytes = source_bytes_;
   return outcome;

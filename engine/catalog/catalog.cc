@@ -283,6 +283,16 @@ int Catalog::schema_version() {
   return static_cast<int>(internal::migrations().size());
 }
 
+int Catalog::file_schema_version(const std::string& path) {
+  if (!file_exists(path)) return 0;
+  try {
+    sqlite::Database db(path, sqlite::OpenMode::kReadOnly);
+    return internal::user_version(db);
+  } catch (const Error&) {
+    return 0;
+  }
+}
+
 Catalog Catalog::create(const std::string& path, const CatalogConfig& config) {
   if (file_exists(path)) throw CatalogError("catalog " + path + " already exists");
   if (config.default_copies < 1) throw CatalogError("the default copy goal must be at least 1");

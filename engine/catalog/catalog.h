@@ -432,6 +432,9 @@ class Catalog {
   const std::string& path() const { return path_; }
   // The schema version this binary writes (the number of migrations).
   static int schema_version();
+  // The schema version of the catalog file at path, as written (0 if it
+  // cannot be read as one).
+  static int file_schema_version(const std::string& path);
 
   // BEGIN IMMEDIATE ... commit(); rolled back if destroyed uncommitted.
   // Group many writes in one (a scan, a merge): each commit is an fsync.

@@ -164,6 +164,7 @@ void walk(catalog::Catalog& catalog, tape::Drive& drive, const crypto::AgeDecryp
   }
   report.serial = label.serial;
   check_catalog(catalog, label.catalog_id, label.serial, options.force);
+  if (options.progress) options.progress->phase("recover " + label.serial + ": indexes", 0, 0);
   try {
     drive.space_filemarks_forward(1);
   } catch (const tape::TapeError& e) {

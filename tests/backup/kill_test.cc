@@ -43,7 +43,9 @@ class KillTest : public ::testing::Test {
   }
 
   std::vector<std::string> backup_args() {
-    return {"backup", src_, "--library", library_, "--capacity", "12M", "--archive-size", "128K"};
+    // Checkpoints every few archives: kills land in them too.
+    return {"backup",         src_,   "--library",      library_, "--capacity", "12M",
+            "--archive-size", "128K", "--commit-every", "300K"};
   }
 
   std::uint32_t random(std::uint32_t low, std::uint32_t high) {

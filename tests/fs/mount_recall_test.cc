@@ -147,6 +147,29 @@ TEST_F(MountRecallTest, AFoundTapeMountsWithoutItsCatalog) {
   EXPECT_TRUE(std::filesystem::exists(mnt() + "/tapes/L00001"));
 }
 
+// A tape written before format 2 (tests/testdata/format1), found in a
+// drawer: it mounts, and cp brings back every file's last version.
+TEST_F(MountRecallTest, AFoundFormatOneTapeMountsAndCopiesOut) {
+  const std::string data = std::string(MIXTAPE_TESTDATA) + "/format1/";
+  std::filesystem::create_directories(std::filesystem::path(f_.identity()).parent_path());
+  std::filesystem::copy_file(data + "identity.txt", f_.identity());
+  std::filesystem::copy_file(data + "L00001.tap", f_.file("L00001.tap"));
+  std::filesystem::copy_file(data + "L00001.tap.meta", f_.file("L00001.tap.meta"));
+  mount(f_.file("L00001.tap"), "");
+  const std::string src = mnt() + "/latest/tmp/f1/src";
+  const std::string restored = f_.file("restored");
+  ASSERT_EQ(sh("cp -a " + shell_quote(src) + " " + shell_quote(restored)), 0);
+  EXPECT_EQ(sh("cd " + shell_quote(restored) + " && b2sum -l 256 -c --quiet " +
+               shell_quote(data + "b2sums.txt")),
+            0);
+  EXPECT_EQ(sh("getfattr -n user.mixtape.hash --only-values " +
+               shell_quote(src + "/photos/2019/img1.raw") + " | grep -q c28f99da"),
+            0);
+  // The deleted file's version is there too, and its older content.
+  EXPECT_TRUE(std::filesystem::exists(src + "/photos/2019/img2.raw"));
+  EXPECT_EQ(read_file(src + "/docs/readme.txt.versions/0001_2026-12-07T173222Z.txt").size(), 17u);
+}
+
 TEST_F(MountRecallTest, ATapeNobodyInsertsIsEnomediumAfterTheWait) {
   f_.make_tree(4);
   f_.init(1);
