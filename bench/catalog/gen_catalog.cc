@@ -4,6 +4,10 @@
 // large transactions.
 //
 //   gen_catalog CATALOG.db [FILES=1000000] [DIRS=100000] [BIG_DIR_ENTRIES=100000]
+//               [RECIPIENT]
+//
+// With an age RECIPIENT (age1...) the catalog encrypts tapes to it, as one
+// made by `mixtape init` does; without, it writes plain tapes.
 //
 // Layout: /bench/big/f0000000.. holds BIG_DIR_ENTRIES files; the other
 // FILES - BIG_DIR_ENTRIES are spread evenly over DIRS leaf directories
@@ -45,7 +49,8 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: %s CATALOG.db [FILES] [DIRS] [BIG_DIR_ENTRIES]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s CATALOG.db [FILES] [DIRS] [BIG_DIR_ENTRIES] [RECIPIENT]\n",
+                 argv[0]);
     return 2;
   }
   const std::string path = argv[1];
@@ -61,6 +66,10 @@ int main(int argc, char** argv) {
   auto t0 = std::chrono::steady_clock::now();
   CatalogConfig config;
   config.encryption = Encryption::kNone;
+  if (argc > 5) {
+    config.encryption = Encryption::kRecipients;
+    config.recipients = {argv[5]};
+  }
   config.default_copies = 1;
   Catalog cat = Catalog::create(path, config);
 

@@ -67,6 +67,9 @@ timed() {
 mt() { MIXTAPE_ARCHAEOLOGY_BINARY="$work/bin-stand-in" "$mixtape" "$@"; }
 # A stand-in for the program in file 0: the same on every tape, small.
 printf '#!/bin/sh\necho stand-in\n' >"$work/bin-stand-in"
+# Every tape is encrypted, as a catalog made by `mixtape init` encrypts.
+mkdir -p "$HOME/.config/mixtape"
+recipient=$("$mixtape" keygen -o "$HOME/.config/mixtape/identity.txt" 2>&1 | grep -o 'age1[a-z0-9]*')
 
 # ---- the data the backups write: DATA_FILES files of DATA_FILE_SIZE, each different
 data="$work/data"
@@ -88,7 +91,7 @@ case "$mode" in
       cp "$CATALOG" "$base/catalog.db"
     else
       echo "generating a catalog of $files files ..." >&2
-      "$gen" "$base/catalog.db" "$files" "$dirs" "$big" >&2
+      "$gen" "$base/catalog.db" "$files" "$dirs" "$big" "$recipient" >&2
     fi
     mkdir -p "$work/one"
     echo one >"$work/one/first.txt"
@@ -100,7 +103,7 @@ case "$mode" in
   tree)
     echo "making $files files on disk and backing them up once ..." >&2
     "$gen_tree" "$work/tree" "$files" "$dirs" "$big" >&2
-    MIXTAPE_CATALOG="$base/catalog.db" mt init --no-encryption --copies 1 >/dev/null 2>&1
+    MIXTAPE_CATALOG="$base/catalog.db" mt init --recipient "$recipient" --copies 1 >/dev/null 2>&1
     MIXTAPE_CATALOG="$base/catalog.db" mt backup "$work/tree" --library "$base/lib" \
       --capacity 200G >&2
     mv "$data" "$work/tree/new"  # the new files join the backed-up tree
@@ -118,19 +121,19 @@ for ((run = 1; run <= runs; run++)); do
   echo "run $run/$runs ..." >&2
   # incremental
   rm -rf "$work/inc" && cp -a "$base" "$work/inc"
-  before=$(bytes_of "$work/inc/lib"/*.tap)
   drop
   t[load]+="$(load) "
   MIXTAPE_CATALOG="$work/inc/catalog.db" timed inc \
-    mt backup "$src_root" --library "$work/inc/lib" --capacity 200G
-  t[inc_tape]+="$(( $(bytes_of "$work/inc/lib"/*.tap) - before )) "
+    mt backup "$src_root" --library "$work/inc/lib" --capacity 200G --stats-json "$work/inc.json"
+  t[inc_tape]+="$(stat_of "$work/inc.json" bytes_written) "
   # fresh: the same new files, a new catalog and tape
   rm -rf "$work/fresh" && mkdir -p "$work/fresh"
-  MIXTAPE_CATALOG="$work/fresh/catalog.db" mt init --no-encryption --copies 1 >/dev/null 2>&1
+  MIXTAPE_CATALOG="$work/fresh/catalog.db" mt init --recipient "$recipient" --copies 1 \
+    >/dev/null 2>&1
   drop
   MIXTAPE_CATALOG="$work/fresh/catalog.db" timed fresh \
-    mt backup "$data" --library "$work/fresh/lib" --capacity 200G
-  t[fresh_tape]+="$(bytes_of "$work/fresh/lib"/*.tap) "
+    mt backup "$data" --library "$work/fresh/lib" --capacity 200G --stats-json "$work/fresh.json"
+  t[fresh_tape]+="$(stat_of "$work/fresh.json" bytes_written) "
   if [ "$mode" = tree ]; then
     drop
     timed statwalk sh -c "find '$work/tree' -path '$data' -prune -o -printf '%s %T@ %C@ %i\n' | wc -l"
@@ -170,8 +173,10 @@ printf '%-44s %12s %12s %7.2fx\n' "wall time (s)$([ "$mode" = tree ] && echo ', 
   "$(m inc_wall)" "$fresh_wall" "$(awk -v a="$(m inc_wall)" -v b="$fresh_wall" 'BEGIN { print a / b }')"
 printf '%-44s %12s %12s %7.2fx\n' "CPU time (s)" "$(m inc_cpu)" "$(m fresh_cpu)" \
   "$(awk -v a="$(m inc_cpu)" -v b="$(m fresh_cpu)" 'BEGIN { print a / b }')"
-printf '%-44s %12s %12s %7.2fx\n' "tape bytes written (MB)" "$(mb "$(m inc_tape)")" \
-  "$(mb "$(m fresh_tape)")" "$(awk -v a="$(m inc_tape)" -v b="$data_bytes" 'BEGIN { print a / b }')"
+printf '%-44s %12s %12s\n' "tape bytes written (MB; fresh: with file 0)" "$(mb "$(m inc_tape)")" \
+  "$(mb "$(m fresh_tape)")"
+printf '%-44s %12s\n' "  incremental's tape bytes / data bytes" \
+  "$(awk -v a="$(m inc_tape)" -v b="$data_bytes" 'BEGIN { printf "%.3fx", a / b }')"
 printf '%-44s %12s\n' "  of which the trailing index (MB)" "$(mb "$trailing")"
 printf '%-44s %12s\n' "  tape bytes beyond data + trailing index" \
   "$(awk -v a="$(m inc_tape)" -v d="$data_bytes" -v c="$trailing" 'BEGIN { printf "%.2f%% of the data", (a - d - c) * 100 / d }')"

@@ -400,8 +400,8 @@ class Catalog {
   // Opens an existing catalog read-write, upgrading an older schema. The
   // file's structure is checked first (check_integrity with stamp_dir): a
   // writer never builds on a damaged catalog. With a stamp_dir, closing a
-  // catalog that was written checks it again (its pages are still in the
-  // page cache) and stamps it, so the next reader need not.
+  // catalog that was written stamps it (checked at open, written only
+  // through SQLite since), so the next reader need not check it.
   static Catalog open(const std::string& path, const std::string& stamp_dir = {});
   // Opens read-only (the mount). An older schema is refused (it needs one
   // read-write open to upgrade), as is a newer one. The structure is not
