@@ -163,7 +163,8 @@ TEST_F(ImageDriveTest, LocateOnAHundredThousandRecordsReadsTheImageAtMostTwice) 
     write_numbered_records(*d, kRecords);
   }
   auto d = ImageDrive::open(image());
-  EXPECT_EQ(d->image_reads(), 0u) << "the index sidecar should make scanning unnecessary";
+  // Opening only checks that the index ends where the image does.
+  EXPECT_LE(d->image_reads(), 2u) << "the index sidecar should make scanning unnecessary";
   for (int i : {99'999, 3, 54'321, 0, 77'777}) {
     std::uint64_t before = d->image_reads();
     d->locate(block_of(i));
@@ -196,7 +197,7 @@ TEST_F(ImageDriveTest, MissingIndexIsRebuiltByScanningTransparently) {
   }
   struct stat st {};
   EXPECT_EQ(::stat((image() + ".idx").c_str(), &st), 0) << "the rebuilt index is saved";
-  EXPECT_EQ(ImageDrive::open(image())->image_reads(), 0u);
+  EXPECT_LE(ImageDrive::open(image())->image_reads(), 2u);  // the end checked, nothing scanned
 }
 
 TEST_F(ImageDriveTest, StaleIndexAfterAppendByAnotherToolIsRebuilt) {
