@@ -99,7 +99,7 @@ void run_restore(const RestoreArgs& args) {
   options.destination_options.overwrite = args.overwrite;
   options.destination_options.restore_owner = ::geteuid() == 0;
   auto keys = decrypt_keys(args.keys);
-  OpenedLibrary opened(args.drive);
+  OpenedLibrary opened(args.drive, TapeAccess::kRead);
   auto progress = make_progress();
   auto report = restore::restore(args.catalog, opened.library(), keys, options, *progress);
   progress.reset();
@@ -129,6 +129,7 @@ struct VerifyArgs {
 };
 
 void run_verify(const VerifyArgs& args) {
+  auto lock = lock_catalog(args.catalog);
   auto catalog = open_catalog(args.catalog);
   check_drive_flags(args.drive);
   restore::VerifyOptions options;
@@ -136,11 +137,13 @@ void run_verify(const VerifyArgs& args) {
   options.quick = args.quick;
   options.recall = recall_options(args.read_ahead);
   auto keys = decrypt_keys(args.keys);
-  OpenedLibrary opened(args.drive);
+  OpenedLibrary opened(args.drive, TapeAccess::kRead);
   auto progress = make_progress();
   auto report = restore::verify(catalog, opened.library(), keys, options, *progress);
   progress.reset();
   for (const auto& p : report.problems) std::fprintf(stderr, "mixtape: verify: %s\n", p.c_str());
+  for (const auto& p : report.key_problems)
+    std::fprintf(stderr, "mixtape: verify: %s\n", p.c_str());
   for (const auto& s : report.skipped_tapes)
     std::fprintf(stderr, "mixtape: tape %s is not in the library; not verified\n", s.c_str());
   if (args.quick) {
@@ -154,7 +157,13 @@ void run_verify(const VerifyArgs& args) {
                 static_cast<unsigned long long>(report.files_ok),
                 static_cast<unsigned long long>(report.files_bad));
   }
-  if (!report.ok()) throw Error("verification found problems (recorded in the catalog)");
+  if (!report.problems.empty())
+    throw Error("verification found problems (recorded in the catalog)");
+  if (!report.key_problems.empty())
+    throw Error(std::to_string(report.key_problems.size()) +
+                (report.key_problems.size() == 1 ? " tape" : " tapes") +
+                " could not be verified with the keys given (see above); nothing was recorded "
+                "about them");
 }
 
 // ------------------------------------------------------------ recover
@@ -201,12 +210,13 @@ void run_recover(const RecoverArgs& args) {
   }
   bool merged_any = false;
   try {
+    auto lock = lock_catalog(args.catalog);
     auto catalog = catalog::Catalog::open(args.catalog, catalog::integrity_stamp_dir());
     recover::RecoverOptions options;
     options.force = args.force;
     options.walk_indexes = args.walk;
     options.temp_dir = args.temp_dir;
-    OpenedLibrary opened(args.drive);
+    OpenedLibrary opened(args.drive, TapeAccess::kRead);
     tape::Library& library = opened.library();
     if (!args.drive.library.empty() || !args.drive.changer.empty()) {
       std::vector<std::string> serials;

@@ -28,6 +28,9 @@ struct Options {
   std::string cache;
   std::uint64_t cache_size = 0;  // 0: the default
   std::optional<double> wait_seconds;
+  // A drive with nothing to read for this long is unloaded (an image
+  // closed), so that a backup can use the tape.
+  double idle_seconds = 60;
   RecallPolicy recall = RecallPolicy::kOpen;
   std::vector<std::string> ignored;  // options accepted and ignored (noauto, user, ...)
 };
