@@ -50,7 +50,7 @@ class DiskFaultTest : public ::testing::Test {
   }
   std::string backup_args() const {
     return "backup " + shell_quote(f_.src()) + " --library " + shell_quote(f_.library()) +
-           " --capacity 64M";
+           " --new-library --capacity 64M";
   }
   // Every copy the catalog claims is read back from its tape and hashed.
   std::size_t claimed_copies_are_on_tape(const std::string& catalog_path) {
@@ -149,8 +149,8 @@ TEST_F(DiskFaultTest, ACatalogDiskFullAtTheCommitClaimsNothingAndTheNextBackupCo
   init(catalog);
   // The disk fills up while the tape is being written (the scan is done):
   // the backup is held still once the first archive is under way.
-  BackgroundRun run(f_, {"backup", f_.src(), "--library", f_.library(), "--capacity", "64M",
-                         "--archive-size", "1M", "--catalog", catalog});
+  BackgroundRun run(f_, {"backup", f_.src(), "--library", f_.library(), "--new-library",
+                         "--capacity", "64M", "--archive-size", "1M", "--catalog", catalog});
   auto filemarks = [&] {
     std::error_code ignored;
     if (!fs::exists(f_.image("L00001"), ignored)) return 0L;
