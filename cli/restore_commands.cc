@@ -195,6 +195,29 @@ void print_recovered(const recover::RecoverReport& r) {
       static_cast<unsigned long long>(m.copies + r.copies_added));
 }
 
+// Whether the tape in the drive ends after its label (or is blank): a tape
+// labelled and never written, or whose first session never finished, has
+// no catalog copy to recover, and that is no failure. (The drive's block
+// index answers this without reading the label's records.)
+bool nothing_after_label(tape::Drive& drive) {
+  Bytes buffer(tape::kReadBufferSize);
+  bool nothing = false;
+  try {
+    drive.rewind();
+    if (drive.read_record(buffer).kind == tape::ReadKind::kEndOfData) {
+      nothing = true;
+    } else {
+      drive.rewind();
+      drive.space_filemarks_forward(1);
+      nothing = drive.read_record(buffer).kind == tape::ReadKind::kEndOfData;
+    }
+  } catch (const tape::TapeError& e) {
+    nothing = e.kind() == tape::TapeErrorKind::kEndOfData;  // file 0 never ended
+  }
+  drive.rewind();
+  return nothing;
+}
+
 void run_recover(const RecoverArgs& args) {
   check_drive_flags(args.drive);
   auto keys = decrypt_keys(args.keys);
@@ -231,6 +254,12 @@ void run_recover(const RecoverArgs& args) {
       }
       for (const auto& serial : serials) {
         tape::Drive& drive = library.load(serial);
+        if (args.serial.empty() && nothing_after_label(drive)) {
+          std::fprintf(stderr,
+                       "mixtape: tape %s holds nothing after its label; nothing to recover\n",
+                       serial.c_str());
+          continue;
+        }
         auto report = recover::recover_tape(catalog, drive, keys, options);
         merged_any = true;
         print_recovered(report);
@@ -247,7 +276,7 @@ void run_recover(const RecoverArgs& args) {
   } catch (...) {
     if (created && !merged_any) {
       std::error_code ignored;
-      for (const char* suffix : {"", "-wal", "-shm", "-journal"})
+      for (const char* suffix : {"", "-wal", "-shm", "-journal", ".lock"})
         std::filesystem::remove(args.catalog + suffix, ignored);
     }
     throw;

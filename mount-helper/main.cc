@@ -129,6 +129,12 @@ class Mount {
     restore::StageCacheOptions cache_options;
     cache_options.directory = cache_dir;
     if (options.cache_size) cache_options.capacity = options.cache_size;
+    // A mount of the same cache that was just unmounted may still be
+    // ending: waited for, rather than failing a remount.
+    cache_options.lock_wait = std::chrono::seconds(10);
+    cache_options.on_wait = [](const std::string& message) {
+      std::fprintf(stderr, "mount.mixtape: %s\n", message.c_str());
+    };
     cache_ = std::make_unique<restore::StageCache>(cache_options);
     restore::RecallOptions recall_options;
     recall_options.release_idle_after =

@@ -67,7 +67,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -138,6 +140,10 @@ class RecallSink {
 struct StageCacheOptions {
   std::string directory;                 // created if missing
   std::uint64_t capacity = 64ULL << 30;  // bytes of staged files kept
+  // How long to wait for another process that holds the cache (a mount
+  // still ending), and who to tell that it waits; 0: refuse at once.
+  std::chrono::milliseconds lock_wait{0};
+  std::function<void(const std::string&)> on_wait;
   // Test seam: how staged bytes are written (default ::pwrite).
   std::function<long(int fd, const void* data, std::size_t size, std::int64_t offset)> pwrite;
 };
@@ -392,10 +398,16 @@ class Destination {
   std::vector<std::string> extract_tar(ByteSource& tar, const std::string& name);
 
  private:
+  // Removes the temporaries of killed restores from a directory (once per
+  // run and directory).
+  void sweep_temporaries(int parent, const std::string& path);
+
   std::string directory_;
   DestinationOptions options_;
   UniqueFd root_;
   std::atomic<std::uint64_t> temp_counter_{0};  // temporary names, unique per process
+  std::mutex swept_mutex_;
+  std::set<std::string> swept_;  // directories swept of stale temporaries
 };
 
 // A sink writing a recalled version to a file of a Destination.

@@ -62,6 +62,14 @@ TEST(MountOptions, UnknownOptionsNeedSloppy) {
   EXPECT_EQ(o.ignored.size(), 1u);
 }
 
+TEST(MountOptions, IdleDrivesAreReleasedAfterAMinuteUnlessToldOtherwise) {
+  EXPECT_DOUBLE_EQ(parse({"cat.db", "/mnt/x"}).idle_seconds, 60);
+  EXPECT_DOUBLE_EQ(parse({"cat.db", "/mnt/x", "-o", "idle=5"}).idle_seconds, 5);
+  EXPECT_DOUBLE_EQ(parse({"cat.db", "/mnt/x", "-o", "idle=0"}).idle_seconds, 0);
+  EXPECT_THROW(parse({"cat.db", "/mnt/x", "-o", "idle=soon"}), Error);
+  EXPECT_THROW(parse({"cat.db", "/mnt/x", "-o", "idle="}), Error);
+}
+
 TEST(MountOptions, RejectsMalformedValues) {
   EXPECT_THROW(parse({"cat.db", "/mnt/x", "-o", "recall=sometimes"}), Error);
   EXPECT_THROW(parse({"cat.db", "/mnt/x", "-o", "wait=soon"}), Error);
