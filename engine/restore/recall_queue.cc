@@ -213,7 +213,7 @@ class RecallQueue::Impl {
     std::lock_guard lock(mutex_);
     ++stats_.requests;
     ++queued_;
-    if (r->version.size == 0) {
+    if (r->version.size == 0 && (!options_.check_empty_files || r->replicas.empty())) {
       serve_empty(r);  // nothing to read: no tape needed
     } else if (r->replicas.empty()) {
       r->errors.push_back("no copy on tape (back it up first)");

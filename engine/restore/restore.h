@@ -241,6 +241,10 @@ struct RecallOptions {
   // Ask the library to load tapes it does not list (an operator with a
   // manual drive). Off for image libraries, which would make blank tapes.
   bool load_unlisted_tapes = false;
+  // Read the member of an empty file from tape too, to check that the tape
+  // holds an empty file there (restore); otherwise an empty file needs no
+  // tape (the mount: instant).
+  bool check_empty_files = false;
   unsigned decrypt_threads = 2;
   // A drive with nothing to read for this long is unloaded (Library::unload:
   // an image is closed, a single device released), so that a backup can

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "tests/faults/faults_test_util.h"
+#include "tests/faults/hostile_tape.h"
 
 namespace mixtape::faults::testing {
 namespace {
@@ -292,6 +293,25 @@ TEST_F(DailyTest, AKilledRestoreLeavesNoTemporariesOnceRestoreRunsAgain) {
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(leftovers(to), std::vector<std::string>{});
   expect_restored("out");
+}
+
+// Invariant: restore and verify agree on what a tape holds: an empty file
+// whose member on tape is a hard link to a place outside is not restored
+// (an empty file there would say the tape held one), and verify reports it.
+TEST_F(DailyTest, AnEmptyFileWhoseMemberIsAHardLinkOutsideIsNotRestored) {
+  HostileTape tape(f_);
+  write_file(tape.src("empty/e.txt"), "");
+  tape.make();
+  tape.tamper_archive({"hardlink:" + tape.member("empty/e.txt") + ":" + kOutside});
+  const std::string to = f_.file("out");
+  CommandResult r =
+      f_.mixtape("restore " + shell_quote(tape.src("empty")) + " --to " + shell_quote(to) + lib());
+  EXPECT_NE(r.status, 0) << r.out;
+  EXPECT_NE(r.err.find("not restored: " + tape.src("empty/e.txt")), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(to + tape.src("empty/e.txt")));
+  r = f_.mixtape("verify" + lib());
+  EXPECT_NE(r.status, 0) << r.out;
+  EXPECT_NE(r.err.find(tape.src("empty/e.txt")), std::string::npos) << r.err;
 }
 
 // Invariant: recovering a library in which one tape holds only its label
