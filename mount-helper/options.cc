@@ -170,8 +170,11 @@ Options parse_options(const std::vector<std::string>& argv, bool called_by_mount
   }
   if (positional.size() != 2 || positional[0].empty() || positional[1].empty())
     throw Error("usage: mount.mixtape SOURCE DIR [-sfnv] [-o options]");
-  options.source = positional[0];
   try {
+    // Absolute, as the daemon leaves the working directory and opens the
+    // catalog again from every thread: a relative "catalog.db" mounted,
+    // then failed every read with EIO.
+    options.source = std::filesystem::absolute(positional[0]).lexically_normal().string();
     options.mountpoint = std::filesystem::absolute(positional[1]).lexically_normal().string();
   } catch (const std::filesystem::filesystem_error& e) {
     // A relative DIR needs the working directory, which may be gone.

@@ -12,7 +12,7 @@ namespace mixtape::mount {
 enum class RecallPolicy { kOpen, kRead, kNever };
 
 struct Options {
-  std::string source;      // a catalog database, or a tape (device or .tap image)
+  std::string source;      // a catalog database, or a tape (device or .tap image); absolute
   std::string mountpoint;  // absolute
   bool sloppy = false;     // -s: ignore options we do not know
   bool fake = false;       // -f: do everything but the mount (mount(8)'s meaning)

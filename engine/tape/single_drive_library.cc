@@ -29,7 +29,17 @@ std::optional<std::string> SingleDriveLibrary::serial_in_drive() {
 }
 
 std::vector<std::string> SingleDriveLibrary::serials() {
-  auto serial = serial_in_drive();
+  // Asking what is in a released drive opens it only for as long as that
+  // takes: a listing must not take the drive back from whoever uses it now.
+  const bool released = !drive_;
+  std::optional<std::string> serial;
+  try {
+    serial = serial_in_drive();
+  } catch (const TapeError&) {
+    if (!released) throw;
+    return {};  // another process has it now: nothing can be loaded
+  }
+  if (released) unload(0);
   if (serial) return {*serial};
   return {};
 }

@@ -163,6 +163,33 @@ TEST_F(MountDailyTest, AnIdleMountLetsTheNightlyBackupRun) {
   EXPECT_EQ(data, "new\n");
 }
 
+// Invariant: the same for a mount of one drive (device=, here an image):
+// an idle mount closes it, looking at the mount does not take it back, and
+// a backup to that drive runs.
+TEST_F(MountDailyTest, AnIdleMountOfADeviceLetsTheBackupRun) {
+  f_.make_tree(4);
+  f_.init(1);
+  f_.backup();
+  const std::string device = f_.image("L00001");
+  LiveMount mount(mnt());
+  CommandResult r = mount.mount(f_.catalog(), "identity=" + f_.identity() + ",device=" + device +
+                                                  ",cache=" + f_.file("cache") + ",idle=1");
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::string data;
+  ASSERT_EQ(read_whole(latest(f_.src() + "/d1/f1"), data), 0);
+  const pid_t daemon = mount.daemon();
+  EXPECT_TRUE(poll_until([&] { return open_images(daemon).empty(); }))
+      << "the idle mount keeps its drive";
+  // Asking about a file that is not staged lists what the drive holds.
+  EXPECT_EQ(xattr(latest(f_.src() + "/d2/f2"), "user.mixtape.state"), "offline");
+  EXPECT_TRUE(open_images(daemon).empty()) << "looking at the mount took the drive back";
+  write_file(f_.src() + "/new.txt", "new\n");
+  r = f_.mixtape("backup " + shell_quote(f_.src()) + " --device " + shell_quote(device) +
+                 " --drive-wait 0");
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("backed up 1 file copy"), std::string::npos) << r.out;
+}
+
 // ------------------------------------------------------------ item 2
 
 // Invariant: a read waiting (for ever, by default) for a tape nobody
@@ -187,8 +214,9 @@ TEST_F(MountDailyTest, AReadWaitingForAnAbsentTapeEndsWithTheUnmount) {
     reader.wait();
     EXPECT_TRUE(
         poll_until([&] { return run_shell("fusermount3 -u " + shell_quote(mnt())).status == 0; }));
-    EXPECT_TRUE(poll_until([&] { return ended(daemon); }, std::chrono::seconds(30)))
-        << "mount.mixtape outlived its unmount";
+    const bool gone = poll_until([&] { return ended(daemon); }, std::chrono::seconds(30));
+    EXPECT_TRUE(gone) << "mount.mixtape outlived its unmount";
+    if (!gone) ::kill(daemon, SIGKILL);  // or it holds the cache for ever
     mount.unmount();
   }
   LiveMount again(mnt());
@@ -211,8 +239,9 @@ TEST_F(MountDailyTest, SigtermEndsAMountWhoseReadWaitsForATape) {
   ASSERT_TRUE(poll_until([&] { return status().find("waiting: " + file) != std::string::npos; }))
       << status();
   ::kill(daemon, SIGTERM);
-  EXPECT_TRUE(poll_until([&] { return ended(daemon); }, std::chrono::seconds(30)))
-      << "mount.mixtape ignored SIGTERM";
+  const bool gone = poll_until([&] { return ended(daemon); }, std::chrono::seconds(30));
+  EXPECT_TRUE(gone) << "mount.mixtape ignored SIGTERM";
+  if (!gone) ::kill(daemon, SIGKILL);  // or the reader waits for ever
   EXPECT_NE(reader.wait(), 0);
 }
 
@@ -243,7 +272,8 @@ TEST_F(MountDailyTest, AFoundTapeFailsAtOnceForAFileOnlyOnAnotherTape) {
   mixtape::fs::testing::Watchdog watchdog("reading a file of another tape",
                                           std::chrono::seconds(60), mount.daemon());
   std::string data;
-  EXPECT_EQ(read_whole(latest(elsewhere), data), ENOMEDIUM) << read_file(mnt() + "/.mixtape/status");
+  EXPECT_EQ(read_whole(latest(elsewhere), data), ENOMEDIUM)
+      << read_file(mnt() + "/.mixtape/status");
 }
 
 // ------------------------------------------------------------ item 9
