@@ -145,8 +145,9 @@ std::string archaeology_binary() {
 }
 
 void label(const LabelArgs& args) {
+  auto lock = lock_catalog(args.catalog);
   auto catalog = open_catalog(args.catalog);
-  OpenedLibrary opened(args.drive);
+  OpenedLibrary opened(args.drive, TapeAccess::kWrite);
   tape::Drive& drive = opened.library().load(args.serial);
   backup::LabelOptions options;
   options.capacity = opened.capacity();
@@ -167,6 +168,7 @@ struct ScanArgs {
 };
 
 void scan(const ScanArgs& args) {
+  auto lock = lock_catalog(args.catalog);
   auto catalog = open_catalog(args.catalog);
   auto progress = make_progress();
   auto roots = absolute_roots(args.roots);
@@ -175,7 +177,7 @@ void scan(const ScanArgs& args) {
     if (::lstat(root.c_str(), &st) != 0) throw SystemError("cannot scan " + root, errno);
   }
   auto run = catalog.begin_run(catalog::RunKind::kScan, roots);
-  backup::WalkOptions walk{args.cross, args.excludes};
+  backup::WalkOptions walk{args.cross, args.excludes, own_files(args.catalog, nullptr)};
   auto report = backup::scan(catalog, roots, walk, run, *progress);
   backup::HashReport hashed;
   if (args.hash) hashed = backup::hash_dirty(catalog, run, *progress);
@@ -204,6 +206,37 @@ void scan(const ScanArgs& args) {
                 " could not be hashed (see the warnings above); run scan again");
 }
 
+std::string count(std::uint64_t n, const char* one, const char* many) {
+  return std::to_string(n) + " " + (n == 1 ? one : many);
+}
+
+// A backup did what it was asked only if every version is at its copy goal
+// and every file it saw is backed up; otherwise the exit status is 1 and
+// one line says what is left (a cron job's mail). A drive that failed (a
+// tape another process held past --drive-wait, a dead drive) is named in
+// the warnings above; files that vanished were deleted, not left.
+void throw_unless_done(const backup::BackupReport& report, std::uint64_t dirty_files) {
+  const std::uint64_t failures = report.failures();
+  if (report.failed_drives.empty() && failures > 0)
+    throw Error(count(failures, "file", "files") +
+                " could not be backed up (see the warnings above); run backup again");
+  if (report.failed_drives.empty() && report.below_goal == 0 && dirty_files == 0) return;
+  std::vector<std::string> left;
+  if (report.below_goal > 0)
+    left.push_back(count(report.below_goal, "version is", "versions are") + " below its copy goal");
+  if (dirty_files > 0)
+    left.push_back(count(dirty_files, "file is", "files are") + " not backed up yet");
+  std::string line;
+  if (!report.failed_drives.empty()) {
+    line =
+        count(report.failed_drives.size(), "drive", "drives") + " failed (see the warnings above)";
+    if (left.empty()) throw Error(line + "; everything was backed up on the others");
+    line += "; ";
+  }
+  for (std::size_t i = 0; i < left.size(); ++i) line += (i ? " and " : "") + left[i];
+  throw Error(line + "; run backup again");
+}
+
 struct BackupArgs {
   std::string catalog;
   std::vector<std::string> roots;
@@ -220,11 +253,12 @@ struct BackupArgs {
 };
 
 void run_backup(const BackupArgs& args) {
+  auto lock = lock_catalog(args.catalog);
   auto catalog = open_catalog(args.catalog);
-  OpenedLibrary opened(args.drive);
+  OpenedLibrary opened(args.drive, TapeAccess::kWrite);
   backup::BackupOptions options;
   options.roots = absolute_roots(args.roots);
-  options.walk = {args.cross, args.excludes};
+  options.walk = {args.cross, args.excludes, own_files(args.catalog, &args.drive)};
   options.copies = args.copies;
   if (!args.archive_size.empty()) options.archive_size = parse_size(args.archive_size);
   options.paranoid = args.paranoid;
@@ -265,18 +299,7 @@ void run_backup(const BackupArgs& args) {
   if (report.below_goal > 0)
     std::printf("%llu versions are still below their copy goal\n",
                 static_cast<unsigned long long>(report.below_goal));
-  // A drive that failed was dropped and the others carried on; what it was
-  // to hold went to other tapes if it could, and a script must know if not.
-  if (!report.failed_drives.empty() && report.below_goal > 0)
-    throw Error(std::to_string(report.failed_drives.size()) +
-                (report.failed_drives.size() == 1 ? " drive" : " drives") +
-                " failed (see the warnings above) and " + std::to_string(report.below_goal) +
-                " versions are below their copy goal; run backup again");
-  // Files that vanished were deleted: nothing failed. Files that could not be
-  // read or kept changing are not backed up, and a script must know.
-  if (std::uint64_t failures = report.failures(); failures > 0)
-    throw Error(std::to_string(failures) + (failures == 1 ? " file" : " files") +
-                " could not be backed up (see the warnings above); run backup again");
+  throw_unless_done(report, catalog.dirty_count());
 }
 
 }  // namespace
@@ -305,6 +328,7 @@ void add_backup_commands(CLI::App& app) {
                       "Label a tape that holds data (it is lost): another catalog's, another "
                       "program's");
   add_drive_options(label_cmd, label_args->drive);
+  add_writer_options(label_cmd, label_args->drive);
   label_cmd->callback([label_args] { label(*label_args); });
 
   auto scan_args = std::make_shared<ScanArgs>();
@@ -334,6 +358,7 @@ void add_backup_commands(CLI::App& app) {
                          "Commit to the catalog every SIZE written to a tape (default 96G; 0: "
                          "only at the end of each tape's session)");
   add_drive_options(backup_cmd, backup_args->drive);
+  add_writer_options(backup_cmd, backup_args->drive);
   backup_cmd->callback([backup_args] { run_backup(*backup_args); });
 }
 

@@ -85,13 +85,47 @@ catalog::Catalog open_catalog(const std::string& path) {
   return catalog::Catalog::open(path, catalog::integrity_stamp_dir());
 }
 
+catalog::WriterLock lock_catalog(const std::string& path) {
+  return catalog::WriterLock(path);
+}
+
+namespace {
+
+// The path as the walker meets it below a root (absolute, normalised), and
+// through symlinks resolved, when that differs.
+void add_own(std::vector<std::string>& out, const std::string& path) {
+  std::error_code error;
+  std::string absolute = std::filesystem::absolute(path, error).lexically_normal().string();
+  if (error) return;
+  while (absolute.size() > 1 && absolute.back() == '/') absolute.pop_back();
+  out.push_back(absolute);
+  std::string canonical = std::filesystem::weakly_canonical(absolute, error).string();
+  if (!error && canonical != absolute) out.push_back(canonical);
+}
+
+}  // namespace
+
+std::vector<std::string> own_files(const std::string& catalog_path, const DriveFlags* drive) {
+  std::vector<std::string> out;
+  for (const char* suffix : {"", "-wal", "-shm", "-journal"}) add_own(out, catalog_path + suffix);
+  add_own(out, catalog::WriterLock::path_for(catalog_path));
+  if (const std::string stamps = catalog::integrity_stamp_dir(); !stamps.empty())
+    add_own(out, stamps);
+  if (drive && !drive->library.empty()) add_own(out, drive->library);
+  if (drive && !drive->device.empty() && drive->changer.empty() &&
+      !drive->device.starts_with("/dev/"))
+    for (const char* suffix : {"", ".idx", ".meta"}) add_own(out, drive->device + suffix);
+  return out;
+}
+
 void add_drive_options(CLI::App* command, DriveFlags& flags) {
   command->add_option("--device", flags.device,
                       "Tape device (/dev/nst0) or .tap image; with --changer, its drives' "
                       "devices, comma separated");
   command->add_option("--library", flags.library, "Folder of <serial>.tap images");
   command->add_option("--changer", flags.changer, "SCSI changer (/dev/sgN), driven with mtx");
-  command->add_option("--capacity", flags.capacity, "Capacity of new tapes (e.g. 2.5T, 64M)");
+  command->add_option("--capacity", flags.capacity,
+                      "Capacity of new tapes (e.g. 2.5T, 64M; default 2500000000000, LTO-6)");
   command->add_option("--early-warning", flags.early_warning,
                       "Early-warning zone of new image tapes (default capacity/64)");
   command->add_option("--drives", flags.drives,
@@ -100,14 +134,37 @@ void add_drive_options(CLI::App* command, DriveFlags& flags) {
                       "Write drive counters and tape_seconds to FILE at exit");
 }
 
-OpenedLibrary::OpenedLibrary(const DriveFlags& flags) : stats_json_(flags.stats_json) {
-  capacity_ = parse_size(flags.capacity);
+void add_writer_options(CLI::App* command, DriveFlags& flags) {
+  command->add_flag("--new-library", flags.new_library,
+                    "Make the --library folder if it does not exist (needs --capacity)");
+  command->add_option("--drive-wait", flags.drive_wait_seconds,
+                      "Seconds to wait for a tape another process (a mount) holds (default 120)");
+}
+
+OpenedLibrary::OpenedLibrary(const DriveFlags& flags, TapeAccess access)
+    : stats_json_(flags.stats_json) {
+  capacity_ = flags.capacity.empty() ? tape::kLto6NativeBytes : parse_size(flags.capacity);
   if (!flags.changer.empty() && flags.device.empty())
     throw Error("--changer needs --device for its drives (/dev/nst0,/dev/nst1,...)");
   const int given = !flags.device.empty() + !flags.library.empty();
   if (flags.changer.empty() && given != 1)
     throw Error("name exactly one of --device DEV or --library DIR");
   if (flags.drives < 1) throw Error("--drives must be at least 1");
+  if (access == TapeAccess::kWrite && !flags.library.empty() &&
+      !std::filesystem::exists(flags.library)) {
+    // A mistyped --library would otherwise become a new library of blank
+    // tapes the catalog then counts on.
+    if (!flags.new_library)
+      throw Error("no tape library at " + flags.library +
+                  "; to start a new one there, add --new-library and --capacity SIZE (the size "
+                  "of its tapes)");
+    if (flags.capacity.empty())
+      throw Error(
+          "a new library needs --capacity SIZE, the size of its tapes (e.g. 2328G for "
+          "LTO-6, 64M to try things out)");
+  }
+  if (flags.drive_wait_seconds < 0 || flags.drive_wait_seconds > 366.0 * 24 * 3600)
+    throw Error("--drive-wait takes seconds, at most a year");
   tape::LibrarySpec spec;
   spec.device = flags.device;
   spec.library = flags.library;
@@ -116,6 +173,13 @@ OpenedLibrary::OpenedLibrary(const DriveFlags& flags) : stats_json_(flags.stats_
   spec.blank_geometry.capacity = capacity_;
   if (!flags.early_warning.empty())
     spec.blank_geometry.early_warning = parse_size(flags.early_warning);
+  spec.read_only = access == TapeAccess::kRead;
+  if (access == TapeAccess::kWrite) {
+    spec.busy_wait = std::chrono::milliseconds(static_cast<long>(flags.drive_wait_seconds * 1000));
+    spec.on_wait = [](const std::string& message) {
+      std::fprintf(stderr, "mixtape: %s\n", message.c_str());
+    };
+  }
   library_ = tape::open_library(spec, backup::label_serial_reader());
 }
 

@@ -26,18 +26,38 @@ std::string default_identity_path();
 void add_catalog_option(CLI::App* command, std::string& path);
 catalog::Catalog open_catalog(const std::string& path);
 
+// The writer lock of the catalog at path (catalog::WriterLock), taken by
+// every command that changes the catalog before it opens it.
+catalog::WriterLock lock_catalog(const std::string& path);
+
 struct DriveFlags {
   std::string device;
   std::string library;
   std::string changer;
-  std::string capacity = "2500000000000";  // LTO-6 native: 2.5 TB, decimal as tape makers count
+  // Empty: 2500000000000, LTO-6 native (2.5 TB, decimal as tape makers
+  // count); a new library needs it given.
+  std::string capacity;
   std::string early_warning;
   std::size_t drives = 1;
   std::string stats_json;
+  // Writers only (add_writer_options).
+  bool new_library = false;
+  double drive_wait_seconds = 120;
 };
+
+// mixtape's own files under the roots a backup or scan walks, never to be
+// backed up: the catalog and its side files, the integrity stamps, and the
+// tape library (or image) the command writes to.
+std::vector<std::string> own_files(const std::string& catalog_path, const DriveFlags* drive);
 
 // --device | --library | --changer (+ --capacity, --drives, --stats-json).
 void add_drive_options(CLI::App* command, DriveFlags& flags);
+// --new-library and --drive-wait, for the commands that write tapes.
+void add_writer_options(CLI::App* command, DriveFlags& flags);
+
+// Whether a command only reads tapes (images open write-protected, nothing
+// is made, a library must exist) or writes them.
+enum class TapeAccess { kRead, kWrite };
 
 // The library the flags name (tape::open_library). A single --device acts as
 // a library of the one tape in it. Writes --stats-json when destroyed,
@@ -45,7 +65,7 @@ void add_drive_options(CLI::App* command, DriveFlags& flags);
 // (add_stat), and with several drives each drive's under "drives".
 class OpenedLibrary {
  public:
-  explicit OpenedLibrary(const DriveFlags& flags);
+  OpenedLibrary(const DriveFlags& flags, TapeAccess access);
   ~OpenedLibrary();
   OpenedLibrary(const OpenedLibrary&) = delete;
   OpenedLibrary& operator=(const OpenedLibrary&) = delete;

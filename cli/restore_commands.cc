@@ -99,7 +99,7 @@ void run_restore(const RestoreArgs& args) {
   options.destination_options.overwrite = args.overwrite;
   options.destination_options.restore_owner = ::geteuid() == 0;
   auto keys = decrypt_keys(args.keys);
-  OpenedLibrary opened(args.drive);
+  OpenedLibrary opened(args.drive, TapeAccess::kRead);
   auto progress = make_progress();
   auto report = restore::restore(args.catalog, opened.library(), keys, options, *progress);
   progress.reset();
@@ -129,6 +129,7 @@ struct VerifyArgs {
 };
 
 void run_verify(const VerifyArgs& args) {
+  auto lock = lock_catalog(args.catalog);
   auto catalog = open_catalog(args.catalog);
   check_drive_flags(args.drive);
   restore::VerifyOptions options;
@@ -136,11 +137,13 @@ void run_verify(const VerifyArgs& args) {
   options.quick = args.quick;
   options.recall = recall_options(args.read_ahead);
   auto keys = decrypt_keys(args.keys);
-  OpenedLibrary opened(args.drive);
+  OpenedLibrary opened(args.drive, TapeAccess::kRead);
   auto progress = make_progress();
   auto report = restore::verify(catalog, opened.library(), keys, options, *progress);
   progress.reset();
   for (const auto& p : report.problems) std::fprintf(stderr, "mixtape: verify: %s\n", p.c_str());
+  for (const auto& p : report.key_problems)
+    std::fprintf(stderr, "mixtape: verify: %s\n", p.c_str());
   for (const auto& s : report.skipped_tapes)
     std::fprintf(stderr, "mixtape: tape %s is not in the library; not verified\n", s.c_str());
   if (args.quick) {
@@ -154,7 +157,13 @@ void run_verify(const VerifyArgs& args) {
                 static_cast<unsigned long long>(report.files_ok),
                 static_cast<unsigned long long>(report.files_bad));
   }
-  if (!report.ok()) throw Error("verification found problems (recorded in the catalog)");
+  if (!report.problems.empty())
+    throw Error("verification found problems (recorded in the catalog)");
+  if (!report.key_problems.empty())
+    throw Error(std::to_string(report.key_problems.size()) +
+                (report.key_problems.size() == 1 ? " tape" : " tapes") +
+                " could not be verified with the keys given (see above); nothing was recorded "
+                "about them");
 }
 
 // ------------------------------------------------------------ recover
@@ -186,6 +195,29 @@ void print_recovered(const recover::RecoverReport& r) {
       static_cast<unsigned long long>(m.copies + r.copies_added));
 }
 
+// Whether the tape in the drive ends after its label (or is blank): a tape
+// labelled and never written, or whose first session never finished, has
+// no catalog copy to recover, and that is no failure. (The drive's block
+// index answers this without reading the label's records.)
+bool nothing_after_label(tape::Drive& drive) {
+  Bytes buffer(tape::kReadBufferSize);
+  bool nothing = false;
+  try {
+    drive.rewind();
+    if (drive.read_record(buffer).kind == tape::ReadKind::kEndOfData) {
+      nothing = true;
+    } else {
+      drive.rewind();
+      drive.space_filemarks_forward(1);
+      nothing = drive.read_record(buffer).kind == tape::ReadKind::kEndOfData;
+    }
+  } catch (const tape::TapeError& e) {
+    nothing = e.kind() == tape::TapeErrorKind::kEndOfData;  // file 0 never ended
+  }
+  drive.rewind();
+  return nothing;
+}
+
 void run_recover(const RecoverArgs& args) {
   check_drive_flags(args.drive);
   auto keys = decrypt_keys(args.keys);
@@ -201,6 +233,7 @@ void run_recover(const RecoverArgs& args) {
   }
   bool merged_any = false;
   try {
+    auto lock = lock_catalog(args.catalog);
     auto catalog = catalog::Catalog::open(args.catalog, catalog::integrity_stamp_dir());
     recover::RecoverOptions options;
     options.force = args.force;
@@ -208,7 +241,7 @@ void run_recover(const RecoverArgs& args) {
     options.temp_dir = args.temp_dir;
     auto progress = make_progress();
     options.progress = progress.get();
-    OpenedLibrary opened(args.drive);
+    OpenedLibrary opened(args.drive, TapeAccess::kRead);
     tape::Library& library = opened.library();
     if (!args.drive.library.empty() || !args.drive.changer.empty()) {
       std::vector<std::string> serials;
@@ -223,6 +256,12 @@ void run_recover(const RecoverArgs& args) {
       }
       for (const auto& serial : serials) {
         tape::Drive& drive = library.load(serial);
+        if (args.serial.empty() && nothing_after_label(drive)) {
+          std::fprintf(stderr,
+                       "mixtape: tape %s holds nothing after its label; nothing to recover\n",
+                       serial.c_str());
+          continue;
+        }
         auto report = recover::recover_tape(catalog, drive, keys, options);
         merged_any = true;
         print_recovered(report);
@@ -239,7 +278,7 @@ void run_recover(const RecoverArgs& args) {
   } catch (...) {
     if (created && !merged_any) {
       std::error_code ignored;
-      for (const char* suffix : {"", "-wal", "-shm", "-journal"})
+      for (const char* suffix : {"", "-wal", "-shm", "-journal", ".lock"})
         std::filesystem::remove(args.catalog + suffix, ignored);
     }
     throw;

@@ -3,10 +3,13 @@
 
 #include <fuse_lowlevel.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -14,6 +17,7 @@
 #include <map>
 #include <mutex>
 #include <sstream>
+#include <thread>
 
 namespace mixtape::fs {
 namespace {
@@ -43,6 +47,21 @@ constexpr unsigned kMaxRead = 512u << 10;
 Session& session_of(fuse_req_t req) {
   return *static_cast<Session*>(fuse_req_userdata(req));
 }
+
+// The request a handler thread is serving, for request_interrupted().
+thread_local fuse_req_t current_request = nullptr;
+
+// Marks the request the thread serves for as long as it lives.
+class Serving {
+ public:
+  explicit Serving(fuse_req_t req) : previous_(current_request) { current_request = req; }
+  ~Serving() { current_request = previous_; }
+  Serving(const Serving&) = delete;
+  Serving& operator=(const Serving&) = delete;
+
+ private:
+  fuse_req_t previous_;
+};
 
 struct stat to_stat(const Attr& attr) {
   struct stat st {};
@@ -217,7 +236,11 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     } else if (writing) {
       throw FsError(EROFS, "read-only file system");
     } else if (node.kind == NodeKind::kStatusFile) {
-      handle->text = s.control.status();
+      // Paths only for the mounting user and root: with allow_other, others
+      // would learn names from folders they may not look into.
+      const fuse_ctx* ctx = fuse_req_ctx(req);
+      const bool owner = ctx->uid == 0 || ctx->uid == ::getuid();
+      handle->text = s.control.status(!s.options.allow_other || owner);
       fi->direct_io = 1;
     } else if (node.kind == NodeKind::kStatsFile) {
       handle->text = s.control.stats_json();
@@ -239,6 +262,7 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 }
 
 void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+  Serving serving(req);
   guarded(req, [&] {
     Handle* h = handle_of(fi);
     if (h->content) {
@@ -508,6 +532,10 @@ struct LoopConfigDeleter {
 
 }  // namespace
 
+bool request_interrupted() {
+  return current_request != nullptr && fuse_req_interrupted(current_request) != 0;
+}
+
 int serve(Tree& tree, ContentSource& content, ControlFiles& control, const MountOptions& options,
           const std::function<void()>& ready) {
   Session session{tree, content, control, options};
@@ -538,7 +566,30 @@ int serve(Tree& tree, ContentSource& content, ControlFiles& control, const Mount
   std::unique_ptr<fuse_loop_config, LoopConfigDeleter> config(fuse_loop_cfg_create());
   fuse_loop_cfg_set_clone_fd(config.get(), 0);
   fuse_loop_cfg_set_max_threads(config.get(), 16);
+  // The loop returns only once every handler has; a read waiting for a tape
+  // would keep it (and the daemon, its tape and its cache) for ever after an
+  // unmount or a SIGTERM. libfuse has no hook for the session's end, so it
+  // is watched for, and the waits are then cancelled.
+  std::mutex watch_mutex;
+  std::condition_variable watch_changed;
+  bool loop_done = false;
+  std::thread watcher([&] {
+    std::unique_lock lock(watch_mutex);
+    while (!loop_done) {
+      if (fuse_session_exited(se.get())) {
+        content.cancel_waits();
+        return;
+      }
+      watch_changed.wait_for(lock, std::chrono::milliseconds(100));
+    }
+  });
   int rc = fuse_session_loop_mt(se.get(), config.get());
+  {
+    std::lock_guard lock(watch_mutex);
+    loop_done = true;
+  }
+  watch_changed.notify_all();
+  watcher.join();
   fuse_session_unmount(se.get());
   fuse_remove_signal_handlers(se.get());
   return rc;

@@ -45,7 +45,15 @@ class ContentSource {
   virtual std::string state(const catalog::VersionRow& version) = 0;
   // Paths written to .mixtape/recall, one per line.
   virtual void recall(const std::vector<Content>& contents) = 0;
+  // The mount is ending (unmounted, or told to stop): reads still waiting
+  // for a tape or a recall give up now, so the daemon can exit.
+  virtual void cancel_waits() {}
 };
+
+// Whether the request being served on the calling thread was interrupted
+// (its reader was killed, or gave up on a signal): a long wait inside a
+// handler checks it and stops. False outside a request.
+bool request_interrupted();
 
 struct MountOptions {
   std::string mountpoint;

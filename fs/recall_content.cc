@@ -13,13 +13,14 @@ class CachedFile final : public OpenContent {
  public:
   CachedFile(RecallContent& owner, restore::StageCache::Reader reader, catalog::VersionRow version,
              std::optional<catalog::Id> tape_id, bool recall_on_read,
-             std::optional<std::chrono::seconds> wait, std::string path)
+             std::optional<std::chrono::seconds> wait, bool tapes_can_arrive, std::string path)
       : owner_(owner),
         reader_(std::make_shared<restore::StageCache::Reader>(std::move(reader))),
         version_(std::move(version)),
         tape_id_(tape_id),
         recall_on_read_(recall_on_read),
         wait_(wait),
+        tapes_can_arrive_(tapes_can_arrive),
         path_(std::move(path)) {}
 
   std::size_t read(std::uint64_t offset, MutableByteSpan out) override {
@@ -56,13 +57,11 @@ class CachedFile final : public OpenContent {
                           : std::chrono::steady_clock::time_point::max();
     bool retried = false;
     for (;;) {
-      switch (reader->wait_for(offset, size, deadline)) {
-        case restore::WaitStatus::kReady:
-          return reader;
-        case restore::WaitStatus::kTimedOut:
-          throw FsError(ENOMEDIUM, path_ + ": its tape was not inserted in time");
-        case restore::WaitStatus::kFailed:
-          break;
+      if (const auto status = wait(*reader, offset, size, deadline);
+          status == restore::WaitStatus::kReady) {
+        return reader;
+      } else if (status == restore::WaitStatus::kTimedOut) {
+        throw FsError(ENOMEDIUM, path_ + ": its tape was not inserted in time");
       }
       // Bytes already handed out came from the copy that failed: never mix
       // them with another copy's (the open fails; a new open reads the next).
@@ -76,14 +75,30 @@ class CachedFile final : public OpenContent {
         retried = true;
       }
       while (!owner_.missing_tapes(version_).empty()) {
+        if (!tapes_can_arrive_)
+          throw FsError(ENOMEDIUM, path_ + ": none of its tapes is in this mount's drive");
         if (std::chrono::steady_clock::now() >= deadline)
           throw FsError(ENOMEDIUM, path_ + ": its tape was not inserted in time");
-        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        owner_.pause(path_, std::chrono::milliseconds(200));
       }
       // Reader before request, as at open: a recall that fails at once
       // then leaves its failure in the entry this reader pins.
       reader = reopen(reader);
       owner_.request(version_, 1, tape_id_);
+    }
+  }
+
+  // reader.wait_for in slices, so that a wait with no deadline still ends
+  // when the mount does or the read is interrupted.
+  restore::WaitStatus wait(restore::StageCache::Reader& reader, std::uint64_t offset,
+                           std::size_t size, std::chrono::steady_clock::time_point deadline) {
+    constexpr auto kSlice = std::chrono::milliseconds(200);
+    for (;;) {
+      const auto now = std::chrono::steady_clock::now();
+      const auto until = deadline - now > kSlice ? now + kSlice : deadline;
+      const restore::WaitStatus status = reader.wait_for(offset, size, until);
+      if (status != restore::WaitStatus::kTimedOut || until == deadline) return status;
+      owner_.check_cancelled(path_);
     }
   }
 
@@ -109,6 +124,7 @@ class CachedFile final : public OpenContent {
   std::atomic<bool> recall_on_read_;
   std::atomic<bool> returned_ = false;  // bytes were given to the reader
   std::optional<std::chrono::seconds> wait_;
+  bool tapes_can_arrive_;
   std::string path_;
 };
 
@@ -162,7 +178,8 @@ std::unique_ptr<OpenContent> RecallContent::open(const Content& content) {
     }
   }
   return std::make_unique<CachedFile>(*this, std::move(reader), content.version, content.tape_id,
-                                      recall_on_read, options_.wait, content.path);
+                                      recall_on_read, options_.wait, options_.tapes_can_arrive,
+                                      content.path);
 }
 
 // The files after this one in its directory, if they sit in the same archive
@@ -250,12 +267,38 @@ std::string RecallContent::missing_tapes(const catalog::VersionRow& version) {
   return missing;
 }
 
+void RecallContent::cancel_waits() {
+  {
+    std::lock_guard lock(cancel_mutex_);
+    cancelled_ = true;
+  }
+  cancel_changed_.notify_all();
+}
+
+void RecallContent::check_cancelled(const std::string& path) {
+  bool cancelled;
+  {
+    std::lock_guard lock(cancel_mutex_);
+    cancelled = cancelled_;
+  }
+  if (cancelled) throw FsError(EINTR, path + ": the mount is ending");
+  if (request_interrupted()) throw FsError(EINTR, path + ": the read was interrupted");
+}
+
+void RecallContent::pause(const std::string& path, std::chrono::milliseconds moment) {
+  {
+    std::unique_lock lock(cancel_mutex_);
+    cancel_changed_.wait_for(lock, moment, [&] { return cancelled_; });
+  }
+  check_cancelled(path);
+}
+
 void RecallContent::recall(const std::vector<Content>& contents) {
   for (const auto& c : contents)
     if (!cache_.contains(c.version.hash)) request(c.version, 0);
 }
 
-std::string RecallContent::status() {
+std::string RecallContent::status(bool show_paths) {
   std::ostringstream out;
   for (std::size_t i = 0; i < library_.drive_count(); ++i) {
     auto serial = library_.loaded_serial(i);
@@ -280,7 +323,8 @@ std::string RecallContent::status() {
   for (catalog::Id id : offline) {
     auto version = tree_.catalog().version(id);
     if (!version) continue;
-    std::string path = tree_.catalog().file_path(version->file_id);
+    std::string path =
+        show_paths ? tree_.catalog().file_path(version->file_id) : std::string("(a file)");
     std::string missing = missing_tapes(*version);
     if (!missing.empty()) {
       out << "waiting: " << path << ": insert tape " << missing << "\n";
@@ -289,7 +333,7 @@ std::string RecallContent::status() {
     std::lock_guard lock(mutex_);
     auto s = handles_[id].status();
     if (s.state == restore::RecallState::kFailed)
-      out << "failed: " << path << ": " << s.cause << "\n";
+      out << "failed: " << path << (show_paths ? ": " + s.cause : std::string()) << "\n";
   }
   out << "queue: " << waiting << " files waiting\n";
   auto c = cache_.stats();

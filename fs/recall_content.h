@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -19,6 +20,10 @@ struct RecallContentOptions {
   // How long a read waits for its bytes; then ENOMEDIUM (nobody inserted
   // the tape). None: wait as long as it takes.
   std::optional<std::chrono::seconds> wait;
+  // Whether a tape that is not there now can still come (a library or a
+  // drive was named). If not, a read of a file none of whose tapes is
+  // there fails at once with ENOMEDIUM, whatever `wait` says.
+  bool tapes_can_arrive = true;
   // Directory read-ahead: how many following files of the same directory
   // and archive are queued behind an opened file.
   std::size_t read_ahead = 256;
@@ -33,8 +38,16 @@ class RecallContent final : public ContentSource, public ControlFiles {
   std::string state(const catalog::VersionRow& version) override;
   void recall(const std::vector<Content>& contents) override;
 
-  std::string status() override;
+  std::string status(bool show_paths) override;
   std::string stats_json() override;
+  void cancel_waits() override;
+
+  // Waits a moment (for a tape to arrive, for bytes to be staged): returns
+  // early, throwing FsError(EINTR) naming `path`, once the mount is ending
+  // or the read was interrupted.
+  void pause(const std::string& path, std::chrono::milliseconds moment);
+  // The same check without waiting.
+  void check_cancelled(const std::string& path);
 
   // The serials holding the version when none of them can be loaded now
   // ("L00001 L00007"); empty when one can.
@@ -67,6 +80,9 @@ class RecallContent final : public ContentSource, public ControlFiles {
   std::chrono::steady_clock::time_point present_read_{};
   std::uint64_t opens_ = 0;
   std::uint64_t cache_hits_ = 0;
+  std::mutex cancel_mutex_;
+  std::condition_variable cancel_changed_;
+  bool cancelled_ = false;
 };
 
 }  // namespace mixtape::fs

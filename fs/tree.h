@@ -102,7 +102,10 @@ struct Content {
 class ControlFiles {
  public:
   virtual ~ControlFiles() = default;
-  virtual std::string status() = 0;
+  // .mixtape/status. Without show_paths, no file's path is in it (another
+  // user of an allow_other mount may not see what is being recalled from
+  // folders closed to them), only drives, tapes and counts.
+  virtual std::string status(bool show_paths) = 0;
   virtual std::string stats_json() = 0;
 };
 

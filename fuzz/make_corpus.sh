@@ -179,7 +179,7 @@ def index_of(image):
         if end > len(image): break
         if cls in (0, 8): blocks.append(pos)
         pos = end
-    body = b"MXTAPIDX" + struct.pack("<IIQQQQ", 1, 0, len(image), 0, pos, len(blocks))
+    body = b"MXTAPIDX" + struct.pack("<IIQQQQQQ", 2, 0, len(image), 0, 0, 0, pos, len(blocks))
     for i, off in enumerate(blocks):
         body += struct.pack("<Q", off | (1 << 63 if i in marks else 0))
     return body + struct.pack("<Q", fnv(body))

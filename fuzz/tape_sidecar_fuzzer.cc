@@ -1,14 +1,16 @@
 // The sidecars an image drive trusts (engine/tape image_index.cc load(),
 // image_medium.cc read_meta()): "<image>.idx", the cached block index, and
 // "<image>.meta", the geometry. A found image can come with sidecars made by
-// anyone, so both are input; an index that matches the image's size and
-// mtime is believed, and it may point anywhere in the image.
+// anyone, so both are input; an index that matches the image's fingerprint
+// is used, though checked against the image where it is read, and it may
+// point anywhere in the image.
 //
 // Input: a 4-byte little-endian image length L, a 2-byte meta length M,
 // then L image bytes, M meta bytes (M = 0: no .meta file), and the rest is
 // the .idx. So that mutations reach past the index's guards, the fuzzer
-// writes the image's real size and mtime into the index and recomputes its
-// checksum, as a deliberate forger would.
+// writes the current version and the image's real size, mtime, ctime and
+// inode into the index and recomputes its checksum, as a deliberate forger
+// would.
 //
 // Checked besides crashes: whatever the index says, reads fail only with
 // media or size errors and move one block, positions stay within end of
@@ -25,7 +27,7 @@
 namespace mixtape::tape {
 namespace {
 
-constexpr std::size_t kIndexHeader = 48;
+constexpr std::size_t kIndexHeader = 64;
 constexpr std::uint64_t kMaxSteps = 4096;
 
 std::uint32_t le32(const std::uint8_t* p) {
@@ -44,9 +46,14 @@ Bytes forged_index(ByteSpan index, const std::string& image) {
   if (out.size() < kIndexHeader + 8) return out;
   struct stat st {};
   if (::stat(image.c_str(), &st) != 0) throw_errno("stat " + image);
+  out[8] = 2;  // version 2, little-endian
+  out[9] = out[10] = out[11] = 0;
   put_le64(out.data() + 16, static_cast<std::uint64_t>(st.st_size));
   put_le64(out.data() + 24,
            static_cast<std::uint64_t>(st.st_mtim.tv_sec * 1'000'000'000LL + st.st_mtim.tv_nsec));
+  put_le64(out.data() + 32,
+           static_cast<std::uint64_t>(st.st_ctim.tv_sec * 1'000'000'000LL + st.st_ctim.tv_nsec));
+  put_le64(out.data() + 40, static_cast<std::uint64_t>(st.st_ino));
   std::uint64_t h = 0xcbf29ce484222325ULL;
   for (std::size_t i = 0; i + 8 < out.size(); ++i) h = (h ^ out[i]) * 0x100000001b3ULL;
   put_le64(out.data() + out.size() - 8, h);

@@ -45,6 +45,16 @@ bool is_tape(const std::string& path) {
   return path.ends_with(".tap") || path.starts_with("/dev/");
 }
 
+// Where a found tape's block index is kept: in the cache folder, named by
+// the hash of the tape's canonical path.
+std::string found_index_path(const std::string& cache_dir, const std::string& source) {
+  std::error_code error;
+  std::string canonical = std::filesystem::weakly_canonical(source, error).string();
+  if (error) canonical = source;
+  const auto digest = crypto::blake2b256(as_bytes(canonical));
+  return cache_dir + "/tape-" + to_hex(ByteSpan(digest.data(), 8)) + ".idx";
+}
+
 crypto::AgeDecryptKeys keys_from(const Options& options) {
   restore::KeyFiles files;
   if (!options.identity.empty()) files.identities.push_back(options.identity);
@@ -66,21 +76,29 @@ class Mount {
         options.cache.empty() ? user_path_or_root(UserDir::kCache, "mixtape/stage") : options.cache;
     auto keys = keys_from(options);
     std::unique_ptr<tape::Drive> found_drive;
+    // A found tape's block index goes to the cache folder, never beside the
+    // image: the medium may be read-only, and a sidecar found there was made
+    // by whoever made the tape.
+    tape::OpenDriveOptions drive_options;
+    drive_options.read_only = true;
     if (!is_tape(options.source)) {
       catalog_path_ = options.source;
       // Once, before serving: a damaged catalog is refused here, not found
       // out file by file as EIO. Unchanged since a check passed, only the
       // cheap checks run: a mount answers in a second at any catalog size.
-      catalog::Catalog::open_read_only(catalog_path_)
-          .check_integrity(catalog::integrity_stamp_dir());
+      auto catalog = catalog::Catalog::open_read_only(catalog_path_);
+      catalog.check_integrity(catalog::integrity_stamp_dir());
+      // Keys that cannot read these tapes are refused now, not found out by
+      // a read that blocks.
+      if (std::string problem = restore::key_problem(catalog.config(), keys); !problem.empty())
+        throw Error(problem);
     } else {
       // A tape found in a drawer: its catalog comes from its trailing index
       // (or its indexes), kept in the cache folder; the tape itself is the
       // library unless one was named.
-      tape::OpenDriveOptions drive_options;
-      drive_options.read_only = true;
-      found_drive = tape::open_drive(options.source, drive_options);
       std::filesystem::create_directories(cache_dir);
+      drive_options.index_path = found_index_path(cache_dir, options.source);
+      found_drive = tape::open_drive(options.source, drive_options);
       catalog_path_ = recover::catalog_for_found_tape(*found_drive, cache_dir, keys).catalog_path;
     }
     tree_ = std::make_unique<fs::Tree>(catalog_path_);
@@ -90,31 +108,46 @@ class Mount {
     spec.changer = options.changer;
     spec.read_only = true;
     found_tape_ = found_drive != nullptr;
-    if (found_drive && spec.device.empty() && spec.library.empty() && spec.changer.empty()) {
-      library_ = std::make_unique<tape::SingleDriveLibrary>(std::move(found_drive),
-                                                            backup::label_serial_reader());
+    // Nothing named to read from but the found tape itself (or nothing at
+    // all): no other tape can come, so a file elsewhere fails at once.
+    const bool nothing_named = spec.device.empty() && spec.library.empty() && spec.changer.empty();
+    if (found_drive && nothing_named) {
+      library_ = std::make_unique<tape::SingleDriveLibrary>(
+          std::move(found_drive), backup::label_serial_reader(),
+          [source = options.source, drive_options] {
+            return tape::open_drive(source, drive_options);
+          });
     } else {
       if (spec.device.empty() && spec.library.empty()) {
         // No drive named: nothing can be recalled until one is, and reads of
         // unstaged files time out (ENOMEDIUM) rather than hang forever.
         spec.library = cache_dir + "/no-library";
+        std::filesystem::create_directories(spec.library);
       }
       library_ = tape::open_library(spec, backup::label_serial_reader());
     }
     restore::StageCacheOptions cache_options;
     cache_options.directory = cache_dir;
     if (options.cache_size) cache_options.capacity = options.cache_size;
+    // A mount of the same cache that was just unmounted may still be
+    // ending: waited for, rather than failing a remount.
+    cache_options.lock_wait = std::chrono::seconds(10);
+    cache_options.on_wait = [](const std::string& message) {
+      std::fprintf(stderr, "mount.mixtape: %s\n", message.c_str());
+    };
     cache_ = std::make_unique<restore::StageCache>(cache_options);
+    restore::RecallOptions recall_options;
+    recall_options.release_idle_after =
+        std::chrono::milliseconds(static_cast<long>(options.idle_seconds * 1000));
     queue_ = std::make_unique<restore::RecallQueue>(catalog_path_, *library_, std::move(keys),
-                                                    cache_.get());
+                                                    cache_.get(), recall_options);
     fs::RecallContentOptions content_options;
     content_options.policy = options.recall == RecallPolicy::kOpen   ? fs::RecallPolicy::kOpen
                              : options.recall == RecallPolicy::kRead ? fs::RecallPolicy::kRead
                                                                      : fs::RecallPolicy::kNever;
     if (options.wait_seconds)
       content_options.wait = std::chrono::seconds(static_cast<long>(*options.wait_seconds));
-    else if (options.device.empty() && options.library.empty() && !found_tape_)
-      content_options.wait = std::chrono::seconds(0);
+    content_options.tapes_can_arrive = !nothing_named;
     content_ =
         std::make_unique<fs::RecallContent>(*tree_, *library_, *cache_, *queue_, content_options);
   }

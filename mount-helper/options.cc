@@ -42,11 +42,11 @@ std::string printable(std::string_view value) {
 // also reads "nan", "inf" and 1e400).
 constexpr double kMaxWaitSeconds = 366.0 * 24 * 3600;
 
-double parse_seconds(const std::string& text) {
+double parse_seconds(const std::string& key, const std::string& text) {
   char* end = nullptr;
   double value = std::strtod(text.c_str(), &end);
   if (text.empty() || *end != '\0' || !std::isfinite(value) || value < 0 || value > kMaxWaitSeconds)
-    throw Error("wait= takes seconds (at most a year), not " + printable(text));
+    throw Error(key + "= takes seconds (at most a year), not " + printable(text));
   return value;
 }
 
@@ -97,7 +97,10 @@ void apply_option(Options& options, const std::string& option) {
     options.cache_size = parse_cache_size(value);
   } else if (key == "wait") {
     needs_value();
-    options.wait_seconds = parse_seconds(value);
+    options.wait_seconds = parse_seconds(key, value);
+  } else if (key == "idle") {
+    needs_value();
+    options.idle_seconds = parse_seconds(key, value);
   } else if (key == "recall") {
     needs_value();
     if (value == "open")
@@ -167,8 +170,11 @@ Options parse_options(const std::vector<std::string>& argv, bool called_by_mount
   }
   if (positional.size() != 2 || positional[0].empty() || positional[1].empty())
     throw Error("usage: mount.mixtape SOURCE DIR [-sfnv] [-o options]");
-  options.source = positional[0];
   try {
+    // Absolute, as the daemon leaves the working directory and opens the
+    // catalog again from every thread: a relative "catalog.db" mounted,
+    // then failed every read with EIO.
+    options.source = std::filesystem::absolute(positional[0]).lexically_normal().string();
     options.mountpoint = std::filesystem::absolute(positional[1]).lexically_normal().string();
   } catch (const std::filesystem::filesystem_error& e) {
     // A relative DIR needs the working directory, which may be gone.

@@ -12,7 +12,7 @@ namespace mixtape::mount {
 enum class RecallPolicy { kOpen, kRead, kNever };
 
 struct Options {
-  std::string source;      // a catalog database, or a tape (device or .tap image)
+  std::string source;      // a catalog database, or a tape (device or .tap image); absolute
   std::string mountpoint;  // absolute
   bool sloppy = false;     // -s: ignore options we do not know
   bool fake = false;       // -f: do everything but the mount (mount(8)'s meaning)
@@ -28,6 +28,9 @@ struct Options {
   std::string cache;
   std::uint64_t cache_size = 0;  // 0: the default
   std::optional<double> wait_seconds;
+  // A drive with nothing to read for this long is unloaded (an image
+  // closed), so that a backup can use the tape.
+  double idle_seconds = 60;
   RecallPolicy recall = RecallPolicy::kOpen;
   std::vector<std::string> ignored;  // options accepted and ignored (noauto, user, ...)
 };

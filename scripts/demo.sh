@@ -27,7 +27,7 @@ source_dir=$(cd "$source_dir" && pwd)
 echo "== mixtape init (identity in $demo/identity.txt)"
 "$mixtape" init --copies 2 --identity-out "$demo/identity.txt"
 echo "== mixtape backup $source_dir --library $demo/tapes"
-"$mixtape" backup "$source_dir" --library "$demo/tapes" --capacity 256M --stats-json "$demo/stats.json"
+"$mixtape" backup "$source_dir" --library "$demo/tapes" --new-library --capacity 256M --stats-json "$demo/stats.json"
 if [ -f "$source_dir/2020/notes.txt" ] && [ -z "${1:-}" ]; then
   echo "second draft" >"$source_dir/2020/notes.txt"
   echo "== changed notes.txt; backup again"

@@ -97,7 +97,7 @@ case "$mode" in
     echo one >"$work/one/first.txt"
     echo "first backup to L00001 (its first index: the whole catalog) ..." >&2
     MIXTAPE_CATALOG="$base/catalog.db" mt backup "$work/one" --library "$base/lib" \
-      --capacity 200G >&2
+      --new-library --capacity 200G >&2
     src_root="$data"
     ;;
   tree)
@@ -105,7 +105,7 @@ case "$mode" in
     "$gen_tree" "$work/tree" "$files" "$dirs" "$big" >&2
     MIXTAPE_CATALOG="$base/catalog.db" mt init --recipient "$recipient" --copies 1 >/dev/null 2>&1
     MIXTAPE_CATALOG="$base/catalog.db" mt backup "$work/tree" --library "$base/lib" \
-      --capacity 200G >&2
+      --new-library --capacity 200G >&2
     mv "$data" "$work/tree/new"  # the new files join the backed-up tree
     data="$work/tree/new"
     src_root="$work/tree"
@@ -132,7 +132,7 @@ for ((run = 1; run <= runs; run++)); do
     >/dev/null 2>&1
   drop
   MIXTAPE_CATALOG="$work/fresh/catalog.db" timed fresh \
-    mt backup "$data" --library "$work/fresh/lib" --capacity 200G --stats-json "$work/fresh.json"
+    mt backup "$data" --library "$work/fresh/lib" --new-library --capacity 200G --stats-json "$work/fresh.json"
   t[fresh_tape]+="$(stat_of "$work/fresh.json" bytes_written) "
   if [ "$mode" = tree ]; then
     drop

@@ -57,6 +57,7 @@ bytes=$((size_mb * 1048576))
 hash=$(b2sum -l 256 "$work/src/big.bin" | cut -d' ' -f1)
 tar -cf "$work/plain.tar" -C "$work/src" big.bin
 "$mixtape" init --copies 1 --identity-out "$work/id.txt" >/dev/null 2>&1
+mkdir -p "$work/tapes"
 "$mixtape" backup "$work/src" --library "$work/tapes" --capacity 8G >/dev/null 2>&1
 rm -f "$work/src/big.bin"   # from here on only the tape, the cache and the tar hold it
 

@@ -79,6 +79,7 @@ for f in "$work"/src/f*; do
   i=$((i + 1))
 done
 "$mixtape" init --copies 1 --identity-out "$id" >/dev/null 2>&1
+mkdir -p "$lib"
 "$mixtape" backup "$work/src" --library "$lib" --capacity 64G >/dev/null 2>&1
 serial=$(basename "$(ls "$lib"/*.tap | head -1)" .tap)
 record_size=$(sqlite3 "$work/cat.db" "SELECT value FROM config WHERE key = 'record_size'")

@@ -57,7 +57,7 @@ record() {  # record NAME COMMAND...
 mixtape_backup() {  # mixtape_backup [BINARY]
   local bin=${1:-$mixtape}
   rm -rf "$work/catalog.db"* "$work/tapes" "$work/scratch"
-  mkdir -p "$work/scratch"
+  mkdir -p "$work/scratch" "$work/tapes"
   MIXTAPE_CATALOG="$work/catalog.db" "$bin" init --copies 1 --recipient "$recipient" \
     >/dev/null 2>&1
   MIXTAPE_CATALOG="$work/catalog.db" "$bin" backup "$work/src" --library "$work/tapes" \

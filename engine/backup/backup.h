@@ -36,6 +36,10 @@ struct WalkOptions {
   // fnmatch(3) patterns; a pattern containing '/' is matched against the
   // whole path, otherwise against the entry's name.
   std::vector<std::string> excludes;
+  // Absolute paths never backed up, with everything below them: mixtape's
+  // own files when they lie under a root (the catalog and its side files,
+  // the library's images), which change with every run.
+  std::vector<std::string> skip_paths;
 };
 
 // Progress (engine/common) is what scan, hash and backup report to.

@@ -32,6 +32,8 @@ std::string join_path(const std::string& dir, const std::string& name) {
 }
 
 bool Walker::excluded(const std::string& path, const std::string& name) const {
+  for (const auto& skip : options_.skip_paths)
+    if (path == skip) return true;
   for (const auto& pattern : options_.excludes) {
     bool whole = pattern.find('/') != std::string::npos;
     if (::fnmatch(pattern.c_str(), whole ? path.c_str() : name.c_str(), 0) == 0) return true;

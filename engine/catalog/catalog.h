@@ -599,6 +599,31 @@ class Catalog {
   std::string stamp_dir_;  // read-write: where closing stamps the checked file
 };
 
+// One writer at a time. Every command that changes a catalog (backup, scan,
+// label, verify, recover) holds this lock for as long as it runs: an
+// flock(2) on "<catalog>.lock" beside the catalog, which also records the
+// holder's pid and command line. A second writer is refused at once with a
+// CatalogError naming the process that holds it. The lock goes with the
+// process: a killed writer leaves nothing to clean up. Readers (status, ls,
+// restore, the mount) take no lock.
+class WriterLock {
+ public:
+  // Takes the lock, creating the lock file if needed; throws CatalogError
+  // ("the catalog X is in use by process N (mixtape backup ...)") if
+  // another process holds it.
+  explicit WriterLock(const std::string& catalog_path);
+  WriterLock(WriterLock&&) noexcept = default;
+  WriterLock& operator=(WriterLock&&) noexcept = default;
+  WriterLock(const WriterLock&) = delete;
+  WriterLock& operator=(const WriterLock&) = delete;
+  ~WriterLock() = default;
+
+  static std::string path_for(const std::string& catalog_path);
+
+ private:
+  UniqueFd fd_;
+};
+
 const char* to_string(RunKind kind);
 const char* to_string(VersionKind kind);
 const char* to_string(TapeState state);

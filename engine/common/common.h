@@ -10,6 +10,8 @@
 // stage a ByteSink writing into the next, so no stage holds a whole file.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -268,5 +270,16 @@ class ScratchFile {
  private:
   std::string path_;
 };
+
+// Who holds a flock(2) lock on the file open at fd, for a message saying
+// what is in the way: "process 1234 (mount.mixtape /srv/catalog.db /mnt)",
+// or "this process" when the lock is held through another descriptor of
+// the caller. Found in /proc/locks; empty when it cannot be told.
+std::string flock_holder(int fd);
+// The command line of a process, arguments separated by spaces and cut at
+// about 120 characters; empty if the process is gone.
+std::string process_command_line(pid_t pid);
+// Whether a process with that id exists (kill(pid, 0)).
+bool process_exists(pid_t pid);
 
 }  // namespace mixtape

@@ -7,13 +7,17 @@
 // the file instead of redirecting it. Files are written under a hidden
 // temporary name created with O_EXCL and renamed into place only when
 // complete (RENAME_NOREPLACE unless overwriting).
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <filesystem>
+#include <memory>
+#include <vector>
 
 #include "engine/format/format.h"
 #include "engine/restore/restore.h"
@@ -168,10 +172,55 @@ bool Destination::exists(std::string_view name) {
   return ::fstatat(parent->get(), c.parts.back().c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
+namespace {
+
+// The pid in a temporary's name ".mixtape-<pid>-<n>", or 0.
+pid_t temporary_owner(std::string_view name) {
+  constexpr std::string_view kPrefix = ".mixtape-";
+  if (!name.starts_with(kPrefix)) return 0;
+  name.remove_prefix(kPrefix.size());
+  const auto dash = name.find('-');
+  if (dash == 0 || dash == std::string_view::npos || dash + 1 == name.size()) return 0;
+  if (name.find_first_not_of("0123456789-") != std::string_view::npos ||
+      name.find('-', dash + 1) != std::string_view::npos)
+    return 0;
+  return static_cast<pid_t>(std::strtol(std::string(name.substr(0, dash)).c_str(), nullptr, 10));
+}
+
+}  // namespace
+
+// A restore that was killed leaves its temporaries behind; whichever restore
+// next writes into that directory removes those whose process is gone.
+void Destination::sweep_temporaries(int parent, const std::string& path) {
+  {
+    std::lock_guard lock(swept_mutex_);
+    if (!swept_.insert(path).second) return;
+  }
+  int fd = ::openat(parent, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  std::unique_ptr<DIR, int (*)(DIR*)> dir(::fdopendir(fd), ::closedir);
+  if (!dir) {
+    ::close(fd);
+    return;
+  }
+  std::vector<std::string> stale;
+  while (const dirent* e = ::readdir(dir.get())) {
+    const pid_t owner = temporary_owner(e->d_name);
+    if (owner > 0 && owner != ::getpid() && !process_exists(owner)) stale.emplace_back(e->d_name);
+  }
+  for (const auto& name : stale) {
+    struct stat st {};
+    if (::fstatat(parent, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)))
+      ::unlinkat(parent, name.c_str(), 0);
+  }
+}
+
 std::unique_ptr<Destination::PendingFile> Destination::begin_file(
     std::string_view name, const catalog::Attributes& attrs) {
   Components c = split(name, directory_);
   auto parent = open_dir(root_.get(), c, c.parts.size() - 1, true, directory_);
+  sweep_temporaries(parent->get(), c.parts.size() > 1 ? c.path.substr(0, c.path.rfind('/')) : "");
   std::string temp =
       ".mixtape-" + std::to_string(::getpid()) + "-" + std::to_string(++temp_counter_);
   int fd = ::openat(parent->get(), temp.c_str(),

@@ -84,4 +84,37 @@ crypto::AgeDecryptKeys load_keys(const KeyFiles& files,
   return keys;
 }
 
+std::string key_problem(const catalog::CatalogConfig& config, const crypto::AgeDecryptKeys& keys) {
+  switch (config.encryption) {
+    case catalog::Encryption::kNone:
+      return {};
+    case catalog::Encryption::kPassphrase:
+      if (keys.passphrase) return {};
+      return "this catalog's tapes are encrypted with a passphrase, and none was given "
+             "(--passphrase-file, or passphrase_file= for the mount)";
+    case catalog::Encryption::kRecipients:
+      break;
+  }
+  if (keys.identities.empty())
+    return "this catalog's tapes are encrypted, and no identity was given (-i FILE, or "
+           "identity= for the mount; the default, ~/.config/mixtape/identity.txt, is missing)";
+  for (const auto& text : config.recipients) {
+    try {
+      const auto recipient = crypto::X25519Recipient::parse(text);
+      for (const auto& identity : keys.identities)
+        if (identity.recipient() == recipient) return {};
+    } catch (const crypto::AgeError&) {
+      // Not an X25519 recipient: none of ours can match it.
+    }
+  }
+  std::string given;
+  for (const auto& identity : keys.identities)
+    given += (given.empty() ? "" : ", ") + identity.recipient().to_string();
+  std::string wanted;
+  for (const auto& text : config.recipients) wanted += (wanted.empty() ? "" : ", ") + text;
+  return "the identity given (public key " + given +
+         ") cannot decrypt this catalog's tapes, which are encrypted to " + wanted +
+         " (wrong identity file?)";
+}
+
 }  // namespace mixtape::restore

@@ -213,7 +213,7 @@ class RecallQueue::Impl {
     std::lock_guard lock(mutex_);
     ++stats_.requests;
     ++queued_;
-    if (r->version.size == 0) {
+    if (r->version.size == 0 && (!options_.check_empty_files || r->replicas.empty())) {
       serve_empty(r);  // nothing to read: no tape needed
     } else if (r->replicas.empty()) {
       r->errors.push_back("no copy on tape (back it up first)");
@@ -393,13 +393,20 @@ class RecallQueue::Impl {
       std::string serial;
       {
         std::unique_lock lock(mutex_);
+        auto idle_since = std::chrono::steady_clock::now();
         for (;;) {
           if (stopping_) return;
           if (auto s = choose_tape(drive)) {
             serial = *s;
             break;
           }
-          changed_.wait(lock);
+          if (!options_.release_idle_after || !loaded_[drive]) {
+            changed_.wait(lock);
+            idle_since = std::chrono::steady_clock::now();
+          } else if (changed_.wait_until(lock, idle_since + *options_.release_idle_after) ==
+                     std::cv_status::timeout) {
+            release(drive, lock);
+          }
         }
         busy_[drive] = serial;
       }
@@ -422,6 +429,32 @@ class RecallQueue::Impl {
       serving_[drive].reset();
       changed_.notify_all();
     }
+  }
+
+  // Unloads the idle drive's tape (mutex_ held on entry and exit, not
+  // while the library works: an unload may rewind a real tape). The tape
+  // counts as busy meanwhile, so no other drive chooses it.
+  void release(std::size_t drive, std::unique_lock<std::mutex>& lock) {
+    const std::optional<std::string> serial = loaded_[drive];
+    if (!serial) return;
+    busy_[drive] = serial;
+    lock.unlock();
+    std::optional<std::string> after;
+    {
+      std::lock_guard library_lock(library_mutex_);
+      try {
+        library_.unload(drive);
+      } catch (const std::exception&) {
+        // The drive stays as it is; the next load sorts it out.
+      }
+      label_checked_[drive].clear();
+      after = library_.loaded_serial(drive);
+    }
+    lock.lock();
+    busy_[drive].reset();
+    loaded_[drive] = after;
+    ++stats_.releases;
+    changed_.notify_all();
   }
 
   void load(std::size_t drive, const std::string& serial) {

@@ -4,8 +4,9 @@
 //   resolve every path in the view (latest backed-up, or the snapshot of
 //   the backup run --at chose); walk directories
 //   create directories, then symlinks (their targets are in the catalog)
-//   queue every regular file (empty ones need no tape); the queue orders
-//   them by (tape, block) and tries the next copy when one fails
+//   queue every regular file (empty ones too: the tape must hold an empty
+//   file there); the queue orders them by (tape, block) and tries the next
+//   copy when one fails
 //   wait, reporting progress; collect per-file failures
 //   set directory attributes last, deepest first (writing into a directory
 //   changes its mtime, and a read-only mode would stop the writes)
@@ -175,7 +176,11 @@ RestoreReport restore(const std::string& catalog_path, tape::Library& library,
   Counters counters;
   std::vector<std::pair<const Item*, RecallHandle>> pending;
   {
-    RecallQueue queue(catalog_path, library, keys, nullptr, options.recall);
+    // An empty file is checked on tape too: the tape must hold an empty
+    // file there, not a link or anything else.
+    RecallOptions recall = options.recall;
+    recall.check_empty_files = true;
+    RecallQueue queue(catalog_path, library, keys, nullptr, recall);
     for (const auto& item : todo.files) {
       const std::string name = relative(item.path);
       try {

@@ -67,7 +67,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -105,6 +107,14 @@ struct KeyFiles {
 crypto::AgeDecryptKeys load_keys(const KeyFiles& files,
                                  const std::function<void(const std::string&)>& warn);
 
+// Why `keys` cannot read the tapes of a catalog with `config`, as far as
+// can be told without a tape; empty when they can. An encrypted catalog
+// needs a key; a catalog encrypting to recipients needs an identity of one
+// of them; a passphrase catalog needs a passphrase (whether it is the right
+// one, only a tape can say). A key problem is not tape damage: callers say
+// so and record nothing about tapes.
+std::string key_problem(const catalog::CatalogConfig& config, const crypto::AgeDecryptKeys& keys);
+
 // ------------------------------------------------------------ sinks
 
 // Where the bytes of one recalled file version go: the stage cache, or a
@@ -130,6 +140,10 @@ class RecallSink {
 struct StageCacheOptions {
   std::string directory;                 // created if missing
   std::uint64_t capacity = 64ULL << 30;  // bytes of staged files kept
+  // How long to wait for another process that holds the cache (a mount
+  // still ending), and who to tell that it waits; 0: refuse at once.
+  std::chrono::milliseconds lock_wait{0};
+  std::function<void(const std::string&)> on_wait;
   // Test seam: how staged bytes are written (default ::pwrite).
   std::function<long(int fd, const void* data, std::size_t size, std::int64_t offset)> pwrite;
 };
@@ -227,7 +241,15 @@ struct RecallOptions {
   // Ask the library to load tapes it does not list (an operator with a
   // manual drive). Off for image libraries, which would make blank tapes.
   bool load_unlisted_tapes = false;
+  // Read the member of an empty file from tape too, to check that the tape
+  // holds an empty file there (restore); otherwise an empty file needs no
+  // tape (the mount: instant).
+  bool check_empty_files = false;
   unsigned decrypt_threads = 2;
+  // A drive with nothing to read for this long is unloaded (Library::unload:
+  // an image is closed, a single device released), so that a backup can
+  // use the tape; the next recall loads it again. None: tapes stay loaded.
+  std::optional<std::chrono::milliseconds> release_idle_after;
 };
 
 enum class RecallState {
@@ -286,6 +308,7 @@ struct RecallQueueStats {
   std::uint64_t copy_failures = 0;  // copies struck off (then retried elsewhere)
   std::uint64_t passes = 0;         // tape passes started
   std::uint64_t tape_loads = 0;
+  std::uint64_t releases = 0;                  // idle drives unloaded
   std::vector<std::uint64_t> staged_by_drive;  // requests each drive served
 };
 
@@ -379,10 +402,16 @@ class Destination {
   std::vector<std::string> extract_tar(ByteSource& tar, const std::string& name);
 
  private:
+  // Removes the temporaries of killed restores from a directory (once per
+  // run and directory).
+  void sweep_temporaries(int parent, const std::string& path);
+
   std::string directory_;
   DestinationOptions options_;
   UniqueFd root_;
   std::atomic<std::uint64_t> temp_counter_{0};  // temporary names, unique per process
+  std::mutex swept_mutex_;
+  std::set<std::string> swept_;  // directories swept of stale temporaries
 };
 
 // A sink writing a recalled version to a file of a Destination.
@@ -442,12 +471,17 @@ struct VerifyReport {
   std::uint64_t indexes_ok = 0;            // --quick
   std::vector<std::string> problems;       // one line each
   std::vector<std::string> skipped_tapes;  // not in the library
-  bool ok() const { return problems.empty(); }
+  // Tapes the keys given could not open: nothing was recorded about them.
+  std::vector<std::string> key_problems;
+  bool ok() const { return problems.empty() && key_problems.empty(); }
 };
 
-// Re-reads tapes and checks every copy (or, quick, every index) against the
-// catalog, recording the results (Catalog::record_verification): one row
-// per archive, and one per copy that is not ok.
+// Re-reads tapes and checks every copy and index (quick: every index)
+// against the catalog, recording the results (Catalog::record_verification):
+// one row per archive, and one per copy that is not ok. Keys that cannot
+// read the catalog's tapes (key_problem) throw RestoreError before any tape
+// is touched; a tape whose first archive the passphrase does not open is a
+// key problem, not damage: nothing is recorded about it.
 VerifyReport verify(catalog::Catalog& catalog, tape::Library& library,
                     const crypto::AgeDecryptKeys& keys, const VerifyOptions& options,
                     backup::Progress& progress);

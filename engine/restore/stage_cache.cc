@@ -25,6 +25,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <thread>
 
 #include "engine/restore/restore.h"
 
@@ -77,13 +78,32 @@ class StageCache::Impl {
     make_dir(objects_dir());
     make_dir(temp_dir());
     lock_ = open_file(options_.directory + "/lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (::flock(lock_.get(), LOCK_EX | LOCK_NB) != 0) {
-      throw RestoreError("stage cache " + options_.directory +
-                         " is in use by another mixtape process");
-    }
+    take_lock();
     std::filesystem::remove_all(temp_dir(), error);  // never complete: no hash matched
     make_dir(temp_dir());
     load_objects();
+  }
+
+  // The cache is one process's. Another may still hold it for a moment (a
+  // daemon finishing after its unmount returned): waited for up to
+  // lock_wait, then refused naming that process.
+  void take_lock() {
+    const auto deadline = std::chrono::steady_clock::now() + options_.lock_wait;
+    bool told = false;
+    while (::flock(lock_.get(), LOCK_EX | LOCK_NB) != 0) {
+      std::string holder = flock_holder(lock_.get());
+      const std::string busy = "stage cache " + options_.directory + " is in use by " +
+                               (holder.empty() ? "another mixtape process" : holder);
+      if (std::chrono::steady_clock::now() >= deadline) throw RestoreError(busy);
+      if (!told && options_.on_wait)
+        options_.on_wait(
+            busy + "; waiting up to " +
+            std::to_string(
+                std::chrono::duration_cast<std::chrono::seconds>(options_.lock_wait).count()) +
+            " s for it");
+      told = true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
   }
 
   std::string objects_dir() const { return options_.directory + "/objects"; }

@@ -8,9 +8,15 @@
 // tape (none when the archives follow the label closely). A damaged chunk
 // costs the members in it; the next member restarts at its own chunk.
 //
-// Quick: each archive's index and the trailing index are read (one locate
-// each), decrypted, opened with format::IndexReader and compared with the
-// catalog's archive and copy rows.
+// Both check each archive's index (the file before it) and the trailing
+// index: read, decrypted, opened with format::IndexReader and compared with
+// the catalog's archive and copy rows. Quick reads only those (one locate
+// each); full reads them on its way, as they lie between the archives.
+//
+// What is recorded: one row per archive (its members, its index, and for the
+// tape's last archive the trailing index), and one per copy that is not ok.
+// A key that cannot open the tapes is not damage: verify() says so, fails,
+// and records nothing about the tape.
 #include <unistd.h>
 #include <algorithm>
 #include <chrono>
@@ -87,6 +93,28 @@ class TempPath {
   std::string path_;
 };
 
+// What a check of an index found: ok, or a problem and how bad it is
+// (unreadable: it could not be read or decrypted; mismatch: it reads, but
+// says something else than the catalog).
+struct Finding {
+  VerifyResult result = VerifyResult::kOk;
+  std::string problem;
+  bool ok() const { return result == VerifyResult::kOk; }
+};
+
+// The check's verdict from its outcome: a returned problem is a mismatch,
+// an exception is unreadable.
+template <typename Check>
+Finding finding_of(Check check) {
+  try {
+    std::string problem = check();
+    if (problem.empty()) return {};
+    return {VerifyResult::kMismatch, std::move(problem)};
+  } catch (const std::exception& e) {
+    return {VerifyResult::kUnreadable, e.what()};
+  }
+}
+
 class TapeVerifier {
  public:
   TapeVerifier(catalog::Catalog& catalog, tape::Drive& drive, const catalog::TapeRow& tape,
@@ -110,8 +138,12 @@ class TapeVerifier {
       std::sort(list.begin(), list.end(), [](const auto& a, const auto& b) {
         return a.copy.header_offset < b.copy.header_offset;
       });
-      verify_archive(archive, list);
+      // The index lies just before its archive: read on the way.
+      const Finding index = index_finding(archive, list);
+      if (!index.ok()) report_.problems.push_back(index_problem_line(archive, index));
+      verify_archive(archive, list, index);
     }
+    note_trailing(archives);
     return std::move(rows_);
   }
 
@@ -120,33 +152,17 @@ class TapeVerifier {
     catalog_.for_each_copy_on_tape(
         tape_.id, [&](const catalog::TapeCopy& c) { copies[c.archive_file].push_back(c); });
     for (const auto& archive : archives) {
-      std::string problem;
-      try {
-        problem = check_index(archive, copies[archive.archive_file]);
-      } catch (const std::exception& e) {
-        problem = e.what();
-      }
-      record(archive.id, 0, problem.empty() ? VerifyResult::kOk : VerifyResult::kUnreadable,
-             problem.empty() ? "index ok (quick)" : "index: " + problem);
+      const Finding index = index_finding(archive, copies[archive.archive_file]);
+      record(archive.id, 0, index.result,
+             index.ok() ? "index ok (quick)" : "index: " + index.problem);
       ++report_.archives;
-      if (problem.empty()) {
+      if (index.ok()) {
         ++report_.indexes_ok;
       } else {
-        report_.problems.push_back("tape " + tape_.serial + ", index of archive file " +
-                                   std::to_string(archive.archive_file) + ": " + problem);
+        report_.problems.push_back(index_problem_line(archive, index));
       }
     }
-    std::string problem;
-    try {
-      problem = check_trailing(archives);
-    } catch (const std::exception& e) {
-      problem = e.what();
-    }
-    if (problem.empty()) {
-      ++report_.indexes_ok;
-    } else {
-      report_.problems.push_back("tape " + tape_.serial + ", trailing index: " + problem);
-    }
+    if (note_trailing(archives)) ++report_.indexes_ok;
     return std::move(rows_);
   }
 
@@ -163,13 +179,13 @@ class TapeVerifier {
   }
 
   void verify_archive(const catalog::ArchiveRow& archive,
-                      const std::vector<catalog::TapeCopy>& list) {
+                      const std::vector<catalog::TapeCopy>& list, const Finding& index) {
     progress_.phase("verify " + tape_.serial + " file " + std::to_string(archive.archive_file),
                     archive.plain_bytes, list.size());
     NullSink sink;
     std::uint64_t ok = 0, bad = 0;
-    VerifyResult worst = VerifyResult::kOk;
-    std::string first_problem;
+    VerifyResult worst = index.result;
+    std::string first_problem = index.ok() ? "" : "index: " + index.problem;
     auto problem = [&](catalog::Id version, VerifyResult result, const std::string& text) {
       ++bad;
       if (severity(result) > severity(worst)) worst = result;
@@ -198,8 +214,39 @@ class TapeVerifier {
     report_.files_bad += bad;
     ++report_.archives;
     std::string summary = std::to_string(ok) + " files ok";
-    if (bad) summary += ", " + std::to_string(bad) + " bad: " + first_problem;
+    if (bad) summary += ", " + std::to_string(bad) + " bad";
+    if (!first_problem.empty()) summary += ": " + first_problem;
     record(archive.id, 0, worst, summary);
+  }
+
+  Finding index_finding(const catalog::ArchiveRow& archive,
+                        const std::vector<catalog::TapeCopy>& list) {
+    return finding_of([&] { return check_index(archive, list); });
+  }
+
+  std::string index_problem_line(const catalog::ArchiveRow& archive, const Finding& index) const {
+    return "tape " + tape_.serial + ", index of archive file " +
+           std::to_string(archive.archive_file) + ": " + index.problem;
+  }
+
+  // The trailing index, checked and its problem recorded against the tape's
+  // last archive (its row for the archive as a whole: the tape then shows
+  // as not ok). Returns whether it is ok.
+  bool note_trailing(const std::vector<catalog::ArchiveRow>& archives) {
+    const Finding trailing = finding_of([&] { return check_trailing(archives); });
+    if (trailing.ok()) return true;
+    const std::string text = "trailing index: " + trailing.problem;
+    report_.problems.push_back("tape " + tape_.serial + ", " + text);
+    if (archives.empty()) return false;
+    const catalog::Id last = archives.back().id;
+    for (auto& row : rows_) {
+      if (row.archive_id != last || row.version_id != 0) continue;
+      if (severity(trailing.result) > severity(row.result)) row.result = trailing.result;
+      row.detail += "; " + text;
+      return false;
+    }
+    record(last, 0, trailing.result, text);
+    return false;
   }
 
   // The end-of-archive blocks, then the end of the stored stream (for age,
@@ -292,11 +339,42 @@ class TapeVerifier {
 
 }  // namespace
 
+// Whether the keys open the tape's first encrypted archive: its age header,
+// read and unwrapped. A passphrase that does not open it is returned (it
+// cannot be told from a damaged header there, and either way nothing should
+// be recorded against the tape on its word); damage of any other kind is
+// left for the verification to find and record.
+std::optional<std::string> passphrase_problem(tape::Drive& drive, const catalog::TapeRow& tape,
+                                              const std::vector<catalog::ArchiveRow>& archives,
+                                              const crypto::AgeDecryptKeys& keys,
+                                              const VerifyOptions& options) {
+  auto first = std::find_if(archives.begin(), archives.end(),
+                            [](const catalog::ArchiveRow& a) { return a.encrypted; });
+  if (first == archives.end()) return std::nullopt;
+  try {
+    detail::TapeCursor cursor(drive, options.recall.forward_read_limit);
+    cursor.seek(first->first_block, tape.record_size, 0);
+    detail::LimitedSource window(cursor, first->cipher_bytes);
+    crypto::read_age_header(window, keys);
+  } catch (const crypto::AgeError& e) {
+    if (e.kind() == crypto::AgeErrorKind::WrongPassphrase ||
+        e.kind() == crypto::AgeErrorKind::NoIdentityMatched)
+      return std::string(e.what());
+  } catch (const std::exception&) {
+    // Damage: the verification proper finds it and records it.
+  }
+  return std::nullopt;
+}
+
 VerifyReport verify(catalog::Catalog& catalog, tape::Library& library,
                     const crypto::AgeDecryptKeys& keys, const VerifyOptions& options,
                     backup::Progress& progress) {
   VerifyReport report;
   const std::string catalog_id = catalog.catalog_id();
+  const catalog::CatalogConfig config = catalog.config();
+  // A key that cannot read the tapes would make every tape look damaged.
+  if (std::string problem = key_problem(config, keys); !problem.empty())
+    throw RestoreError(problem + "; nothing was verified, nothing recorded");
   std::vector<catalog::TapeRow> tapes;
   for (const auto& t : catalog.tapes())
     if (!options.serial || t.serial == *options.serial) tapes.push_back(t);
@@ -314,12 +392,31 @@ VerifyReport verify(catalog::Catalog& catalog, tape::Library& library,
         report.problems.push_back("tape " + tape.serial + " is not in the library");
       continue;
     }
+    // Until the tape is loaded and its label shows it is this catalog's
+    // tape, a failure says nothing about the tape itself (a drive in use,
+    // another tape in the slot): it is reported, not recorded.
+    tape::Drive* drive = nullptr;
+    try {
+      drive = &library.load(tape.serial);
+      if (options.recall.check_labels) detail::check_label(*drive, tape.serial, catalog_id);
+    } catch (const std::exception& e) {
+      report.problems.push_back("tape " + tape.serial + ": " + e.what() +
+                                "; not verified, nothing recorded");
+      continue;
+    }
+    if (config.encryption == catalog::Encryption::kPassphrase) {
+      if (auto problem = passphrase_problem(*drive, tape, archives, keys, options)) {
+        report.key_problems.push_back(
+            "tape " + tape.serial + ": " + *problem +
+            " (the wrong --passphrase-file, or a damaged header there); not verified, nothing "
+            "recorded");
+        continue;
+      }
+    }
     ++report.tapes;
     std::vector<catalog::VerificationRow> rows;
     try {
-      tape::Drive& drive = library.load(tape.serial);
-      if (options.recall.check_labels) detail::check_label(drive, tape.serial, catalog_id);
-      TapeVerifier verifier(catalog, drive, tape, keys, options, key_cache, report, progress);
+      TapeVerifier verifier(catalog, *drive, tape, keys, options, key_cache, report, progress);
       rows = options.quick ? verifier.quick(archives) : verifier.full(archives);
     } catch (const std::exception& e) {
       report.problems.push_back("tape " + tape.serial + ": " + e.what());

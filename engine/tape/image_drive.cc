@@ -20,9 +20,9 @@ void ImageDrive::create(const std::string& path, const ImageGeometry& geometry) 
 }
 
 std::unique_ptr<ImageDrive> ImageDrive::open(const std::string& path, bool write_protected,
-                                             TimingModel timing) {
+                                             TimingModel timing, const std::string& index_path) {
   auto drive = std::make_unique<ImageDrive>(timing);
-  drive->medium_ = std::make_unique<detail::ImageMedium>(path, write_protected);
+  drive->medium_ = std::make_unique<detail::ImageMedium>(path, write_protected, index_path);
   drive->loaded_ = true;
   return drive;
 }
@@ -126,6 +126,11 @@ ReadResult ImageDrive::read_record(MutableByteSpan buffer) {
     ++position_;
     if (e.kind() == TapeErrorKind::kMediaError) ++stats_.media_errors;
     throw;
+  }
+  if (result.kind == ReadKind::kEndOfData) {
+    // The sidecar index promised blocks the image does not have.
+    position_ = m.index().block_count();
+    return result;
   }
   ++position_;
   if (result.kind == ReadKind::kFilemark) {

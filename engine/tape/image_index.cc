@@ -15,8 +15,8 @@ namespace mixtape::tape::detail {
 namespace {
 
 constexpr char kMagic[8] = {'M', 'X', 'T', 'A', 'P', 'I', 'D', 'X'};
-constexpr std::uint32_t kVersion = 1;
-constexpr std::size_t kHeaderBytes = 48;
+constexpr std::uint32_t kVersion = 2;
+constexpr std::size_t kHeaderBytes = 64;
 constexpr std::uint64_t kFilemarkBit = std::uint64_t{1} << 63;
 
 void store_le64(std::uint8_t* p, std::uint64_t v) {
@@ -126,8 +126,10 @@ void ImageIndex::save(const std::string& path, const ImageFingerprint& fingerpri
   simh::store_le32(out.data() + 12, 0);
   store_le64(out.data() + 16, fingerprint.size);
   store_le64(out.data() + 24, static_cast<std::uint64_t>(fingerprint.mtime_ns));
-  store_le64(out.data() + 32, eod_offset_);
-  store_le64(out.data() + 40, offsets_.size());
+  store_le64(out.data() + 32, static_cast<std::uint64_t>(fingerprint.ctime_ns));
+  store_le64(out.data() + 40, fingerprint.inode);
+  store_le64(out.data() + 48, eod_offset_);
+  store_le64(out.data() + 56, offsets_.size());
   auto mark = filemarks_.begin();
   for (std::size_t i = 0; i < offsets_.size(); ++i) {
     std::uint64_t entry = offsets_[i];
@@ -171,15 +173,18 @@ std::optional<ImageIndex> ImageIndex::load(const std::string& path,
   if (load_le64(data.data() + data.size() - 8) != fnv1a(data.data(), data.size() - 8)) {
     return std::nullopt;
   }
-  ImageFingerprint stored{load_le64(data.data() + 16),
-                          static_cast<std::int64_t>(load_le64(data.data() + 24))};
-  std::uint64_t count = load_le64(data.data() + 40);
+  ImageFingerprint stored;
+  stored.size = load_le64(data.data() + 16);
+  stored.mtime_ns = static_cast<std::int64_t>(load_le64(data.data() + 24));
+  stored.ctime_ns = static_cast<std::int64_t>(load_le64(data.data() + 32));
+  stored.inode = load_le64(data.data() + 40);
+  std::uint64_t count = load_le64(data.data() + 56);
   if (!(stored == fingerprint) || count != (data.size() - kHeaderBytes - 8) / 8 ||
       data.size() != kHeaderBytes + 8 * count + 8) {
     return std::nullopt;
   }
   ImageIndex index;
-  index.eod_offset_ = load_le64(data.data() + 32);
+  index.eod_offset_ = load_le64(data.data() + 48);
   if (index.eod_offset_ > fingerprint.size) return std::nullopt;
   index.offsets_.reserve(count);
   for (std::uint64_t i = 0; i < count; ++i) {
@@ -191,6 +196,37 @@ std::optional<ImageIndex> ImageIndex::load(const std::string& path,
     index.offsets_.push_back(offset);
   }
   return index;
+}
+
+bool ImageIndex::ends_where_image_ends(int fd, std::uint64_t file_size,
+                                       std::uint64_t* reads) const {
+  WordReader reader(fd, file_size, reads);
+  // The last block must end exactly at end of data.
+  if (!offsets_.empty()) {
+    const std::uint64_t last = offsets_.back();
+    std::optional<std::uint32_t> word = reader.word_at(last);
+    if (!word) return false;
+    std::uint64_t end = last + simh::kMarkerBytes;
+    if (*word == simh::kTapeMark) {
+      if (!is_filemark(offsets_.size() - 1)) return false;
+    } else if (simh::word_class(*word) == simh::kClassGood ||
+               (simh::word_class(*word) == simh::kClassBad && simh::word_value(*word) > 0)) {
+      end = last + simh::record_bytes(simh::word_value(*word));
+      std::optional<std::uint32_t> trailer = reader.word_at(end - 4);
+      if (!trailer || *trailer != *word) return false;
+    } else if (*word != 0x80000000) {  // a bad record with no data is one word
+      return false;
+    }
+    if (end != eod_offset_) return false;
+  }
+  // Nothing a reader would take for more data may follow.
+  std::optional<std::uint32_t> after = reader.word_at(eod_offset_);
+  if (!after || *after == simh::kEndOfMedium) return true;
+  if (*after == simh::kTapeMark) return false;
+  const std::uint32_t cls = simh::word_class(*after);
+  if (cls == simh::kClassGood || cls == simh::kClassBad)
+    return eod_offset_ + simh::record_bytes(simh::word_value(*after)) > file_size;
+  return false;  // gaps or markers, and perhaps data after them: scan
 }
 
 ImageIndex ImageIndex::scan(int fd, std::uint64_t file_size, std::uint64_t* reads) {

@@ -19,6 +19,11 @@ namespace mixtape::tape::detail {
 struct ImageFingerprint {
   std::uint64_t size = 0;
   std::int64_t mtime_ns = 0;
+  // Set by the kernel on every change (touch cannot set it), and the file
+  // itself: a sidecar copied from another image, or made before the image
+  // was last changed, does not match.
+  std::int64_t ctime_ns = 0;
+  std::uint64_t inode = 0;
   bool operator==(const ImageFingerprint&) const = default;
 };
 
@@ -45,6 +50,11 @@ class ImageIndex {
   // The sidecar at path, if it exists, is intact and matches fingerprint.
   static std::optional<ImageIndex> load(const std::string& path,
                                         const ImageFingerprint& fingerprint);
+  // Whether the index ends where the image's data ends: its last block
+  // ends at its end of data, and nothing readable follows there (a record
+  // cut short or an end-of-medium marker may). A few preads, counted in
+  // *reads.
+  bool ends_where_image_ends(int fd, std::uint64_t file_size, std::uint64_t* reads) const;
   // Builds the index by reading the image with the SIMH standard-format rules
   // (docs/TAPE.md); *reads counts the preads.
   static ImageIndex scan(int fd, std::uint64_t file_size, std::uint64_t* reads);

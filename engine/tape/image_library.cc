@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <thread>
 
 #include "engine/tape/tape.h"
 
@@ -27,12 +28,18 @@ bool is_valid_serial(std::string_view serial) {
 }  // namespace
 
 ImageLibrary::ImageLibrary(std::string directory, std::size_t drives, ImageGeometry blank_geometry,
-                           TimingModel timing)
-    : directory_(std::move(directory)), blank_geometry_(blank_geometry) {
+                           TimingModel timing, ImageLibraryOptions options)
+    : directory_(std::move(directory)),
+      blank_geometry_(blank_geometry),
+      options_(std::move(options)) {
   if (drives == 0) {
     throw TapeError(TapeErrorKind::kInvalidArgument, "a tape library needs at least one drive");
   }
-  if (::mkdir(directory_.c_str(), 0755) != 0 && errno != EEXIST) {
+  if (options_.read_only) {
+    struct stat st {};
+    if (::stat(directory_.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+      throw TapeError(TapeErrorKind::kNotLoaded, "no tape library at " + directory_);
+  } else if (::mkdir(directory_.c_str(), 0755) != 0 && errno != EEXIST) {
     throw TapeError(TapeErrorKind::kDeviceError,
                     "cannot create tape library " + directory_ + ": " + std::strerror(errno));
   }
@@ -87,10 +94,39 @@ Drive& ImageLibrary::load(const std::string& serial, std::size_t index) {
   }
   unload(index);
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) ImageDrive::create(path, blank_geometry_);
-  drives_[index]->insert(path);
+  if (::stat(path.c_str(), &st) != 0) {
+    if (options_.read_only)
+      throw TapeError(TapeErrorKind::kNotLoaded, "tape " + serial + " is not in the library " +
+                                                     directory_ + " (no image " + path + ")");
+    ImageDrive::create(path, blank_geometry_);
+  }
+  insert(index, path);
   loaded_[index] = serial;
   return target;
+}
+
+// Another process holding the image (a mount that has it loaded, another
+// backup) is waited for up to busy_wait, polling: a lock held elsewhere
+// signals nothing here when it goes.
+void ImageLibrary::insert(std::size_t index, const std::string& path) {
+  const auto deadline = std::chrono::steady_clock::now() + options_.busy_wait;
+  bool told = false;
+  for (;;) {
+    try {
+      drives_[index]->insert(path, options_.read_only);
+      return;
+    } catch (const TapeInUseError& e) {
+      if (std::chrono::steady_clock::now() >= deadline) throw;
+      if (!told && options_.on_wait) {
+        const auto seconds =
+            std::chrono::duration_cast<std::chrono::seconds>(options_.busy_wait).count();
+        options_.on_wait(std::string(e.what()) + "; waiting up to " + std::to_string(seconds) +
+                         " s for it to be released");
+      }
+      told = true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
 }
 
 void ImageLibrary::unload(std::size_t index) {

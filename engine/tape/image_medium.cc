@@ -20,7 +20,7 @@ namespace {
 std::string meta_path(const std::string& image) {
   return image + ".meta";
 }
-std::string index_path(const std::string& image) {
+std::string index_path_for(const std::string& image) {
   return image + ".idx";
 }
 
@@ -115,16 +115,24 @@ void create_image(const std::string& path, const ImageGeometry& geometry) {
   try {
     UniqueFd meta = open_file(meta_path(path), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     write_all(meta.get(), as_bytes(format_meta(resolved)), meta_path(path));
-    ::unlink(index_path(path).c_str());  // a leftover index of an older image
+    ::unlink(index_path_for(path).c_str());  // a leftover index of an older image
   } catch (...) {
     ::unlink(path.c_str());
     throw;
   }
 }
 
-ImageMedium::ImageMedium(std::string path, bool write_protected)
-    : path_(std::move(path)), write_protected_(write_protected) {
+ImageMedium::ImageMedium(std::string path, bool write_protected, std::string index_path)
+    : path_(std::move(path)),
+      index_path_(index_path.empty() ? index_path_for(path_) : std::move(index_path)),
+      write_protected_(write_protected) {
   int raw = ::open(path_.c_str(), (write_protected ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+  if (raw < 0 && !write_protected && (errno == EROFS || errno == EACCES || errno == EPERM)) {
+    // Read-only media or a file the user may only read: a write-protected
+    // tape, which reads like any other.
+    raw = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+    write_protected_ = raw >= 0;
+  }
   if (raw < 0) {
     int error = errno;
     TapeErrorKind kind = error == ENOENT ? TapeErrorKind::kNotLoaded : TapeErrorKind::kDeviceError;
@@ -132,9 +140,13 @@ ImageMedium::ImageMedium(std::string path, bool write_protected)
   }
   fd_.reset(raw);
   // One writer per image, like one drive per cartridge.
-  if (::flock(fd_.get(), (write_protected ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
-    throw TapeError(TapeErrorKind::kDeviceError,
-                    path_ + ": tape image is in use by another drive or process");
+  if (::flock(fd_.get(), (write_protected_ ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
+    const std::string holder = flock_holder(fd_.get());
+    throw TapeInUseError(path_ + ": tape image is in use by " +
+                             (holder.empty()             ? "another drive or process"
+                              : holder == "this process" ? "another drive of this process"
+                                                         : holder),
+                         holder);
   }
   struct stat st {};
   if (::fstat(fd_.get(), &st) != 0) throw_errno("cannot stat " + path_);
@@ -145,11 +157,13 @@ ImageMedium::ImageMedium(std::string path, bool write_protected)
   geometry_ =
       meta ? *meta : resolve_geometry({std::max<std::uint64_t>(file_size_, kLto6NativeBytes), 0});
 
-  if (auto loaded = ImageIndex::load(index_path(path_), fingerprint())) {
+  auto loaded = ImageIndex::load(index_path_, fingerprint());
+  if (loaded && loaded->ends_where_image_ends(fd_.get(), file_size_, &reads_)) {
     index_ = std::move(*loaded);
   } else {
     index_ = ImageIndex::scan(fd_.get(), file_size_, &reads_);
     index_dirty_ = true;
+    index_scanned_ = true;
   }
 }
 
@@ -160,14 +174,18 @@ ImageMedium::~ImageMedium() {
 ImageFingerprint ImageMedium::fingerprint() const {
   struct stat st {};
   if (::fstat(fd_.get(), &st) != 0) throw_errno("cannot stat " + path_);
-  return {static_cast<std::uint64_t>(st.st_size),
-          static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec};
+  ImageFingerprint f;
+  f.size = static_cast<std::uint64_t>(st.st_size);
+  f.mtime_ns = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+  f.ctime_ns = static_cast<std::int64_t>(st.st_ctim.tv_sec) * 1'000'000'000 + st.st_ctim.tv_nsec;
+  f.inode = static_cast<std::uint64_t>(st.st_ino);
+  return f;
 }
 
 void ImageMedium::save_index_quietly() noexcept {
   if (!index_dirty_) return;
   try {
-    index_.save(index_path(path_), fingerprint());
+    index_.save(index_path_, fingerprint());
     index_dirty_ = false;
   } catch (const std::exception&) {
     // A read-only directory or a full disk: the next open rebuilds the index.
@@ -179,18 +197,42 @@ void ImageMedium::fail(TapeErrorKind kind, const std::string& what, std::uint64_
 }
 
 ReadResult ImageMedium::read(std::uint64_t block, MutableByteSpan buffer) {
+  if (std::optional<ReadResult> result = read_at(block, buffer)) return *result;
+  // The index loaded from the sidecar does not describe the image (stale in
+  // a way its fingerprint missed, or forged): rebuild it from the image and
+  // read the block the tape really has there.
+  index_ = ImageIndex::scan(fd_.get(), file_size_, &reads_);
+  index_dirty_ = true;
+  index_scanned_ = true;
+  if (block >= index_.block_count()) return {ReadKind::kEndOfData, 0};
+  return *read_at(block, buffer);
+}
+
+std::optional<ReadResult> ImageMedium::read_at(std::uint64_t block, MutableByteSpan buffer) {
   const std::uint64_t offset = index_.offset(block);
+  const std::uint64_t next = index_.offset(block + 1);
   std::uint8_t header[4];
   ssize_t n = ::pread(fd_.get(), header, sizeof header, static_cast<off_t>(offset));
   ++reads_;
   if (n != static_cast<ssize_t>(sizeof header)) {
+    if (!index_scanned_) return std::nullopt;
     fail(TapeErrorKind::kMediaError,
          "media error reading block " + std::to_string(block) + " (image truncated)", block);
   }
   const std::uint32_t word = simh::load_le32(header);
-  if (word == simh::kTapeMark) return {ReadKind::kFilemark, 0};
+  if (word == simh::kTapeMark) {
+    if (!index_scanned_ && (!index_.is_filemark(block) || next != offset + simh::kMarkerBytes))
+      return std::nullopt;
+    return ReadResult{ReadKind::kFilemark, 0};
+  }
   const std::uint32_t cls = simh::word_class(word);
   const std::uint64_t length = simh::word_value(word);
+  // A block the index places where the image holds no object ending at the
+  // next block's offset: the index is not this image's.
+  if (!index_scanned_ &&
+      (index_.is_filemark(block) || (cls != simh::kClassGood && cls != simh::kClassBad) ||
+       next != offset + (word == 0x80000000 ? simh::kMarkerBytes : simh::record_bytes(length))))
+    return std::nullopt;
   if (cls == simh::kClassBad) {
     fail(TapeErrorKind::kMediaError,
          "media error reading block " + std::to_string(block) + " (bad data record)", block);
@@ -223,12 +265,13 @@ ReadResult ImageMedium::read(std::uint64_t block, MutableByteSpan buffer) {
          "media error reading block " + std::to_string(block) + " (record cut short)", block);
   }
   if (simh::load_le32(tail + tail_size - 4) != word) {
+    if (!index_scanned_) return std::nullopt;
     fail(TapeErrorKind::kMediaError,
          "media error reading block " + std::to_string(block) +
              " (leading and trailing record lengths differ)",
          block);
   }
-  return {ReadKind::kData, static_cast<std::size_t>(length)};
+  return ReadResult{ReadKind::kData, static_cast<std::size_t>(length)};
 }
 
 bool ImageMedium::in_early_warning(std::uint64_t offset) const {

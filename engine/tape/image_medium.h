@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "engine/common/common.h"
@@ -21,8 +22,11 @@ ImageGeometry resolve_geometry(const ImageGeometry& geometry);
 class ImageMedium {
  public:
   // Opens and locks the image (shared when write-protected, else exclusive)
-  // and loads or rebuilds its index.
-  ImageMedium(std::string path, bool write_protected);
+  // and loads or rebuilds its index, kept at index_path (default
+  // "<image>.idx"). An image that cannot be opened for writing (a read-only
+  // file system, a 0444 file) is opened write-protected, like a cartridge
+  // with its write-protect tab set: it reads, and refuses writes.
+  ImageMedium(std::string path, bool write_protected, std::string index_path = {});
   ImageMedium(const ImageMedium&) = delete;
   ImageMedium& operator=(const ImageMedium&) = delete;
   // Saves the index if it changed; never throws (the index is a cache).
@@ -36,7 +40,9 @@ class ImageMedium {
 
   // Reads the object at `block` (< block_count) into buffer. Throws
   // kMediaError for bad or damaged records, kRecordTooLarge if it does not
-  // fit; the caller moves past the block either way, as st does.
+  // fit; the caller moves past the block either way, as st does. An index
+  // from the sidecar that proves not to match the image here is rebuilt
+  // first: kEndOfData if the image has no such block after all.
   ReadResult read(std::uint64_t block, MutableByteSpan buffer);
 
   // Write at `block`, first discarding it and every later block. Return
@@ -50,10 +56,13 @@ class ImageMedium {
 
  private:
   ImageFingerprint fingerprint() const;
+  // read(), or nullopt when the block shows the index is not the image's.
+  std::optional<ReadResult> read_at(std::uint64_t block, MutableByteSpan buffer);
   void prepare_write(std::uint64_t block, std::uint64_t bytes, const char* what);
   [[noreturn]] void fail(TapeErrorKind kind, const std::string& what, std::uint64_t block) const;
 
   std::string path_;
+  std::string index_path_;
   UniqueFd fd_;
   bool write_protected_;
   ImageGeometry geometry_;
@@ -61,6 +70,9 @@ class ImageMedium {
   std::uint64_t file_size_ = 0;
   std::uint64_t reads_ = 0;
   bool index_dirty_ = false;
+  // Built from the image in this process, or kept up by its own writes:
+  // nothing to check it against.
+  bool index_scanned_ = false;
 };
 
 }  // namespace mixtape::tape::detail

@@ -5,24 +5,41 @@
 
 namespace mixtape::tape {
 
-SingleDriveLibrary::SingleDriveLibrary(std::unique_ptr<Drive> drive, SerialReader read_serial)
-    : drive_(std::move(drive)), read_serial_(std::move(read_serial)) {}
+SingleDriveLibrary::SingleDriveLibrary(std::unique_ptr<Drive> drive, SerialReader read_serial,
+                                       Opener reopen)
+    : drive_(std::move(drive)), read_serial_(std::move(read_serial)), reopen_(std::move(reopen)) {}
 
-Drive& SingleDriveLibrary::drive(std::size_t index) {
-  if (index != 0) throw TapeError(TapeErrorKind::kInvalidArgument, "there is only drive 0");
+Drive& SingleDriveLibrary::opened() {
+  if (!drive_) drive_ = reopen_();
   return *drive_;
 }
 
+Drive& SingleDriveLibrary::drive(std::size_t index) {
+  if (index != 0) throw TapeError(TapeErrorKind::kInvalidArgument, "there is only drive 0");
+  return opened();
+}
+
 std::optional<std::string> SingleDriveLibrary::serial_in_drive() {
-  if (!drive_->status().loaded) return std::nullopt;
-  drive_->rewind();
-  known_ = read_serial_(*drive_);
-  drive_->rewind();
+  Drive& drive = opened();
+  if (!drive.status().loaded) return std::nullopt;
+  drive.rewind();
+  known_ = read_serial_(drive);
+  drive.rewind();
   return known_;
 }
 
 std::vector<std::string> SingleDriveLibrary::serials() {
-  auto serial = serial_in_drive();
+  // Asking what is in a released drive opens it only for as long as that
+  // takes: a listing must not take the drive back from whoever uses it now.
+  const bool released = !drive_;
+  std::optional<std::string> serial;
+  try {
+    serial = serial_in_drive();
+  } catch (const TapeError&) {
+    if (!released) throw;
+    return {};  // another process has it now: nothing can be loaded
+  }
+  if (released) unload(0);
   if (serial) return {*serial};
   return {};
 }
@@ -36,8 +53,19 @@ Drive& SingleDriveLibrary::load(const std::string& serial, std::size_t index) {
   return *drive_;
 }
 
+// The tape stays where it is; only the device (or image) is closed.
 void SingleDriveLibrary::unload(std::size_t index) {
-  drive(index);
+  if (index != 0) throw TapeError(TapeErrorKind::kInvalidArgument, "there is only drive 0");
+  if (!reopen_ || !drive_) return;
+  released_stats_ += drive_->stats();
+  drive_.reset();
+  known_.reset();
+}
+
+DriveStats SingleDriveLibrary::stats() const {
+  DriveStats total = released_stats_;
+  if (drive_) total += drive_->stats();
+  return total;
 }
 
 std::optional<std::string> SingleDriveLibrary::loaded_serial(std::size_t) const {
@@ -92,15 +120,24 @@ std::unique_ptr<Library> open_library(const LibrarySpec& spec, SerialReader read
     throw TapeError(TapeErrorKind::kInvalidArgument,
                     "name exactly one of a device (--device) or a library (--library)");
   if (!spec.library.empty()) {
-    std::filesystem::create_directories(spec.library);
-    return std::make_unique<ImageLibrary>(spec.library, spec.drives, spec.blank_geometry);
+    if (!spec.read_only) std::filesystem::create_directories(spec.library);
+    ImageLibraryOptions options;
+    options.read_only = spec.read_only;
+    options.busy_wait = spec.busy_wait;
+    options.on_wait = spec.on_wait;
+    return std::make_unique<ImageLibrary>(spec.library, spec.drives, spec.blank_geometry,
+                                          TimingModel{}, std::move(options));
   }
   OpenDriveOptions options;
   options.read_only = spec.read_only;
   options.create_if_missing = !spec.read_only;
   options.geometry = spec.blank_geometry;
-  return std::make_unique<SingleDriveLibrary>(open_drive(spec.device, options),
-                                              std::move(read_serial));
+  // Opened again after a release: never made anew (it exists by then).
+  OpenDriveOptions again = options;
+  again.create_if_missing = false;
+  return std::make_unique<SingleDriveLibrary>(
+      open_drive(spec.device, options), std::move(read_serial),
+      [device = spec.device, again] { return open_drive(device, again); });
 }
 
 }  // namespace mixtape::tape

@@ -140,7 +140,7 @@ std::unique_ptr<Drive> open_drive(const std::string& device, const OpenDriveOpti
     }
     ImageDrive::create(device, options.geometry);
   }
-  return ImageDrive::open(device, options.read_only, options.timing);
+  return ImageDrive::open(device, options.read_only, options.timing, options.index_path);
 }
 
 }  // namespace mixtape::tape

@@ -93,6 +93,19 @@ class TapeError : public Error {
   std::optional<std::uint64_t> block_;
 };
 
+// A tape another process or drive is using (an image locked by another
+// mixtape command or mount): kDeviceError; holder() says who, as far as it
+// can be told ("process 1234 (mount.mixtape ...)"), else empty.
+class TapeInUseError : public TapeError {
+ public:
+  TapeInUseError(const std::string& message, std::string holder)
+      : TapeError(TapeErrorKind::kDeviceError, message), holder_(std::move(holder)) {}
+  const std::string& holder() const { return holder_; }
+
+ private:
+  std::string holder_;
+};
+
 // -------------------------------------------------------- status, counters
 
 struct DriveStatus {
@@ -273,9 +286,11 @@ class ImageDrive final : public Drive {
   static void create(const std::string& path, const ImageGeometry& geometry);
 
   // A drive with the image at path already loaded, at BOT, like a tape that
-  // was in the drive when mixtape started (not counted as a load).
+  // was in the drive when mixtape started (not counted as a load). Its block
+  // index is kept at index_path (default "<path>.idx").
   static std::unique_ptr<ImageDrive> open(const std::string& path, bool write_protected = false,
-                                          TimingModel timing = {});
+                                          TimingModel timing = {},
+                                          const std::string& index_path = {});
 
   // An empty drive.
   explicit ImageDrive(TimingModel timing = {});
@@ -286,7 +301,8 @@ class ImageDrive final : public Drive {
 
   // Puts the image at path into the empty drive, which loads it (a counted
   // load, as LTO drives load on insertion). Another process or drive holding
-  // the image writable makes this fail.
+  // the image writable makes this fail (kDeviceError naming the process).
+  // An image that cannot be opened for writing goes in write-protected.
   void insert(const std::string& path, bool write_protected = false);
   // Takes the cartridge out, unloading it first if loaded; returns its path.
   std::optional<std::string> eject();
@@ -504,12 +520,27 @@ class Library {
 // become file names and mtx arguments).
 void check_serial(std::string_view serial);
 
+struct ImageLibraryOptions {
+  // Reading only: images go into drives write-protected (a read-only file
+  // system or 0444 images then read fine), none is ever made, and the
+  // folder must exist.
+  bool read_only = false;
+  // How long load() waits for an image another process holds (a mount
+  // that has the tape loaded) before it fails naming that process; 0:
+  // fail at once. on_wait, if set, is told once per load that waits.
+  std::chrono::milliseconds busy_wait{0};
+  std::function<void(const std::string&)> on_wait;
+};
+
 // A folder of "<serial>.tap" images with `drives` image drives. Loading a
-// serial that has no image makes a blank one with blank_geometry.
+// serial that has no image makes a blank one with blank_geometry (unless
+// read-only). Unloading a drive closes its image, so other processes can
+// use that tape.
 class ImageLibrary final : public Library {
  public:
   explicit ImageLibrary(std::string directory, std::size_t drives = 1,
-                        ImageGeometry blank_geometry = {}, TimingModel timing = {});
+                        ImageGeometry blank_geometry = {}, TimingModel timing = {},
+                        ImageLibraryOptions options = {});
 
   std::string image_path(const std::string& serial) const;
   // Loads that took the tape out of another drive first. A robot cannot do
@@ -526,8 +557,11 @@ class ImageLibrary final : public Library {
   DriveStats stats() const override;
 
  private:
+  void insert(std::size_t index, const std::string& path);
+
   std::string directory_;
   ImageGeometry blank_geometry_;
+  ImageLibraryOptions options_;
   std::vector<std::unique_ptr<ImageDrive>> drives_;
   std::vector<std::optional<std::string>> loaded_;
   std::uint64_t moves_ = 0;
@@ -722,6 +756,9 @@ struct OpenDriveOptions {
   bool create_if_missing = false;  // images only: make a blank image
   ImageGeometry geometry;          // of a newly made image
   TimingModel timing;
+  // Images only: where the block index is kept (default "<image>.idx";
+  // a found tape's goes to the mount's cache folder instead).
+  std::string index_path;
 };
 
 // A character device (or a missing "/dev/..." path that is not a .tap) opens
@@ -734,10 +771,13 @@ std::unique_ptr<Drive> open_drive(const std::string& device, const OpenDriveOpti
 // One drive and whatever tape is in it (`--device`): its serial comes from
 // the label; a blank tape answers to any serial, so a writer can label it.
 // Asking for another serial than the label's is an error telling the
-// operator which tape to insert.
+// operator which tape to insert. With `reopen`, unload() closes the device
+// (or image), so that another process may use it, and the next use opens
+// it again with reopen(); without, unload() does nothing.
 class SingleDriveLibrary final : public Library {
  public:
-  SingleDriveLibrary(std::unique_ptr<Drive> drive, SerialReader read_serial);
+  using Opener = std::function<std::unique_ptr<Drive>()>;
+  SingleDriveLibrary(std::unique_ptr<Drive> drive, SerialReader read_serial, Opener reopen = {});
 
   std::size_t drive_count() const override { return 1; }
   Drive& drive(std::size_t index) override;
@@ -745,13 +785,16 @@ class SingleDriveLibrary final : public Library {
   Drive& load(const std::string& serial, std::size_t index = 0) override;
   void unload(std::size_t index = 0) override;
   std::optional<std::string> loaded_serial(std::size_t index = 0) const override;
-  DriveStats stats() const override { return drive_->stats(); }
+  DriveStats stats() const override;
 
  private:
   std::optional<std::string> serial_in_drive();
+  Drive& opened();
 
-  std::unique_ptr<Drive> drive_;
+  std::unique_ptr<Drive> drive_;  // null while released
   SerialReader read_serial_;
+  Opener reopen_;
+  DriveStats released_stats_;  // of the drive objects closed so far
   std::optional<std::string> known_;
 };
 
@@ -766,10 +809,16 @@ struct LibrarySpec {
   std::size_t drives = 1;        // of an image library
   ImageGeometry blank_geometry;  // of images made on demand
   bool read_only = false;
+  // An image library's: see ImageLibraryOptions.
+  std::chrono::milliseconds busy_wait{0};
+  std::function<void(const std::string&)> on_wait;
 };
 
 // Exactly one of device or library (or changer with device); throws
-// TapeError(kInvalidArgument) otherwise.
+// TapeError(kInvalidArgument) otherwise. A read-only spec never makes
+// anything: a missing library folder is kNotLoaded ("no tape library at
+// DIR"), and so is a missing image. A single drive can be released
+// (SingleDriveLibrary::unload) and is opened again when next used.
 std::unique_ptr<Library> open_library(const LibrarySpec& spec, SerialReader read_serial);
 
 }  // namespace mixtape::tape

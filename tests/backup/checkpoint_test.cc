@@ -54,9 +54,19 @@ class CheckpointTest : public ::testing::Test {
   }
   std::vector<std::string> backup_args(const std::string& commit_every,
                                        const std::string& archive_size) {
-    return {"backup",         src_,         "--library",      library_,
-            "--capacity",     "4G",         "--archive-size", archive_size,
-            "--commit-every", commit_every, "--stats-json",   dir_.file("stats.json")};
+    return {"backup",
+            src_,
+            "--library",
+            library_,
+            "--new-library",
+            "--capacity",
+            "4G",
+            "--archive-size",
+            archive_size,
+            "--commit-every",
+            commit_every,
+            "--stats-json",
+            dir_.file("stats.json")};
   }
 
   TempDir dir_;

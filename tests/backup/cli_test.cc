@@ -24,8 +24,9 @@ class CliTest : public ::testing::Test {
     return run_mixtape(env_, args, dir_.path());
   }
   CommandResult backup(std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = {"backup",     src_,  "--library",      library_,
-                                     "--capacity", "64M", "--archive-size", "256K"};
+    std::vector<std::string> args = {"backup",        src_,         "--library", library_,
+                                     "--new-library", "--capacity", "64M",       "--archive-size",
+                                     "256K"};
     args.insert(args.end(), extra.begin(), extra.end());
     return mixtape(args);
   }
@@ -110,8 +111,8 @@ TEST_F(CliTest, TapesFillAtTheEarlyWarningAndTheBackupRollsOn) {
   for (int i = 0; i < 24; ++i)
     write_file(src_ + "/f" + std::to_string(10 + i), random_text(1 << 20, i));
   // 64 MiB tapes that warn 8 MiB in (the planner alone would fill 60).
-  CommandResult run = mixtape({"backup", src_, "--library", library_, "--capacity", "64M",
-                               "--early-warning", "56M", "--archive-size", "1M"});
+  CommandResult run = mixtape({"backup", src_, "--library", library_, "--new-library", "--capacity",
+                               "64M", "--early-warning", "56M", "--archive-size", "1M"});
   ASSERT_EQ(run.status, 0) << run.err;
   EXPECT_NE(run.out.find("backed up 24 file copies"), std::string::npos) << run.out;
   CommandResult tapes = mixtape({"tapes"});
@@ -238,7 +239,8 @@ TEST_F(CliTest, AFileLargerThanATapeIsNamedAndTheRestIsBackedUp) {
   ASSERT_EQ(mixtape({"init", "--copies", "1"}).status, 0);
   write_file(src_ + "/small", "s");
   write_file(src_ + "/huge", random_text(20 << 20, 9));
-  CommandResult huge = mixtape({"backup", src_, "--library", library_, "--capacity", "16M"});
+  CommandResult huge =
+      mixtape({"backup", src_, "--library", library_, "--new-library", "--capacity", "16M"});
   EXPECT_NE(huge.status, 0);
   EXPECT_NE(huge.err.find("warning: " + src_ + "/huge (20.0 MiB) is larger than a tape"),
             std::string::npos)

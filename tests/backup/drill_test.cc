@@ -49,8 +49,8 @@ TEST_F(Drill, EveryFileComesBackWithStockToolsAlone) {
   ASSERT_EQ(::symlink("../docs/big.bin", (src + "/photos/latest").c_str()), 0);
 
   ASSERT_EQ(mixtape({"init", "--copies", "1"}).status, 0);
-  CommandResult backed = mixtape({"backup", src, "--library", dir_.file("tapes"), "--capacity",
-                                  "64M", "--archive-size", "512K"});
+  CommandResult backed = mixtape({"backup", src, "--library", dir_.file("tapes"), "--new-library",
+                                  "--capacity", "64M", "--archive-size", "512K"});
   ASSERT_EQ(backed.status, 0) << backed.err;
   const std::string key = env_.home + "/.config/mixtape/identity.txt";
   ASSERT_TRUE(std::filesystem::exists(key));

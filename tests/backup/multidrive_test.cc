@@ -406,8 +406,8 @@ TEST_F(MultiDriveCliTest, BackupAndRestoreWithTwoDrives) {
   }
   const std::string stats = dir_.file("backup-stats.json");
   CommandResult backup =
-      mixtape({"backup", src_, "--library", library_, "--drives", "2", "--capacity", "64M",
-               "--archive-size", "512K", "--stats-json", stats});
+      mixtape({"backup", src_, "--library", library_, "--new-library", "--drives", "2",
+               "--capacity", "64M", "--archive-size", "512K", "--stats-json", stats});
   ASSERT_EQ(backup.status, 0) << backup.err;
   EXPECT_NE(backup.out.find("backed up 20 file copies"), std::string::npos) << backup.out;
   EXPECT_NE(backup.out.find("to L00001 L00002"), std::string::npos) << backup.out;

@@ -130,7 +130,7 @@ class CliRestore : public ::testing::Test {
     return run_mixtape(env_, args, dir_.path());
   }
   CommandResult backup() {
-    return mixtape({"backup", src_, "--library", library_, "--capacity", "64M"});
+    return mixtape({"backup", src_, "--library", library_, "--new-library", "--capacity", "64M"});
   }
   CommandResult restore(const std::string& path, const std::string& to) {
     return mixtape({"restore", path, "--to", to, "--library", library_});

@@ -185,11 +185,9 @@ TEST(MountManPage, HasEveryOptionTheHelperAcceptsAndEveryListedOneIsAccepted) {
   TempDir dir;
   write_file(dir.file("catalog.db"), "");
   std::filesystem::create_directories(dir.file("mnt"));
-  const std::map<std::string, std::string> sample_value = {{"wait=", "30"},
-                                                           {"cache_size=", "500G"},
-                                                           {"recall=", "read"},
-                                                           {"identity=", "/a/file"},
-                                                           {"device=", "/dev/nst0"}};
+  const std::map<std::string, std::string> sample_value = {
+      {"wait=", "30"},     {"idle=", "60"},          {"cache_size=", "500G"},
+      {"recall=", "read"}, {"identity=", "/a/file"}, {"device=", "/dev/nst0"}};
   auto fake_mount = [&](const std::string& option) {
     return run_shell(std::string(kMountHelper) + " " + shell_quote(dir.file("catalog.db")) + " " +
                      shell_quote(dir.file("mnt")) + " -f -o " + shell_quote(option));

@@ -81,6 +81,28 @@ class SmallDisk {
   std::string path_;
 };
 
+// A read-only view of a folder (a bind mount made read-only): tapes on a
+// write-protected medium. Needs root; detached when destroyed.
+class ReadOnlyView {
+ public:
+  ReadOnlyView(const std::string& source, std::string path) : path_(std::move(path)) {
+    std::filesystem::create_directories(path_);
+    if (::mount(source.c_str(), path_.c_str(), nullptr, MS_BIND, nullptr) != 0)
+      throw_errno("cannot bind " + source + " to " + path_);
+    if (::mount(nullptr, path_.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr) != 0) {
+      ::umount2(path_.c_str(), MNT_DETACH);
+      throw_errno("cannot make " + path_ + " read-only");
+    }
+  }
+  ReadOnlyView(const ReadOnlyView&) = delete;
+  ReadOnlyView& operator=(const ReadOnlyView&) = delete;
+  ~ReadOnlyView() { ::umount2(path_.c_str(), MNT_DETACH); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
 // ------------------------------------------------------------ results
 
 // Files a restore left under a temporary name (".mixtape-<pid>-<n>").

@@ -291,7 +291,7 @@ class ScryptBombTest : public ::testing::Test {
         f_.mixtape("init --copies 1 --passphrase-file " + shell_quote(f_.file("passphrase")));
     ASSERT_EQ(r.status, 0) << r.err;
     r = f_.mixtape("backup " + shell_quote(f_.src()) + " --library " + shell_quote(f_.library()) +
-                   " --capacity 64M --archive-size 64M" + passphrase());
+                   " --new-library --capacity 64M --archive-size 64M" + passphrase());
     ASSERT_EQ(r.status, 0) << r.err;
   }
   // The scrypt stanza of tape file `n` asks for work factor 40 instead of

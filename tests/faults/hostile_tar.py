@@ -13,6 +13,7 @@ usage: hostile_tar.py TAR EDIT...
   ustar-size:PATH:N      its ustar size field says N (octal there)
   pax-size:PATH          its mtime record becomes a size record of 9s
   data:PATH              the first byte of its data changes
+  hardlink:PATH:TARGET   an empty file's member becomes a hard link to TARGET
 PATH and NEW are member names (no leading '/'); NEW as long as what it
 replaces.
 """
@@ -110,6 +111,11 @@ def edit(tar, spec):
         replace(tar, start, end, prefix + b"9" * (end - start - len(prefix) - 1) + b"\n")
     elif kind == "data":
         tar[member["data"]] ^= 0x5A
+    elif kind == "hardlink":
+        if number(tar[main + 124:main + 136]) != 0 or len(value) > 100:
+            raise SystemExit("hardlink: %s must be empty, the target at most 100 bytes" % path)
+        tar[main + 156] = ord("1")
+        replace(tar, main + 157, main + 257, value.encode().ljust(100, b"\0"))
     else:
         raise SystemExit("unknown edit " + kind)
     set_checksum(tar, main)

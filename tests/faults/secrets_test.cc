@@ -102,7 +102,9 @@ TEST_F(SecretsTest, NoSecretInAnyOutputCatalogOrTape) {
     stats_files += read_file(f_.file("stats.json"));
     return r;
   };
-  EXPECT_EQ(with_stats("backup " + shell_quote(f_.src()) + lib + " --capacity 64M").status, 0);
+  EXPECT_EQ(
+      with_stats("backup " + shell_quote(f_.src()) + lib + " --new-library --capacity 64M").status,
+      0);
   for (const char* command : {"status", "tapes", "ls -R --versions --replicas"})
     EXPECT_EQ(run(command).status, 0) << command;
   EXPECT_EQ(with_stats(restore_args("out") + " -i " + shell_quote(f_.identity())).status, 0);
@@ -136,7 +138,7 @@ TEST_F(SecretsTest, NoSecretInAnyOutputCatalogOrTape) {
   };
   EXPECT_EQ(prun("init --copies 1" + pass).status, 0);
   EXPECT_EQ(prun("backup " + shell_quote(p.src()) + " --library " + shell_quote(p.library()) +
-                 " --capacity 64M" + pass)
+                 " --new-library --capacity 64M" + pass)
                 .status,
             0);
   EXPECT_EQ(prun("restore " + shell_quote(p.src()) + " --to " + shell_quote(p.file("out")) +

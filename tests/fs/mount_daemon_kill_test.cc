@@ -73,8 +73,9 @@ class MountDaemonKillTest : public ::testing::Test {
   }
 
   void backup() {
-    auto r = f_.mixtape("backup " + shell_quote(f_.src()) + " --library " +
-                        shell_quote(f_.library()) + " --capacity 512M --archive-size 64M");
+    auto r =
+        f_.mixtape("backup " + shell_quote(f_.src()) + " --library " + shell_quote(f_.library()) +
+                   " --new-library --capacity 512M --archive-size 64M");
     ASSERT_EQ(r.status, 0) << r.err;
   }
 

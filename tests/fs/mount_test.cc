@@ -64,7 +64,7 @@ class MountTest : public ::testing::Test {
   }
   void backup() {
     run("backup " + shell_quote(source_) + " --library " + shell_quote(tapes()) +
-        " --capacity 64M");
+        " --new-library --capacity 64M");
   }
 
   void mount(const std::string& extra = "") {

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "engine/common/common.h"
 
 namespace mixtape::mount {
@@ -60,6 +62,21 @@ TEST(MountOptions, UnknownOptionsNeedSloppy) {
   auto o = parse({"cat.db", "/mnt/x", "-o", "bogus=1", "-s"});
   EXPECT_TRUE(o.sloppy);
   EXPECT_EQ(o.ignored.size(), 1u);
+}
+
+TEST(MountOptions, ARelativeSourceIsMadeAbsolute) {
+  // The daemon changes to / once mounted, and opens the catalog again there.
+  auto o = parse({"catalog.db", "mnt"});
+  EXPECT_EQ(o.source, (std::filesystem::current_path() / "catalog.db").string());
+  EXPECT_EQ(parse({"/dev/nst0", "/mnt/x"}).source, "/dev/nst0");
+}
+
+TEST(MountOptions, IdleDrivesAreReleasedAfterAMinuteUnlessToldOtherwise) {
+  EXPECT_DOUBLE_EQ(parse({"cat.db", "/mnt/x"}).idle_seconds, 60);
+  EXPECT_DOUBLE_EQ(parse({"cat.db", "/mnt/x", "-o", "idle=5"}).idle_seconds, 5);
+  EXPECT_DOUBLE_EQ(parse({"cat.db", "/mnt/x", "-o", "idle=0"}).idle_seconds, 0);
+  EXPECT_THROW(parse({"cat.db", "/mnt/x", "-o", "idle=soon"}), Error);
+  EXPECT_THROW(parse({"cat.db", "/mnt/x", "-o", "idle="}), Error);
 }
 
 TEST(MountOptions, RejectsMalformedValues) {

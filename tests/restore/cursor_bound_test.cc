@@ -174,7 +174,7 @@ class Tape {
   void back_up(const std::string& archive_size) {
     CommandResult r =
         f_.mixtape("backup " + shell_quote(f_.src()) + " --library " + shell_quote(f_.library()) +
-                   " --capacity 256M --archive-size " + archive_size);
+                   " --new-library --capacity 256M --archive-size " + archive_size);
     if (r.status != 0) throw Error("backup failed: " + r.err + r.out);
   }
 

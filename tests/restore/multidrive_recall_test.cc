@@ -96,7 +96,7 @@ class MultiDriveRecallTest : public ::testing::Test {
     f_.init(copies);
     CommandResult r =
         f_.mixtape("backup " + shell_quote(f_.src()) + " --library " + shell_quote(f_.library()) +
-                   " --drives 2 --capacity " + capacity + " --archive-size 512K");
+                   " --drives 2 --new-library --capacity " + capacity + " --archive-size 512K");
     ASSERT_EQ(r.status, 0) << r.err << r.out;
     keys_.identities = crypto::load_identities(f_.identity());
   }

@@ -151,7 +151,7 @@ class Fixture {
   void backup(const std::string& archive_size = "1M") {
     CommandResult r =
         mixtape("backup " + shell_quote(src()) + " --library " + shell_quote(library()) +
-                " --capacity 64M --archive-size " + archive_size);
+                " --new-library --capacity 64M --archive-size " + archive_size);
     if (r.status != 0) throw Error("backup failed: " + r.err + r.out);
   }
 
