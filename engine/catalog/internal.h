@@ -79,6 +79,10 @@ bool is_under(std::string_view path, std::string_view root);
 bool is_valid_serial(std::string_view serial);
 // Byte-quoted for error messages: printable ASCII kept, others as \xNN.
 std::string quote(std::string_view bytes);
+// Bounds for "below P" (see queries.h): P/ and P0 in byte order.
+std::pair<std::string, std::string> subtree_bounds(std::string_view prefix);
+// Binds an id, 0 as NULL.
+sqlite::Statement& bind_id(sqlite::Statement& s, int index, Id id);
 
 // ------------------------------------------------------------------ schema
 

@@ -76,6 +76,11 @@ std::pair<std::string_view, std::string_view> split_path(std::string_view path) 
   return {parent, path.substr(slash + 1)};
 }
 
+std::pair<std::string, std::string> subtree_bounds(std::string_view prefix) {
+  if (prefix == "/") return {"/", "0"};
+  return {std::string(prefix) + "/", std::string(prefix) + "0"};
+}
+
 bool is_under(std::string_view path, std::string_view root) {
   if (root == "/") return true;
   return path.starts_with(root) && (path.size() == root.size() || path[root.size()] == '/');

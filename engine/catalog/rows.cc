@@ -34,6 +34,11 @@ StatementCache::Lease StatementCache::get(std::string_view sql) {
 }
 
 namespace internal {
+
+sqlite::Statement& bind_id(sqlite::Statement& s, int index, Id id) {
+  return id ? s.bind(index, id) : s.bind_null(index);
+}
+
 namespace {
 
 Id optional_id(const sqlite::Statement& s, int column) {
