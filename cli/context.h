@@ -38,6 +38,9 @@ struct DriveFlags {
 
 // --device | --library | --changer (+ --capacity, --drives, --stats-json).
 void add_drive_options(CLI::App* command, DriveFlags& flags);
+// What a tape drive says while it works (waiting for a drive to become
+// ready, st options that look wrong): one "mixtape: ..." line on stderr.
+void print_drive_notice(const std::string& line);
 
 // The library the flags name (tape::open_library). A single --device acts as
 // a library of the one tape in it. Writes --stats-json when destroyed,
