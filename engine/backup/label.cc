@@ -21,27 +21,31 @@ namespace {
 // first-contact self-test, or labelled for this catalog with nothing after
 // file 1 (which can only be the trailing index of a labelling that never
 // committed). Data that cannot be read is still data: not reusable.
-bool reusable(tape::Drive& drive, const std::string& catalog_id) {
+enum class Reuse { kNo, kBlank, kInterrupted };
+
+Reuse reusable(tape::Drive& drive, const std::string& catalog_id) {
   try {
-    if (tape::tape_is_blank(drive) || tape::holds_only_first_contact_test(drive)) return true;
+    if (tape::tape_is_blank(drive)) return Reuse::kBlank;
+    if (tape::holds_only_first_contact_test(drive)) return Reuse::kInterrupted;
     try {
-      if (read_tape_label(drive).catalog_id != catalog_id) return false;
+      if (read_tape_label(drive).catalog_id != catalog_id) return Reuse::kNo;
     } catch (const format::FormatError&) {
-      return false;  // another program's tape, or damage: never ours to overwrite
+      return Reuse::kNo;  // another program's tape, or damage: never ours to overwrite
     }
     drive.rewind();
     try {
       drive.space_filemarks_forward(2);
     } catch (const tape::TapeError& e) {
-      if (e.kind() == tape::TapeErrorKind::kEndOfData) return true;  // files 0 and 1 at most
+      if (e.kind() == tape::TapeErrorKind::kEndOfData) return Reuse::kInterrupted;  // files 0, 1
       throw;
     }
     tape::RecordBuffer probe(tape::kProbeReadSize);
-    return drive.read_record(probe.span()).kind == tape::ReadKind::kEndOfData;
+    return drive.read_record(probe.span()).kind == tape::ReadKind::kEndOfData ? Reuse::kInterrupted
+                                                                              : Reuse::kNo;
   } catch (const tape::TapeError& e) {
     if (e.kind() == tape::TapeErrorKind::kMediaError ||
         e.kind() == tape::TapeErrorKind::kRecordTooLarge)
-      return false;
+      return Reuse::kNo;
     throw;
   }
 }
@@ -92,7 +96,9 @@ std::string new_tape_serial(catalog::Catalog& catalog, tape::Library& library,
     std::string serial = prefix + digits;
     if (catalog.tape_by_serial(serial)) continue;
     if (std::find(in_library.begin(), in_library.end(), serial) == in_library.end()) return serial;
-    if (reusable(library.load(serial, drive), catalog_id)) {
+    const Reuse reuse = reusable(library.load(serial, drive), catalog_id);
+    if (reuse == Reuse::kBlank) return serial;  // a new cartridge with that barcode
+    if (reuse == Reuse::kInterrupted) {
       progress.warning("tape " + serial +
                        " was being labelled when a run was interrupted; labelling it again");
       return serial;
@@ -161,7 +167,7 @@ catalog::TapeRow label_tape(catalog::Catalog& catalog, tape::Drive& drive,
   tape::check_serial(serial);
   if (catalog.tape_by_serial(serial))
     throw Error("tape " + serial + " is already in the catalog; labelling it again would lose it");
-  if (!options.overwrite && !reusable(drive, catalog.catalog_id()))
+  if (!options.overwrite && reusable(drive, catalog.catalog_id()) == Reuse::kNo)
     throw Error("the tape loaded for " + serial +
                 " is not blank (another catalog's or another program's data is on it, or data "
                 "the drive cannot read); erase it first, or label it with --force to overwrite "
