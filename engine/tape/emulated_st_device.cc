@@ -136,6 +136,11 @@ int EmulatedStDevice::check_size(std::size_t size) {
   return 0;
 }
 
+// st_do_scsi: a command the block layer cannot map for the HBA.
+int EmulatedStDevice::check_transfer(std::size_t size) const {
+  return config_.max_transfer > 0 && size > config_.max_transfer ? EBUSY : 0;
+}
+
 // st's write_behind_check: the status of an asynchronous write, once.
 int EmulatedStDevice::write_behind_check() {
   const int error = pending_;
@@ -280,6 +285,7 @@ ssize_t EmulatedStDevice::read(int fd, void* buffer, std::size_t size) {
     }
     return fail(EIO);
   }
+  if (int error = check_transfer(size)) return fail(error);
   if (not_ready_) return fail(EIO);  // READ(6) answered NOT READY: nothing moved
   const std::vector<EmulatedBlock>& blocks = cartridge_->blocks;
   if (position_ >= blocks.size()) {
@@ -348,6 +354,10 @@ ssize_t EmulatedStDevice::write(int fd, const void* data, std::size_t size) {
   }
   if (eof_ == Eof::kEomError) return fail(EIO);
   rw_ = Rw::kWriting;
+  if (int error = check_transfer(size)) {
+    drv_block_ = -1;
+    return fail(error);
+  }
   if (not_ready_) {
     drv_block_ = -1;
     return fail(EIO);

@@ -68,6 +68,9 @@ struct EmulatedStOptions {
   // report 8 MiB, others 16 MiB - 1. 0: none reported (st's no_blklims).
   std::size_t max_block = 0x800000;
   std::size_t min_block = 1;
+  // The most the HBA transfers in one command (its max_hw_sectors): st
+  // refuses a larger transfer with EBUSY ("request was too large"). 0: any.
+  std::size_t max_transfer = 0;
   // The scatter-gather entries st may use (the HBA's sg_tablesize, at most
   // st's max_sg_segs, 256): a buffer spanning more pages is not direct I/O.
   std::size_t sg_entries = 256;
@@ -135,6 +138,7 @@ class EmulatedStDevice final : public TapeSyscalls {
   bool check_fd(int fd) const;
   bool check_ready();
   int check_size(std::size_t size);
+  int check_transfer(std::size_t size) const;
   int write_behind_check();
   int flush_buffer();
   bool direct_io(const void* data, std::size_t size) const;

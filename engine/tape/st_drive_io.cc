@@ -97,9 +97,10 @@ WriteResult StDrive::write_block(ByteSpan record) {
       fail(TapeErrorKind::kPhysicalEnd,
            "physical end of medium: cannot write block " + std::to_string(block), error, block);
     }
-    if (error == EINVAL) {
+    if (error == EINVAL || error == EBUSY) {
       // Refused before anything moved: larger than the drive's maximum
-      // block length, or than the HBA moves in one command.
+      // block length (EINVAL), or than the HBA moves in one command (st
+      // says EBUSY: "request was too large").
       unflushed_write_ = was_unflushed;
       fail(TapeErrorKind::kInvalidArgument,
            "the drive refuses a record of " + std::to_string(record.size()) + " bytes at block " +
@@ -257,16 +258,20 @@ ReadResult StDrive::read_record(MutableByteSpan buffer) {
       return {ReadKind::kFilemark, 0};
     }
     const int error = errno;
-    if (error == EINVAL && count > kMaxWriteRecordSize) {
-      // Nothing moved. Drives report 8 MiB (IBM LTO) or 16 MiB - 1; no
-      // mixtape tape has records larger than what is left to try.
+    // Nothing moved: more than the drive's maximum block length (EINVAL;
+    // drives report 8 MiB, IBM LTO, or 16 MiB - 1), more than the HBA
+    // transfers at once (EBUSY), or more than st could allocate for its own
+    // buffer (EOVERFLOW). Ask for less, down to the largest record mixtape
+    // writes.
+    if ((error == EINVAL || error == EBUSY || error == EOVERFLOW) && count > kMaxWriteRecordSize) {
       read_limit_ = std::max(kMaxWriteRecordSize, std::bit_floor(count - 1));
       continue;
     }
-    if (error == EINVAL) {
+    if (error == EINVAL || error == EBUSY) {
       fail(TapeErrorKind::kInvalidArgument,
            "the drive refuses to read " + std::to_string(count) + " bytes at once at block " +
-               std::to_string(block) + " (more than its maximum block length?)",
+               std::to_string(block) +
+               " (more than its maximum block length, or than the HBA transfers at once)",
            error, block);
     }
     if (error == ENOMEM) {

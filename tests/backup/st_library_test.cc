@@ -290,6 +290,39 @@ TEST_F(StLabelTest, LabelsAndReadsBackThroughAStrictDrive) {
   EXPECT_EQ(std::string(blocks[0].data.begin() + 257, blocks[0].data.begin() + 262), "ustar");
 }
 
+TEST_F(StLabelTest, TheReadmeOnANewTapeGivesDdCommandsEveryDriveTakes) {
+  EmulatedStDevice device;
+  device.insert(blank());
+  StDrive drive("/dev/nst0", device);
+  label(drive, "L00001");
+  drive.rewind();
+  tape::TapeFileReader file0(drive);
+  format::TarReader tar(file0, "tape file 0");
+  std::string readme;
+  while (auto member = tar.next()) {
+    if (member->info.path != "README.txt") continue;
+    readme.resize(member->info.size);
+    for (std::size_t done = 0; done < readme.size();) {
+      done += tar.read_data(MutableByteSpan(reinterpret_cast<std::uint8_t*>(readme.data()) + done,
+                                            readme.size() - done));
+    }
+    break;
+  }
+  ASSERT_FALSE(readme.empty());
+  // st refuses a read larger than the drive's largest block: 16M fails on
+  // IBM LTO drives (8 MiB), and every record mixtape writes fits in 1M.
+  EXPECT_EQ(readme.find("bs=16M"), std::string::npos);
+  std::size_t dd_lines = 0;
+  for (std::size_t at = 0; (at = readme.find("dd if=/dev/nst0", at)) != std::string::npos; ++at) {
+    const std::string line = readme.substr(at, readme.find('\n', at) - at);
+    EXPECT_NE(line.find("bs=1M"), std::string::npos) << line;
+    ++dd_lines;
+  }
+  EXPECT_GE(dd_lines, 8u);
+  EXPECT_NE(readme.find("dd if=/dev/nst0 of=/dev/null bs=1M count=1"), std::string::npos)
+      << "how to find the record size of an unknown tape";
+}
+
 TEST_F(StLabelTest, AFirstRecordTheDriveCannotReadIsNotABlankTape) {
   // Encrypted by another program, and this drive has no key: DATA PROTECT.
   EmulatedStDevice device;

@@ -132,6 +132,29 @@ TEST(StDrive, RecordLargerThanTheDriveTakesIsRefusedNamingItsSize) {
   EXPECT_EQ(device.cartridge()->blocks.size(), 1u) << "no filemark from st either";
 }
 
+TEST(StDrive, ReadsAndWritesWithinWhatTheHbaTransfers) {
+  // The drive takes 8 MiB, the HBA 1 MiB per command: st says EBUSY.
+  EmulatedStOptions options;
+  options.max_transfer = 1 << 20;
+  EmulatedStDevice device("/dev/nst0", options);
+  device.insert({});
+  StDrive d("/dev/nst0", device);
+  const Bytes record = random_bytes(1 << 20, 4);
+  d.write_record(record);
+  auto e = expect_tape_error(TapeErrorKind::kInvalidArgument,
+                             [&] { d.write_record(random_bytes((1 << 20) + 512, 5)); });
+  ASSERT_TRUE(e);
+  EXPECT_NE(std::string(e->what()).find("refuses a record of 1049088 bytes at block 1"),
+            std::string::npos)
+      << e->what();
+  d.rewind();
+  RecordBuffer probe(kProbeReadSize);
+  ReadResult r = d.read_record(probe.span());
+  ASSERT_EQ(r.size, record.size());
+  EXPECT_EQ(0, std::memcmp(probe.data(), record.data(), r.size));
+  EXPECT_EQ(d.read_limit(), std::size_t{1} << 20);
+}
+
 // ------------------------------------------------ 2. becoming ready
 
 TEST(EmulatedSt, CartridgeBecomingReadyIsNeitherOnlineNorDoorOpen) {
