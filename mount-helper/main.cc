@@ -45,6 +45,13 @@ bool is_tape(const std::string& path) {
   return path.ends_with(".tap") || path.starts_with("/dev/");
 }
 
+// What a tape drive says while it works (waiting for it to become ready,
+// st options that look wrong): on stderr, the caller's terminal until the
+// daemon is ready.
+void print_drive_notice(const std::string& line) {
+  std::fprintf(stderr, "mount.mixtape: %s\n", line.c_str());
+}
+
 crypto::AgeDecryptKeys keys_from(const Options& options) {
   restore::KeyFiles files;
   if (!options.identity.empty()) files.identities.push_back(options.identity);
@@ -79,6 +86,7 @@ class Mount {
       // library unless one was named.
       tape::OpenDriveOptions drive_options;
       drive_options.read_only = true;
+      drive_options.notice = print_drive_notice;
       found_drive = tape::open_drive(options.source, drive_options);
       std::filesystem::create_directories(cache_dir);
       catalog_path_ = recover::catalog_for_found_tape(*found_drive, cache_dir, keys).catalog_path;
@@ -89,6 +97,7 @@ class Mount {
     spec.library = options.library;
     spec.changer = options.changer;
     spec.read_only = true;
+    spec.notice = print_drive_notice;
     found_tape_ = found_drive != nullptr;
     if (found_drive && spec.device.empty() && spec.library.empty() && spec.changer.empty()) {
       library_ = std::make_unique<tape::SingleDriveLibrary>(std::move(found_drive),

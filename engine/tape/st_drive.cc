@@ -498,7 +498,10 @@ void StDrive::load() {
 }
 
 void StDrive::unload() {
-  if (!GMT_ONLINE(query_gstat())) return;
+  // MTOFFL is one of the commands st allows after a reset; MTIOCGET was not
+  // before Linux 6.13, so its failure does not stop the unload.
+  mtget status{};
+  if (sys_.ioctl_get(fd(), status) == 0 && !GMT_ONLINE(status.mt_gstat)) return;
   flush_writes();
   CommandTimer timer(stats_);
   if (operation(MTOFFL, 1) != 0) fail(kind_of(errno), "cannot unload", errno);

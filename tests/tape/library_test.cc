@@ -310,6 +310,18 @@ TEST(ManualChanger, WaitsForATapeTheDriveIsStillCalibrating) {
   EXPECT_GE(now.time_since_epoch(), 45min);  // the drive's clock: 300 looks, 10 s apart
 }
 
+TEST(SingleDriveLibrary, WaitsForATapeTheDriveIsStillLoading) {
+  // `--device /dev/nst0` right after the cartridge went in.
+  EmulatedStDevice device;
+  device.insert(labelled_cartridge("L00042"), /*not_ready_looks=*/20);
+  std::chrono::steady_clock::time_point now{};
+  SingleDriveLibrary library(std::make_unique<StDrive>("/dev/nst0", device, instant_waits(now)),
+                             read_label);
+  EXPECT_EQ(library.serials(), std::vector<std::string>{"L00042"});
+  EXPECT_EQ(&library.load("L00042"), &library.drive(0));
+  EXPECT_GT(now.time_since_epoch(), 0s);
+}
+
 TEST(ManualChanger, NeverEjectsATapeWhoseLabelCannotBeRead) {
   EmulatedStDevice device;
   EmulatedCartridge unreadable;

@@ -342,6 +342,20 @@ TEST_P(StResetTest, WriteAfterAResetIsPositionLostNotAMediaError) {
   EXPECT_EQ(next(d), "c");
 }
 
+TEST_P(StResetTest, UnloadsAfterAReset) {
+  EmulatedStOptions options;
+  options.mtiocget_fails_after_reset = GetParam();
+  EmulatedStDevice device("/dev/nst0", options);
+  device.insert(holding({record("r0")}));
+  StDrive d("/dev/nst0", device);
+  EXPECT_EQ(next(d), "r0");
+  device.reset();
+  d.unload();  // MTOFFL is allowed after a reset
+  EXPECT_FALSE(device.loaded());
+  d.load();
+  EXPECT_EQ(next(d), "r0");
+}
+
 TEST(StDrive, NotReadyInTheMiddleOfASessionIsNotTheEndOfData) {
   EmulatedStDevice device;
   device.insert(holding({record("r0"), record("r1")}));
