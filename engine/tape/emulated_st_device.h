@@ -35,7 +35,7 @@
 #include <vector>
 
 #include "engine/common/common.h"
-#include "engine/tape/tape.h"
+#include "engine/tape/st_drive.h"
 
 namespace mixtape::tape {
 

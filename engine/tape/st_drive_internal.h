@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-#include "engine/tape/tape.h"
+#include "engine/tape/st_drive.h"
 
 namespace mixtape::tape {
 
