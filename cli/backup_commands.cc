@@ -87,8 +87,11 @@ void init(const InitArgs& args) {
   catalog::CatalogConfig config;
   config.default_copies = args.copies;
   config.record_size = parse_size(args.record_size);
-  if (config.record_size < 512 || config.record_size > (16u << 20) || config.record_size % 512)
-    throw Error("--record-size must be a multiple of 512 between 512 and 16M");
+  if (config.record_size < 512 || config.record_size > tape::kMaxWriteRecordSize ||
+      config.record_size % 512)
+    throw Error(
+        "--record-size must be a multiple of 512 between 512 and 1M (every drive and HBA "
+        "takes records of 1 MiB; see docs/TAPE.md, \"Record size\")");
   if (args.copies < 1) throw Error("--copies must be at least 1");
   InitRollback rollback;
   std::string identity_path;
@@ -316,7 +319,8 @@ void add_backup_commands(CLI::App& app) {
       "--identity-out", init_args->identity_out,
       "Where the generated identity goes (default ~/.config/mixtape/identity.txt)");
   init_cmd->add_option("--copies", init_args->copies, "Default copy goal (default 2)");
-  init_cmd->add_option("--record-size", init_args->record_size, "Tape record size (default 512K)");
+  init_cmd->add_option("--record-size", init_args->record_size,
+                       "Tape record size, a multiple of 512 up to 1M (default 512K)");
   init_cmd->callback([init_args] { init(*init_args); });
 
   auto label_args = std::make_shared<LabelArgs>();

@@ -65,6 +65,10 @@ class TerminalProgress final : public backup::Progress {
 
 }  // namespace
 
+void print_drive_notice(const std::string& line) {
+  std::fprintf(stderr, "mixtape: %s\n", line.c_str());
+}
+
 std::string default_catalog_path() {
   if (const char* env = std::getenv("MIXTAPE_CATALOG"); env && *env) return env;
   return user_path_or_root(UserDir::kData, "mixtape/catalog.db");
@@ -180,6 +184,7 @@ OpenedLibrary::OpenedLibrary(const DriveFlags& flags, TapeAccess access)
       std::fprintf(stderr, "mixtape: %s\n", message.c_str());
     };
   }
+  spec.notice = print_drive_notice;
   library_ = tape::open_library(spec, backup::label_serial_reader());
 }
 

@@ -59,6 +59,10 @@ void add_writer_options(CLI::App* command, DriveFlags& flags);
 // is made, a library must exist) or writes them.
 enum class TapeAccess { kRead, kWrite };
 
+// What a tape drive says while it works (waiting for a drive to become
+// ready, st options that look wrong): one "mixtape: ..." line on stderr.
+void print_drive_notice(const std::string& line);
+
 // The library the flags name (tape::open_library). A single --device acts as
 // a library of the one tape in it. Writes --stats-json when destroyed,
 // whatever happened: the counters summed over the drives, the command's own

@@ -200,7 +200,7 @@ void print_recovered(const recover::RecoverReport& r) {
 // no catalog copy to recover, and that is no failure. (The drive's block
 // index answers this without reading the label's records.)
 bool nothing_after_label(tape::Drive& drive) {
-  Bytes buffer(tape::kReadBufferSize);
+  Bytes buffer(tape::kProbeReadSize);
   bool nothing = false;
   try {
     drive.rewind();

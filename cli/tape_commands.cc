@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/context.h"
 #include "engine/common/common.h"
 #include "engine/tape/tape.h"
 
@@ -159,6 +160,7 @@ template <typename Body>
 void with_drive(const DriveArgs& args, Body body) {
   tape::OpenDriveOptions options;
   options.read_only = true;
+  options.notice = print_drive_notice;
   std::unique_ptr<Drive> drive = tape::open_drive(args.device, options);
   try {
     body(*drive);
@@ -214,7 +216,8 @@ struct TapeInfo {
 
 TapeInfo survey(Drive& drive) {
   TapeInfo info;
-  Bytes buffer(tape::kReadBufferSize);
+  // Any record fits; a tape device reads as much of it as the drive takes.
+  tape::RecordBuffer buffer(tape::kProbeReadSize);
   Bytes label;
   drive.rewind();
   for (bool at_end = false; !at_end;) {
@@ -224,13 +227,12 @@ TapeInfo survey(Drive& drive) {
     bool ended = false;
     while (!ended) {
       try {
-        tape::ReadResult r = drive.read_record(buffer);
+        tape::ReadResult r = drive.read_record(buffer.span());
         if (r.kind == ReadKind::kData) {
           ++file.records;
           file.bytes += r.size;
           if (file.number == 0 && label.size() < kLabelPrefix) {
-            label.insert(label.end(), buffer.begin(),
-                         buffer.begin() + static_cast<std::ptrdiff_t>(r.size));
+            label.insert(label.end(), buffer.data(), buffer.data() + r.size);
           }
         } else {
           ended = true;
@@ -299,7 +301,8 @@ void add_cat(CLI::App* tape_command) {
   };
   auto args = std::make_shared<Args>();
   CLI::App* cat = tape_command->add_subcommand(
-      "cat", "Write the bytes of tape file N to stdout (like mt fsf N; dd bs=16M)");
+      "cat",
+      "Write the bytes of tape file N to stdout (like mt fsf N; dd bs=R, R the record size)");
   add_drive_options(cat, *args);
   cat->add_option("--file", args->file, "Tape file number (0 is the label)")->required();
   cat->callback([args] {
@@ -316,9 +319,9 @@ void add_cat(CLI::App* tape_command) {
           throw;
         }
       }
-      Bytes buffer(tape::kReadBufferSize);
+      tape::RecordBuffer buffer(tape::kProbeReadSize);
       for (bool first = true;; first = false) {
-        tape::ReadResult r = drive.read_record(buffer);
+        tape::ReadResult r = drive.read_record(buffer.span());
         if (r.kind == ReadKind::kEndOfData && first) throw Error(missing);
         if (r.kind != ReadKind::kData) break;
         write_all(STDOUT_FILENO, ByteSpan(buffer.data(), r.size), "standard output");

@@ -55,6 +55,13 @@ std::string found_index_path(const std::string& cache_dir, const std::string& so
   return cache_dir + "/tape-" + to_hex(ByteSpan(digest.data(), 8)) + ".idx";
 }
 
+// What a tape drive says while it works (waiting for it to become ready,
+// st options that look wrong): on stderr, the caller's terminal until the
+// daemon is ready.
+void print_drive_notice(const std::string& line) {
+  std::fprintf(stderr, "mount.mixtape: %s\n", line.c_str());
+}
+
 crypto::AgeDecryptKeys keys_from(const Options& options) {
   restore::KeyFiles files;
   if (!options.identity.empty()) files.identities.push_back(options.identity);
@@ -81,6 +88,7 @@ class Mount {
     // by whoever made the tape.
     tape::OpenDriveOptions drive_options;
     drive_options.read_only = true;
+    drive_options.notice = print_drive_notice;
     if (!is_tape(options.source)) {
       catalog_path_ = options.source;
       // Once, before serving: a damaged catalog is refused here, not found
@@ -107,6 +115,7 @@ class Mount {
     spec.library = options.library;
     spec.changer = options.changer;
     spec.read_only = true;
+    spec.notice = print_drive_notice;
     found_tape_ = found_drive != nullptr;
     // Nothing named to read from but the found tape itself (or nothing at
     // all): no other tape can come, so a file elsewhere fails at once.

@@ -27,6 +27,7 @@
 #include "engine/catalog/catalog.h"
 #include "engine/common/common.h"
 #include "engine/crypto/crypto.h"
+#include "engine/format/format.h"
 #include "engine/tape/tape.h"
 
 namespace mixtape::backup {
@@ -119,7 +120,8 @@ struct LabelOptions {
 // Writes file 0 (archaeology) and an initial trailing index to the tape in
 // `drive`, and registers the tape. Refuses a serial the catalog knows, and
 // unless options.overwrite a tape that is not blank (an interrupted labelling
-// of this catalog counts as blank).
+// of this catalog counts as blank; a first record the drive cannot read does
+// not). Runs tape::first_contact_test first.
 catalog::TapeRow label_tape(catalog::Catalog& catalog, tape::Drive& drive,
                             const std::string& serial, const LabelOptions& options,
                             const WriterKeys& keys);
@@ -197,8 +199,23 @@ BackupReport backup(catalog::Catalog& catalog, tape::Library& library, const Bac
                     const WriterKeys& keys, Progress& progress);
 
 // Reads the serial from the label (tape file 0) of the tape in a drive:
-// nullopt for a blank tape; format::NotMixtapeTape for someone else's.
-// Leaves the drive rewound.
+// nullopt for a blank tape (end of data at block 0, as the drive confirms);
+// format::NotMixtapeTape for someone else's. Leaves the drive rewound.
 tape::SerialReader label_serial_reader();
+
+// The label (file 0) of the tape in `drive`, read from BOT with a buffer any
+// record fits. Throws format::NotMixtapeTape for someone else's tape (or a
+// blank one), TapeError when the drive cannot read it. Leaves the drive in
+// file 0: reposition before writing.
+format::LabelInfo read_tape_label(tape::Drive& drive);
+
+// Before the first write of every session: the tape in `drive` must be the
+// catalog's `tape` (its label names that serial and record size). Else
+// TapeError(kDeviceError) naming both serials: the drive holds another
+// cartridge (devices listed out of the changer's order, a tape swapped by
+// hand), and appending would overwrite it. Errors reading the label are
+// thrown as they are. Leaves the drive in file 0: the caller then locates to
+// the append point.
+void check_tape_identity(tape::Drive& drive, const catalog::TapeRow& tape);
 
 }  // namespace mixtape::backup

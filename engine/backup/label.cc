@@ -17,30 +17,74 @@ namespace mixtape::backup {
 namespace {
 
 // Whether the tape in `drive` can be labelled anew without losing anything:
-// blank, or labelled for this catalog with nothing after file 1 (which can
-// only be the trailing index of a labelling that never committed).
-bool reusable(tape::Drive& drive, const std::string& catalog_id) {
-  drive.rewind();
-  Bytes probe(tape::kReadBufferSize);
-  if (drive.read_record(probe).kind == tape::ReadKind::kEndOfData) return true;
-  drive.rewind();
+// blank (the drive confirms end of data at block 0), holding only the
+// first-contact self-test, or labelled for this catalog with nothing after
+// file 1 (which can only be the trailing index of a labelling that never
+// committed). Data that cannot be read is still data: not reusable.
+enum class Reuse { kNo, kBlank, kInterrupted };
+
+Reuse reusable(tape::Drive& drive, const std::string& catalog_id) {
   try {
-    tape::TapeFileReader file0(drive);
-    if (format::read_label(file0).catalog_id != catalog_id) return false;
-  } catch (const format::FormatError&) {
-    return false;  // another program's tape, or damage: never ours to overwrite
-  }
-  drive.rewind();
-  try {
-    drive.space_filemarks_forward(2);
+    if (tape::tape_is_blank(drive)) return Reuse::kBlank;
+    if (tape::holds_only_first_contact_test(drive)) return Reuse::kInterrupted;
+    try {
+      if (read_tape_label(drive).catalog_id != catalog_id) return Reuse::kNo;
+    } catch (const format::FormatError&) {
+      return Reuse::kNo;  // another program's tape, or damage: never ours to overwrite
+    }
+    drive.rewind();
+    try {
+      drive.space_filemarks_forward(2);
+    } catch (const tape::TapeError& e) {
+      if (e.kind() == tape::TapeErrorKind::kEndOfData) return Reuse::kInterrupted;  // files 0, 1
+      throw;
+    }
+    tape::RecordBuffer probe(tape::kProbeReadSize);
+    return drive.read_record(probe.span()).kind == tape::ReadKind::kEndOfData ? Reuse::kInterrupted
+                                                                              : Reuse::kNo;
   } catch (const tape::TapeError& e) {
-    if (e.kind() == tape::TapeErrorKind::kEndOfData) return true;  // files 0 and 1 at most
+    if (e.kind() == tape::TapeErrorKind::kMediaError ||
+        e.kind() == tape::TapeErrorKind::kRecordTooLarge)
+      return Reuse::kNo;
     throw;
   }
-  return drive.read_record(probe).kind == tape::ReadKind::kEndOfData;
 }
 
 }  // namespace
+
+format::LabelInfo read_tape_label(tape::Drive& drive) {
+  drive.rewind();
+  tape::TapeFileReader file0(drive);
+  return format::read_label(file0);
+}
+
+void check_tape_identity(tape::Drive& drive, const catalog::TapeRow& tape) {
+  format::LabelInfo label;
+  try {
+    label = read_tape_label(drive);
+  } catch (const format::FormatError& e) {
+    throw tape::TapeError(tape::TapeErrorKind::kDeviceError,
+                          drive.name() + " should hold tape " + tape.serial +
+                              ", but the tape in it has no readable mixtape label (" + e.what() +
+                              "); not writing to it");
+  }
+  if (label.serial != tape.serial) {
+    throw tape::TapeError(tape::TapeErrorKind::kDeviceError,
+                          drive.name() + " holds tape " + label.serial + ", not tape " +
+                              tape.serial +
+                              "; not writing to it (with a changer: are the "
+                              "drives' devices listed in the changer's drive order?)");
+  }
+  if (label.record_size != tape.record_size) {
+    throw tape::TapeError(tape::TapeErrorKind::kDeviceError,
+                          drive.name() + " holds a tape labelled " + label.serial +
+                              " with records of " + std::to_string(label.record_size) +
+                              " bytes, but the catalog's tape " + tape.serial + " has " +
+                              std::to_string(tape.record_size) +
+                              "-byte records: another tape with the same serial? "
+                              "Not writing to it");
+  }
+}
 
 std::string new_tape_serial(catalog::Catalog& catalog, tape::Library& library,
                             const std::string& prefix, Progress& progress, std::size_t drive) {
@@ -52,7 +96,9 @@ std::string new_tape_serial(catalog::Catalog& catalog, tape::Library& library,
     std::string serial = prefix + digits;
     if (catalog.tape_by_serial(serial)) continue;
     if (std::find(in_library.begin(), in_library.end(), serial) == in_library.end()) return serial;
-    if (reusable(library.load(serial, drive), catalog_id)) {
+    const Reuse reuse = reusable(library.load(serial, drive), catalog_id);
+    if (reuse == Reuse::kBlank) return serial;  // a new cartridge with that barcode
+    if (reuse == Reuse::kInterrupted) {
       progress.warning("tape " + serial +
                        " was being labelled when a run was interrupted; labelling it again");
       return serial;
@@ -121,10 +167,11 @@ catalog::TapeRow label_tape(catalog::Catalog& catalog, tape::Drive& drive,
   tape::check_serial(serial);
   if (catalog.tape_by_serial(serial))
     throw Error("tape " + serial + " is already in the catalog; labelling it again would lose it");
-  if (!options.overwrite && !reusable(drive, catalog.catalog_id()))
+  if (!options.overwrite && reusable(drive, catalog.catalog_id()) == Reuse::kNo)
     throw Error("the tape loaded for " + serial +
-                " is not blank (another catalog's or another program's data is on it); "
-                "erase it first, or label it with --force to overwrite it");
+                " is not blank (another catalog's or another program's data is on it, or data "
+                "the drive cannot read); erase it first, or label it with --force to overwrite "
+                "it");
   Sealing sealing = sealing_for(catalog, keys);
   catalog::CatalogConfig config = catalog.config();
 
@@ -135,6 +182,9 @@ catalog::TapeRow label_tape(catalog::Catalog& catalog, tape::Drive& drive,
   if (auto* image = dynamic_cast<tape::ImageDrive*>(&drive); image && image->image_path())
     capacity = image->geometry().capacity;
 
+  // A new tape is where a drive is first written: check that the drive
+  // keeps records and block numbers as mixtape needs before trusting it.
+  tape::first_contact_test(drive);
   drive.rewind();
   std::uint64_t label_bytes = 0;
   {

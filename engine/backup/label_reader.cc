@@ -5,13 +5,10 @@ namespace mixtape::backup {
 
 tape::SerialReader label_serial_reader() {
   return [](tape::Drive& drive) -> std::optional<std::string> {
-    drive.rewind();
-    Bytes probe(tape::kReadBufferSize);
-    auto first = drive.read_record(probe);
-    drive.rewind();
-    if (first.kind != tape::ReadKind::kData) return std::nullopt;  // blank
-    tape::TapeFileReader reader(drive);
-    std::string serial = format::read_label(reader).serial;
+    // Blank only where the drive confirms end of data at block 0: a first
+    // record it cannot read is an error, never a blank tape to label.
+    if (tape::tape_is_blank(drive)) return std::nullopt;
+    std::string serial = read_tape_label(drive).serial;
     drive.rewind();
     return serial;
   };

@@ -106,6 +106,9 @@ void WriteSession::commit(Outcome& outcome) {
 void WriteSession::position_at_append_point(Lane& lane) {
   const catalog::TapeRow& tape = lane.out.target.tape;
   tape::Drive& drive = lane.stream.drive;
+  // The label first: a drive holding another cartridge than the one the
+  // catalog appends to (a swapped --device list) must not be written.
+  check_tape_identity(drive, tape);
   if (tape.append_block) {
     drive.locate(*tape.append_block);
   } else {

@@ -10,6 +10,7 @@
 
 #include "engine/catalog/internal.h"
 #include "engine/catalog/queries.h"
+#include "engine/tape/tape.h"
 
 namespace mixtape::catalog {
 
@@ -120,9 +121,12 @@ int Catalog::file_schema_version(const std::string& path) {
 Catalog Catalog::create(const std::string& path, const CatalogConfig& config) {
   if (file_exists(path)) throw CatalogError("catalog " + path + " already exists");
   if (config.default_copies < 1) throw CatalogError("the default copy goal must be at least 1");
-  if (config.record_size == 0 || config.record_size % 512 != 0) {
+  if (config.record_size == 0 || config.record_size % 512 != 0 ||
+      config.record_size > tape::kMaxWriteRecordSize) {
     throw CatalogError("record size " + std::to_string(config.record_size) +
-                       " is not a positive multiple of 512");
+                       " is not a multiple of 512 from 512 to " +
+                       std::to_string(tape::kMaxWriteRecordSize) +
+                       " (larger records are not taken by every drive and HBA)");
   }
   if (config.encryption == Encryption::kRecipients && config.recipients.empty()) {
     throw CatalogError("encryption to recipients needs at least one recipient");

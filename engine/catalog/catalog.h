@@ -93,6 +93,8 @@ enum class Encryption { kNone, kRecipients, kPassphrase };
 struct CatalogConfig {
   Encryption encryption = Encryption::kRecipients;
   std::vector<std::string> recipients;  // age1... (Encryption::kRecipients)
+  // Bytes per tape record of new tapes: a multiple of 512 up to 1 MiB
+  // (tape::kMaxWriteRecordSize; create() refuses more).
   std::uint64_t record_size = 512 * 1024;
   int default_copies = 2;  // stored as the copy goal of "/"
 };

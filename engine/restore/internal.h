@@ -45,7 +45,10 @@ class TapeCursor final : public ByteSource {
 
   tape::Drive& drive_;
   std::uint64_t forward_limit_;
-  Bytes buffer_;
+  // One record, page-aligned and of the tape's record size (once a seek has
+  // said it): a size the drive accepts and st reads straight into.
+  tape::RecordBuffer buffer_;
+  std::size_t record_size_ = 0;
   std::size_t have_ = 0;
   std::size_t pos_ = 0;
   std::optional<std::uint64_t> buffer_block_;  // block held in buffer_

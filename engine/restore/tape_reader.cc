@@ -34,12 +34,13 @@ void TapeCursor::resync() {
 }
 
 bool TapeCursor::read_record() {
-  if (buffer_.size() != tape::kReadBufferSize) buffer_.resize(tape::kReadBufferSize);
+  const std::size_t size = record_size_ ? record_size_ : tape::kProbeReadSize;
+  if (buffer_.size() != size) buffer_.resize(size);
   buffer_block_.reset();
   have_ = pos_ = 0;
   tape::ReadResult r;
   try {
-    r = drive_.read_record(buffer_);
+    r = drive_.read_record(buffer_.span());
   } catch (const tape::TapeError&) {
     // The drive is past the bad record (Drive contract); ask where exactly.
     try {
@@ -64,7 +65,9 @@ bool TapeCursor::read_record() {
 }
 
 void TapeCursor::seek(std::uint64_t first_block, std::uint64_t record_size, std::uint64_t offset) {
-  if (record_size == 0) throw RestoreError("record size 0");
+  if (record_size == 0 || record_size > tape::kMaxRecordSize)
+    throw RestoreError("record size " + std::to_string(record_size) + " is out of range");
+  record_size_ = static_cast<std::size_t>(record_size);
   const std::uint64_t block = first_block + offset / record_size;
   const std::size_t in_block = static_cast<std::size_t>(offset % record_size);
   at_end_ = at_eod_ = false;

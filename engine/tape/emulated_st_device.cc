@@ -1,10 +1,10 @@
 #include "engine/tape/emulated_st_device.h"
 
 #include <fcntl.h>
-#include <sys/mtio.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "engine/tape/simh.h"
@@ -13,6 +13,8 @@ namespace mixtape::tape {
 namespace {
 
 constexpr int kFd = 42;
+constexpr std::uintptr_t kDmaAlignment = 512;  // the block layer's default queue_dma_alignment
+constexpr std::uintptr_t kPage = 4096;
 
 std::uint64_t cost(const EmulatedBlock& block) {
   return block.kind == EmulatedBlock::Kind::kFilemark ? simh::kMarkerBytes
@@ -27,15 +29,16 @@ std::uint64_t total_cost(const std::vector<EmulatedBlock>& blocks) {
 
 }  // namespace
 
-EmulatedStDevice::EmulatedStDevice(std::string path, bool privileged)
-    : path_(std::move(path)), privileged_(privileged) {}
+EmulatedStDevice::EmulatedStDevice(std::string path, EmulatedStOptions options)
+    : path_(std::move(path)), config_(options), options_(options.options) {}
 
-void EmulatedStDevice::insert(EmulatedCartridge cartridge) {
+void EmulatedStDevice::insert(EmulatedCartridge cartridge, int not_ready_looks) {
   std::lock_guard lock(mutex_);
   if (cartridge_) throw Error("emulated drive " + path_ + " already holds a cartridge");
   used_ = total_cost(cartridge.blocks);
   cartridge_ = std::move(cartridge);
   threaded_ = true;  // LTO drives load a cartridge when it is inserted
+  not_ready_looks_ = not_ready_looks;
   new_session_ = true;
 }
 
@@ -44,6 +47,7 @@ std::optional<EmulatedCartridge> EmulatedStDevice::remove() {
   std::optional<EmulatedCartridge> out = std::move(cartridge_);
   cartridge_.reset();
   threaded_ = false;
+  not_ready_looks_ = 0;
   return out;
 }
 
@@ -62,6 +66,44 @@ bool EmulatedStDevice::loaded() const {
   return cartridge_.has_value() && threaded_;
 }
 
+unsigned EmulatedStDevice::st_options() const {
+  std::lock_guard lock(mutex_);
+  return options_;
+}
+
+void EmulatedStDevice::reset() {
+  std::lock_guard lock(mutex_);
+  pos_unknown_ = true;
+  position_ = 0;  // most drives rewind when reset
+  pending_ = 0;   // the command in flight is gone
+  writing_async_ = false;
+}
+
+void EmulatedStDevice::reset_after_writes(std::uint64_t writes) {
+  std::lock_guard lock(mutex_);
+  reset_after_ = writes;
+}
+
+void EmulatedStDevice::set_not_ready(bool not_ready) {
+  std::lock_guard lock(mutex_);
+  not_ready_ = not_ready;
+}
+
+std::uint64_t EmulatedStDevice::direct_writes() const {
+  std::lock_guard lock(mutex_);
+  return direct_writes_;
+}
+
+std::uint64_t EmulatedStDevice::buffered_writes() const {
+  std::lock_guard lock(mutex_);
+  return buffered_writes_;
+}
+
+std::uint64_t EmulatedStDevice::async_writes() const {
+  std::lock_guard lock(mutex_);
+  return async_writes_;
+}
+
 int EmulatedStDevice::fail(int error) {
   errno = error;
   return -1;
@@ -74,12 +116,50 @@ bool EmulatedStDevice::check_fd(int fd) const {
 // st's rw_checks: commands need a ready drive. A cartridge pulled out behind
 // st's back makes the next command fail and st notice.
 bool EmulatedStDevice::check_ready() {
-  if (ready_ && (!cartridge_ || !threaded_)) ready_ = false;
-  if (!ready_) {
+  if (ready_ == Ready::kReady && (!cartridge_ || !threaded_)) ready_ = Ready::kNoTape;
+  if (ready_ == Ready::kNoTape) {
     errno = ENOMEDIUM;
     return false;
   }
+  if (ready_ == Ready::kNotReady) {
+    errno = EIO;
+    return false;
+  }
   return true;
+}
+
+// rw_checks, continued: in variable-block mode the byte count must be within
+// the block limits the drive reported.
+int EmulatedStDevice::check_size(std::size_t size) {
+  if (config_.max_block > 0 && (size < config_.min_block || size > config_.max_block))
+    return EINVAL;
+  return 0;
+}
+
+// st_do_scsi: a command the block layer cannot map for the HBA.
+int EmulatedStDevice::check_transfer(std::size_t size) const {
+  return config_.max_transfer > 0 && size > config_.max_transfer ? EBUSY : 0;
+}
+
+// st's write_behind_check: the status of an asynchronous write, once.
+int EmulatedStDevice::write_behind_check() {
+  const int error = pending_;
+  pending_ = 0;
+  writing_async_ = false;
+  return error;
+}
+
+// st's flush_buffer in variable-block mode: only a pending write to settle.
+int EmulatedStDevice::flush_buffer() {
+  return rw_ == Rw::kWriting ? write_behind_check() : 0;
+}
+
+// setup_buffering: st maps the caller's pages for the command when the
+// buffer is DMA-aligned and its pages fit the scatter-gather list.
+bool EmulatedStDevice::direct_io(const void* data, std::size_t size) const {
+  const auto at = reinterpret_cast<std::uintptr_t>(data);
+  const std::uintptr_t pages = (at + size + kPage - 1) / kPage - at / kPage;
+  return at % kDmaAlignment == 0 && pages <= config_.sg_entries;
 }
 
 void EmulatedStDevice::truncate_at_position() {
@@ -102,22 +182,71 @@ bool EmulatedStDevice::append(EmulatedBlock block) {
   return true;
 }
 
+// Blocks before the position as the drive addresses them: logical (every
+// record and filemark), or the drive's own addresses without scsi2logical.
+std::uint64_t EmulatedStDevice::address() const {
+  if ((options_ & MT_ST_SCSI2LOGICAL) || !config_.device_addresses_skip_filemarks) return position_;
+  const auto& blocks = cartridge_->blocks;
+  const auto end = blocks.begin() +
+                   static_cast<std::ptrdiff_t>(std::min<std::uint64_t>(position_, blocks.size()));
+  return static_cast<std::uint64_t>(std::count_if(
+      blocks.begin(), end, [](const auto& b) { return b.kind != EmulatedBlock::Kind::kFilemark; }));
+}
+
+int EmulatedStDevice::seek(std::uint64_t target) {
+  eof_ = Eof::kNoEof;
+  drv_file_ = drv_block_ = -1;
+  const auto& blocks = cartridge_->blocks;
+  std::uint64_t at = 0;
+  if ((options_ & MT_ST_SCSI2LOGICAL) || !config_.device_addresses_skip_filemarks) {
+    at = target;
+  } else {
+    for (std::uint64_t records = 0; at < blocks.size() && records < target; ++at) {
+      if (blocks[at].kind != EmulatedBlock::Kind::kFilemark) ++records;
+    }
+    if (at == blocks.size() && address() < target) at = blocks.size() + 1;
+  }
+  if (at > blocks.size()) {
+    position_ = blocks.size();  // stopped at end of data
+    return fail(EIO);
+  }
+  position_ = at;
+  if (at == 0) drv_file_ = drv_block_ = 0;
+  return 0;
+}
+
+// st's reset_state: what a repositioning after a reset starts from.
+void EmulatedStDevice::reset_state() {
+  pos_unknown_ = false;
+  rw_ = Rw::kIdle;
+  eof_ = Eof::kNoEof;
+  drv_file_ = drv_block_ = -1;
+}
+
 int EmulatedStDevice::open(const std::string& path, int flags) {
   std::lock_guard lock(mutex_);
   if (path != path_) return fail(ENOENT);
   if (open_) return fail(EBUSY);
-  // check_tape(): st looks at the drive now, and only now.
-  ready_ = cartridge_ && threaded_;
-  if (ready_ && new_session_) {
+  // check_tape(): st looks at the drive now (TEST UNIT READY), and only now.
+  if (!cartridge_ || !threaded_) {
+    ready_ = Ready::kNoTape;  // NOT READY, medium not present
+  } else if (not_ready_looks_ > 0) {
+    --not_ready_looks_;
+    ready_ = Ready::kNotReady;  // NOT READY, becoming ready
+  } else {
+    ready_ = Ready::kReady;
+  }
+  if (ready_ == Ready::kReady && new_session_) {
     position_ = 0;
     drv_file_ = drv_block_ = 0;
     eof_ = Eof::kNoEof;
+    pos_unknown_ = false;
     new_session_ = false;
   }
   const bool nonblock = (flags & O_NONBLOCK) != 0;
   const bool for_write = (flags & O_ACCMODE) != O_RDONLY;
-  if (!nonblock && !ready_) return fail(ENOMEDIUM);
-  if (!nonblock && for_write && ready_ && cartridge_->write_protected) return fail(EROFS);
+  if (!nonblock && ready_ != Ready::kReady) return fail(ready_ == Ready::kNoTape ? ENOMEDIUM : EIO);
+  if (!nonblock && for_write && cartridge_->write_protected) return fail(EROFS);
   open_ = true;
   writable_open_ = for_write;
   rw_ = Rw::kIdle;
@@ -127,8 +256,12 @@ int EmulatedStDevice::open(const std::string& path, int flags) {
 int EmulatedStDevice::close(int fd) {
   std::lock_guard lock(mutex_);
   if (!check_fd(fd)) return fail(EBADF);
-  // st_flush: closing after a write ends the file with a filemark.
-  if (rw_ == Rw::kWriting && ready_ && cartridge_ && threaded_) write_filemarks(1);
+  // st_flush: closing after a write ends the file with a filemark, unless
+  // the last write failed or the position is unknown.
+  if (rw_ == Rw::kWriting && !pos_unknown_ && ready_ == Ready::kReady && cartridge_ && threaded_) {
+    const int error = write_behind_check();
+    if (error == 0 || error == ENOSPC) write_filemarks(1);
+  }
   open_ = false;
   rw_ = Rw::kIdle;
   return 0;
@@ -138,7 +271,12 @@ ssize_t EmulatedStDevice::read(int fd, void* buffer, std::size_t size) {
   std::lock_guard lock(mutex_);
   if (!check_fd(fd)) return fail(EBADF);
   if (!check_ready()) return -1;
+  if (pos_unknown_) return fail(EIO);         // "If there was a bus reset, block further access"
   if (block_size_ != 0) return fail(EINVAL);  // fixed-block mode is not emulated
+  if (int error = check_size(size)) return fail(error);
+  if (rw_ == Rw::kWriting) {
+    if (int error = flush_buffer()) return fail(error);
+  }
   rw_ = Rw::kReading;
   if (eof_ >= Eof::kEod1) {
     if (eof_ < Eof::kEod) {
@@ -147,6 +285,8 @@ ssize_t EmulatedStDevice::read(int fd, void* buffer, std::size_t size) {
     }
     return fail(EIO);
   }
+  if (int error = check_transfer(size)) return fail(error);
+  if (not_ready_) return fail(EIO);  // READ(6) answered NOT READY: nothing moved
   const std::vector<EmulatedBlock>& blocks = cartridge_->blocks;
   if (position_ >= blocks.size()) {
     // BLANK CHECK: zero bytes once if a filemark was just read, else EIO.
@@ -170,6 +310,10 @@ ssize_t EmulatedStDevice::read(int fd, void* buffer, std::size_t size) {
       ++position_;
       drv_block_ = -1;
       return fail(EIO);
+    case EmulatedBlock::Kind::kProtected:
+      // DATA PROTECT: refused where it is.
+      drv_block_ = -1;
+      return fail(EIO);
     case EmulatedBlock::Kind::kRecord:
       break;
   }
@@ -181,13 +325,27 @@ ssize_t EmulatedStDevice::read(int fd, void* buffer, std::size_t size) {
   return static_cast<ssize_t>(block.data.size());
 }
 
+// The record goes to the medium: 0, ENOSPC (written, early warning),
+// EOVERFLOW (volume overflow: nothing written) or EIO (a bad spot).
+int EmulatedStDevice::write_record(const void* data, std::size_t size) {
+  truncate_at_position();
+  if (cartridge_->bad_writes.count(position_)) return EIO;
+  const auto* bytes = static_cast<const std::uint8_t*>(data);
+  if (!append({EmulatedBlock::Kind::kRecord, Bytes(bytes, bytes + size)})) return EOVERFLOW;
+  if (drv_block_ >= 0) ++drv_block_;
+  return past_early_warning() ? ENOSPC : 0;
+}
+
 ssize_t EmulatedStDevice::write(int fd, const void* data, std::size_t size) {
   std::lock_guard lock(mutex_);
   if (!check_fd(fd) || !writable_open_) return fail(EBADF);
   if (!check_ready()) return -1;
+  if (pos_unknown_) return fail(EIO);
   if (block_size_ != 0) return fail(EINVAL);
+  if (int error = check_size(size)) return fail(error);
   if (cartridge_->write_protected) return fail(EACCES);
   if (rw_ == Rw::kReading) rw_ = Rw::kWriting;
+  if (int error = write_behind_check()) eof_ = error == ENOSPC ? Eof::kEomOk : Eof::kEomError;
   // "EOM Behaviour When Writing": after early warning every other write is
   // refused with ENOSPC, the one after it is let through.
   if (eof_ == Eof::kEomOk) {
@@ -196,19 +354,46 @@ ssize_t EmulatedStDevice::write(int fd, const void* data, std::size_t size) {
   }
   if (eof_ == Eof::kEomError) return fail(EIO);
   rw_ = Rw::kWriting;
-  truncate_at_position();
-  const auto* bytes = static_cast<const std::uint8_t*>(data);
-  if (!append({EmulatedBlock::Kind::kRecord, Bytes(bytes, bytes + size)})) {
-    eof_ = Eof::kEomOk;  // VOLUME OVERFLOW: nothing written
-    return fail(ENOSPC);
+  if (int error = check_transfer(size)) {
+    drv_block_ = -1;
+    return fail(error);
   }
-  if (drv_block_ >= 0) ++drv_block_;
-  if (past_early_warning()) {
-    eof_ = Eof::kEomOk;  // written, with the EOM (early warning) flag
-  } else if (eof_ == Eof::kEod1) {
-    eof_ = Eof::kEomOk;
+  if (not_ready_) {
+    drv_block_ = -1;
+    return fail(EIO);
+  }
+  const bool direct = direct_io(data, size);
+  const bool async = !direct && (options_ & MT_ST_ASYNC_WRITES) != 0 && eof_ < Eof::kEomOk;
+  ++(direct ? direct_writes_ : buffered_writes_);
+  const int result = write_record(data, size);
+  if (async) {
+    // Returned at once; the drive's answer waits for the next call.
+    ++async_writes_;
+    eof_ = eof_ == Eof::kEod1 ? Eof::kEomOk : Eof::kNoEof;
+    pending_ = result == 0 ? 0 : result == ENOSPC ? ENOSPC : EIO;
+    writing_async_ = true;
+    if (result == EIO || result == EOVERFLOW) drv_block_ = -1;
   } else {
-    eof_ = Eof::kNoEof;
+    switch (result) {
+      case 0:
+        eof_ = eof_ == Eof::kEod1 ? Eof::kEomOk : Eof::kNoEof;
+        break;
+      case ENOSPC:
+        eof_ = Eof::kEomOk;  // written, with the EOM (early warning) flag
+        break;
+      case EOVERFLOW:
+        eof_ = Eof::kEomOk;  // VOLUME OVERFLOW: nothing written
+        return fail(ENOSPC);
+      default:
+        drv_block_ = -1;  // MEDIUM ERROR
+        return fail(EIO);
+    }
+  }
+  if (reset_after_ && --*reset_after_ == 0) {
+    reset_after_.reset();
+    pos_unknown_ = true;
+    position_ = 0;
+    pending_ = 0;
   }
   return static_cast<ssize_t>(size);
 }
@@ -217,6 +402,10 @@ int EmulatedStDevice::write_filemarks(int count) {
   if (count == 0) return 0;  // WRITE FILEMARKS(0) only flushes the buffer
   truncate_at_position();
   for (int i = 0; i < count; ++i) {
+    if (cartridge_->bad_writes.count(position_)) {
+      drv_block_ = -1;
+      return fail(EIO);
+    }
     if (!append({EmulatedBlock::Kind::kFilemark, {}})) return fail(ENOSPC);
     if (drv_file_ >= 0) ++drv_file_;
     drv_block_ = 0;
@@ -266,19 +455,39 @@ int EmulatedStDevice::ioctl_op(int fd, const mtop& operation) {
   if (!check_fd(fd)) return fail(EBADF);
   const int op = operation.mt_op;
   int count = operation.mt_count;
-  if (op == MTSETDRVBUFFER) {
-    if (!privileged_) return fail(EPERM);
-    const int code = count & MT_ST_OPTIONS;
-    if ((code == MT_ST_SETBOOLEANS || code == MT_ST_CLEARBOOLEANS) &&
-        (count & MT_ST_SCSI2LOGICAL)) {
-      scsi2_logical_ = code == MT_ST_SETBOOLEANS;
+  if (op == MTSETDRVBUFFER && !config_.privileged) return fail(EPERM);
+  if (pos_unknown_) {
+    // After a reset only what makes the position known again is allowed.
+    if (op != MTREW && op != MTOFFL && op != MTLOAD && op != MTRETEN && op != MTERASE &&
+        op != MTSEEK && op != MTEOM)
+      return fail(EIO);
+    reset_state();
+  } else {
+    if (int error = flush_buffer()) return fail(error);
+    // st_ioctl: repositioning after a write first ends the file.
+    if (rw_ == Rw::kWriting && cartridge_ && threaded_ && ready_ == Ready::kReady &&
+        (op == MTREW || op == MTOFFL || op == MTSEEK || op == MTBSF || op == MTBSFM)) {
+      if (write_filemarks(1) != 0) return -1;
+      if (op == MTBSF || op == MTBSFM) ++count;
     }
+  }
+  if (op == MTSETDRVBUFFER) {
+    const unsigned code = static_cast<unsigned>(count) & MT_ST_OPTIONS;
+    const unsigned bits = static_cast<unsigned>(count) & ~MT_ST_OPTIONS;
+    if (code == MT_ST_BOOLEANS) options_ = bits;
+    if (code == MT_ST_SETBOOLEANS) options_ |= bits;
+    if (code == MT_ST_CLEARBOOLEANS) options_ &= ~bits;
     return 0;
   }
   if (op == MTLOAD) {
-    if (!cartridge_) return fail(EIO);  // START STOP UNIT fails: not ready
+    // START STOP UNIT fails while the drive is not ready.
+    if (!cartridge_) return fail(EIO);
     threaded_ = true;
-    ready_ = true;
+    if (not_ready_looks_ > 0) {
+      --not_ready_looks_;
+      return fail(EIO);
+    }
+    ready_ = Ready::kReady;
     new_session_ = false;
     position_ = 0;
     drv_file_ = drv_block_ = 0;
@@ -287,12 +496,7 @@ int EmulatedStDevice::ioctl_op(int fd, const mtop& operation) {
     return 0;
   }
   if (!check_ready()) return -1;
-  // st_ioctl: repositioning after a write first ends the file.
-  if (rw_ == Rw::kWriting &&
-      (op == MTREW || op == MTOFFL || op == MTSEEK || op == MTBSF || op == MTBSFM)) {
-    if (write_filemarks(1) != 0) return -1;
-    if (op == MTBSF || op == MTBSFM) ++count;
-  }
+  if (not_ready_ && op != MTNOP) return fail(EIO);
   if (op != MTNOP && op != MTSETBLK && op != MTSETDENSITY && op != MTWSM) rw_ = Rw::kIdle;
   switch (op) {
     case MTNOP:
@@ -318,23 +522,13 @@ int EmulatedStDevice::ioctl_op(int fd, const mtop& operation) {
       drv_block_ = -1;
       eof_ = Eof::kEod;
       return 0;
-    case MTSEEK: {
-      const std::uint64_t target = static_cast<std::uint64_t>(count);
-      eof_ = Eof::kNoEof;
-      drv_file_ = drv_block_ = -1;
-      if (target > cartridge_->blocks.size()) {
-        position_ = cartridge_->blocks.size();  // stopped at end of data
-        return fail(EIO);
-      }
-      position_ = target;
-      if (target == 0) drv_file_ = drv_block_ = 0;
-      return 0;
-    }
+    case MTSEEK:
+      return seek(static_cast<std::uint64_t>(count));
     case MTOFFL:
     case MTUNLOAD:
       position_ = 0;
       threaded_ = false;
-      ready_ = false;
+      ready_ = Ready::kNoTape;
       drv_file_ = drv_block_ = -1;
       eof_ = Eof::kNoEof;
       return 0;
@@ -346,14 +540,24 @@ int EmulatedStDevice::ioctl_op(int fd, const mtop& operation) {
 int EmulatedStDevice::ioctl_get(int fd, mtget& status) {
   std::lock_guard lock(mutex_);
   if (!check_fd(fd)) return fail(EBADF);
-  if (ready_ && (!cartridge_ || !threaded_)) ready_ = false;
+  if (pos_unknown_) {
+    // Since Linux 6.13 MTIOCGET answers after a reset, with the position
+    // unknown; before, it failed like everything else.
+    if (config_.mtiocget_fails_after_reset) return fail(EIO);
+    rw_ = Rw::kIdle;
+    eof_ = Eof::kNoEof;
+    drv_file_ = drv_block_ = -1;
+  } else if (int error = flush_buffer()) {
+    return fail(error);
+  }
+  if (ready_ == Ready::kReady && (!cartridge_ || !threaded_)) ready_ = Ready::kNoTape;
   status = mtget{};
   status.mt_type = MT_ISSCSI2;
   status.mt_dsreg = (static_cast<long>(block_size_) << MT_ST_BLKSIZE_SHIFT) & MT_ST_BLKSIZE_MASK;
   status.mt_fileno = static_cast<int>(drv_file_);
   status.mt_blkno = static_cast<int>(drv_block_);
   long gstat = 0;
-  if (ready_ && cartridge_->write_protected) gstat |= GMT_WR_PROT(0xffffffff);
+  if (ready_ == Ready::kReady && cartridge_->write_protected) gstat |= GMT_WR_PROT(0xffffffff);
   if (status.mt_blkno == 0) {
     gstat |= status.mt_fileno == 0 ? GMT_BOT(0xffffffff) : GMT_EOF(0xffffffff);
   }
@@ -362,7 +566,8 @@ int EmulatedStDevice::ioctl_get(int fd, mtget& status) {
   } else if (eof_ >= Eof::kEomOk) {
     gstat |= GMT_EOD(0xffffffff);
   }
-  gstat |= ready_ ? GMT_ONLINE(0xffffffff) : GMT_DR_OPEN(0xffffffff);
+  if (ready_ == Ready::kReady) gstat |= GMT_ONLINE(0xffffffff);
+  if (ready_ == Ready::kNoTape) gstat |= GMT_DR_OPEN(0xffffffff);
   status.mt_gstat = gstat;
   return 0;
 }
@@ -370,9 +575,21 @@ int EmulatedStDevice::ioctl_get(int fd, mtget& status) {
 int EmulatedStDevice::ioctl_pos(int fd, mtpos& position) {
   std::lock_guard lock(mutex_);
   if (!check_fd(fd)) return fail(EBADF);
-  if (!ready_) return fail(EIO);  // get_location needs a ready drive
-  position.mt_blkno = static_cast<long>(position_);
+  if (pos_unknown_) return fail(EIO);
+  if (int error = flush_buffer()) return fail(error);
+  if (ready_ != Ready::kReady || not_ready_) return fail(EIO);  // READ POSITION needs a ready drive
+  if (!cartridge_ || !threaded_) return fail(EIO);
+  position.mt_blkno = static_cast<long>(address());
   return 0;
+}
+
+std::optional<std::string> EmulatedStDevice::driver_attribute(const std::string& path,
+                                                              const std::string& name) {
+  std::lock_guard lock(mutex_);
+  if (!config_.sysfs || path != path_ || name != "options") return std::nullopt;
+  char text[16];
+  std::snprintf(text, sizeof text, "0x%08x\n", options_);
+  return std::string(text);
 }
 
 }  // namespace mixtape::tape

@@ -1,6 +1,8 @@
 // ManualChanger: the operator is the robot. The drive, not the operator's
 // word, decides: a tape counts as loaded only once its label names the
-// wanted serial; any other tape is ejected and the request repeated.
+// wanted serial; any other tape is ejected and the request repeated. A tape
+// the drive is still loading or calibrating is waited for by the drive; a
+// label that cannot be read is an error, never a reason to eject.
 #include <algorithm>
 #include <ostream>
 #include <thread>
@@ -27,17 +29,21 @@ std::vector<std::string> ManualChanger::serials() {
   return {};
 }
 
-// The serial on the label of the loaded tape; nullopt for a blank, foreign
-// or unreadable one (all of which are "not the tape we asked for").
+// The serial on the label of the loaded tape; nullopt for a blank or foreign
+// one ("not the tape we asked for"). A drive error reading it is thrown: the
+// tape may well be the right one.
 std::optional<std::string> ManualChanger::serial_in_drive() {
+  drive_.rewind();
+  std::optional<std::string> serial;
   try {
-    drive_.rewind();
-    std::optional<std::string> serial = read_serial_(drive_);
-    drive_.rewind();
-    return serial;
+    serial = read_serial_(drive_);
+  } catch (const TapeError&) {
+    throw;
   } catch (const Error&) {
-    return std::nullopt;
+    serial.reset();  // another program's tape
   }
+  drive_.rewind();
+  return serial;
 }
 
 Drive& ManualChanger::load(const std::string& serial, std::size_t index) {
@@ -46,7 +52,12 @@ Drive& ManualChanger::load(const std::string& serial, std::size_t index) {
   const auto deadline = std::chrono::steady_clock::now() + options_.timeout;
   bool asked = false;
   for (;;) {
-    if (drive_.status().loaded) {
+    DriveStatus status = drive_.status();
+    if (status.becoming_ready) {
+      drive_.load();  // waits, within its own bound, and says so
+      status = drive_.status();
+    }
+    if (status.loaded) {
       std::optional<std::string> found = serial_in_drive();
       if (found == serial) {
         loaded_ = serial;

@@ -87,10 +87,11 @@ MtxStatus parse_mtx_status(std::string_view text) {
 }
 
 MtxChanger::MtxChanger(std::string changer_device, std::vector<std::unique_ptr<Drive>> drives,
-                       CommandRunner runner)
+                       CommandRunner runner, SerialReader read_serial)
     : changer_device_(std::move(changer_device)),
       drives_(std::move(drives)),
       runner_(std::move(runner)),
+      read_serial_(std::move(read_serial)),
       loaded_(drives_.size()) {
   if (drives_.empty()) {
     throw TapeError(TapeErrorKind::kInvalidArgument, changer_device_ + ": no drives given");
@@ -167,8 +168,7 @@ Drive& MtxChanger::load(const std::string& serial, std::size_t index) {
   if (s.drives[index].full && volume_tag_matches(s.drives[index].volume_tag, serial)) {
     target.load();
     target.rewind();
-    loaded_[index] = serial;
-    return target;
+    return verified(index, serial);
   }
   for (std::size_t other = 0; other < s.drives.size(); ++other) {
     if (other != index && s.drives[other].full &&
@@ -186,12 +186,40 @@ Drive& MtxChanger::load(const std::string& serial, std::size_t index) {
       mtx({"load", std::to_string(e.number), std::to_string(index)});
       ++robot_loads_;
       target.load();
-      loaded_[index] = serial;
-      return target;
+      return verified(index, serial);
     }
   }
   throw TapeError(TapeErrorKind::kNotLoaded,
                   "tape " + serial + " is not in the library " + changer_device_);
+}
+
+// The robot put the cartridge with `serial`'s barcode into data transfer
+// element `index`; the device given for that element must hold it. A blank
+// tape cannot say, and a foreign one is refused later by whoever would write
+// to it; a label with another serial means the devices are in another order
+// than the changer's drives.
+Drive& MtxChanger::verified(std::size_t index, const std::string& serial) {
+  Drive& target = *drives_[index];
+  loaded_[index].reset();
+  if (read_serial_) {
+    std::optional<std::string> found;
+    try {
+      found = read_serial_(target);
+    } catch (const TapeError&) {
+      throw;
+    } catch (const Error&) {
+      // Not a mixtape label: nothing to compare.
+    }
+    if (found && *found != serial) {
+      throw TapeError(TapeErrorKind::kDeviceError,
+                      target.name() + " holds tape " + *found + ", but " + changer_device_ +
+                          " loaded tape " + serial + " into its drive " + std::to_string(index) +
+                          ": list the drives' devices in the changer's drive order (mtx status: "
+                          "Data Transfer Element 0, 1, ...)");
+    }
+  }
+  loaded_[index] = serial;
+  return target;
 }
 
 void MtxChanger::unload(std::size_t index) {

@@ -1,10 +1,44 @@
-// RecordWriter and TapeFileReader: byte streams over tape files.
+// RecordBuffer, RecordWriter and TapeFileReader: records in memory, and
+// byte streams over tape files.
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 
 #include "engine/tape/tape.h"
 
 namespace mixtape::tape {
+
+std::size_t page_size() {
+  static const std::size_t size = [] {
+    long n = ::sysconf(_SC_PAGESIZE);
+    return n > 0 ? static_cast<std::size_t>(n) : std::size_t{4096};
+  }();
+  return size;
+}
+
+bool page_aligned(const void* data) {
+  return reinterpret_cast<std::uintptr_t>(data) % page_size() == 0;
+}
+
+void RecordBuffer::Free::operator()(std::uint8_t* p) const {
+  std::free(p);
+}
+
+void RecordBuffer::resize(std::size_t size) {
+  if (size <= size_ && data_) {
+    size_ = size;
+    return;
+  }
+  const std::size_t page = page_size();
+  const std::size_t rounded = std::max<std::size_t>((size + page - 1) / page * page, page);
+  void* memory = std::aligned_alloc(page, rounded);
+  if (!memory) throw std::bad_alloc();
+  data_.reset(static_cast<std::uint8_t*>(memory));
+  size_ = size;
+}
 
 RecordWriter::RecordWriter(Drive& drive, std::size_t record_size)
     : drive_(drive), record_size_(record_size) {
@@ -13,7 +47,7 @@ RecordWriter::RecordWriter(Drive& drive, std::size_t record_size)
                                                          " is not in 1.." +
                                                          std::to_string(kMaxRecordSize));
   }
-  buffer_.reserve(record_size);
+  buffer_.resize(record_size);
 }
 
 void RecordWriter::write_out(ByteSpan record) {
@@ -34,20 +68,21 @@ void RecordWriter::write_out(std::span<const ByteSpan> record) {
 // reference moves there first.
 void RecordWriter::copy_held() {
   if (held_.empty()) return;
-  buffer_.assign(held_.begin(), held_.end());
+  std::memcpy(buffer_.data(), held_.data(), held_.size());
+  buffered_ = held_.size();
   held_ = {};
   held_owner_.reset();
 }
 
 void RecordWriter::write_shared(ByteSpan data, const std::shared_ptr<const void>& owner) {
   if (closed_) throw Error(drive_.name() + ": write after close of a tape file");
-  ByteSpan start = held_.empty() ? ByteSpan(buffer_) : held_;
+  ByteSpan start = held_.empty() ? ByteSpan(buffer_.data(), buffered_) : held_;
   if (!start.empty()) {
     std::size_t missing = record_size_ - start.size();
     if (data.size() < missing) return write(data);
     const ByteSpan record[2] = {start, data.first(missing)};
     write_out(record);
-    buffer_.clear();
+    buffered_ = 0;
     held_ = {};
     held_owner_.reset();
     data = data.subspan(missing);
@@ -64,17 +99,18 @@ void RecordWriter::write(ByteSpan data) {
   if (closed_) throw Error(drive_.name() + ": write after close of a tape file");
   copy_held();
   while (!data.empty()) {
-    if (buffer_.empty() && data.size() >= record_size_) {
+    if (buffered_ == 0 && data.size() >= record_size_) {
       write_out(data.first(record_size_));  // whole records need no copy
       data = data.subspan(record_size_);
       continue;
     }
-    std::size_t n = std::min(record_size_ - buffer_.size(), data.size());
-    buffer_.insert(buffer_.end(), data.begin(), data.begin() + static_cast<std::ptrdiff_t>(n));
+    std::size_t n = std::min(record_size_ - buffered_, data.size());
+    std::memcpy(buffer_.data() + buffered_, data.data(), n);
+    buffered_ += n;
     data = data.subspan(n);
-    if (buffer_.size() == record_size_) {
-      write_out(buffer_);
-      buffer_.clear();
+    if (buffered_ == record_size_) {
+      write_out(ByteSpan(buffer_.data(), buffered_));
+      buffered_ = 0;
     }
   }
 }
@@ -86,9 +122,9 @@ void RecordWriter::close() {
     held_ = {};
     held_owner_.reset();
   }
-  if (!buffer_.empty()) {
-    write_out(buffer_);
-    buffer_.clear();
+  if (buffered_ > 0) {
+    write_out(ByteSpan(buffer_.data(), buffered_));
+    buffered_ = 0;
   }
   WriteResult result = drive_.write_filemarks(1);
   early_warning_ = early_warning_ || result.early_warning;
@@ -109,7 +145,7 @@ std::size_t TapeFileReader::read(MutableByteSpan out) {
     // A span that can hold any record is filled straight from the drive.
     const bool direct = out.size() >= buffer_size_;
     if (!direct && buffer_.size() != buffer_size_) buffer_.resize(buffer_size_);
-    ReadResult r = drive_.read_record(direct ? out : MutableByteSpan(buffer_));
+    ReadResult r = drive_.read_record(direct ? out : buffer_.span());
     switch (r.kind) {
       case ReadKind::kData:
         ++records_read_;

@@ -21,7 +21,12 @@ Drive& SingleDriveLibrary::drive(std::size_t index) {
 
 std::optional<std::string> SingleDriveLibrary::serial_in_drive() {
   Drive& drive = opened();
-  if (!drive.status().loaded) return std::nullopt;
+  DriveStatus status = drive.status();
+  if (status.becoming_ready) {
+    drive.load();  // a cartridge just inserted: wait until the drive can read it
+    status = drive.status();
+  }
+  if (!status.loaded) return std::nullopt;
   drive.rewind();
   known_ = read_serial_(drive);
   drive.rewind();
@@ -91,16 +96,20 @@ std::vector<std::string> split_devices(const std::string& list) {
 // The changer's drives are its data transfer elements, as many as mtx
 // status lists; the devices name them in order. Fewer devices than drives
 // leave the rest unused; more is a mistake.
-std::unique_ptr<Library> open_changer(const LibrarySpec& spec) {
+std::unique_ptr<Library> open_changer(const LibrarySpec& spec, SerialReader read_serial) {
   if (spec.device.empty())
     throw TapeError(TapeErrorKind::kInvalidArgument, "a changer needs its drives' devices too");
   std::vector<std::unique_ptr<Drive>> drives;
   OpenDriveOptions options;
   options.read_only = spec.read_only;
+  options.notice = spec.notice;
   for (const auto& device : split_devices(spec.device))
     drives.push_back(open_drive(device, options));
   const std::size_t given = drives.size();
-  auto changer = std::make_unique<MtxChanger>(spec.changer, std::move(drives));
+  // Every load checks the label: /dev/nstN need not follow the changer's
+  // drive order, and a list in the wrong order would write on the wrong tape.
+  auto changer = std::make_unique<MtxChanger>(spec.changer, std::move(drives), run_command,
+                                              std::move(read_serial));
   if (given > 1) {
     const MtxStatus status = changer->status();
     if (static_cast<std::size_t>(status.drive_count) < given)
@@ -115,7 +124,7 @@ std::unique_ptr<Library> open_changer(const LibrarySpec& spec) {
 }  // namespace
 
 std::unique_ptr<Library> open_library(const LibrarySpec& spec, SerialReader read_serial) {
-  if (!spec.changer.empty()) return open_changer(spec);
+  if (!spec.changer.empty()) return open_changer(spec, std::move(read_serial));
   if (spec.device.empty() == spec.library.empty())
     throw TapeError(TapeErrorKind::kInvalidArgument,
                     "name exactly one of a device (--device) or a library (--library)");
@@ -130,6 +139,7 @@ std::unique_ptr<Library> open_library(const LibrarySpec& spec, SerialReader read
   }
   OpenDriveOptions options;
   options.read_only = spec.read_only;
+  options.notice = spec.notice;
   options.create_if_missing = !spec.read_only;
   options.geometry = spec.blank_geometry;
   // Opened again after a release: never made anew (it exists by then).

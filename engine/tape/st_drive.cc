@@ -1,14 +1,16 @@
 // StDrive: the Drive contract over the Linux st driver (variable-block mode).
+// This file: the system-call seam, opening the device, waiting for a drive
+// to become ready, st's options, positioning and status. Reading and
+// writing, and what their errors mean, are in st_drive_io.cc.
 //
 // The st driver is the authority on position and status, but a few of its
 // answers need interpretation (docs/TAPE.md has the full mapping):
-//  - read() returning 0 is a filemark or end of data: MTIOCGET's GMT_EOD
-//    tells them apart.
-//  - read() failing with EIO is a media error, unless the drive did not move
-//    (blank check: end of data where st had no filemark to go by).
-//  - after early warning, st refuses every other write with ENOSPC without
-//    writing ("EOM Behaviour When Writing" in st.rst); the retry is let
-//    through. Two ENOSPC in a row for one record mean the physical end.
+//  - st learns whether a tape is ready only at open() and MTLOAD: with
+//    O_NONBLOCK, a drive that is still loading or calibrating opens with
+//    neither GMT_ONLINE nor GMT_DR_OPEN. StDrive reopens and waits, saying so.
+//  - MTIOCGET and MTIOCPOS fail with EIO while st's position is unknown (a
+//    bus or device reset; MTIOCGET answers again since Linux 6.13, MTIOCPOS
+//    not) and while the drive is not ready: kPositionLost.
 //  - st writes a filemark by itself before MTREW, MTOFFL, MTSEEK and MTBSF
 //    (and at close) if the last operation was a write; StDrive issues
 //    MTWEOF 0 (a flush) first, so no filemark appears that the caller did not
@@ -19,11 +21,14 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <chrono>
 #include <climits>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
 
-#include "engine/tape/tape.h"
+#include "engine/tape/st_drive_internal.h"
 
 namespace mixtape::tape {
 
@@ -52,41 +57,23 @@ int SystemTapeSyscalls::ioctl_pos(int fd, mtpos& position) {
   return ::ioctl(fd, MTIOCPOS, &position);
 }
 
+std::optional<std::string> SystemTapeSyscalls::driver_attribute(const std::string& path,
+                                                                const std::string& name) {
+  // /dev/tape/by-id/... links to /dev/nstN; st's class directory is nstN.
+  std::error_code error;
+  const std::filesystem::path device = std::filesystem::canonical(path, error);
+  if (error) return std::nullopt;
+  std::ifstream in("/sys/class/scsi_tape/" + device.filename().string() + "/" + name);
+  if (!in) return std::nullopt;
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (!in && !in.eof()) return std::nullopt;
+  return text.str();
+}
+
 // ------------------------------------------------------------------ StDrive
 
-// The device's file descriptor, closed through the seam it came from.
-class StDrive::Fd {
- public:
-  Fd(TapeSyscalls& sys, int fd) : sys_(sys), fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { sys_.close(fd_); }
-  int get() const { return fd_; }
-
- private:
-  TapeSyscalls& sys_;
-  int fd_;
-};
-
-namespace {
-
-// Adds the wall-clock time of a drive command to tape_seconds: for a real
-// drive, the time it really spent.
-class CommandTimer {
- public:
-  explicit CommandTimer(DriveStats& stats)
-      : stats_(stats), start_(std::chrono::steady_clock::now()) {}
-  CommandTimer(const CommandTimer&) = delete;
-  CommandTimer& operator=(const CommandTimer&) = delete;
-  ~CommandTimer() {
-    stats_.tape_seconds +=
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-  }
-
- private:
-  DriveStats& stats_;
-  std::chrono::steady_clock::time_point start_;
-};
+namespace st_detail {
 
 TapeErrorKind kind_of(int error) {
   switch (error) {
@@ -114,18 +101,32 @@ int to_count(std::uint64_t n, const std::string& device) {
   return static_cast<int>(n);
 }
 
-}  // namespace
+std::string duration_text(std::chrono::steady_clock::duration d) {
+  const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(d).count();
+  if (seconds < 120) return std::to_string(seconds) + " s";
+  const auto minutes = seconds / 60;
+  if (minutes < 120) return std::to_string(minutes) + " min";
+  const auto rest = minutes % 60;
+  return std::to_string(minutes / 60) + " h" + (rest ? " " + std::to_string(rest) + " min" : "");
+}
 
-StDrive::StDrive(std::string device, TapeSyscalls& syscalls, bool read_only)
-    : device_(std::move(device)), sys_(syscalls), want_read_only_(read_only) {
+}  // namespace st_detail
+
+using st_detail::CommandTimer;
+using st_detail::duration_text;
+using st_detail::kind_of;
+using st_detail::to_count;
+
+StDrive::StDrive(std::string device, TapeSyscalls& syscalls, StDriveOptions options)
+    : device_(std::move(device)), sys_(syscalls), options_(std::move(options)) {
   open_device();
 }
 
-StDrive::StDrive(std::string device, bool read_only)
+StDrive::StDrive(std::string device, StDriveOptions options)
     : device_(std::move(device)),
       owned_syscalls_(std::make_unique<SystemTapeSyscalls>()),
       sys_(*owned_syscalls_),
-      want_read_only_(read_only) {
+      options_(std::move(options)) {
   open_device();
 }
 
@@ -143,10 +144,30 @@ void StDrive::fail(TapeErrorKind kind, const std::string& what, int error,
   throw TapeError(kind, device_ + ": " + what + " (" + std::strerror(error) + ")", block);
 }
 
+void StDrive::position_lost(const std::string& what, int error,
+                            std::optional<std::uint64_t> block) {
+  position_.reset();
+  at_eod_ = false;
+  throw TapeError(TapeErrorKind::kPositionLost,
+                  device_ + ": " + what + ": the drive lost its position (a bus or device " +
+                      "reset?) or is not ready (" + std::strerror(error) +
+                      "); nothing is known to be wrong with the tape",
+                  block);
+}
+
+void StDrive::say(const std::string& line) {
+  if (options_.notice) options_.notice(line);
+}
+
+std::chrono::steady_clock::time_point StDrive::clock_now() const {
+  return options_.now ? options_.now() : std::chrono::steady_clock::now();
+}
+
 void StDrive::open_device() {
-  // O_NONBLOCK: open even with no tape or a write-protected one (st.rst), so
-  // status() can report that instead of failing.
-  read_only_ = want_read_only_;
+  // O_NONBLOCK: open even with no tape, a tape that is not ready, or a
+  // write-protected one (st.rst), so status() can report that instead of
+  // failing.
+  read_only_ = options_.read_only;
   int fd = sys_.open(device_, (read_only_ ? O_RDONLY : O_RDWR) | O_NONBLOCK);
   if (fd < 0 && !read_only_ && (errno == EACCES || errno == EROFS)) {
     fd = sys_.open(device_, O_RDONLY | O_NONBLOCK);
@@ -181,21 +202,97 @@ int StDrive::operation(short op, int count) {
 
 unsigned long StDrive::query_gstat() {
   mtget status{};
-  if (sys_.ioctl_get(fd(), status) != 0) {
-    fail(TapeErrorKind::kDeviceError, "cannot read drive status (MTIOCGET)", errno);
+  int rc;
+  do {
+    rc = sys_.ioctl_get(fd(), status);
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0) {
+    const int error = errno;
+    if (error == EIO) position_lost("cannot read drive status (MTIOCGET)", error, std::nullopt);
+    fail(TapeErrorKind::kDeviceError, "cannot read drive status (MTIOCGET)", error);
   }
   return static_cast<unsigned long>(status.mt_gstat);
 }
 
-std::uint64_t StDrive::query_position() {
+std::optional<std::uint64_t> StDrive::try_position() {
   mtpos position{};
-  if (sys_.ioctl_pos(fd(), position) != 0) {
-    int error = errno;
-    fail(error == ENOMEDIUM ? TapeErrorKind::kNotLoaded : TapeErrorKind::kDeviceError,
-         "cannot read tape position (MTIOCPOS)", error);
+  int rc;
+  do {
+    rc = sys_.ioctl_pos(fd(), position);
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0) return std::nullopt;
+  return static_cast<std::uint64_t>(position.mt_blkno);
+}
+
+std::uint64_t StDrive::query_position() {
+  std::optional<std::uint64_t> at = try_position();
+  if (!at) {
+    const int error = errno;
+    if (error == ENOMEDIUM) fail(TapeErrorKind::kNotLoaded, "cannot read tape position", error);
+    if (error == EIO) position_lost("cannot read tape position (MTIOCPOS)", error, std::nullopt);
+    fail(TapeErrorKind::kDeviceError, "cannot read tape position (MTIOCPOS)", error);
   }
-  position_ = static_cast<std::uint64_t>(position.mt_blkno);
-  return *position_;
+  position_ = *at;
+  return *at;
+}
+
+// ------------------------------------------------------------ readiness
+
+StDrive::Readiness StDrive::look() {
+  unsigned long gstat = query_gstat();
+  if (!GMT_ONLINE(gstat)) {
+    reopen_device();  // st looks at the drive again only at open
+    gstat = query_gstat();
+  }
+  if (GMT_ONLINE(gstat)) return Readiness::kReady;
+  configured_ = false;
+  // st sets GMT_DR_OPEN for "medium not present"; a drive that answers NOT
+  // READY for another reason (loading, calibrating) shows neither bit.
+  return GMT_DR_OPEN(gstat) ? Readiness::kNoTape : Readiness::kNotReady;
+}
+
+StDrive::Readiness StDrive::wait_until_ready(Readiness state) {
+  const auto start = clock_now();
+  const auto deadline = start + options_.ready_timeout;
+  auto next_report = start + options_.ready_report;
+  say(device_ + ": the drive is not ready yet (loading the cartridge, or calibrating a new one, " +
+      "which takes up to two hours for LTO-9); waiting up to " +
+      duration_text(options_.ready_timeout));
+  while (state == Readiness::kNotReady) {
+    const auto now = clock_now();
+    if (now >= deadline) {
+      throw TapeError(TapeErrorKind::kTimeout,
+                      device_ + ": the drive did not become ready in " +
+                          duration_text(options_.ready_timeout) +
+                          " (it still answers NOT READY: does it need attention?)");
+    }
+    if (now >= next_report) {
+      say(device_ + ": still waiting for the drive to become ready (" + duration_text(now - start) +
+          " so far)");
+      next_report += options_.ready_report;
+    }
+    const auto pause = std::min<std::chrono::steady_clock::duration>(
+        std::chrono::steady_clock::duration(options_.ready_poll), deadline - now);
+    if (options_.sleep) {
+      options_.sleep(pause);
+    } else {
+      std::this_thread::sleep_for(pause);
+    }
+    state = look();
+  }
+  if (state == Readiness::kReady) {
+    say(device_ + ": the drive is ready (after " + duration_text(clock_now() - start) + ")");
+  }
+  return state;
+}
+
+void StDrive::ensure_ready() {
+  if (configured_) return;
+  Readiness state = look();
+  if (state == Readiness::kNotReady) state = wait_until_ready(state);
+  if (state == Readiness::kNoTape)
+    throw TapeError(TapeErrorKind::kNotLoaded, device_ + ": no tape loaded");
+  configure();
 }
 
 void StDrive::configure() {
@@ -205,9 +302,7 @@ void StDrive::configure() {
                                                      : TapeErrorKind::kDeviceError,
          "cannot set variable-block mode (MTSETBLK 0)", error);
   }
-  // Logical block numbers in MTSEEK/MTIOCPOS. Needs root; without it the
-  // option must have been set once with `mt stsetoptions scsi2logical`.
-  operation(MTSETDRVBUFFER, MT_ST_SETBOOLEANS | MT_ST_SCSI2LOGICAL);
+  check_driver_options();
   configured_ = true;
   unflushed_write_ = false;
   at_eod_ = false;
@@ -215,136 +310,52 @@ void StDrive::configure() {
   query_position();
 }
 
-void StDrive::ensure_ready() {
-  if (configured_) return;
-  unsigned long gstat = query_gstat();
-  if (!GMT_ONLINE(gstat)) {
-    // st learns about a newly inserted tape only when the device is opened.
-    reopen_device();
-    gstat = query_gstat();
+// st's options are the driver's, not the tape's: looked at once. Logical
+// block numbers in MTSEEK/MTIOCPOS are a must (the catalog stores them);
+// setting them needs root, so without root they must be set already.
+void StDrive::check_driver_options() {
+  if (options_checked_) return;
+  int set_error = 0;
+  if (operation(MTSETDRVBUFFER, MT_ST_SETBOOLEANS | MT_ST_SCSI2LOGICAL) != 0) set_error = errno;
+  const std::string set_it = "run `mt -f " + device_ +
+                             " stsetoptions scsi2logical` as root once (or put scsi2logical " +
+                             "in /etc/stinit.def)";
+  std::optional<unsigned long> options;
+  if (std::optional<std::string> text = sys_.driver_attribute(device_, "options")) {
+    char* end = nullptr;
+    const unsigned long value = std::strtoul(text->c_str(), &end, 0);
+    if (end != text->c_str()) options = value;
   }
-  if (!GMT_ONLINE(gstat)) throw TapeError(TapeErrorKind::kNotLoaded, device_ + ": no tape loaded");
-  configure();
-}
-
-void StDrive::flush_writes() {
-  if (!unflushed_write_ || !fd_) return;
-  unflushed_write_ = false;
-  if (operation(MTWEOF, 0) != 0) fail(kind_of(errno), "cannot flush written records", errno);
-}
-
-WriteResult StDrive::write_record(ByteSpan data) {
-  if (data.empty() || data.size() > kMaxRecordSize) {
-    throw TapeError(TapeErrorKind::kInvalidArgument,
-                    device_ + ": cannot write a record of " + std::to_string(data.size()) +
-                        " bytes (1 to " + std::to_string(kMaxRecordSize) + " allowed)");
-  }
-  ensure_ready();
-  if (read_only_) {
-    throw TapeError(TapeErrorKind::kWriteProtected, device_ + ": tape is write protected");
-  }
-  CommandTimer timer(stats_);
-  const std::uint64_t block = position_ ? *position_ : query_position();
-  int refused = 0;  // ENOSPC answers for this record
-  // st is in its writing state from now on, even if the write fails, and
-  // would add a filemark before the next repositioning.
-  unflushed_write_ = true;
-  for (;;) {
-    ssize_t n = sys_.write(fd(), data.data(), data.size());
-    if (n == static_cast<ssize_t>(data.size())) break;
-    int error = n < 0 ? errno : EIO;
-    if (error == EINTR) continue;
-    if (error == ENOSPC && ++refused < 2) continue;  // st's alternation: retry once
-    if (error == ENOSPC) {
-      in_early_warning_ = true;
-      fail(TapeErrorKind::kPhysicalEnd,
-           "physical end of medium: cannot write block " + std::to_string(block), error, block);
+  if (!options) {
+    if (set_error != 0) {
+      say(device_ + ": cannot set st's scsi2logical option (" + std::strerror(set_error) +
+          ": it needs root) nor read st's options to see whether it is set; unless it is, block " +
+          "numbers are not logical and mixtape would look for its data in the wrong places: " +
+          set_it);
     }
-    if (error == EBADF) error = EACCES;  // opened read-only
-    // st refuses a protected tape before it starts writing: nothing to flush.
-    if (error == EACCES) unflushed_write_ = false;
-    fail(kind_of(error), "cannot write block " + std::to_string(block), error, block);
+    options_checked_ = true;
+    return;
   }
-  at_eod_ = true;
-  position_ = block + 1;
-  ++stats_.records_written;
-  stats_.bytes_written += data.size();
-  if (refused > 0 || GMT_EOT(query_gstat())) in_early_warning_ = true;
-  return {in_early_warning_};
+  if ((*options & MT_ST_SCSI2LOGICAL) == 0) {
+    throw TapeError(TapeErrorKind::kDeviceError,
+                    device_ + ": st's scsi2logical option is off" +
+                        (set_error != 0 ? " and only root can set it" : "") +
+                        "; mixtape needs logical block numbers: " + set_it);
+  }
+  if ((*options & MT_ST_TWO_FM) != 0) {
+    say(device_ + ": st's two_fm option is on: a write cut short by a crash then ends in two " +
+        "filemarks (an empty tape file); `mt -f " + device_ +
+        " stclearoptions two_fm` turns it off");
+  }
+  if ((*options & MT_ST_NO_BLKLIMS) != 0) {
+    say(device_ + ": st's no_blklims option is on: st does not know the drive's largest block, " +
+        "so a read larger than it fails with an I/O error instead of being refused; `mt -f " +
+        device_ + " stclearoptions no_blklims` turns it off");
+  }
+  options_checked_ = true;
 }
 
-WriteResult StDrive::write_filemarks(std::uint32_t count) {
-  ensure_ready();
-  if (count == 0) {
-    flush_writes();
-    return {in_early_warning_};
-  }
-  if (read_only_) {
-    throw TapeError(TapeErrorKind::kWriteProtected, device_ + ": tape is write protected");
-  }
-  CommandTimer timer(stats_);
-  const std::uint64_t block = position_ ? *position_ : query_position();
-  if (operation(MTWEOF, to_count(count, device_)) != 0) {
-    int error = errno;
-    if (error == EIO && (in_early_warning_ || GMT_EOT(query_gstat()))) error = ENOSPC;
-    fail(kind_of(error), "cannot write filemark at block " + std::to_string(block), error, block);
-  }
-  unflushed_write_ = false;
-  at_eod_ = true;
-  position_ = block + count;
-  stats_.filemarks_written += count;
-  if (GMT_EOT(query_gstat())) in_early_warning_ = true;
-  return {in_early_warning_};
-}
-
-ReadResult StDrive::read_record(MutableByteSpan buffer) {
-  ensure_ready();
-  CommandTimer timer(stats_);
-  const std::uint64_t block = position_ ? *position_ : query_position();
-  ssize_t n;
-  do {
-    n = sys_.read(fd(), buffer.data(), buffer.size());
-  } while (n < 0 && errno == EINTR);
-  if (n > 0) {
-    position_ = block + 1;
-    at_eod_ = false;
-    ++stats_.records_read;
-    stats_.bytes_read += static_cast<std::uint64_t>(n);
-    return {ReadKind::kData, static_cast<std::size_t>(n)};
-  }
-  if (n == 0) {
-    if (GMT_EOD(query_gstat())) {
-      at_eod_ = true;
-      return {ReadKind::kEndOfData, 0};
-    }
-    position_ = block + 1;
-    at_eod_ = false;
-    ++stats_.filemarks_read;
-    return {ReadKind::kFilemark, 0};
-  }
-  int error = errno;
-  if (error == ENOMEM) {
-    position_ = block + 1;  // st has skipped the record
-    fail(TapeErrorKind::kRecordTooLarge,
-         "record at block " + std::to_string(block) + " is larger than the " +
-             std::to_string(buffer.size()) + "-byte read buffer",
-         error, block);
-  }
-  if (error == EIO) {
-    // A blank check (end of data) leaves the tape where it was; a media
-    // error moves it past the bad block.
-    if (GMT_EOD(query_gstat()) || query_position() == block) {
-      position_ = block;
-      at_eod_ = true;
-      return {ReadKind::kEndOfData, 0};
-    }
-    ++stats_.media_errors;
-    fail(TapeErrorKind::kMediaError, "media error reading block " + std::to_string(block), error,
-         block);
-  }
-  position_.reset();
-  fail(kind_of(error), "cannot read block " + std::to_string(block), error, block);
-}
+// ------------------------------------------------------------ positioning
 
 void StDrive::space_filemarks_forward(std::uint32_t count) {
   ensure_ready();
@@ -439,18 +450,17 @@ void StDrive::space_to_eod() {
   in_early_warning_ = false;
 }
 
+// ------------------------------------------------------------ status, load
+
 DriveStatus StDrive::status() {
   DriveStatus s;
-  unsigned long gstat = query_gstat();
-  if (!GMT_ONLINE(gstat)) {
-    reopen_device();  // st re-checks the drive at open
-    gstat = query_gstat();
-  }
-  if (!GMT_ONLINE(gstat)) {
-    configured_ = false;
+  const Readiness state = look();
+  if (state != Readiness::kReady) {
+    s.becoming_ready = state == Readiness::kNotReady;
     return s;
   }
   if (!configured_) configure();
+  const unsigned long gstat = query_gstat();
   s.loaded = true;
   s.write_protected = GMT_WR_PROT(gstat) || read_only_;
   s.eod = GMT_EOD(gstat) || at_eod_;
@@ -461,18 +471,37 @@ DriveStatus StDrive::status() {
 }
 
 void StDrive::load() {
-  if (status().loaded) return;
-  CommandTimer timer(stats_);
-  if (operation(MTLOAD, 1) != 0) {
-    throw TapeError(TapeErrorKind::kNotLoaded,
-                    device_ + ": no tape to load (" + std::strerror(errno) + ")");
+  Readiness state = look();
+  if (state == Readiness::kReady) {
+    if (!configured_) configure();
+    return;
   }
-  ++stats_.loads;
+  CommandTimer timer(stats_);
+  if (state == Readiness::kNoTape) {
+    // A cartridge that was unloaded can still be in the drive: MTLOAD
+    // threads it again. Without one, st still says "no tape" afterwards.
+    const bool loaded = operation(MTLOAD, 1) == 0;
+    const int error = errno;
+    state = look();
+    if (state == Readiness::kNoTape) {
+      throw TapeError(
+          TapeErrorKind::kNotLoaded,
+          device_ + ": no tape to load" +
+              (loaded ? std::string() : " (" + std::string(std::strerror(error)) + ")"));
+    }
+    if (loaded) ++stats_.loads;
+  }
+  if (state == Readiness::kNotReady) state = wait_until_ready(state);
+  if (state != Readiness::kReady)
+    throw TapeError(TapeErrorKind::kNotLoaded, device_ + ": no tape to load");
   configure();
 }
 
 void StDrive::unload() {
-  if (!GMT_ONLINE(query_gstat())) return;
+  // MTOFFL is one of the commands st allows after a reset; MTIOCGET was not
+  // before Linux 6.13, so its failure does not stop the unload.
+  mtget status{};
+  if (sys_.ioctl_get(fd(), status) == 0 && !GMT_ONLINE(status.mt_gstat)) return;
   flush_writes();
   CommandTimer timer(stats_);
   if (operation(MTOFFL, 1) != 0) fail(kind_of(errno), "cannot unload", errno);

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <limits>
 
+#include "engine/tape/st_drive.h"
 #include "engine/tape/tape.h"
 
 namespace mixtape::tape {
@@ -29,6 +30,8 @@ std::string_view to_string(TapeErrorKind kind) {
       return "invalid argument";
     case TapeErrorKind::kTimeout:
       return "timeout";
+    case TapeErrorKind::kPositionLost:
+      return "position lost";
     case TapeErrorKind::kDeviceError:
       return "device error";
   }
@@ -132,7 +135,10 @@ std::unique_ptr<Drive> open_drive(const std::string& device, const OpenDriveOpti
   const bool exists = ::stat(device.c_str(), &st) == 0;
   const bool looks_like_device = device.starts_with("/dev/") && !device.ends_with(".tap");
   if ((exists && S_ISCHR(st.st_mode)) || (!exists && looks_like_device)) {
-    return std::make_unique<StDrive>(device, options.read_only);
+    StDriveOptions st;
+    st.read_only = options.read_only;
+    st.notice = options.notice;
+    return std::make_unique<StDrive>(device, std::move(st));
   }
   if (!exists) {
     if (!options.create_if_missing) {

@@ -10,8 +10,10 @@
 //   ImageDrive          a SIMH .tap image, byte-for-byte readable by any
 //                       SIMH-aware tool, with an index sidecar for O(1) locate,
 //                       and a timing model of an LTO-6 drive (tape_seconds).
-//   StDrive             /dev/nstN through the TapeSyscalls seam; tested against
-//                       an in-memory emulation of the st driver.
+//   StDrive             /dev/nstN through the TapeSyscalls seam (st_drive.h,
+//                       reached through open_drive); tested against an
+//                       in-memory emulation of the st driver that fails as st
+//                       does on real hardware.
 //   FaultInjectingDrive a wrapper around any Drive that injects bad records,
 //                       premature end of data and end of medium (LevelDB's
 //                       SpecialEnv).
@@ -47,17 +49,22 @@
 
 #include "engine/common/common.h"
 
-// <sys/mtio.h> structures, used by the TapeSyscalls seam.
-struct mtop;
-struct mtget;
-struct mtpos;
-
 namespace mixtape::tape {
 
-// The largest record: SIMH lengths have 24 bits, and mixtape writes nothing
-// larger. A read buffer of kReadBufferSize holds any record (like dd bs=16M).
+// The largest record any drive holds: SCSI READ(6)/WRITE(6) transfer lengths
+// and SIMH record lengths have 24 bits. Linux st refuses (EINVAL) a read or
+// write larger than the drive's maximum block length from READ BLOCK LIMITS,
+// which is at most this (IBM LTO drives report 8 MiB).
 inline constexpr std::size_t kMaxRecordSize = 0xFFFFFF;
-inline constexpr std::size_t kReadBufferSize = std::size_t{16} << 20;
+// The largest record size mixtape chooses for a catalog or a new tape: every
+// LTO drive and every HBA transfers 1 MiB in one command (docs/TAPE.md,
+// "Record size"). Older tapes may have larger records; they are still read.
+inline constexpr std::size_t kMaxWriteRecordSize = std::size_t{1} << 20;
+// A read buffer for a tape whose record size is not known yet (file 0 before
+// its label is read, `tape cat`): it holds any record. StDrive never asks st
+// for more than the drive accepts (it learns that from st's EINVAL), so this
+// is safe on every drive.
+inline constexpr std::size_t kProbeReadSize = kMaxRecordSize;
 
 // Native capacity of an LTO-6 cartridge: the default size of new images.
 inline constexpr std::uint64_t kLto6NativeBytes = 2'500'000'000'000ULL;
@@ -73,8 +80,15 @@ enum class TapeErrorKind {
   kWriteProtected,   // write to a protected tape (EACCES)
   kNotLoaded,        // no tape in the drive (ENOMEDIUM)
   kInvalidArgument,  // empty or oversized record, bad serial, bad geometry
-  kTimeout,          // the operator did not insert the tape in time
-  kDeviceError,      // anything else: system errors, changer failures
+  kTimeout,          // the operator did not insert the tape in time, or the
+                     // drive did not become ready
+  // The drive cannot say where the tape is, or stopped answering: a bus or
+  // device reset (st refuses reads and writes until the tape is
+  // repositioned), or NOT READY in the middle of a session. Nothing is known
+  // to be wrong with the medium: what was written before the last filemark
+  // is on it, records after it may not be. Not a full tape, not end of data.
+  kPositionLost,
+  kDeviceError,  // anything else: system errors, changer failures
 };
 
 std::string_view to_string(TapeErrorKind kind);
@@ -109,7 +123,10 @@ class TapeInUseError : public TapeError {
 // -------------------------------------------------------- status, counters
 
 struct DriveStatus {
-  bool loaded = false;           // a tape is in the drive, ready
+  bool loaded = false;  // a tape is in the drive, ready
+  // A tape is in the drive but the drive is not ready yet (loading, or
+  // calibrating a new cartridge): load() waits for it.
+  bool becoming_ready = false;
   bool bot = false;              // positioned at block 0
   bool eod = false;              // the drive knows it is at end of data
   bool early_warning = false;    // positioned in the early-warning zone
@@ -166,6 +183,41 @@ struct TimingModel {
   std::uint64_t read_forward_break_even() const;
 };
 
+// ----------------------------------------------------------- RecordBuffer
+
+// A page-aligned buffer for tape records. st maps a user buffer straight into
+// the SCSI command (direct I/O) when the HBA has a scatter-gather entry for
+// each of its pages: 128 pages for an aligned 512 KiB record, 129 for an
+// unaligned one. Without direct I/O st copies the record through its own
+// buffer and writes asynchronously: a write's error then comes back with the
+// next call. Readers read into one of these; StDrive copies a caller's
+// unaligned record into its own before writing it. The memory is not
+// initialised.
+class RecordBuffer {
+ public:
+  RecordBuffer() = default;
+  explicit RecordBuffer(std::size_t size) { resize(size); }
+  // Makes room for size bytes; the contents are then unspecified.
+  void resize(std::size_t size);
+  std::size_t size() const { return size_; }
+  std::uint8_t* data() { return data_.get(); }
+  const std::uint8_t* data() const { return data_.get(); }
+  MutableByteSpan span() { return {data_.get(), size_}; }
+  MutableByteSpan first(std::size_t n) { return span().first(n); }
+
+ private:
+  struct Free {
+    void operator()(std::uint8_t* p) const;
+  };
+  std::unique_ptr<std::uint8_t[], Free> data_;
+  std::size_t size_ = 0;
+};
+
+// The size of a memory page (the alignment of RecordBuffer).
+std::size_t page_size();
+// Whether data starts on a page boundary.
+bool page_aligned(const void* data);
+
 // ------------------------------------------------------------------ Drive
 
 enum class ReadKind { kData, kFilemark, kEndOfData };
@@ -196,7 +248,11 @@ class Drive {
   // early-warning zone, and every write after it, completes and returns
   // early_warning; a write that would not fit before the physical end is
   // refused with kPhysicalEnd and changes nothing. kWriteProtected if
-  // protected; kInvalidArgument for an empty or oversized record.
+  // protected; kInvalidArgument for an empty or oversized record, or one the
+  // drive refuses (larger than its maximum block length). A write that fails
+  // names the first block that is not on the tape: kMediaError, or
+  // kPositionLost when the drive lost its position (a reset), which says
+  // nothing about the medium.
   virtual WriteResult write_record(ByteSpan data) = 0;
   // write_record() of the concatenation of `pieces`, for a record that
   // straddles the caller's buffers. A drive that can gather (an image file:
@@ -211,11 +267,15 @@ class Drive {
   // Reads the object at the current position and moves past it:
   //  - a record: copied whole into buffer, kData with its size;
   //  - a filemark: kFilemark, reported once (the next read is the next file);
-  //  - end of data: kEndOfData, the position stays at EOD.
+  //  - end of data: kEndOfData, the position stays at EOD. Only where the
+  //    drive confirms it: an error that leaves the tape where it was is not
+  //    end of data (a blank tape is one whose end of data is at block 0).
   // A record larger than buffer throws kRecordTooLarge (st's ENOMEM); like
   // st, the record is skipped. A record that cannot be read throws
   // kMediaError naming its block; the position is after it, so reading can
-  // continue with the next record.
+  // continue with the next record. kPositionLost when the drive cannot say
+  // where it is. buffer may be larger than the drive reads at once: a drive
+  // reads into as much of it as it accepts.
   virtual ReadResult read_record(MutableByteSpan buffer) = 0;
 
   // MTFSF: moves forward over count filemarks, leaving the position just
@@ -346,93 +406,8 @@ class ImageDrive final : public Drive {
 
 // ------------------------------------------------------------------ StDrive
 
-// The system calls StDrive makes, so it can run without hardware. Each method
-// behaves as the system call it names: -1 with errno set on failure.
-class TapeSyscalls {
- public:
-  virtual ~TapeSyscalls() = default;
-  virtual int open(const std::string& path, int flags) = 0;
-  virtual int close(int fd) = 0;
-  virtual ssize_t read(int fd, void* buffer, std::size_t size) = 0;
-  virtual ssize_t write(int fd, const void* data, std::size_t size) = 0;
-  virtual int ioctl_op(int fd, const mtop& operation) = 0;  // MTIOCTOP
-  virtual int ioctl_get(int fd, mtget& status) = 0;         // MTIOCGET
-  virtual int ioctl_pos(int fd, mtpos& position) = 0;       // MTIOCPOS
-};
-
-// The real thing: ::open, ::read, ::write, ::ioctl.
-class SystemTapeSyscalls final : public TapeSyscalls {
- public:
-  int open(const std::string& path, int flags) override;
-  int close(int fd) override;
-  ssize_t read(int fd, void* buffer, std::size_t size) override;
-  ssize_t write(int fd, const void* data, std::size_t size) override;
-  int ioctl_op(int fd, const mtop& operation) override;
-  int ioctl_get(int fd, mtget& status) override;
-  int ioctl_pos(int fd, mtpos& position) override;
-};
-
-// A Linux SCSI tape (/dev/nstN: the non-rewinding node) in variable-block
-// mode (MTSETBLK 0) with SCSI-2 logical block addresses (MT_ST_SCSI2LOGICAL,
-// which needs root: without it run `mt stsetoptions scsi2logical` once).
-// docs/TAPE.md maps every method to the st ioctls and explains how st's
-// quirks are hidden: the ENOSPC alternation after early warning, reads of 0
-// bytes meaning filemark or EOD, and the filemark st adds on its own before
-// repositioning after a write (StDrive flushes with MTWEOF 0 instead, so the
-// contract's "no implicit filemarks" holds).
-class StDrive final : public Drive {
- public:
-  // Opens device through syscalls, which must outlive the drive. read_only
-  // opens O_RDONLY (writes then fail with kWriteProtected).
-  StDrive(std::string device, TapeSyscalls& syscalls, bool read_only = false);
-  // Opens device with the real system calls.
-  explicit StDrive(std::string device, bool read_only = false);
-  StDrive(const StDrive&) = delete;
-  StDrive& operator=(const StDrive&) = delete;
-  ~StDrive() override;
-
-  std::string name() const override { return device_; }
-  WriteResult write_record(ByteSpan data) override;
-  WriteResult write_filemarks(std::uint32_t count = 1) override;
-  ReadResult read_record(MutableByteSpan buffer) override;
-  void space_filemarks_forward(std::uint32_t count) override;
-  void space_filemarks_backward(std::uint32_t count) override;
-  void locate(std::uint64_t block) override;
-  std::uint64_t tell() override;
-  void rewind() override;
-  void space_to_eod() override;
-  DriveStatus status() override;
-  void load() override;
-  void unload() override;
-  DriveStats stats() const override { return stats_; }
-
- private:
-  class Fd;  // the open device, closed through the seam
-  void open_device();
-  void reopen_device();
-  int fd();
-  unsigned long query_gstat();
-  std::uint64_t query_position();
-  void ensure_ready();
-  void configure();
-  int operation(short op, int count);
-  void flush_writes();
-  [[noreturn]] void fail(TapeErrorKind kind, const std::string& what, int error,
-                         std::optional<std::uint64_t> block = std::nullopt);
-
-  std::string device_;
-  std::unique_ptr<TapeSyscalls> owned_syscalls_;
-  TapeSyscalls& sys_;
-  std::unique_ptr<Fd> fd_;
-  bool want_read_only_;           // asked for by the caller
-  bool read_only_ = false;        // opened O_RDONLY (asked for, or a protected tape)
-  bool configured_ = false;       // MTSETBLK 0 done for the tape in the drive
-  bool unflushed_write_ = false;  // st would add a filemark before moving
-  bool at_eod_ = false;
-  bool in_early_warning_ = false;
-  std::optional<std::uint64_t> position_;
-  DriveStats stats_;
-};
+// StDrive, a Linux st tape (/dev/nstN), and its system-call seam are in
+// engine/tape/st_drive.h: front ends reach it through open_drive().
 
 // ------------------------------------------------------ FaultInjectingDrive
 
@@ -598,12 +573,21 @@ MtxStatus parse_mtx_status(std::string_view text);
 // Barcode "L00042L6" (or "L00042") names serial "L00042".
 bool volume_tag_matches(std::string_view volume_tag, std::string_view serial);
 
+// Reads the serial from the label (tape file 0) of the tape in a drive;
+// nullopt for a blank tape; throws for a foreign one. Provided by the label
+// module.
+using SerialReader = std::function<std::optional<std::string>(Drive&)>;
+
 // A SCSI media changer driven with `mtx -f /dev/sgN status|load|unload`;
-// drives[i] is data transfer element i. Tapes are found by barcode.
+// drives[i] is data transfer element i. Tapes are found by barcode. With
+// read_serial, every load reads the label of the tape in the drive it hands
+// out, and one labelled with another serial is refused (kDeviceError): the
+// devices were given in another order than the changer's drives, and
+// writing would overwrite another cartridge.
 class MtxChanger final : public Library {
  public:
   MtxChanger(std::string changer_device, std::vector<std::unique_ptr<Drive>> drives,
-             CommandRunner runner = run_command);
+             CommandRunner runner = run_command, SerialReader read_serial = {});
 
   MtxStatus status();
 
@@ -618,17 +602,15 @@ class MtxChanger final : public Library {
  private:
   std::string mtx(const std::vector<std::string>& arguments);
   void unload_to_slot(const MtxStatus& status, std::size_t index);
+  Drive& verified(std::size_t index, const std::string& serial);
 
   std::string changer_device_;
   std::vector<std::unique_ptr<Drive>> drives_;
   CommandRunner runner_;
+  SerialReader read_serial_;
   std::vector<std::optional<std::string>> loaded_;
   std::uint64_t robot_loads_ = 0;  // the drive loads on insertion, unseen by it
 };
-
-// Reads the serial from the label (tape file 0) of the tape in a drive;
-// nullopt for a blank or foreign tape. Provided by the label module.
-using SerialReader = std::function<std::optional<std::string>(Drive&)>;
 
 struct ManualChangerOptions {
   std::chrono::milliseconds poll_interval{2000};
@@ -637,7 +619,10 @@ struct ManualChangerOptions {
 
 // One drive and a person: load() writes which tape to insert to `prompt`,
 // then polls the drive until it holds a tape whose label names the serial
-// (ejecting wrong tapes), or throws kTimeout.
+// (ejecting wrong tapes), or throws kTimeout when no tape came within the
+// timeout. A tape that is in the drive but not ready yet is waited for by
+// the drive (Drive::load), not by this timeout; a tape whose label cannot
+// be read is not taken for a wrong one: the error is thrown, the tape stays.
 class ManualChanger final : public Library {
  public:
   ManualChanger(Drive& drive, std::ostream& prompt, SerialReader read_serial,
@@ -688,7 +673,8 @@ class RecordWriter final : public ByteSink {
 
   Drive& drive_;
   std::size_t record_size_;
-  Bytes buffer_;   // the start of the next record, copied; or:
+  RecordBuffer buffer_;  // the start of the next record, copied (page-aligned); or:
+  std::size_t buffered_ = 0;
   ByteSpan held_;  // the start of the next record, in the writer's buffer
   std::shared_ptr<const void> held_owner_;
   bool early_warning_ = false;
@@ -699,11 +685,12 @@ class RecordWriter final : public ByteSink {
 
 // A ByteSource over the rest of the current tape file: the bytes of its
 // records up to the filemark, which it consumes (so the drive is then at the
-// next file). buffer_size must be at least the tape's record size; the
-// default holds any record.
+// next file). buffer_size must be at least the tape's record size (give the
+// record size when it is known: a page-aligned buffer of that size is what
+// st transfers straight into); the default holds any record.
 class TapeFileReader final : public ByteSource {
  public:
-  explicit TapeFileReader(Drive& drive, std::size_t buffer_size = kReadBufferSize);
+  explicit TapeFileReader(Drive& drive, std::size_t buffer_size = kProbeReadSize);
   std::size_t read(MutableByteSpan out) override;
 
   // The file ended at end of data rather than at a filemark.
@@ -714,7 +701,7 @@ class TapeFileReader final : public ByteSource {
  private:
   Drive& drive_;
   std::size_t buffer_size_;
-  Bytes buffer_;  // allocated on first use: direct reads into large spans need none
+  RecordBuffer buffer_;  // allocated on first use: direct reads into large spans need none
   std::size_t begin_ = 0;
   std::size_t end_ = 0;
   bool ended_ = false;
@@ -749,10 +736,32 @@ class FaultInjectingLibrary final : public Library {
   std::vector<std::unique_ptr<FaultInjectingDrive>> drives_;
 };
 
+// ------------------------------------------------------ tape-level checks
+
+// Whether the tape in `drive` is blank: rewinds and reads block 0, which must
+// be end of data as the drive confirms it. A first record that cannot be
+// read is an error (thrown), never a blank tape. Leaves the drive at BOT.
+bool tape_is_blank(Drive& drive);
+
+// The first-contact self-test, run on a new tape before its label is
+// written: at BOT, two records and a filemark, then tell() must be 3 and the
+// records must read back whole, followed by the filemark. It catches a drive
+// that st does not drive the way mixtape needs (fixed-block mode, block
+// addresses that are not logical, records cut or merged). Throws
+// TapeError(kDeviceError) saying what differed. Leaves the drive at BOT; the
+// label is written over the test.
+void first_contact_test(Drive& drive);
+// Whether the tape holds exactly what first_contact_test writes and nothing
+// else (a labelling cut short right after it): as good as blank. Leaves the
+// drive at BOT.
+bool holds_only_first_contact_test(Drive& drive);
+
 // ------------------------------------------------------------ open_drive
 
 struct OpenDriveOptions {
   bool read_only = false;
+  // Where a tape device says what it waits for (StDriveOptions::notice).
+  std::function<void(const std::string&)> notice;
   bool create_if_missing = false;  // images only: make a blank image
   ImageGeometry geometry;          // of a newly made image
   TimingModel timing;
@@ -812,6 +821,8 @@ struct LibrarySpec {
   // An image library's: see ImageLibraryOptions.
   std::chrono::milliseconds busy_wait{0};
   std::function<void(const std::string&)> on_wait;
+  // Where tape devices say what they wait for (StDriveOptions::notice).
+  std::function<void(const std::string&)> notice;
 };
 
 // Exactly one of device or library (or changer with device); throws

@@ -108,7 +108,7 @@ inline CommandResult run_mixtape(const MixtapeEnv& env, const std::vector<std::s
 inline std::vector<std::string> tape_files(const std::string& image) {
   auto drive = tape::ImageDrive::open(image, /*write_protected=*/true);
   std::vector<std::string> files;
-  Bytes buffer(tape::kReadBufferSize);
+  Bytes buffer(tape::kProbeReadSize);
   std::string current;
   bool in_file = false;
   for (;;) {

@@ -52,6 +52,22 @@ class CliTest : public ::testing::Test {
   std::string library_ = dir_.file("tapes");
 };
 
+TEST_F(CliTest, RecordSizesAboveOneMebibyteAreRefused) {
+  // Not every drive and HBA takes larger records (docs/TAPE.md, "Record size").
+  for (const char* size : {"2M", "1536K", "16M"}) {
+    CommandResult r = mixtape({"init", "--no-encryption", "--record-size", size});
+    EXPECT_NE(r.status, 0) << size;
+    EXPECT_TRUE(one_line(r.err)) << r.err;
+    EXPECT_NE(r.err.find("--record-size must be a multiple of 512 between 512 and 1M"),
+              std::string::npos)
+        << r.err;
+    EXPECT_FALSE(std::filesystem::exists(env_.catalog)) << size;
+  }
+  CommandResult ok = mixtape({"init", "--no-encryption", "--record-size", "1M"});
+  ASSERT_EQ(ok.status, 0) << ok.err;
+  EXPECT_EQ(open_catalog().config().record_size, 1u << 20);
+}
+
 TEST_F(CliTest, VersionsCopiesAndDeletedFilesThroughTheCommands) {
   CommandResult init = mixtape({"init", "--copies", "2"});
   ASSERT_EQ(init.status, 0) << init.err;

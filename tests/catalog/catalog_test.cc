@@ -78,7 +78,13 @@ TEST(CatalogOpen, CreateRefusesBadSettingsAndLeavesNoFile) {
   c = test_config();
   c.record_size = 1000;
   EXPECT_THROW(Catalog::create(dir.file("c.db"), c), CatalogError);
+  // Larger than every drive and HBA takes (docs/TAPE.md, "Record size").
+  c.record_size = (1 << 20) + 512;
+  EXPECT_NE(error_of([&] { Catalog::create(dir.file("c.db"), c); }).find("from 512 to 1048576"),
+            std::string::npos);
   EXPECT_FALSE(std::filesystem::exists(dir.file("c.db")));
+  c.record_size = 1 << 20;
+  EXPECT_EQ(Catalog::create(dir.file("c.db"), c).config().record_size, 1u << 20);
 }
 
 TEST(CatalogOpen, MissingCatalogGivesAClearError) {

@@ -6,6 +6,7 @@
 #include <sstream>
 #include <thread>
 
+#include "engine/tape/emulated_changer.h"
 #include "tests/tape/tape_test_util.h"
 
 namespace mixtape::tape::testing {
@@ -148,113 +149,48 @@ TEST(MtxStatus, BarcodesNameSerials) {
 
 // ------------------------------------------------------------- MtxChanger
 
-// A robot behind `mtx`: answers status in mtx's format, moves cartridges
-// between its slots and the emulated drives, and refuses to pull a tape out
-// of a drive that has not ejected it (mtx: "Drive needs offline before move").
-class FakeRobot {
- public:
-  FakeRobot(std::vector<EmulatedStDevice*> drives, std::vector<std::string> slot_tags)
-      : drives_(std::move(drives)), drive_tag_(drives_.size()), drive_source_(drives_.size()) {
-    for (const std::string& tag : slot_tags) {
-      slots_.push_back(tag);
-      if (!tag.empty()) cartridges_[tag] = labelled_cartridge(tag.substr(0, 6));
-    }
+// The emulated robot (engine/tape/emulated_changer.h) with tapes L00001..3
+// in slots 1..3 of six (the last is the mail slot).
+void fill(EmulatedChanger& robot) {
+  for (int i = 1; i <= 3; ++i) {
+    const std::string serial = "L0000" + std::to_string(i);
+    robot.put(static_cast<std::size_t>(i), serial + "L6", labelled_cartridge(serial));
   }
-
-  CommandResult operator()(const std::vector<std::string>& argv) {
-    std::string line;
-    for (const std::string& a : argv) line += (line.empty() ? "" : " ") + a;
-    calls.push_back(line);
-    if (argv.size() < 4 || argv[0] != "mtx" || argv[1] != "-f" || argv[2] != "/dev/sg3") {
-      return {1, "usage"};
-    }
-    if (argv[3] == "status") return {0, render()};
-    std::size_t slot = std::stoul(argv.at(4)) - 1;
-    std::size_t drive = std::stoul(argv.at(5));
-    if (argv[3] == "load") {
-      if (slots_[slot].empty() || !drive_tag_[drive].empty()) return {1, "cannot load"};
-      drive_tag_[drive] = slots_[slot];
-      drive_source_[drive] = static_cast<int>(slot + 1);
-      slots_[slot].clear();
-      drives_[drive]->insert(cartridges_.at(drive_tag_[drive]));
-      return {0, "Loading media from Storage Element " + argv[4] + " into drive " + argv[5] +
-                     "...done\n"};
-    }
-    if (argv[3] == "unload") {
-      if (drives_[drive]->loaded()) return {1, "Drive needs offline before move\n"};
-      if (drive_tag_[drive].empty() || !slots_[slot].empty()) return {1, "cannot unload"};
-      cartridges_[drive_tag_[drive]] = *drives_[drive]->remove();
-      slots_[slot] = drive_tag_[drive];
-      drive_tag_[drive].clear();
-      return {0, "Unloading drive " + argv[5] + " into Storage Element " + argv[4] + "...done\n"};
-    }
-    return {1, "unknown command"};
-  }
-
-  std::vector<std::string> calls;
-
- private:
-  std::string render() const {
-    std::ostringstream out;
-    out << "  Storage Changer /dev/sg3:" << drives_.size() << " Drives, " << slots_.size()
-        << " Slots ( 1 Import/Export )\n";
-    for (std::size_t d = 0; d < drives_.size(); ++d) {
-      out << "Data Transfer Element " << d << ":";
-      if (drive_tag_[d].empty()) {
-        out << "Empty\n";
-      } else {
-        out << "Full (Storage Element " << drive_source_[d]
-            << " Loaded):VolumeTag = " << drive_tag_[d] << "\n";
-      }
-    }
-    for (std::size_t s = 0; s < slots_.size(); ++s) {
-      out << "      Storage Element " << s + 1 << (s + 1 == slots_.size() ? " IMPORT/EXPORT" : "")
-          << ":" << (slots_[s].empty() ? "Empty" : "Full ");
-      if (!slots_[s].empty()) out << ":VolumeTag=" << slots_[s];
-      out << "\n";
-    }
-    return out.str();
-  }
-
-  std::vector<EmulatedStDevice*> drives_;
-  std::vector<std::string> drive_tag_;
-  std::vector<int> drive_source_;
-  std::vector<std::string> slots_;
-  std::map<std::string, EmulatedCartridge> cartridges_;
-};
+}
 
 TEST(MtxChanger, LoadsSwapsAndUnloadsWithMtx) {
   EmulatedStDevice nst0("/dev/nst0"), nst1("/dev/nst1");
-  FakeRobot robot({&nst0, &nst1}, {"L00001L6", "L00002L6", "L00003L6", "", "", ""});
+  EmulatedChanger robot("/dev/sg3", {&nst0, &nst1}, 6);
+  fill(robot);
   std::vector<std::unique_ptr<Drive>> drives;
   drives.push_back(std::make_unique<StDrive>("/dev/nst0", nst0));
   drives.push_back(std::make_unique<StDrive>("/dev/nst1", nst1));
-  MtxChanger changer("/dev/sg3", std::move(drives), std::ref(robot));
+  MtxChanger changer("/dev/sg3", std::move(drives), robot.runner());
 
   EXPECT_EQ(changer.serials(), (std::vector<std::string>{"L00001", "L00002", "L00003"}));
-  robot.calls.clear();
+  robot.clear_calls();
 
   Drive& d0 = changer.load("L00002", 0);
-  EXPECT_EQ(robot.calls,
+  EXPECT_EQ(robot.calls(),
             (std::vector<std::string>{"mtx -f /dev/sg3 status", "mtx -f /dev/sg3 load 2 0"}));
   EXPECT_EQ(read_label(d0), "L00002");
   EXPECT_EQ(changer.loaded_serial(0), "L00002");
 
-  robot.calls.clear();
+  robot.clear_calls();
   EXPECT_EQ(read_label(changer.load("L00003", 0)), "L00003");
-  EXPECT_EQ(robot.calls,
+  EXPECT_EQ(robot.calls(),
             (std::vector<std::string>{"mtx -f /dev/sg3 status", "mtx -f /dev/sg3 unload 2 0",
                                       "mtx -f /dev/sg3 status", "mtx -f /dev/sg3 load 3 0"}));
 
-  robot.calls.clear();
+  robot.clear_calls();
   EXPECT_EQ(read_label(changer.load("L00003", 1)), "L00003");  // moves between drives
-  EXPECT_EQ(robot.calls,
+  EXPECT_EQ(robot.calls(),
             (std::vector<std::string>{"mtx -f /dev/sg3 status", "mtx -f /dev/sg3 unload 3 0",
                                       "mtx -f /dev/sg3 status", "mtx -f /dev/sg3 load 3 1"}));
 
-  robot.calls.clear();
+  robot.clear_calls();
   changer.unload(1);
-  EXPECT_EQ(robot.calls,
+  EXPECT_EQ(robot.calls(),
             (std::vector<std::string>{"mtx -f /dev/sg3 status", "mtx -f /dev/sg3 unload 3 1"}));
   EXPECT_EQ(changer.loaded_serial(1), std::nullopt);
 
@@ -262,6 +198,41 @@ TEST(MtxChanger, LoadsSwapsAndUnloadsWithMtx) {
   DriveStats s = changer.stats();
   EXPECT_EQ(s.loads, 3u);
   EXPECT_EQ(s.unloads, 3u);
+}
+
+TEST(MtxChanger, RefusesADeviceThatHoldsAnotherTapeThanTheRobotLoaded) {
+  EmulatedStDevice nst0("/dev/nst0"), nst1("/dev/nst1");
+  EmulatedChanger robot("/dev/sg3", {&nst0, &nst1}, 6);
+  fill(robot);
+  // An earlier run left L00002 in the changer's drive 1 (/dev/nst1).
+  ASSERT_EQ(robot({"mtx", "-f", "/dev/sg3", "load", "2", "1"}).exit_status, 0);
+  // The devices listed in another order than the changer's drives.
+  std::vector<std::unique_ptr<Drive>> drives;
+  drives.push_back(std::make_unique<StDrive>("/dev/nst1", nst1));
+  drives.push_back(std::make_unique<StDrive>("/dev/nst0", nst0));
+  MtxChanger changer("/dev/sg3", std::move(drives), robot.runner(), read_label);
+  auto e = expect_tape_error(TapeErrorKind::kDeviceError, [&] { changer.load("L00001", 0); });
+  ASSERT_TRUE(e);
+  EXPECT_NE(std::string(e->what()).find("/dev/nst1 holds tape L00002, but /dev/sg3 loaded tape "
+                                        "L00001 into its drive 0"),
+            std::string::npos)
+      << e->what();
+  EXPECT_EQ(changer.loaded_serial(0), std::nullopt);
+  EXPECT_EQ(nst1.cartridge()->blocks.size(), 2u) << "L00002 untouched";
+}
+
+TEST(MtxChanger, ChecksTheLabelOfEveryTapeItLoads) {
+  EmulatedStDevice nst0("/dev/nst0"), nst1("/dev/nst1");
+  EmulatedChanger robot("/dev/sg3", {&nst0, &nst1}, 6);
+  fill(robot);
+  std::vector<std::unique_ptr<Drive>> drives;
+  drives.push_back(std::make_unique<StDrive>("/dev/nst0", nst0));
+  drives.push_back(std::make_unique<StDrive>("/dev/nst1", nst1));
+  MtxChanger changer("/dev/sg3", std::move(drives), robot.runner(), read_label);
+  EXPECT_EQ(read_label(changer.load("L00001", 0)), "L00001");
+  EXPECT_EQ(read_label(changer.load("L00002", 1)), "L00002");
+  EXPECT_EQ(read_label(changer.load("L00001", 0)), "L00001");  // already there
+  EXPECT_EQ(changer.loaded_serial(1), "L00002");
 }
 
 TEST(MtxChanger, FailingMtxIsADeviceErrorWithItsOutput) {
@@ -313,6 +284,56 @@ TEST(ManualChanger, PromptsAndWaitsUntilTheRightTapeIsInserted) {
   changer.unload();
   EXPECT_NE(prompt.str().find("tape L00042 can be taken out"), std::string::npos);
   EXPECT_FALSE(device.loaded());
+}
+
+// The drive's waits on a clock that moves when slept on.
+StDriveOptions instant_waits(std::chrono::steady_clock::time_point& now) {
+  StDriveOptions options;
+  options.now = [&now] { return now; };
+  options.sleep = [&now](std::chrono::steady_clock::duration d) { now += d; };
+  return options;
+}
+
+TEST(ManualChanger, WaitsForATapeTheDriveIsStillCalibrating) {
+  // A new LTO-9 cartridge answers NOT READY for up to two hours; the
+  // operator's timeout is about inserting it, not about the drive.
+  EmulatedStDevice device;
+  device.insert(labelled_cartridge("L00042"), /*not_ready_looks=*/300);
+  std::chrono::steady_clock::time_point now{};
+  StDrive drive("/dev/nst0", device, instant_waits(now));
+  std::ostringstream prompt;
+  ManualChanger changer(drive, prompt, read_label, {10ms, 5s});
+  changer.load("L00042");
+  EXPECT_EQ(changer.loaded_serial(), "L00042");
+  EXPECT_TRUE(device.loaded());
+  EXPECT_EQ(prompt.str().find("ejecting"), std::string::npos) << prompt.str();
+  EXPECT_GE(now.time_since_epoch(), 45min);  // the drive's clock: 300 looks, 10 s apart
+}
+
+TEST(SingleDriveLibrary, WaitsForATapeTheDriveIsStillLoading) {
+  // `--device /dev/nst0` right after the cartridge went in.
+  EmulatedStDevice device;
+  device.insert(labelled_cartridge("L00042"), /*not_ready_looks=*/20);
+  std::chrono::steady_clock::time_point now{};
+  SingleDriveLibrary library(std::make_unique<StDrive>("/dev/nst0", device, instant_waits(now)),
+                             read_label);
+  EXPECT_EQ(library.serials(), std::vector<std::string>{"L00042"});
+  EXPECT_EQ(&library.load("L00042"), &library.drive(0));
+  EXPECT_GT(now.time_since_epoch(), 0s);
+}
+
+TEST(ManualChanger, NeverEjectsATapeWhoseLabelCannotBeRead) {
+  EmulatedStDevice device;
+  EmulatedCartridge unreadable;
+  unreadable.blocks = {{EmulatedBlock::Kind::kProtected, label_tar("L00042")},
+                       {EmulatedBlock::Kind::kFilemark, {}}};
+  device.insert(unreadable);
+  StDrive drive("/dev/nst0", device);
+  std::ostringstream prompt;
+  ManualChanger changer(drive, prompt, read_label, {10ms, 5s});
+  expect_tape_error(TapeErrorKind::kMediaError, [&] { changer.load("L00042"); });
+  EXPECT_TRUE(device.loaded()) << "it may well be the right tape";
+  EXPECT_EQ(prompt.str().find("ejecting"), std::string::npos) << prompt.str();
 }
 
 TEST(ManualChanger, TapeAlreadyInTheDriveNeedsNoPrompt) {

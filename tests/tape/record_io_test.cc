@@ -16,7 +16,7 @@ class RecordIoTest : public ::testing::Test {
 
 std::vector<std::size_t> record_sizes(Drive& d) {
   std::vector<std::size_t> sizes;
-  Bytes buffer(kReadBufferSize);
+  Bytes buffer(kProbeReadSize);
   for (;;) {
     ReadResult r = d.read_record(buffer);
     if (r.kind != ReadKind::kData) break;
@@ -73,7 +73,7 @@ TEST_F(RecordIoTest, ReaderReturnsEachFileAndConsumesItsFilemark) {
   }
   {
     TapeFileReader reader(d());
-    Bytes got(kReadBufferSize);  // big enough to be filled straight from the drive
+    Bytes got(kProbeReadSize);  // big enough to be filled straight from the drive
     std::size_t n = read_full(reader, got);
     got.resize(n);
     EXPECT_EQ(got, second);
@@ -128,7 +128,7 @@ TEST_F(RecordIoTest, EarlyWarningIsReportedNotThrownAndPhysicalEndThrows) {
 // The bytes of every record from the start of the tape, and how many.
 Bytes tape_bytes(Drive& d, std::size_t* records = nullptr) {
   d.rewind();
-  Bytes all, buffer(kReadBufferSize);
+  Bytes all, buffer(kProbeReadSize);
   std::size_t count = 0;
   for (ReadResult r; (r = d.read_record(buffer)).kind == ReadKind::kData; ++count)
     all.insert(all.end(), buffer.begin(), buffer.begin() + static_cast<std::ptrdiff_t>(r.size));

@@ -100,8 +100,11 @@ TEST(StDrive, SetsVariableBlockMode) {
   EXPECT_EQ(device.block_size(), 0);
 }
 
-TEST(StDrive, WorksWithoutPrivilegeToSetDriverOptions) {
-  EmulatedStDevice device("/dev/nst0", /*privileged=*/false);
+TEST(StDrive, WorksWithoutPrivilegeWhenScsi2LogicalIsSetAlready) {
+  EmulatedStOptions options;
+  options.privileged = false;
+  options.options |= MT_ST_SCSI2LOGICAL;  // `mt stsetoptions scsi2logical`, run as root once
+  EmulatedStDevice device("/dev/nst0", options);
   device.insert({});
   StDrive d("/dev/nst0", device);
   put(d, "a");
@@ -157,8 +160,12 @@ TEST(StDrive, EmptyDriveReportsNotLoadedUntilATapeIsInserted) {
 
 TEST(StDrive, ReadOnlyDriveRefusesWrites) {
   EmulatedStDevice device;
-  device.insert(EmulatedCartridge{{{EmulatedBlock::Kind::kRecord, Bytes{'a'}}}});
-  StDrive d("/dev/nst0", device, /*read_only=*/true);
+  EmulatedCartridge cartridge;
+  cartridge.blocks = {{EmulatedBlock::Kind::kRecord, Bytes{'a'}}};
+  device.insert(cartridge);
+  StDriveOptions read_only;
+  read_only.read_only = true;
+  StDrive d("/dev/nst0", device, read_only);
   EXPECT_TRUE(d.status().write_protected);
   expect_tape_error(TapeErrorKind::kWriteProtected, [&] { put(d, "b"); });
   EXPECT_EQ(next(d), "a");

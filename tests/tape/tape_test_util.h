@@ -52,9 +52,9 @@ inline void put(Drive& d, std::string_view text) {
 }
 
 // Reads one object: its bytes as text, "|FM|" or "|EOD|".
-inline std::string next(Drive& d, std::size_t buffer_size = kReadBufferSize) {
-  Bytes buffer(buffer_size);
-  ReadResult r = d.read_record(buffer);
+inline std::string next(Drive& d, std::size_t buffer_size = kProbeReadSize) {
+  RecordBuffer buffer(buffer_size);
+  ReadResult r = d.read_record(buffer.span());
   switch (r.kind) {
     case ReadKind::kData:
       return std::string(as_chars(ByteSpan(buffer.data(), r.size)));
@@ -175,9 +175,11 @@ class ImageHarness : public DriveHarness {
   std::unique_ptr<ImageDrive> drive_;
 };
 
+// StDrive over the emulated st driver, strict as a real drive: an IBM LTO
+// drive's 8 MiB maximum block length, st's default options (async writes).
 class StHarness : public DriveHarness {
  public:
-  explicit StHarness(Geometry g) {
+  explicit StHarness(Geometry g, EmulatedStOptions options = {}) : device_("/dev/nst0", options) {
     EmulatedCartridge cartridge;
     cartridge.capacity = g.capacity;
     cartridge.early_warning = g.early_warning;
@@ -197,6 +199,20 @@ class StHarness : public DriveHarness {
  private:
   EmulatedStDevice device_;
   std::unique_ptr<StDrive> drive_;
+};
+
+// The same, on an HBA st can never map a buffer for: every write goes
+// through st's buffer and is asynchronous, its status arriving later.
+class StAsyncHarness : public StHarness {
+ public:
+  explicit StAsyncHarness(Geometry g) : StHarness(g, async_options()) {}
+
+ private:
+  static EmulatedStOptions async_options() {
+    EmulatedStOptions options;
+    options.sg_entries = 0;
+    return options;
+  }
 };
 
 class FaultHarness : public DriveHarness {
