@@ -130,8 +130,10 @@ class RecallSink {
 struct StageCacheOptions {
   std::string directory;                 // created if missing
   std::uint64_t capacity = 64ULL << 30;  // bytes of staged files kept
-  // Test seam: how staged bytes are written (default ::pwrite).
+  // Test seams: how staged bytes are written (default ::pwrite), and made
+  // durable before a staged file is renamed into place (default ::fdatasync).
   std::function<long(int fd, const void* data, std::size_t size, std::int64_t offset)> pwrite;
+  std::function<int(int fd)> sync;
 };
 
 enum class WaitStatus { kReady, kFailed, kTimedOut };
@@ -164,9 +166,11 @@ class StageCache {
     ~Reader();
     // Waits until bytes [offset, offset + length) (clipped to the size) are
     // readable. The last byte of the file is readable only once the whole
-    // file's hash matched. kFailed if the staging failed, or if bytes this
-    // reader may already have read came from a copy that then failed its
-    // hash check (reopen to read the good copy); error() says why.
+    // file's hash matched (its sink's commit began; the file need not be
+    // on disk yet). kFailed if the staging failed, or if bytes this reader
+    // may already have read came from a copy that then failed its hash
+    // check or could not be made durable (reopen to read the good copy);
+    // error() says why.
     WaitStatus wait_for(std::uint64_t offset, std::uint64_t length,
                         std::chrono::steady_clock::time_point deadline);
     // Reads bytes that wait_for reported ready; returns the count.

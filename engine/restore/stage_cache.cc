@@ -9,7 +9,10 @@
 // attempts), kStaging (bytes landing in the temporary file), kStaged,
 // kFailed. Readers read the same file descriptor the stager writes, so
 // bytes are readable the moment they land; the last byte only once the
-// stager committed (the hash matched). If an attempt is aborted after some
+// stager committed (the hash matched: `verified`), which is before the
+// object is synced and renamed into place (kStaged), so a reader does not
+// wait for the disk. Writeback starts as bytes land (sync_file_range), so
+// the sync at the end has little left to wait for. If an attempt is aborted after some
 // of its bytes were handed to readers, the entry's generation moves on and
 // those readers fail: they may hold bytes of a bad copy.
 #include <fcntl.h>
@@ -30,6 +33,9 @@
 
 namespace mixtape::restore {
 namespace {
+
+// Writeback is started every this many bytes of a file being staged.
+constexpr std::uint64_t kWritebackStep = 8 << 20;
 
 bool is_hex_name(std::string_view name) {
   return name.size() == 64 && name.find_first_not_of("0123456789abcdef") == std::string::npos;
@@ -52,6 +58,7 @@ class StageCache::Impl {
     State state = State::kWaiting;
     std::uint64_t size = 0;
     std::uint64_t landed = 0;
+    bool verified = false;         // all bytes landed and the hash matched
     std::shared_ptr<UniqueFd> fd;  // the temporary file, later the object
     std::string temp_path;
     std::string error;
@@ -69,6 +76,7 @@ class StageCache::Impl {
         return static_cast<long>(::pwrite(fd, data, size, offset));
       };
     }
+    if (!options_.sync) options_.sync = [](int fd) { return ::fdatasync(fd); };
     std::error_code error;
     std::filesystem::create_directories(options_.directory, error);
     if (error)
@@ -245,8 +253,10 @@ class StageCache::Sink final : public RecallSink {
     e.fd = std::move(fd);
     e.temp_path = temp;
     e.landed = 0;
+    e.verified = false;
     e.released = false;
     active_ = true;
+    flushed_ = 0;
     cache_->changed_.notify_all();
   }
 
@@ -277,9 +287,19 @@ class StageCache::Sink final : public RecallSink {
       }
       done += static_cast<std::size_t>(n);
     }
-    std::lock_guard lock(cache_->mutex_);
-    cache_->entry(hex_).landed = at + done;
+    {
+      std::lock_guard lock(cache_->mutex_);
+      cache_->entry(hex_).landed = at + done;
+    }
     cache_->changed_.notify_all();
+    // Start writing back what landed (without waiting), so that the sync at
+    // commit finds little left to write.
+    const std::uint64_t landed = at + done;
+    if (landed - flushed_ >= kWritebackStep || landed == size_) {
+      ::sync_file_range(fd->get(), static_cast<off64_t>(flushed_),
+                        static_cast<off64_t>(landed - flushed_), SYNC_FILE_RANGE_WRITE);
+      flushed_ = landed;
+    }
   }
 
   void commit() override {
@@ -294,8 +314,12 @@ class StageCache::Sink final : public RecallSink {
                            " of " + std::to_string(size_) + " bytes");
       temp = e.temp_path;
       fd = e.fd;
+      // The hash matched: readers may have the last byte now, from the
+      // page cache, while the object is made durable.
+      e.verified = true;
     }
-    if (::fdatasync(fd->get()) != 0) throw_errno("cannot sync " + temp);
+    cache_->changed_.notify_all();
+    if (cache_->options_.sync(fd->get()) != 0) throw_errno("cannot sync " + temp);
     const std::string object = cache_->object_path(hex_);
     make_dir(cache_->objects_dir() + "/" + hex_.substr(0, 2));
     if (::rename(temp.c_str(), object.c_str()) != 0) throw_errno("cannot rename " + temp);
@@ -324,6 +348,7 @@ class StageCache::Sink final : public RecallSink {
     if (e.released) ++e.generation;  // readers may hold bytes of the bad copy
     e.released = false;
     e.landed = 0;
+    e.verified = false;
     e.state = Impl::State::kWaiting;
     cache_->changed_.notify_all();
   }
@@ -343,6 +368,7 @@ class StageCache::Sink final : public RecallSink {
   std::shared_ptr<Impl> cache_;
   std::string hex_;
   std::uint64_t size_;
+  std::uint64_t flushed_ = 0;  // bytes handed to writeback
   bool active_ = false;
   bool redundant_ = false;
 };
@@ -382,7 +408,7 @@ WaitStatus StageCache::Reader::wait_for(std::uint64_t offset, std::uint64_t leng
       return WaitStatus::kFailed;
     }
     const std::uint64_t end = std::min(offset + length, e.size);
-    const bool staged = e.state == Impl::State::kStaged;
+    const bool staged = e.state == Impl::State::kStaged || e.verified;
     // The last byte is the proof of a complete, verified file: held back
     // until the hash matched.
     const std::uint64_t released = staged ? e.size : std::min(e.landed, e.size ? e.size - 1 : 0);
@@ -412,8 +438,9 @@ StageCache::Reader::Extent StageCache::Reader::extent(std::uint64_t offset, std:
     }
     if (e.state == Impl::State::kStaging) e.released = true;
     fd = e.fd;
-    readable =
-        e.state == Impl::State::kStaged ? e.size : std::min(e.landed, e.size ? e.size - 1 : 0);
+    readable = e.state == Impl::State::kStaged || e.verified
+                   ? e.size
+                   : std::min(e.landed, e.size ? e.size - 1 : 0);
   }
   if (!fd || offset >= readable) return {};
   return {std::move(fd),

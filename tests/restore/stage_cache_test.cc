@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
 #include <thread>
 
 #include "engine/crypto/crypto.h"
@@ -96,6 +98,63 @@ TEST_F(StageCacheTest, ReadersAreWokenAsBytesLandButTheLastByteWaitsForTheHash) 
   sink->commit();
   EXPECT_EQ(reader.wait_for(data.size() - 10, 10, soon()), WaitStatus::kReady);
   EXPECT_EQ(read_all(reader), data);
+}
+
+TEST_F(StageCacheTest, TheLastByteIsReadableOnceTheHashMatchedNotOnlyOnceOnDisk) {
+  // The sync before the rename is held until a reader has read the whole
+  // file: a reader waits for the hash, not for the disk.
+  std::mutex mutex;
+  std::condition_variable changed;
+  bool read_whole = false;
+  bool synced = false;
+  StageCacheOptions o = options();
+  o.sync = [&](int fd) {
+    std::unique_lock lock(mutex);
+    changed.wait_for(lock, std::chrono::seconds(10), [&] { return read_whole; });
+    synced = true;
+    return ::fdatasync(fd);
+  };
+  StageCache cache(o);
+  const std::string data = random_text(300'000, 9);
+  auto reader = cache.open(hash_of(data), data.size());
+  auto sink = cache.stage(hash_of(data), data.size());
+  sink->begin({});
+  sink->write(as_bytes(data));
+  std::thread committer([&] { sink->commit(); });
+  ASSERT_EQ(reader.wait_for(0, data.size(), Clock::now() + std::chrono::seconds(10)),
+            WaitStatus::kReady);
+  EXPECT_EQ(read_all(reader), data);
+  {
+    std::lock_guard lock(mutex);
+    EXPECT_FALSE(synced) << "the reader waited for the sync";
+    read_whole = true;
+  }
+  changed.notify_all();
+  committer.join();
+  EXPECT_TRUE(cache.contains(hash_of(data)));
+  EXPECT_EQ(files_in("objects"), 1u);
+  EXPECT_EQ(files_in("tmp"), 0u);
+}
+
+TEST_F(StageCacheTest, AFileThatCannotBeMadeDurableFailsItsReaders) {
+  StageCacheOptions o = options();
+  o.sync = [](int) {
+    errno = EIO;
+    return -1;
+  };
+  StageCache cache(o);
+  const std::string data = random_text(50'000, 10);
+  auto reader = cache.open(hash_of(data), data.size());
+  auto sink = cache.stage(hash_of(data), data.size());
+  sink->begin({});
+  sink->write(as_bytes(data));
+  ASSERT_EQ(reader.wait_for(0, 1000, soon()), WaitStatus::kReady);
+  EXPECT_THROW(sink->commit(), SystemError);
+  sink->abort();
+  EXPECT_EQ(reader.wait_for(0, 1000, soon()), WaitStatus::kFailed);
+  EXPECT_FALSE(cache.contains(hash_of(data)));
+  EXPECT_EQ(files_in("objects"), 0u);
+  EXPECT_EQ(files_in("tmp"), 0u);
 }
 
 TEST_F(StageCacheTest, AReaderThatSawBytesOfABadCopyFails) {
