@@ -142,7 +142,8 @@ enum class WaitStatus { kReady, kFailed, kTimedOut };
 // directory/objects/<2 hex>/<64 hex>; bounded by capacity, least recently
 // used first out, kept across restarts (directory/lock keeps a second
 // process out). A file being staged lives in directory/tmp/ until its hash
-// matched; leftovers there are removed at startup.
+// matched and it was synced to disk; leftovers there are removed at
+// startup.
 class StageCache {
  public:
   explicit StageCache(StageCacheOptions options);
@@ -152,6 +153,10 @@ class StageCache {
 
   // Whether the content is completely staged (and verified).
   bool contains(const catalog::Hash& hash);
+  // Waits until every verified file is durable under objects/ (a thread of
+  // the cache syncs and renames them in the background; the destructor
+  // waits for it too).
+  void flush();
   // A sink staging content `hash` of `size` bytes. Space is made at begin()
   // by evicting unpinned files; a file larger than the cache, or a disk
   // that fills up, is a clear error and leaves nothing behind.
@@ -203,7 +208,7 @@ class StageCache {
     std::uint64_t used_bytes = 0;  // staged and being staged
     std::uint64_t capacity = 0;
     std::uint64_t files = 0;
-    std::uint64_t staged = 0;  // files staged since start
+    std::uint64_t staged = 0;  // files staged (verified) since start
     std::uint64_t evicted = 0;
     std::uint64_t failed = 0;
   };
