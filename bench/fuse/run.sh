@@ -9,7 +9,12 @@
 # Prints medians, MB/s and ratios against the direct read.
 #
 #   bench/fuse/run.sh [BUILD_DIR]         (default BUILD_DIR: build)
+# CASES=cp (in the default "read cp") also runs bench/restore/speed.sh with
+# WAYS="restore cp": `cp -r` of a directory from a fresh mount (recall,
+# stage, copy out) against `mixtape restore` of the same files.
+#
 #   env: SIZE_MB=1024 RUNS=3 DIR=/var/tmp (a real disk, so "cold" means cold)
+#        CASES="read cp"  CP_MB=1024 FILE_MB=64 CPUS="native avx2": for the cp case
 #        RA_KB=...  also measure the mount with its bdi read_ahead_kb set to
 #                   RA_KB (mount.mixtape sets 1024 itself when root; RA_KB=128
 #                   shows the kernel's default)
@@ -18,6 +23,13 @@
 # Needs root (drop_caches), fusermount3, b2sum, archivemount (installed with
 # apt-get if missing).
 set -euo pipefail
+
+cases=${CASES:-read cp}
+if [[ " $cases " == *" cp "* ]]; then
+  SIZE_MB=${CP_MB:-1024} WAYS="restore cp" \
+    "$(dirname "$0")/../restore/speed.sh" "${1:-$(cd "$(dirname "$0")/../.." && pwd)/build}"
+fi
+[[ " $cases " == *" read "* ]] || exit 0
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:-$root/build}
