@@ -9,6 +9,7 @@
 //                      ones (AVX-512VL rotates), one message row-wise
 //   blake2b_avx2.cc    four lanes in 256-bit registers (byte shuffles and
 //                      shifts for the rotates), one message row-wise
+//   blake2b_scalar.cc  one message in 64-bit registers (any CPU)
 //
 // The chain values of the lanes are stored side by side: word j of lane l
 // is h[j][l]. counters[l] is the lane's byte count including the block
@@ -60,5 +61,12 @@ void compress_one_avx512(std::uint64_t h[8], const std::uint8_t* block, std::uin
                          std::uint64_t final_flag);
 void compress_one_avx2(std::uint64_t h[8], const std::uint8_t* block, std::uint64_t counter,
                        std::uint64_t final_flag);
+void compress_one_scalar(std::uint64_t h[8], const std::uint8_t* block, std::uint64_t counter,
+                         std::uint64_t final_flag);
+using CompressOne = void (*)(std::uint64_t h[8], const std::uint8_t* block, std::uint64_t counter,
+                             std::uint64_t final_flag);
+// The faster on this machine of compress_one_scalar and `vector_code` (a
+// row-wise kernel), timed now on 32 KiB (blake2b.cc).
+CompressOne fastest_one(CompressOne vector_code);
 
 }  // namespace mixtape::crypto::blake2b

@@ -33,8 +33,6 @@ static_assert(kLanes == blake2b::kLanes);
 // enters h[0]: digest length, key length 0, fanout 1, depth 1.
 constexpr std::uint64_t kParam0 = 0x01010000ULL ^ kBlake2b256Size;
 
-using CompressOne = void (*)(std::uint64_t[8], const std::uint8_t*, std::uint64_t, std::uint64_t);
-
 Kernel resolve(Kernel kernel) {
   if (kernel != Kernel::kFastest) {
     if (!Blake2b256Lanes::supported(kernel))
@@ -82,7 +80,7 @@ const char* to_string(Blake2b256Lanes::Kernel kernel) {
 
 struct Blake2b256Lanes::State {
   Kernel kernel = Kernel::kOneByOne;
-  CompressOne compress_one = nullptr;  // side by side: one block of one lane
+  blake2b::CompressOne compress_one = nullptr;  // side by side: one block of one lane
   // Side by side: word j of lane l's chain value is h[j][l]; counter[l] is
   // the bytes compressed; carry[l] holds the lane's last 0..128 bytes, kept
   // back because the final block is compressed differently.
@@ -164,8 +162,16 @@ bool Blake2b256Lanes::supported(Kernel kernel) {
 Blake2b256Lanes::Blake2b256Lanes(Kernel kernel) : state_(std::make_unique<State>()) {
   if (sodium_init() < 0) throw Error("libsodium failed to initialise");
   state_->kernel = resolve(kernel);
-  if (state_->kernel == Kernel::kAvx512) state_->compress_one = blake2b::compress_one_avx512;
-  if (state_->kernel == Kernel::kAvx2) state_->compress_one = blake2b::compress_one_avx2;
+  // One lane alone runs the faster of the row-wise vector code and the
+  // scalar code, measured once per kernel.
+  if (state_->kernel == Kernel::kAvx512) {
+    static const blake2b::CompressOne one = blake2b::fastest_one(blake2b::compress_one_avx512);
+    state_->compress_one = one;
+  }
+  if (state_->kernel == Kernel::kAvx2) {
+    static const blake2b::CompressOne one = blake2b::fastest_one(blake2b::compress_one_avx2);
+    state_->compress_one = one;
+  }
   for (std::size_t lane = 0; lane < kLanes; ++lane) state_->start(lane);
 }
 
