@@ -81,7 +81,7 @@ echo "staging (recall from the .tap) ..." >&2
 cat "$through_mount" >/dev/null
 cached="$work/cache/objects/${hash:0:2}/$hash"
 # The daemon syncs and renames a verified file into objects/ in the background.
-for ((i = 0; i < 600 && ! -f "$cached"; i++)); do sleep 0.1; done
+for ((i = 0; i < 600; i++)); do [ -f "$cached" ] && break; sleep 0.1; done
 [ -f "$cached" ] || { echo "run.sh: staged object $cached not found" >&2; exit 1; }
 [ "$(b2sum -l 256 "$through_mount" | cut -d' ' -f1)" = "$hash" ] || { echo "run.sh: hash mismatch through the mount" >&2; exit 1; }
 # archivemount is slow: compare only the first AM_MB MiB with the cache object.
