@@ -182,9 +182,11 @@ std::unique_ptr<OpenContent> RecallContent::open(const Content& content) {
                                       content.path);
 }
 
-// The files after this one in its directory, if they sit in the same archive
-// as its first copy, are queued at a lower priority: `cp -r dir` then
-// streams through the archive instead of seeking per file.
+// The files after this one in its directory that lie further along the
+// same tape as its first copy (in its archive or a later one) are queued at
+// a lower priority: `cp -r dir` then finds the next file staged, or being
+// staged, when it opens it, and the drive streams on instead of waiting
+// for each open (a directory of large files is one archive per file).
 void RecallContent::read_ahead(const Content& content) {
   if (options_.read_ahead == 0) return;
   auto& catalog = tree_.catalog();
@@ -192,16 +194,21 @@ void RecallContent::read_ahead(const Content& content) {
   if (!file) return;
   auto copies = catalog.copies_of(content.version.id);
   if (copies.empty()) return;
-  catalog::Id archive = copies.front().archive.id;
+  const catalog::Replica& first = copies.front();
+  auto ahead = [&](const catalog::Replica& r) {
+    return r.tape.id == first.tape.id && r.archive.first_block >= first.archive.first_block;
+  };
   auto entries =
       catalog.list_dir(file->dir, catalog::View::latest(), file->name, options_.read_ahead);
+  std::uint64_t bytes = 0;
   for (const auto& entry : entries) {
     if (entry.is_dir || entry.version.kind != catalog::VersionKind::kFile) continue;
     if (cache_.contains(entry.version.hash) || failed_on_tape(entry.version.id)) continue;
-    bool same_archive = false;
-    for (const auto& r : catalog.copies_of(entry.version.id))
-      if (r.archive.id == archive) same_archive = true;
-    if (same_archive) request(entry.version, 0);
+    auto replicas = catalog.copies_of(entry.version.id);
+    if (std::none_of(replicas.begin(), replicas.end(), ahead)) continue;
+    bytes += entry.version.size;
+    if (bytes > options_.read_ahead_bytes) break;
+    request(entry.version, 0);
   }
 }
 

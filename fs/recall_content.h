@@ -25,8 +25,10 @@ struct RecallContentOptions {
   // there fails at once with ENOMEDIUM, whatever `wait` says.
   bool tapes_can_arrive = true;
   // Directory read-ahead: how many following files of the same directory
-  // and archive are queued behind an opened file.
+  // are queued behind an opened file, and how many bytes at most; only
+  // those further along the same tape (the drive streams on to them).
   std::size_t read_ahead = 256;
+  std::uint64_t read_ahead_bytes = std::uint64_t{2} << 30;
 };
 
 class RecallContent final : public ContentSource, public ControlFiles {

@@ -5,9 +5,13 @@
 //   crypto_bench encrypt RECIPIENT IN OUT [THREADS]   ~ age -r RECIPIENT -o OUT IN
 //   crypto_bench decrypt IDENTITY_FILE IN OUT [THREADS] ~ age -d -i IDENTITY_FILE -o OUT IN
 //   crypto_bench hash IN                               ~ b2sum -l 256 IN
+//   crypto_bench hash-libb2 IN                         the same through libb2 (one
+//     stream each: what single-stream hashing would cost with libb2 instead of
+//     libsodium's crypto_generichash, which mixtape uses)
 //   crypto_bench hash-files IN...                      ~ b2sum -l 256 IN...
 //     (eight files at a time in the lanes of crypto::Blake2b256Lanes, one
 //     thread, as the writer's hash threads do; digests in the order given)
+#include <blake2.h>
 #include <fcntl.h>
 
 #include <array>
@@ -57,6 +61,18 @@ void decrypt(const std::string& identity_file, const std::string& in, const std:
     write_all(out_fd.get(), {buffer.data(), n}, out);
 }
 
+void hash_libb2(const std::string& path) {
+  UniqueFd fd = open_file(path, O_RDONLY);
+  FdSource source(fd.get(), path);
+  Bytes buffer(kBuffer);
+  blake2b_state state;
+  if (blake2b_init(&state, crypto::kBlake2b256Size) != 0) throw Error("libb2 failed to initialise");
+  for (std::size_t n; (n = source.read(buffer)) > 0;) blake2b_update(&state, buffer.data(), n);
+  crypto::Blake2b256Digest digest{};
+  blake2b_final(&state, digest.data(), digest.size());
+  std::printf("%s  %s\n", to_hex(digest).c_str(), path.c_str());
+}
+
 void hash_files(int count, char** paths) {
   constexpr std::size_t kLanes = crypto::Blake2b256Lanes::kLanes;
   constexpr std::size_t kRead = 128 << 10;  // the writer's per-lane read
@@ -98,6 +114,7 @@ int usage() {
                "usage: crypto_bench encrypt RECIPIENT IN OUT [THREADS]\n"
                "       crypto_bench decrypt IDENTITY_FILE IN OUT [THREADS]\n"
                "       crypto_bench hash IN\n"
+               "       crypto_bench hash-libb2 IN\n"
                "       crypto_bench hash-files IN...\n");
   return 2;
 }
@@ -113,6 +130,8 @@ int main(int argc, char** argv) {
       decrypt(argv[2], argv[3], argv[4], threads_arg(argc, argv, 5));
     } else if (command == "hash-files" && argc >= 3) {
       hash_files(argc - 2, argv + 2);
+    } else if (command == "hash-libb2" && argc == 3) {
+      hash_libb2(argv[2]);
     } else if (command == "hash" && argc == 3) {
       std::printf("%s  %s\n", crypto::blake2b256_file_hex(argv[2]).c_str(), argv[2]);
     } else {

@@ -31,10 +31,22 @@
 #            to read every byte of the image. Target: under 5 minutes of
 #            tape_seconds for a full LTO-6 tape (extrapolated below).
 #
+#   speed    bench/restore/speed.sh: `mixtape restore` against the stock
+#            pipeline (tape cat | age -d | tar -x, then b2sum) and `cp -r`
+#            from the mount, wall clock, native and as an AVX2-only CPU.
+#
 #   bench/restore/run.sh [BUILD_DIR]        (default BUILD_DIR: build)
 #   env: SIZE_MB=2048 RUNS=3 DIR=/var/tmp SEED=1
 #        SINGLE_AT="0.05 0.5 0.78 0.95 1.05 1.25" (fractions of the break-even)
+#        CASES="tape speed"   tape: recall, single, full, recover; speed: speed.sh
+#        SPEED_MB=1024 FILE_MB=64 CPUS="native avx2" DROP=0: passed to speed.sh
 set -euo pipefail
+
+cases=${CASES:-tape speed}
+if [[ " $cases " == *" speed "* ]]; then
+  SIZE_MB=${SPEED_MB:-1024} "$(dirname "$0")/speed.sh" "${1:-$(cd "$(dirname "$0")/../.." && pwd)/build}"
+fi
+[[ " $cases " == *" tape "* ]] || exit 0
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:-$root/build}

@@ -1,44 +1,191 @@
-// BLAKE2b-256, the same function `b2sum -l 256` computes, through libsodium's
-// crypto_generichash (BLAKE2b with a 32-byte digest and no key). libsodium
-// picks an AVX2/SSSE3 implementation at run time: about 30% faster here than
-// libb2, which matters because every byte backed up is hashed.
+// BLAKE2b-256 of one message, the same function `b2sum -l 256` computes.
+//
+// One message is a chain of compressions, and which code runs that chain
+// fastest depends on the core: libsodium's crypto_generichash (row-wise
+// AVX2, picked by libsodium at run time) was the fastest on the Intel Xeons
+// this was first measured on, while on AMD Zen cores the scalar code of
+// blake2b_scalar.cc is about twice as fast as libsodium's (the integer units
+// run the four G functions of a step side by side). So the first hasher
+// made measures both on 32 KiB and every later one uses the faster;
+// fastest_one() does the same for the lanes' one-message path
+// (docs/DECISIONS.md, "BLAKE2b, one message").
 #include <fcntl.h>
 #include <sodium.h>
 
+#include <algorithm>
+#include <chrono>
+#include <cstring>
 #include <new>
 
+#include "engine/crypto/blake2b_kernels.h"
 #include "engine/crypto/crypto.h"
 
 namespace mixtape::crypto {
 namespace {
 
+using blake2b::kBlock;
+using Kernel = Blake2b256::Kernel;
+
 static_assert(sizeof(crypto_generichash_state) <= 512, "Blake2b256::state_ too small");
 static_assert(alignof(crypto_generichash_state) <= 64, "Blake2b256::state_ under-aligned");
 
-crypto_generichash_state* state_of(std::array<std::uint8_t, 512>& storage) {
+// The parameter block of an unkeyed BLAKE2b with a 32-byte digest, as it
+// enters h[0]: digest length, key length 0, fanout 1, depth 1.
+constexpr std::uint64_t kParam0 = 0x01010000ULL ^ kBlake2b256Size;
+
+// The scalar kernel's state: the chain value, the bytes compressed, and the
+// last 0..128 bytes, kept back because the final block is compressed
+// differently.
+struct ScalarState {
+  std::uint64_t h[8];
+  std::uint64_t counter;
+  std::size_t buffered;
+  std::uint8_t buffer[kBlock];
+};
+static_assert(sizeof(ScalarState) <= 512, "Blake2b256::state_ too small");
+
+crypto_generichash_state* sodium_state(std::array<std::uint8_t, 512>& storage) {
   return std::launder(reinterpret_cast<crypto_generichash_state*>(storage.data()));
+}
+ScalarState* scalar_state(std::array<std::uint8_t, 512>& storage) {
+  return std::launder(reinterpret_cast<ScalarState*>(storage.data()));
+}
+
+void ensure_sodium() {
+  if (sodium_init() < 0) throw Error("libsodium failed to initialise");
+}
+
+// Seconds one run of `work` takes, the least of three (a measurement of
+// the code, not of the machine's other work).
+template <typename Work>
+double least_time(Work work) {
+  double best = 1e9;
+  for (int trial = 0; trial < 3; ++trial) {
+    const auto start = std::chrono::steady_clock::now();
+    work();
+    best = std::min(
+        best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  return best;
+}
+
+// What the calibrations hash: 32 KiB, long enough to time, short enough to
+// cost well under a millisecond.
+constexpr std::size_t kSample = 32 << 10;
+const std::uint8_t* sample() {
+  static const std::array<std::uint8_t, kSample> bytes = [] {
+    std::array<std::uint8_t, kSample> b{};
+    for (std::size_t i = 0; i < b.size(); ++i) b[i] = static_cast<std::uint8_t>(i * 131 + (i >> 8));
+    return b;
+  }();
+  return bytes.data();
+}
+
+double time_of(blake2b::CompressOne compress) {
+  return least_time([&] {
+    std::uint64_t h[8] = {};
+    for (std::size_t at = 0; at < kSample; at += kBlock) compress(h, sample() + at, at + kBlock, 0);
+    // Keep the result alive.
+    asm volatile("" : : "r"(h) : "memory");
+  });
+}
+
+Kernel measured_fastest() {
+  ensure_sodium();
+  const double sodium = least_time([] {
+    std::uint8_t digest[kBlake2b256Size];
+    crypto_generichash(digest, sizeof digest, sample(), kSample, nullptr, 0);
+    asm volatile("" : : "r"(digest) : "memory");
+  });
+  return time_of(blake2b::compress_one_scalar) < sodium ? Kernel::kScalar : Kernel::kLibsodium;
 }
 
 }  // namespace
 
-Blake2b256::Blake2b256() {
-  if (sodium_init() < 0) throw Error("libsodium failed to initialise");
+namespace blake2b {
+
+CompressOne fastest_one(CompressOne vector_code) {
+  return time_of(compress_one_scalar) < time_of(vector_code) ? compress_one_scalar : vector_code;
+}
+
+}  // namespace blake2b
+
+Kernel Blake2b256::fastest() {
+  static const Kernel kernel = measured_fastest();
+  return kernel;
+}
+
+Blake2b256::Blake2b256(Kernel kernel) : kernel_(kernel == Kernel::kFastest ? fastest() : kernel) {
+  if (kernel_ == Kernel::kScalar) {
+    auto* s = new (state_.data()) ScalarState;
+    for (int j = 0; j < 8; ++j) s->h[j] = blake2b::kIv[j];
+    s->h[0] ^= kParam0;
+    s->counter = 0;
+    s->buffered = 0;
+    return;
+  }
+  ensure_sodium();
   auto* state = new (state_.data()) crypto_generichash_state;
   if (crypto_generichash_init(state, nullptr, 0, kBlake2b256Size) != 0)
     throw Error("BLAKE2b initialisation failed");
 }
 
 void Blake2b256::update(ByteSpan data) {
-  // libsodium wants a valid pointer even for zero bytes.
-  static constexpr std::uint8_t kNothing = 0;
-  crypto_generichash_update(state_of(state_), data.empty() ? &kNothing : data.data(), data.size());
+  if (kernel_ != Kernel::kScalar) {
+    // libsodium wants a valid pointer even for zero bytes.
+    static constexpr std::uint8_t kNothing = 0;
+    crypto_generichash_update(sodium_state(state_), data.empty() ? &kNothing : data.data(),
+                              data.size());
+    return;
+  }
+  // The last 1..128 bytes stay in the buffer: only finish() knows which
+  // block is the final one.
+  ScalarState& s = *scalar_state(state_);
+  if (s.buffered + data.size() <= kBlock) {
+    if (!data.empty()) std::memcpy(s.buffer + s.buffered, data.data(), data.size());
+    s.buffered += data.size();
+    return;
+  }
+  if (s.buffered > 0) {
+    const std::size_t fill = kBlock - s.buffered;
+    std::memcpy(s.buffer + s.buffered, data.data(), fill);
+    data = data.subspan(fill);
+    s.counter += kBlock;
+    blake2b::compress_one_scalar(s.h, s.buffer, s.counter, 0);
+  }
+  while (data.size() > kBlock) {
+    s.counter += kBlock;
+    blake2b::compress_one_scalar(s.h, data.data(), s.counter, 0);
+    data = data.subspan(kBlock);
+  }
+  std::memcpy(s.buffer, data.data(), data.size());
+  s.buffered = data.size();
 }
 
 Blake2b256Digest Blake2b256::finish() {
   Blake2b256Digest digest{};
-  if (crypto_generichash_final(state_of(state_), digest.data(), digest.size()) != 0)
-    throw Error("BLAKE2b finalisation failed (hasher finished twice?)");
+  if (kernel_ != Kernel::kScalar) {
+    if (crypto_generichash_final(sodium_state(state_), digest.data(), digest.size()) != 0)
+      throw Error("BLAKE2b finalisation failed (hasher finished twice?)");
+    return digest;
+  }
+  ScalarState& s = *scalar_state(state_);
+  std::memset(s.buffer + s.buffered, 0, kBlock - s.buffered);
+  blake2b::compress_one_scalar(s.h, s.buffer, s.counter + s.buffered, ~0ULL);
+  std::memcpy(digest.data(), s.h, digest.size());
   return digest;
+}
+
+const char* to_string(Blake2b256::Kernel kernel) {
+  switch (kernel) {
+    case Kernel::kFastest:
+      return "fastest";
+    case Kernel::kLibsodium:
+      return "libsodium";
+    case Kernel::kScalar:
+      return "scalar";
+  }
+  return "?";
 }
 
 Blake2b256Digest blake2b256(ByteSpan data) {

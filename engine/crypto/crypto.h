@@ -58,30 +58,60 @@ inline constexpr std::size_t kBlake2b256Size = 32;
 using Blake2b256Digest = std::array<std::uint8_t, kBlake2b256Size>;
 
 // Streaming BLAKE2b with a 256-bit digest; output equals `b2sum -l 256`.
+// Two implementations of one message: libsodium's crypto_generichash, and
+// scalar code of our own (twice as fast on AMD Zen cores, slower on the
+// Intel cores measured); the first hasher times both on this machine and
+// kFastest is the faster from then on.
 class Blake2b256 {
  public:
-  Blake2b256();
+  enum class Kernel { kFastest, kLibsodium, kScalar };
+  explicit Blake2b256(Kernel kernel = Kernel::kFastest);
   void update(ByteSpan data);
   // Returns the digest; the hasher must not be updated afterwards.
   Blake2b256Digest finish();
+  Kernel kernel() const { return kernel_; }
+  // What kFastest is on this machine (measured at the first call).
+  static Kernel fastest();
 
  private:
-  alignas(64) std::array<std::uint8_t, 512> state_;  // crypto_generichash_state, kept opaque
+  Kernel kernel_;
+  alignas(64) std::array<std::uint8_t, 512> state_;  // the kernel's state, kept opaque
 };
+const char* to_string(Blake2b256::Kernel kernel);
 
 Blake2b256Digest blake2b256(ByteSpan data);
 
+// ---------------------------------------------------------------- CPU
+
+// The instruction sets mixtape's own kernels (the BLAKE2b lanes) may use.
+enum class CpuLevel { kGeneric, kAvx2, kAvx512 };
+const char* to_string(CpuLevel level);
+// What this CPU and OS run (AVX-512 means AVX-512F and AVX-512VL).
+CpuLevel cpu_level_of_hardware();
+// The hardware's level, capped by the environment variable MIXTAPE_CPU
+// ("avx512", "avx2" or "generic"), read once per process: MIXTAPE_CPU=avx2
+// runs mixtape as on a CPU without AVX-512. Another value is an Error.
+// OpenSSL (the STREAM cipher) reads its own OPENSSL_ia32cap instead
+// (docs/PERFORMANCE.md, "Running as another CPU").
+CpuLevel cpu_level();
+// "avx512", "avx2", "generic" (also "avx-512"; any case); nullopt otherwise.
+std::optional<CpuLevel> parse_cpu_level(std::string_view text);
+
 // BLAKE2b-256 of kLanes independent messages at once (digests equal to
 // Blake2b256's). One message is a chain of dependent compressions that
-// leaves most of a core's vector units idle; on CPUs with AVX-512 update()
-// runs the lanes' chains side by side, one message word of eight lanes per
-// register, which hashes many files several times faster per core. Where
-// that is not available (or kOneByOne is asked for) each lane is an ordinary
+// leaves most of a core's vector units idle; update() runs the lanes'
+// chains side by side, one message word of several lanes per register,
+// which hashes many files several times faster per core: eight lanes in
+// 512-bit registers with AVX-512, two groups of four in 256-bit registers
+// with AVX2. Without either (or with kOneByOne) each lane is an ordinary
 // Blake2b256. A lane fed alone costs what Blake2b256 does.
 class Blake2b256Lanes {
  public:
   static constexpr std::size_t kLanes = 8;
-  enum class Kernel { kFastest, kOneByOne };
+  // kFastest: the best kernel cpu_level() allows. The others are asked for
+  // by tests and benchmarks; one the CPU cannot run is an Error.
+  enum class Kernel { kFastest, kAvx512, kAvx2, kOneByOne };
+  static bool supported(Kernel kernel);  // by this CPU, whatever MIXTAPE_CPU says
 
   explicit Blake2b256Lanes(Kernel kernel = Kernel::kFastest);
   ~Blake2b256Lanes();
@@ -94,13 +124,17 @@ class Blake2b256Lanes {
   Blake2b256Digest finish(std::size_t lane);
   // Drops the lane's message: it starts again, empty.
   void reset(std::size_t lane);
-  // Whether update() hashes the lanes side by side on this machine.
+  // The kernel in use (never kFastest), and whether it is side by side
+  // (anything but kOneByOne).
+  Kernel kernel() const;
   bool side_by_side() const;
 
  private:
   struct State;
   std::unique_ptr<State> state_;
 };
+const char* to_string(Blake2b256Lanes::Kernel kernel);
+
 // Hashes a whole file with large sequential reads; lower-case hex digest.
 std::string blake2b256_file_hex(const std::string& path);
 

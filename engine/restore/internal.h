@@ -7,8 +7,12 @@
 //                   the age chunk and decrypts from there.
 //   MemberReader    one member: its tar headers checked against the
 //                   catalog, its data hashed on the way to a RecallSink.
+//   MemberPipeline  hashing and writing members' data on threads of their
+//                   own, behind the thread that reads and decrypts them.
 #pragma once
 
+#include <condition_variable>
+#include <deque>
 #include <exception>
 #include <functional>
 #include <map>
@@ -16,7 +20,9 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
+#include <vector>
 
 #include "engine/format/format.h"
 #include "engine/restore/restore.h"
@@ -142,6 +148,70 @@ class SinkFailure {
   std::exception_ptr error_;
 };
 
+// The stages after the tape, each on a thread of its own: a hashing thread
+// checks each member's BLAKE2b-256 against the catalog, a writing thread
+// gives its bytes to its RecallSink, commits it once the hash matched (or
+// aborts it) and reports the outcome. The reading thread (the recall
+// worker: tape, decryption, tar) hands bytes over in chunks from a fixed
+// set, so what the stages hold is bounded: it waits for a free chunk when
+// they fall behind, and meanwhile goes on with the next member.
+//
+// Per member, on the reading thread: begin() (after sink.begin()), then
+// room()/add() for its bytes, then end() or fail(). The sink's write(),
+// commit() and abort() are then called on the writing thread, in that
+// order, and `done` last, once, with null (committed) or the error: a
+// MemberError (the copy is bad), or a SinkFailure (the destination failed).
+class MemberPipeline {
+ public:
+  using Done = std::function<void(std::exception_ptr error)>;
+  using Progress = std::function<void(std::uint64_t bytes)>;
+
+  explicit MemberPipeline(std::size_t chunks = 16, std::size_t chunk_size = std::size_t{1} << 20);
+  // Finishes every member handed over, then stops the threads.
+  ~MemberPipeline();
+  MemberPipeline(const MemberPipeline&) = delete;
+  MemberPipeline& operator=(const MemberPipeline&) = delete;
+
+  // A member whose data follows; on_bytes reports bytes written.
+  void begin(RecallSink& sink, const catalog::Hash& expected, Done done, Progress on_bytes = {});
+  // Room for the member's next bytes (waits for a free chunk).
+  MutableByteSpan room();
+  // The first n bytes of room() are the member's next.
+  void add(std::size_t n);
+  // Every byte was added: hash check, commit. `where` (tape, archive,
+  // block) completes a hash mismatch's message.
+  void end(std::string where);
+  // The read failed (error: a MemberError): abort.
+  void fail(std::exception_ptr error);
+  // Whether the current member already failed downstream (its sink did):
+  // the reader may stop reading it (and call end() or fail()).
+  bool failed() const;
+  // Waits until every member handed over is done.
+  void wait_idle();
+
+ private:
+  struct Member;
+  struct Item;
+  void hash_loop();
+  void write_loop();
+  void push(Item item);
+  void release(std::size_t chunk);
+
+  std::size_t chunk_size_;
+  std::vector<std::unique_ptr<std::uint8_t[]>> chunks_;
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  std::vector<std::size_t> free_;  // chunks nobody holds
+  std::deque<Item> to_hash_;
+  std::deque<Item> to_write_;
+  std::size_t members_ = 0;  // begun and not done
+  bool stopping_ = false;
+  std::shared_ptr<Member> current_;  // the reading thread's
+  std::optional<std::size_t> room_;  // chunk handed out by room(), not added yet
+  std::thread hasher_;
+  std::thread writer_;
+};
+
 // Reads and checks single members of the loaded tape.
 class MemberReader {
  public:
@@ -155,9 +225,26 @@ class MemberReader {
   void read(const catalog::Replica& replica, const catalog::VersionRow& version,
             const std::string& path, RecallSink& sink,
             const std::function<void(std::uint64_t)>& on_bytes = {});
+  // The same with hashing and writing on the pipeline's threads: throws
+  // (MemberError, SinkFailure) only until sink.begin() was called; from
+  // then on every outcome goes to `done` (MemberPipeline), and this returns
+  // once the member's bytes are handed over.
+  void read_into(MemberPipeline& pipeline, const catalog::Replica& replica,
+                 const catalog::VersionRow& version, const std::string& path, RecallSink& sink,
+                 MemberPipeline::Done done, MemberPipeline::Progress on_bytes = {});
   ArchiveStream& stream() { return stream_; }
 
  private:
+  // Positions the stream at the member, checks its tar header against the
+  // catalog and calls sink.begin(); `tar` is then at the member's data.
+  // Errors are MemberError without the location, or SinkFailure.
+  format::TarMember open_member(format::TarReader& tar, const catalog::Replica& replica,
+                                const catalog::VersionRow& version, const std::string& name,
+                                RecallSink& sink);
+  // The error of a failed read (whatever was thrown), naming tape and block.
+  MemberError error_of(std::exception_ptr error, const catalog::Replica& replica,
+                       std::optional<std::uint64_t> block);
+
   ArchiveStream stream_;
   Bytes buffer_;
 };
@@ -165,6 +252,9 @@ class MemberReader {
 // Reads the label at BOT of the tape in drive and checks it is `serial` of
 // catalog `catalog_id`; the drive is left after the label's first record.
 void check_label(tape::Drive& drive, const std::string& serial, const std::string& catalog_id);
+
+// "hash mismatch: the catalog says ..., the tape ...".
+std::string hash_mismatch(const catalog::Hash& expected, const catalog::Hash& found);
 
 // One line naming tape and block, for errors.
 std::string where(const catalog::TapeRow& tape, const catalog::ArchiveRow& archive,

@@ -529,6 +529,8 @@ class RecallQueue::Impl {
   void run_pass(std::size_t drive, const std::string& serial) {
     detail::TapeCursor cursor(library_.drive(drive), options_.forward_read_limit);
     detail::MemberReader reader(cursor, key_cache_, keys_, options_);
+    // After the reader: finishes what it handed over before the pass ends.
+    detail::MemberPipeline pipeline;
     std::optional<Position> head;
     std::optional<Position> split;
     std::optional<std::uint64_t> planned;  // arrivals when the split was last planned
@@ -577,35 +579,49 @@ class RecallQueue::Impl {
           s.bytes_done = 0;
         });
       }
-      serve(drive, reader, r, replica);
+      serve(drive, reader, pipeline, r, replica);
     }
   }
 
-  void serve(std::size_t drive, detail::MemberReader& reader, const RequestPtr& r,
-             const catalog::Replica& replica) {
+  // Reads the request's member on this thread; its hashing and writing
+  // go on in the pipeline while the next member is read, and finish() is
+  // called there.
+  void serve(std::size_t drive, detail::MemberReader& reader, detail::MemberPipeline& pipeline,
+             const RequestPtr& r, const catalog::Replica& replica) {
     RecallSink& sink = *r->sink;
     try {
-      reader.read(replica, r->version, r->path, sink, [&](std::uint64_t n) {
-        r->ticket->update([&](RecallStatus& s) { s.bytes_done += n; });
-      });
-      try {
-        sink.commit();
-      } catch (...) {
-        throw detail::SinkFailure(std::current_exception());
-      }
-      std::lock_guard lock(mutex_);
+      reader.read_into(
+          pipeline, replica, r->version, r->path, sink,
+          [this, drive, r, serial = replica.tape.serial](std::exception_ptr error) {
+            finish(drive, r, serial, error);
+          },
+          [r](std::uint64_t n) { r->ticket->update([&](RecallStatus& s) { s.bytes_done += n; }); });
+    } catch (...) {
+      // Before the sink began: nothing of it is in the pipeline.
+      sink.abort();
+      finish(drive, r, replica.tape.serial, std::current_exception());
+    }
+  }
+
+  // The outcome of a member read (error null: committed).
+  void finish(std::size_t drive, const RequestPtr& r, const std::string& serial,
+              std::exception_ptr error) {
+    std::lock_guard lock(mutex_);
+    if (!error) {
       succeed(r);
       ++stats_.staged_by_drive[drive];
+      return;
+    }
+    try {
+      std::rethrow_exception(error);
     } catch (const detail::SinkFailure& failure) {
-      sink.abort();
-      std::lock_guard lock(mutex_);
       r->errors.push_back(sink_message(failure));
       r->replicas.clear();
       fail(r);
     } catch (const std::exception& e) {
-      sink.abort();
-      std::lock_guard lock(mutex_);
-      strike(r, replica.tape.serial, e.what());
+      strike(r, serial, e.what());
+    } catch (...) {
+      strike(r, serial, "unknown error");
     }
   }
 

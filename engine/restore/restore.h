@@ -144,8 +144,10 @@ struct StageCacheOptions {
   // still ending), and who to tell that it waits; 0: refuse at once.
   std::chrono::milliseconds lock_wait{0};
   std::function<void(const std::string&)> on_wait;
-  // Test seam: how staged bytes are written (default ::pwrite).
+  // Test seams: how staged bytes are written (default ::pwrite), and made
+  // durable before a staged file is renamed into place (default ::fdatasync).
   std::function<long(int fd, const void* data, std::size_t size, std::int64_t offset)> pwrite;
+  std::function<int(int fd)> sync;
 };
 
 enum class WaitStatus { kReady, kFailed, kTimedOut };
@@ -154,7 +156,8 @@ enum class WaitStatus { kReady, kFailed, kTimedOut };
 // directory/objects/<2 hex>/<64 hex>; bounded by capacity, least recently
 // used first out, kept across restarts (directory/lock keeps a second
 // process out). A file being staged lives in directory/tmp/ until its hash
-// matched; leftovers there are removed at startup.
+// matched and it was synced to disk; leftovers there are removed at
+// startup.
 class StageCache {
  public:
   explicit StageCache(StageCacheOptions options);
@@ -164,6 +167,10 @@ class StageCache {
 
   // Whether the content is completely staged (and verified).
   bool contains(const catalog::Hash& hash);
+  // Waits until every verified file is durable under objects/ (a thread of
+  // the cache syncs and renames them in the background; the destructor
+  // waits for it too).
+  void flush();
   // A sink staging content `hash` of `size` bytes. Space is made at begin()
   // by evicting unpinned files; a file larger than the cache, or a disk
   // that fills up, is a clear error and leaves nothing behind.
@@ -178,9 +185,11 @@ class StageCache {
     ~Reader();
     // Waits until bytes [offset, offset + length) (clipped to the size) are
     // readable. The last byte of the file is readable only once the whole
-    // file's hash matched. kFailed if the staging failed, or if bytes this
-    // reader may already have read came from a copy that then failed its
-    // hash check (reopen to read the good copy); error() says why.
+    // file's hash matched (its sink's commit began; the file need not be
+    // on disk yet). kFailed if the staging failed, or if bytes this reader
+    // may already have read came from a copy that then failed its hash
+    // check or could not be made durable (reopen to read the good copy);
+    // error() says why.
     WaitStatus wait_for(std::uint64_t offset, std::uint64_t length,
                         std::chrono::steady_clock::time_point deadline);
     // Reads bytes that wait_for reported ready; returns the count.
@@ -213,7 +222,7 @@ class StageCache {
     std::uint64_t used_bytes = 0;  // staged and being staged
     std::uint64_t capacity = 0;
     std::uint64_t files = 0;
-    std::uint64_t staged = 0;  // files staged since start
+    std::uint64_t staged = 0;  // files staged (verified) since start
     std::uint64_t evicted = 0;
     std::uint64_t failed = 0;
   };

@@ -9,7 +9,12 @@
 // attempts), kStaging (bytes landing in the temporary file), kStaged,
 // kFailed. Readers read the same file descriptor the stager writes, so
 // bytes are readable the moment they land; the last byte only once the
-// stager committed (the hash matched). If an attempt is aborted after some
+// stager committed (the hash matched: `verified`). Making the object
+// durable (fdatasync, rename into objects/: kStaged) is the persister
+// thread's, in the background: neither a reader nor the recall waits for
+// the disk, which writes more slowly than a recall stages here. Writeback
+// starts as bytes land (sync_file_range), so a sync has little left to
+// wait for. If an attempt is aborted after some
 // of its bytes were handed to readers, the entry's generation moves on and
 // those readers fail: they may hold bytes of a bad copy.
 #include <fcntl.h>
@@ -21,6 +26,7 @@
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -31,6 +37,9 @@
 
 namespace mixtape::restore {
 namespace {
+
+// Writeback is started every this many bytes of a file being staged.
+constexpr std::uint64_t kWritebackStep = 8 << 20;
 
 bool is_hex_name(std::string_view name) {
   return name.size() == 64 && name.find_first_not_of("0123456789abcdef") == std::string::npos;
@@ -53,6 +62,7 @@ class StageCache::Impl {
     State state = State::kWaiting;
     std::uint64_t size = 0;
     std::uint64_t landed = 0;
+    bool verified = false;         // all bytes landed and the hash matched
     std::shared_ptr<UniqueFd> fd;  // the temporary file, later the object
     std::string temp_path;
     std::string error;
@@ -63,6 +73,13 @@ class StageCache::Impl {
     std::uint64_t reserved = 0;  // bytes counted in used_
   };
 
+  // A verified file to be made durable and renamed into place.
+  struct Verified {
+    std::string hex;
+    std::string temp;
+    std::shared_ptr<UniqueFd> fd;
+  };
+
   explicit Impl(StageCacheOptions options) : options_(std::move(options)) {
     if (options_.directory.empty()) throw RestoreError("stage cache: no directory given");
     if (!options_.pwrite) {
@@ -70,6 +87,7 @@ class StageCache::Impl {
         return static_cast<long>(::pwrite(fd, data, size, offset));
       };
     }
+    if (!options_.sync) options_.sync = [](int fd) { return ::fdatasync(fd); };
     std::error_code error;
     std::filesystem::create_directories(options_.directory, error);
     if (error)
@@ -106,6 +124,98 @@ class StageCache::Impl {
     }
   }
 
+
+  ~Impl() { stop(); }
+
+  // ---- the persister
+
+  void start() {
+    persister_ = std::thread([this] { persist_loop(); });
+  }
+
+  // Persists what is queued, then ends the thread; later commits persist
+  // on their own thread.
+  void stop() {
+    {
+      std::lock_guard lock(mutex_);
+      if (stopped_) return;
+      stopped_ = true;
+    }
+    persist_changed_.notify_all();
+    if (persister_.joinable()) persister_.join();
+  }
+
+  void schedule(Verified file) {
+    {
+      std::lock_guard lock(mutex_);
+      if (!stopped_) {
+        to_persist_.push_back(std::move(file));
+        persist_changed_.notify_all();
+        return;
+      }
+    }
+    persist(file);
+  }
+
+  void flush() {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [&] { return to_persist_.empty() && persisting_ == 0; });
+  }
+
+  void persist_loop() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      persist_changed_.wait(lock, [&] { return stopped_ || !to_persist_.empty(); });
+      if (to_persist_.empty()) return;
+      Verified file = std::move(to_persist_.front());
+      to_persist_.pop_front();
+      ++persisting_;
+      lock.unlock();
+      persist(file);
+      lock.lock();
+      --persisting_;
+      changed_.notify_all();
+    }
+  }
+
+  // Syncs the file and renames it into objects/ (kStaged). If that fails
+  // it is dropped, and readers that have not read all of it fail with the
+  // cause (its bytes were verified; it only cannot be kept).
+  void persist(const Verified& file) {
+    std::string error;
+    const std::string object = object_path(file.hex);
+    try {
+      if (options_.sync(file.fd->get()) != 0) throw_errno("cannot sync " + file.temp);
+      make_dir(objects_dir() + "/" + file.hex.substr(0, 2));
+      if (::rename(file.temp.c_str(), object.c_str()) != 0)
+        throw_errno("cannot rename " + file.temp);
+    } catch (const std::exception& e) {
+      error = std::string("stage cache: ") + e.what();
+    }
+    std::lock_guard lock(mutex_);
+    Entry& e = entry(file.hex);
+    if (error.empty()) {
+      e.state = State::kStaged;
+      e.temp_path.clear();
+      lru_.insert({e.last_use, file.hex});  // its place as of the commit
+      if (e.pins == 0) e.fd.reset();
+    } else {
+      ::unlink(file.temp.c_str());
+      e.fd.reset();
+      e.temp_path.clear();
+      used_ -= std::min(used_, e.reserved);
+      e.reserved = 0;
+      e.landed = 0;
+      e.verified = false;
+      e.released = false;
+      e.state = State::kFailed;
+      e.error = error;
+      ++stats_.failed;
+      if (e.pins == 0) entries_.erase(file.hex);
+    }
+    changed_.notify_all();
+  }
+
   std::string objects_dir() const { return options_.directory + "/objects"; }
   std::string temp_dir() const { return options_.directory + "/tmp"; }
   std::string object_path(const std::string& hex) const {
@@ -138,11 +248,29 @@ class StageCache::Impl {
     }
   }
 
-  void make_room(std::uint64_t size) {
+  // (mutex_ held by `lock`.) Files verified but not yet durable cannot be
+  // evicted: when they are what stands in the way, wait for the persister.
+  void make_room(std::uint64_t size, std::unique_lock<std::mutex>& lock) {
     if (size > options_.capacity) {
       throw RestoreError("a file of " + format_size(size) + " does not fit the stage cache " +
                          options_.directory + " (" + format_size(options_.capacity) + ")");
     }
+    evict_for(size);
+    if (used_ + size > options_.capacity && (!to_persist_.empty() || persisting_ > 0)) {
+      changed_.wait(lock, [&] { return to_persist_.empty() && persisting_ == 0; });
+      evict_for(size);
+    }
+    if (used_ + size > options_.capacity) {
+      throw RestoreError("stage cache " + options_.directory + " is full: " + format_size(used_) +
+                         " of " + format_size(options_.capacity) +
+                         " are in use by open or staging files; " + format_size(size) +
+                         " more do not fit");
+    }
+  }
+
+  // Evicts unpinned staged files, least recently used first, until `size`
+  // more bytes fit or none is left to evict.
+  void evict_for(std::uint64_t size) {
     for (auto it = lru_.begin(); used_ + size > options_.capacity && it != lru_.end();) {
       auto e = entries_.find(it->second);
       if (e == entries_.end() || e->second.pins > 0) {
@@ -154,12 +282,6 @@ class StageCache::Impl {
       ++stats_.evicted;
       entries_.erase(e);
       it = lru_.erase(it);
-    }
-    if (used_ + size > options_.capacity) {
-      throw RestoreError("stage cache " + options_.directory + " is full: " + format_size(used_) +
-                         " of " + format_size(options_.capacity) +
-                         " are in use by open or staging files; " + format_size(size) +
-                         " more do not fit");
     }
   }
 
@@ -191,7 +313,7 @@ class StageCache::Impl {
       lru_.insert({e.last_use, f.hex});
       used_ += f.size;
     }
-    if (used_ > options_.capacity) make_room(0);
+    evict_for(0);
   }
 
   StageCacheOptions options_;
@@ -204,6 +326,12 @@ class StageCache::Impl {
   std::uint64_t clock_ = 0;
   std::uint64_t temp_counter_ = 0;
   Stats stats_;
+  // The persister's (mutex_): verified files to make durable, in order.
+  std::deque<Verified> to_persist_;
+  int persisting_ = 0;
+  bool stopped_ = false;
+  std::condition_variable persist_changed_;
+  std::thread persister_;  // last: started once the rest is built
 };
 
 // ------------------------------------------------------------ staging
@@ -236,7 +364,7 @@ class StageCache::Sink final : public RecallSink {
       return;
     }
     redundant_ = false;
-    cache_->make_room(size_);
+    cache_->make_room(size_, lock);
     cache_->used_ += size_;
     e.reserved = size_;
     std::string temp =
@@ -265,8 +393,10 @@ class StageCache::Sink final : public RecallSink {
     e.fd = std::move(fd);
     e.temp_path = temp;
     e.landed = 0;
+    e.verified = false;
     e.released = false;
     active_ = true;
+    flushed_ = 0;
     cache_->changed_.notify_all();
   }
 
@@ -297,9 +427,19 @@ class StageCache::Sink final : public RecallSink {
       }
       done += static_cast<std::size_t>(n);
     }
-    std::lock_guard lock(cache_->mutex_);
-    cache_->entry(hex_).landed = at + done;
+    {
+      std::lock_guard lock(cache_->mutex_);
+      cache_->entry(hex_).landed = at + done;
+    }
     cache_->changed_.notify_all();
+    // Start writing back what landed (without waiting), so that the sync at
+    // commit finds little left to write.
+    const std::uint64_t landed = at + done;
+    if (landed - flushed_ >= kWritebackStep || landed == size_) {
+      ::sync_file_range(fd->get(), static_cast<off64_t>(flushed_),
+                        static_cast<off64_t>(landed - flushed_), SYNC_FILE_RANGE_WRITE);
+      flushed_ = landed;
+    }
   }
 
   void commit() override {
@@ -314,20 +454,15 @@ class StageCache::Sink final : public RecallSink {
                            " of " + std::to_string(size_) + " bytes");
       temp = e.temp_path;
       fd = e.fd;
+      // The hash matched: readers may have the last byte now, from the
+      // page cache, while the persister makes the object durable.
+      e.verified = true;
+      e.last_use = ++cache_->clock_;
+      ++cache_->stats_.staged;
     }
-    if (::fdatasync(fd->get()) != 0) throw_errno("cannot sync " + temp);
-    const std::string object = cache_->object_path(hex_);
-    make_dir(cache_->objects_dir() + "/" + hex_.substr(0, 2));
-    if (::rename(temp.c_str(), object.c_str()) != 0) throw_errno("cannot rename " + temp);
-    std::lock_guard lock(cache_->mutex_);
-    Impl::Entry& e = cache_->entry(hex_);
-    e.state = Impl::State::kStaged;
-    e.temp_path.clear();
-    e.last_use = ++cache_->clock_;
-    cache_->lru_.insert({e.last_use, hex_});
-    ++cache_->stats_.staged;
-    active_ = false;
     cache_->changed_.notify_all();
+    active_ = false;
+    cache_->schedule({hex_, std::move(temp), std::move(fd)});
   }
 
   void abort() noexcept override {
@@ -344,6 +479,7 @@ class StageCache::Sink final : public RecallSink {
     if (e.released) ++e.generation;  // readers may hold bytes of the bad copy
     e.released = false;
     e.landed = 0;
+    e.verified = false;
     e.state = Impl::State::kWaiting;
     cache_->changed_.notify_all();
   }
@@ -363,6 +499,7 @@ class StageCache::Sink final : public RecallSink {
   std::shared_ptr<Impl> cache_;
   std::string hex_;
   std::uint64_t size_;
+  std::uint64_t flushed_ = 0;  // bytes handed to writeback
   bool active_ = false;
   bool redundant_ = false;
 };
@@ -402,7 +539,7 @@ WaitStatus StageCache::Reader::wait_for(std::uint64_t offset, std::uint64_t leng
       return WaitStatus::kFailed;
     }
     const std::uint64_t end = std::min(offset + length, e.size);
-    const bool staged = e.state == Impl::State::kStaged;
+    const bool staged = e.state == Impl::State::kStaged || e.verified;
     // The last byte is the proof of a complete, verified file: held back
     // until the hash matched.
     const std::uint64_t released = staged ? e.size : std::min(e.landed, e.size ? e.size - 1 : 0);
@@ -432,8 +569,9 @@ StageCache::Reader::Extent StageCache::Reader::extent(std::uint64_t offset, std:
     }
     if (e.state == Impl::State::kStaging) e.released = true;
     fd = e.fd;
-    readable =
-        e.state == Impl::State::kStaged ? e.size : std::min(e.landed, e.size ? e.size - 1 : 0);
+    readable = e.state == Impl::State::kStaged || e.verified
+                   ? e.size
+                   : std::min(e.landed, e.size ? e.size - 1 : 0);
   }
   if (!fd || offset >= readable) return {};
   return {std::move(fd),
@@ -461,14 +599,23 @@ std::string StageCache::Reader::error() const {
 // ------------------------------------------------------------ StageCache
 
 StageCache::StageCache(StageCacheOptions options)
-    : impl_(std::make_shared<Impl>(std::move(options))) {}
+    : impl_(std::make_shared<Impl>(std::move(options))) {
+  impl_->start();
+}
 
-StageCache::~StageCache() = default;
+StageCache::~StageCache() {
+  impl_->stop();
+}
 
 bool StageCache::contains(const catalog::Hash& hash) {
   std::lock_guard lock(impl_->mutex_);
   auto it = impl_->entries_.find(to_hex(hash));
-  return it != impl_->entries_.end() && it->second.state == Impl::State::kStaged;
+  return it != impl_->entries_.end() &&
+         (it->second.state == Impl::State::kStaged || it->second.verified);
+}
+
+void StageCache::flush() {
+  impl_->flush();
 }
 
 std::unique_ptr<RecallSink> StageCache::stage(const catalog::Hash& hash, std::uint64_t size) {

@@ -302,42 +302,70 @@ void check_member(const format::TarMember& member, const catalog::Replica& repli
 
 }  // namespace
 
+format::TarMember MemberReader::open_member(format::TarReader& tar, const catalog::Replica& replica,
+                                            const catalog::VersionRow& version,
+                                            const std::string& name, RecallSink& sink) {
+  std::optional<format::TarMember> member = tar.next();
+  if (!member) throw MemberError(MemberError::Kind::kMismatch, "the archive ends before it");
+  check_member(*member, replica, version, name);
+  if (member->offsets.data_offset + member->info.size > replica.archive.plain_bytes) {
+    throw MemberError(MemberError::Kind::kMismatch,
+                      "the member's " + std::to_string(member->info.size) +
+                          " bytes run past the end of its archive: the tape does not match the "
+                          "catalog");
+  }
+  // Only now that the tape has shown what it holds: a sink claims space
+  // for the catalog's size (the stage cache up front), which a hostile or
+  // mistaken catalog could make absurd.
+  try {
+    sink.begin(version);
+  } catch (...) {
+    throw SinkFailure(std::current_exception());
+  }
+  return std::move(*member);
+}
+
+MemberError MemberReader::error_of(std::exception_ptr error, const catalog::Replica& replica,
+                                   std::optional<std::uint64_t> block) {
+  stream_.reset();
+  auto at = [&](MemberError::Kind kind, const std::string& what) {
+    return MemberError(kind, what + " (" + where(replica.tape, replica.archive, block) + ")");
+  };
+  try {
+    std::rethrow_exception(error);
+  } catch (const MemberError& e) {
+    return at(e.kind(), e.what());
+  } catch (const crypto::AgeError& e) {
+    if (e.chunk()) block = stream_.block_of(*e.chunk() * format::kAgeChunkSize);
+    return at(MemberError::Kind::kUnreadable, e.what());
+  } catch (const tape::TapeError& e) {
+    if (e.block()) block = e.block();
+    return at(e.kind() == tape::TapeErrorKind::kEndOfData ? MemberError::Kind::kMissing
+                                                          : MemberError::Kind::kUnreadable,
+              e.what());
+  } catch (const std::exception& e) {
+    return at(MemberError::Kind::kUnreadable, e.what());
+  }
+}
+
+std::string hash_mismatch(const catalog::Hash& expected, const catalog::Hash& found) {
+  return "hash mismatch: the catalog says " + to_hex(expected) + ", the tape " + to_hex(found);
+}
+
 void MemberReader::read(const catalog::Replica& replica, const catalog::VersionRow& version,
                         const std::string& path, RecallSink& sink,
                         const std::function<void(std::uint64_t)>& on_bytes) {
-  const catalog::TapeRow& tape = replica.tape;
-  const catalog::ArchiveRow& archive = replica.archive;
   const std::string name = path.size() > 1 ? path.substr(1) : path;
   std::optional<std::uint64_t> block;
-  auto fail = [&](MemberError::Kind kind, const std::string& what) -> MemberError {
-    stream_.reset();
-    return MemberError(kind, what + " (" + where(tape, archive, block) + ")");
-  };
   try {
-    stream_.seek(tape, archive, replica.copy.header_offset);
+    stream_.seek(replica.tape, replica.archive, replica.copy.header_offset);
     block = stream_.block_of(replica.copy.header_offset);
-    format::TarReader tar(stream_, "archive file " + std::to_string(archive.archive_file),
+    format::TarReader tar(stream_, "archive file " + std::to_string(replica.archive.archive_file),
                           replica.copy.header_offset);
-    std::optional<format::TarMember> member = tar.next();
-    if (!member) throw MemberError(MemberError::Kind::kMismatch, "the archive ends before it");
-    check_member(*member, replica, version, name);
-    if (member->offsets.data_offset + member->info.size > archive.plain_bytes) {
-      throw MemberError(MemberError::Kind::kMismatch,
-                        "the member's " + std::to_string(member->info.size) +
-                            " bytes run past the end of its archive: the tape does not match the "
-                            "catalog");
-    }
-    // Only now that the tape has shown what it holds: a sink claims space
-    // for the catalog's size (the stage cache up front), which a hostile or
-    // mistaken catalog could make absurd.
-    try {
-      sink.begin(version);
-    } catch (...) {
-      throw SinkFailure(std::current_exception());
-    }
+    format::TarMember member = open_member(tar, replica, version, name, sink);
     crypto::Blake2b256 hasher;
     if (version.kind == catalog::VersionKind::kSymlink) {
-      hasher.update(as_bytes(member->info.linkpath));
+      hasher.update(as_bytes(member.info.linkpath));
     } else {
       if (buffer_.size() != kCopyBuffer) buffer_.resize(kCopyBuffer);
       std::uint64_t left = version.size;
@@ -358,25 +386,52 @@ void MemberReader::read(const catalog::Replica& replica, const catalog::VersionR
     }
     block = stream_.block_of(stream_.position());
     catalog::Hash digest = hasher.finish();
-    if (digest != version.hash) {
-      throw MemberError(MemberError::Kind::kMismatch, "hash mismatch: the catalog says " +
-                                                          to_hex(version.hash) + ", the tape " +
-                                                          to_hex(digest));
-    }
+    if (digest != version.hash)
+      throw MemberError(MemberError::Kind::kMismatch, hash_mismatch(version.hash, digest));
   } catch (const SinkFailure&) {
     throw;
-  } catch (const MemberError& e) {
-    throw fail(e.kind(), e.what());
-  } catch (const crypto::AgeError& e) {
-    if (e.chunk()) block = stream_.block_of(*e.chunk() * format::kAgeChunkSize);
-    throw fail(MemberError::Kind::kUnreadable, e.what());
-  } catch (const tape::TapeError& e) {
-    if (e.block()) block = e.block();
-    throw fail(e.kind() == tape::TapeErrorKind::kEndOfData ? MemberError::Kind::kMissing
-                                                           : MemberError::Kind::kUnreadable,
-               e.what());
-  } catch (const Error& e) {
-    throw fail(MemberError::Kind::kUnreadable, e.what());
+  } catch (...) {
+    throw error_of(std::current_exception(), replica, block);
+  }
+}
+
+void MemberReader::read_into(MemberPipeline& pipeline, const catalog::Replica& replica,
+                             const catalog::VersionRow& version, const std::string& path,
+                             RecallSink& sink, MemberPipeline::Done done,
+                             MemberPipeline::Progress on_bytes) {
+  const std::string name = path.size() > 1 ? path.substr(1) : path;
+  std::optional<std::uint64_t> block;
+  std::optional<format::TarReader> tar;
+  try {
+    stream_.seek(replica.tape, replica.archive, replica.copy.header_offset);
+    block = stream_.block_of(replica.copy.header_offset);
+    tar.emplace(stream_, "archive file " + std::to_string(replica.archive.archive_file),
+                replica.copy.header_offset);
+    open_member(*tar, replica, version, name, sink);
+  } catch (const SinkFailure&) {
+    throw;
+  } catch (...) {
+    throw error_of(std::current_exception(), replica, block);
+  }
+  // From here on, the pipeline reports.
+  pipeline.begin(sink, version.hash, std::move(done), std::move(on_bytes));
+  try {
+    if (version.kind != catalog::VersionKind::kFile)
+      throw MemberError(MemberError::Kind::kMismatch, "not a regular file");
+    std::uint64_t left = version.size;
+    while (left > 0 && !pipeline.failed()) {
+      block = stream_.block_of(stream_.position());
+      MutableByteSpan room = pipeline.room();
+      std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(left, room.size()));
+      std::size_t n = tar->read_data(room.first(want));
+      if (n == 0) throw MemberError(MemberError::Kind::kUnreadable, "the member ends early");
+      pipeline.add(n);
+      left -= n;
+    }
+    block = stream_.block_of(stream_.position());
+    pipeline.end(where(replica.tape, replica.archive, block));
+  } catch (...) {
+    pipeline.fail(std::make_exception_ptr(error_of(std::current_exception(), replica, block)));
   }
 }
 

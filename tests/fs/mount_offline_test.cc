@@ -6,6 +6,7 @@
 #include <chrono>
 #include <filesystem>
 #include <regex>
+#include <set>
 #include <thread>
 
 #include "tests/faults/faults_test_util.h"
@@ -121,6 +122,39 @@ TEST_F(MountOfflineTest, ReadAheadPassesOverAFileWhoseRecallFailed) {
   EXPECT_EQ(line.find(bad), line.rfind(bad)) << "the path is said twice: " << line;
   EXPECT_NE(line.find("tape L00001"), std::string::npos) << line;
   EXPECT_NE(line.find("block"), std::string::npos) << line;
+}
+
+// Invariant: opening a file queues the files after it in its directory that
+// lie further along the same tape, in its archive and in later ones, so
+// that `cp -r` of a directory of large files (an archive each) finds the
+// next file staged instead of waiting for the drive: each file recalled
+// once, and nothing else.
+TEST_F(MountOfflineTest, ReadAheadGoesOnIntoLaterArchivesOfTheTape) {
+  for (int i = 0; i < 10; ++i) write_file(file_in_dir(f_, i), random_text(kFileSize, 40 + i));
+  write_file(f_.src() + "/other/b0", random_text(kFileSize, 60));
+  f_.init(1);
+  f_.backup("1M");
+  std::set<std::int64_t> archives;
+  for (int i = 0; i < 10; ++i) archives.insert(f_.replicas(file_in_dir(f_, i))[0].archive.id);
+  ASSERT_GE(archives.size(), 3u) << "the directory should span several archives";
+  mount();
+
+  std::string data;
+  ASSERT_EQ(read_whole(latest(file_in_dir(f_, 2)), data), 0);
+  EXPECT_TRUE(data == random_text(kFileSize, 42));
+  settle();
+  // a2 and a3..a9 (a0 and a1 come before it in the directory; other/ is
+  // another directory).
+  EXPECT_EQ(stat("recalls"), 8u);
+  EXPECT_EQ(stat("recalls_staged"), 8u);
+  EXPECT_EQ(stat("cache_files"), 8u);
+  const std::uint64_t records = stat("records_read");
+  for (int i = 3; i < 10; ++i) {
+    ASSERT_EQ(read_whole(latest(file_in_dir(f_, i)), data), 0) << i;
+    EXPECT_TRUE(data == random_text(kFileSize, 40 + i)) << i;
+  }
+  EXPECT_EQ(stat("records_read"), records) << "a file read ahead was read from tape again";
+  EXPECT_EQ(stat("recalls"), 8u);
 }
 
 // Invariant: a read waiting for a tape that is not in the library goes on

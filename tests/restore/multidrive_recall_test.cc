@@ -22,16 +22,19 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Counts the requests being read at once, holds every read until all
-// requests are queued, and keeps the drives in step (neither begins its
-// n+2th file before the other began its n+1th, for half a second at most),
+// Counts the drives reading at once (a drive's worker begins the next
+// file's sink while the previous one is still being hashed and written, so
+// a drive counts once however many of its files are in flight), holds
+// every read until all requests are queued, and keeps the drives in step
+// (neither begins its n+2th file before the other began its n+1th, for
+// half a second at most),
 // so that what the drives do depends neither on how fast the test queues
 // nor on how the machine schedules them.
 struct Concurrency {
   std::mutex mutex;
   std::condition_variable changed;
-  int reading = 0;
-  int most = 0;
+  std::map<std::thread::id, int> reading;  // files in flight, by the drive that began them
+  int most = 0;                            // drives reading at once, at most
   bool all_queued = false;
   std::map<std::thread::id, int> begun;
   void queued() {
@@ -51,8 +54,8 @@ class CollectingSink final : public RecallSink {
     data_.clear();
     thread_ = std::this_thread::get_id();
     std::unique_lock lock(concurrency_.mutex);
-    ++concurrency_.reading;
-    concurrency_.most = std::max(concurrency_.most, concurrency_.reading);
+    ++concurrency_.reading[thread_];
+    concurrency_.most = std::max(concurrency_.most, static_cast<int>(concurrency_.reading.size()));
     concurrency_.changed.notify_all();
     // The first files wait (10 s at most) until another drive reads too, so
     // only two drives working at once get past them.
@@ -78,7 +81,7 @@ class CollectingSink final : public RecallSink {
  private:
   void done() {
     std::lock_guard lock(concurrency_.mutex);
-    --concurrency_.reading;
+    if (--concurrency_.reading[thread_] == 0) concurrency_.reading.erase(thread_);
   }
   Concurrency& concurrency_;
   bool wait_for_company_;
@@ -181,13 +184,17 @@ TEST_F(MultiDriveRecallTest, TwoCopiesAreRecalledOnTwoDrivesAtOnceWithTheRightBy
 
 TEST_F(MultiDriveRecallTest, ATapeInOneDriveIsNeverLoadedIntoTheOther) {
   // One copy, tapes small enough that the files fill two: each file is on
-  // one tape only, so both tapes must be read. Of a 16 MiB tape, file 0
-  // (about 4 MiB: this binary, 3 MiB, and its source) and the safety margin
-  // (eight 512 KiB records, 1 MiB, 1%, the catalog twice: 5.6 MiB) leave
-  // about 6.5 MiB, so the 7 MiB of files need both tapes; they would need a
-  // third only with a label over 6.8 MiB.
-  make(1, "16M");
-  tape::ImageLibrary library(f_.library(), 2, {16 << 20, 0});
+  // one tape only, so both tapes must be read. A tape holds file 0 (this
+  // binary and its source tarball, measured here: 7 MiB or so), the
+  // writer's safety margin (eight 512 KiB records, 1 MiB, 1%, the catalog
+  // twice: 5.6 MiB) and room for about 5 MiB of files, so the 7 MiB of
+  // files need both tapes and never a third.
+  const std::uint64_t label =
+      fs::file_size(MIXTAPE_BINARY_DIR "/cli/mixtape") +
+      fs::file_size(MIXTAPE_BINARY_DIR "/engine/format/mixtape-" MIXTAPE_VERSION ".tar.gz");
+  const std::uint64_t capacity = (label + (56 << 20) / 10 + (5 << 20)) >> 10 << 10;
+  make(1, std::to_string(capacity >> 10) + "K");
+  tape::ImageLibrary library(f_.library(), 2, {capacity, 0});
   ASSERT_EQ(library.serials(), (std::vector<std::string>{"L00001", "L00002"}));
   // L00001 sits in drive 1 when the queue starts.
   library.load("L00001", 1);

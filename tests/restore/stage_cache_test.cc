@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
 #include <thread>
 
 #include "engine/crypto/crypto.h"
@@ -24,11 +26,13 @@ Clock::time_point soon(int ms = 50) {
   return Clock::now() + std::chrono::milliseconds(ms);
 }
 
+// Stages data, and waits until it is durable under objects/.
 void stage(StageCache& cache, const std::string& data) {
   auto sink = cache.stage(hash_of(data), data.size());
   sink->begin({});
   sink->write(as_bytes(data));
   sink->commit();
+  cache.flush();
 }
 
 std::string read_all(StageCache::Reader& reader) {
@@ -98,6 +102,107 @@ TEST_F(StageCacheTest, ReadersAreWokenAsBytesLandButTheLastByteWaitsForTheHash) 
   EXPECT_EQ(read_all(reader), data);
 }
 
+TEST_F(StageCacheTest, TheLastByteIsReadableOnceTheHashMatchedNotOnlyOnceOnDisk) {
+  // The sync before the rename is held until a reader has read the whole
+  // file: neither a reader nor the commit waits for the disk.
+  std::mutex mutex;
+  std::condition_variable changed;
+  bool read_whole = false;
+  bool synced = false;
+  StageCacheOptions o = options();
+  o.sync = [&](int fd) {
+    std::unique_lock lock(mutex);
+    changed.wait_for(lock, std::chrono::seconds(10), [&] { return read_whole; });
+    synced = true;
+    return ::fdatasync(fd);
+  };
+  StageCache cache(o);
+  const std::string data = random_text(300'000, 9);
+  auto reader = cache.open(hash_of(data), data.size());
+  auto sink = cache.stage(hash_of(data), data.size());
+  sink->begin({});
+  sink->write(as_bytes(data));
+  sink->commit();
+  EXPECT_TRUE(cache.contains(hash_of(data)));
+  ASSERT_EQ(reader.wait_for(0, data.size(), soon()), WaitStatus::kReady);
+  EXPECT_EQ(read_all(reader), data);
+  {
+    std::lock_guard lock(mutex);
+    EXPECT_FALSE(synced) << "the reader or the commit waited for the sync";
+    EXPECT_EQ(files_in("objects"), 0u) << "renamed into place before it was synced";
+    read_whole = true;
+  }
+  changed.notify_all();
+  cache.flush();
+  EXPECT_TRUE(synced);
+  EXPECT_TRUE(cache.contains(hash_of(data)));
+  EXPECT_EQ(files_in("objects"), 1u);
+  EXPECT_EQ(files_in("tmp"), 0u);
+  EXPECT_EQ(read_all(reader), data);
+}
+
+TEST_F(StageCacheTest, FilesWaitingToBeMadeDurableAreEvictedOnceTheyAre) {
+  // A full cache whose only candidates are still being synced waits for
+  // them instead of refusing the next file.
+  std::mutex mutex;
+  std::condition_variable changed;
+  bool go = false;
+  StageCacheOptions o = options(3000);
+  o.sync = [&](int fd) {
+    std::unique_lock lock(mutex);
+    changed.wait_for(lock, std::chrono::seconds(10), [&] { return go; });
+    return ::fdatasync(fd);
+  };
+  StageCache cache(o);
+  const std::string a = random_text(1500, 11), b = random_text(1500, 12), c = random_text(1500, 13);
+  for (const auto* data : {&a, &b}) {
+    auto sink = cache.stage(hash_of(*data), data->size());
+    sink->begin({});
+    sink->write(as_bytes(*data));
+    sink->commit();
+  }
+  std::thread release([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::lock_guard lock(mutex);
+    go = true;
+    changed.notify_all();
+  });
+  auto sink = cache.stage(hash_of(c), c.size());
+  sink->begin({});  // waits for a and b to be durable, then evicts a
+  release.join();
+  sink->write(as_bytes(c));
+  sink->commit();
+  cache.flush();
+  EXPECT_FALSE(cache.contains(hash_of(a)));
+  EXPECT_TRUE(cache.contains(hash_of(b)));
+  EXPECT_TRUE(cache.contains(hash_of(c)));
+  EXPECT_EQ(cache.stats().evicted, 1u);
+  EXPECT_EQ(files_in("objects"), 2u);
+}
+
+TEST_F(StageCacheTest, AFileThatCannotBeMadeDurableFailsItsReaders) {
+  StageCacheOptions o = options();
+  o.sync = [](int) {
+    errno = EIO;
+    return -1;
+  };
+  StageCache cache(o);
+  const std::string data = random_text(50'000, 10);
+  auto reader = cache.open(hash_of(data), data.size());
+  auto sink = cache.stage(hash_of(data), data.size());
+  sink->begin({});
+  sink->write(as_bytes(data));
+  ASSERT_EQ(reader.wait_for(0, 1000, soon()), WaitStatus::kReady);
+  sink->commit();
+  cache.flush();
+  EXPECT_EQ(reader.wait_for(0, 1000, soon()), WaitStatus::kFailed);
+  EXPECT_NE(reader.error().find("cannot sync"), std::string::npos) << reader.error();
+  EXPECT_FALSE(cache.contains(hash_of(data)));
+  EXPECT_EQ(files_in("objects"), 0u);
+  EXPECT_EQ(files_in("tmp"), 0u);
+  EXPECT_EQ(cache.stats().failed, 1u);
+}
+
 TEST_F(StageCacheTest, AReaderThatSawBytesOfABadCopyFails) {
   StageCache cache(options());
   const std::string data = random_text(100'000, 3);
@@ -115,6 +220,7 @@ TEST_F(StageCacheTest, AReaderThatSawBytesOfABadCopyFails) {
   sink->commit();
   ASSERT_EQ(late.wait_for(0, data.size(), soon()), WaitStatus::kReady);
   EXPECT_EQ(read_all(late), data);
+  cache.flush();
   EXPECT_EQ(files_in("tmp"), 0u);
 }
 
