@@ -185,7 +185,7 @@ OpenedLibrary::OpenedLibrary(const DriveFlags& flags, TapeAccess access)
     };
   }
   spec.notice = print_drive_notice;
-  library_ = tape::open_library(spec, backup::label_serial_reader());
+  library_ = tape::open_library(spec, format::label_serial_reader());
 }
 
 void OpenedLibrary::add_stat(const std::string& key, std::uint64_t value) {

@@ -10,7 +10,6 @@
 #include <filesystem>
 #include <fstream>
 
-#include "engine/backup/backup.h"
 #include "engine/recover/recover.h"
 #include "engine/restore/restore.h"
 #include "fs/recall_content.h"
@@ -122,7 +121,7 @@ class Mount {
     const bool nothing_named = spec.device.empty() && spec.library.empty() && spec.changer.empty();
     if (found_drive && nothing_named) {
       library_ = std::make_unique<tape::SingleDriveLibrary>(
-          std::move(found_drive), backup::label_serial_reader(),
+          std::move(found_drive), format::label_serial_reader(),
           [source = options.source, drive_options] {
             return tape::open_drive(source, drive_options);
           });
@@ -133,7 +132,7 @@ class Mount {
         spec.library = cache_dir + "/no-library";
         std::filesystem::create_directories(spec.library);
       }
-      library_ = tape::open_library(spec, backup::label_serial_reader());
+      library_ = tape::open_library(spec, format::label_serial_reader());
     }
     restore::StageCacheOptions cache_options;
     cache_options.directory = cache_dir;

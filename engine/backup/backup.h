@@ -198,16 +198,6 @@ struct BackupReport {
 BackupReport backup(catalog::Catalog& catalog, tape::Library& library, const BackupOptions& options,
                     const WriterKeys& keys, Progress& progress);
 
-// Reads the serial from the label (tape file 0) of the tape in a drive:
-// nullopt for a blank tape (end of data at block 0, as the drive confirms);
-// format::NotMixtapeTape for someone else's. Leaves the drive rewound.
-tape::SerialReader label_serial_reader();
-
-// The label (file 0) of the tape in `drive`, read from BOT with a buffer any
-// record fits. Throws format::NotMixtapeTape for someone else's tape (or a
-// blank one), TapeError when the drive cannot read it. Leaves the drive in
-// file 0: reposition before writing.
-format::LabelInfo read_tape_label(tape::Drive& drive);
 
 // Before the first write of every session: the tape in `drive` must be the
 // catalog's `tape` (its label names that serial and record size). Else

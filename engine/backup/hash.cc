@@ -361,9 +361,9 @@ HashReport hash_dirty(catalog::Catalog& catalog, catalog::Id run_id, Progress& p
   std::vector<catalog::FileRef> dirty;
   catalog.for_each_dirty([&](const catalog::FileRef& ref) { dirty.push_back(ref); });
   progress.phase("hash", 0, dirty.size());
-  std::optional<sqlite::Transaction> transaction;
-  transaction.emplace(catalog.database());
-  std::uint64_t since_commit = 0;
+  // Commit in batches: each commit is an fsync.
+  catalog::WriteBatch batch(catalog, 1000);
+  batch.begin();
   FileHasher hasher;
   std::vector<std::string> paths;
   paths.reserve(dirty.size());
@@ -372,14 +372,9 @@ HashReport hash_dirty(catalog::Catalog& catalog, catalog::Id run_id, Progress& p
     const catalog::FileRef& ref = dirty[i];
     if (!record_hashed(catalog, ref.file_id, ref.path, result, run_id, report, progress)) return;
     progress.advance(result.file->version.size, 1, ref.path);
-    // Commit in batches: each commit is an fsync.
-    if (++since_commit == 1000) {
-      transaction->commit();
-      transaction.emplace(catalog.database());
-      since_commit = 0;
-    }
+    batch.wrote();
   });
-  transaction->commit();
+  batch.commit();
   return report;
 }
 

@@ -125,11 +125,10 @@ void HashStage::run(std::vector<Candidate> candidates, BoundedQueue<ArchiveJob>&
   try {
     // What was recorded is true (each version is the hash of what its
     // file held), so it is kept even when the stage failed.
-    if (transaction_) transaction_->commit();
+    batch_.commit();
   } catch (...) {
     if (!result.error) result.error = std::current_exception();
   }
-  transaction_.reset();
   out.close();
 }
 
@@ -165,8 +164,7 @@ void HashStage::produce(const std::vector<Candidate>& candidates, HashPool& pool
     first = false;
     // The versions of the job must be committed before the writer copies
     // the catalog into the job's index.
-    if (transaction_) transaction_->commit();
-    transaction_.reset();
+    batch_.commit();
     bool accepted = out.push(std::move(job));
     job = ArchiveJob{};
     layout = format::PaxLayout{};
@@ -220,7 +218,7 @@ void HashStage::produce(const std::vector<Candidate>& candidates, HashPool& pool
 }
 
 void HashStage::write_transaction() {
-  if (!transaction_) transaction_.emplace(catalog_.database());
+  batch_.begin();
 }
 
 // Read a directory at a time (candidates come in path order, so each
@@ -275,11 +273,10 @@ std::optional<Member> HashStage::prepare(const Candidate& candidate,
     }
     hashing = pool.submit(candidate.path);
   }
-  if (transaction_ && hashing->wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+  if (batch_.open() && hashing->wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
     // Never hold the catalog while waiting for a file: the writer's
     // checkpoints and indexes need it meanwhile.
-    transaction_->commit();
-    transaction_.reset();
+    batch_.commit();
   }
   HashResult hashed = hashing->get();
   if (hashed.failure == HashFailure::kUnreadable || hashed.failure == HashFailure::kUnstable)

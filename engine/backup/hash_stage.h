@@ -70,7 +70,7 @@ class HashStage {
   Room room_;
   const std::atomic<bool>& cancel_;
   Progress& progress_;
-  std::optional<sqlite::Transaction> transaction_;
+  catalog::WriteBatch batch_{catalog_};
   std::size_t submitted_ = 0;
   std::uint64_t bytes_ahead_ = 0;  // scanned sizes of the files submitted and not yet taken
   Id cached_dir_ = 0;

@@ -28,7 +28,7 @@ Reuse reusable(tape::Drive& drive, const std::string& catalog_id) {
     if (tape::tape_is_blank(drive)) return Reuse::kBlank;
     if (tape::holds_only_first_contact_test(drive)) return Reuse::kInterrupted;
     try {
-      if (read_tape_label(drive).catalog_id != catalog_id) return Reuse::kNo;
+      if (format::read_tape_label(drive).catalog_id != catalog_id) return Reuse::kNo;
     } catch (const format::FormatError&) {
       return Reuse::kNo;  // another program's tape, or damage: never ours to overwrite
     }
@@ -52,16 +52,10 @@ Reuse reusable(tape::Drive& drive, const std::string& catalog_id) {
 
 }  // namespace
 
-format::LabelInfo read_tape_label(tape::Drive& drive) {
-  drive.rewind();
-  tape::TapeFileReader file0(drive);
-  return format::read_label(file0);
-}
-
 void check_tape_identity(tape::Drive& drive, const catalog::TapeRow& tape) {
   format::LabelInfo label;
   try {
-    label = read_tape_label(drive);
+    label = format::read_tape_label(drive);
   } catch (const format::FormatError& e) {
     throw tape::TapeError(tape::TapeErrorKind::kDeviceError,
                           drive.name() + " should hold tape " + tape.serial +
@@ -178,9 +172,8 @@ catalog::TapeRow label_tape(catalog::Catalog& catalog, tape::Drive& drive,
   // An image knows its real size; for a drive the caller's figure is all
   // there is. Planning trusts this number, so it must not be larger than
   // the medium.
-  std::uint64_t capacity = options.capacity ? options.capacity : tape::kLto6NativeBytes;
-  if (auto* image = dynamic_cast<tape::ImageDrive*>(&drive); image && image->image_path())
-    capacity = image->geometry().capacity;
+  std::uint64_t capacity = drive.capacity().value_or(
+      options.capacity ? options.capacity : tape::kLto6NativeBytes);
 
   // A new tape is where a drive is first written: check that the drive
   // keeps records and block numbers as mixtape needs before trusting it.

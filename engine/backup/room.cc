@@ -59,11 +59,8 @@ std::uint64_t tape_bytes(std::uint64_t bytes, std::uint64_t record_size) {
 }
 
 std::uint64_t catalog_bytes(catalog::Catalog& catalog) {
-  auto pages = catalog.database().prepare("PRAGMA page_count");
-  auto page_size = catalog.database().prepare("PRAGMA page_size");
-  if (!pages.step() || !page_size.step()) return file_size_or_zero(catalog.path());
-  return static_cast<std::uint64_t>(pages.column_int(0)) *
-         static_cast<std::uint64_t>(page_size.column_int(0));
+  const std::uint64_t logical = catalog.logical_size();
+  return logical ? logical : file_size_or_zero(catalog.path());
 }
 
 std::uint64_t page_cache_share() {

@@ -25,12 +25,11 @@ class ScanVisitor final : public WalkVisitor {
         previous_run_(catalog.previous_run(run_id)),
         progress_(progress),
         report_(report) {
-    transaction_.emplace(catalog_.database());
+    batch_.begin();
   }
 
   void finish() {
-    if (transaction_) transaction_->commit();
-    transaction_.reset();
+    batch_.commit();
   }
 
   void directory(const std::string& path, const struct stat& st) override {
@@ -182,12 +181,7 @@ class ScanVisitor final : public WalkVisitor {
     }
   }
 
-  void wrote() {
-    if (++writes_ % kWritesPerCommit == 0) {
-      transaction_->commit();
-      transaction_.emplace(catalog_.database());
-    }
-  }
+  void wrote() { batch_.wrote(); }
 
   catalog::Catalog& catalog_;
   catalog::Id run_id_;
@@ -196,8 +190,7 @@ class ScanVisitor final : public WalkVisitor {
   ScanReport& report_;
   OwnerNames names_;
   std::vector<DirState> stack_;
-  std::optional<sqlite::Transaction> transaction_;
-  std::uint64_t writes_ = 0;
+  catalog::WriteBatch batch_{catalog_, kWritesPerCommit};
 };
 
 }  // namespace

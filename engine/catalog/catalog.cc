@@ -337,4 +337,30 @@ Id Catalog::previous_run(Id run_id) {
   return s->step() && !s->is_null(0) ? s->column_int(0) : 0;
 }
 
+std::uint64_t Catalog::logical_size() {
+  auto pages = db_->prepare("PRAGMA page_count");
+  auto page_size = db_->prepare("PRAGMA page_size");
+  if (!pages.step() || !page_size.step()) return 0;
+  return static_cast<std::uint64_t>(pages.column_int(0)) *
+         static_cast<std::uint64_t>(page_size.column_int(0));
+}
+
+// ---------------------------------------------------------------- WriteBatch
+
+void WriteBatch::begin() {
+  if (!transaction_) transaction_.emplace(catalog_.database());
+}
+
+void WriteBatch::commit() {
+  if (!transaction_) return;
+  transaction_->commit();
+  transaction_.reset();
+}
+
+void WriteBatch::wrote() {
+  if (every_ == 0 || ++writes_ % every_ != 0) return;
+  commit();
+  begin();
+}
+
 }  // namespace mixtape::catalog

@@ -442,6 +442,9 @@ class Catalog {
   // Group many writes in one (a scan, a merge): each commit is an fsync.
   // Methods below that make several writes are atomic on their own.
   sqlite::Transaction transaction() { return sqlite::Transaction(*db_); }
+  // The catalog's logical size: its pages times the page size (what a full
+  // copy of it takes, about), which the file size is not.
+  std::uint64_t logical_size();
   // The connection, for diagnostics and tests (EXPLAIN QUERY PLAN).
   sqlite::Database& database() { return *db_; }
 
@@ -624,6 +627,28 @@ class WriterLock {
 
  private:
   UniqueFd fd_;
+};
+
+// Many writes in batches of transactions, for work that writes as it goes
+// (a scan, hashing): begin() opens a transaction unless one is open,
+// commit() ends it (a no-op without one), and every() commits once `writes`
+// writes were counted by wrote(). Rolled back if destroyed open: commit
+// before.
+class WriteBatch {
+ public:
+  explicit WriteBatch(Catalog& catalog, std::uint64_t every = 0)
+      : catalog_(catalog), every_(every) {}
+  void begin();
+  void commit();
+  bool open() const { return transaction_.has_value(); }
+  // Counts a write made in the batch; commits and begins anew every `every`.
+  void wrote();
+
+ private:
+  Catalog& catalog_;
+  std::uint64_t every_;
+  std::uint64_t writes_ = 0;
+  std::optional<sqlite::Transaction> transaction_;
 };
 
 const char* to_string(RunKind kind);

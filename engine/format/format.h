@@ -482,6 +482,16 @@ LabelInfo parse_label(std::string_view text);
 // not a mixtape label; FormatError for a mixtape label this version rejects.
 LabelInfo read_label(ByteSource& tape_file0);
 
+// The label of the tape in a drive: file 0 read from the start (the drive is
+// left after it). Throws like read_label.
+LabelInfo read_tape_label(tape::Drive& drive);
+
+// Reads the serial from the label (tape file 0) of the tape in a drive:
+// nullopt for a blank tape (end of data confirmed at block 0);
+// NotMixtapeTape for someone else's. Leaves the drive rewound. What the
+// libraries use to know which tape a drive holds.
+tape::SerialReader label_serial_reader();
+
 // Writes file 0: MIXTAPE, README.txt, FORMAT.txt, specs/*.txt,
 // source/mixtape-<version>.tar.gz, bin/mixtape-<version>-<arch>; then the
 // end-of-archive blocks. Does not close the sink.

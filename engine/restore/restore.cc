@@ -146,7 +146,7 @@ std::string relative(const std::string& path) {
 
 RestoreReport restore(const std::string& catalog_path, tape::Library& library,
                       const crypto::AgeDecryptKeys& keys, const RestoreOptions& options,
-                      backup::Progress& progress) {
+                      Progress& progress) {
   RestoreReport report;
   Plan todo = plan(catalog_path, options, report);
   Destination destination(options.destination, options.destination_options);

@@ -74,7 +74,6 @@
 #include <string_view>
 #include <vector>
 
-#include "engine/backup/backup.h"
 #include "engine/catalog/catalog.h"
 #include "engine/common/common.h"
 #include "engine/crypto/crypto.h"
@@ -458,7 +457,7 @@ struct RestoreReport {
 // every hash; a file that fails is reported and everything else restored.
 RestoreReport restore(const std::string& catalog_path, tape::Library& library,
                       const crypto::AgeDecryptKeys& keys, const RestoreOptions& options,
-                      backup::Progress& progress);
+                      Progress& progress);
 
 // "2026-11-21T10:00:00Z" (also with fractional seconds, or a bare date
 // meaning its midnight UTC) as nanoseconds since the epoch.
@@ -493,6 +492,6 @@ struct VerifyReport {
 // key problem, not damage: nothing is recorded about it.
 VerifyReport verify(catalog::Catalog& catalog, tape::Library& library,
                     const crypto::AgeDecryptKeys& keys, const VerifyOptions& options,
-                    backup::Progress& progress);
+                    Progress& progress);
 
 }  // namespace mixtape::restore

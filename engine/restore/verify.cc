@@ -119,7 +119,7 @@ class TapeVerifier {
  public:
   TapeVerifier(catalog::Catalog& catalog, tape::Drive& drive, const catalog::TapeRow& tape,
                const crypto::AgeDecryptKeys& keys, const VerifyOptions& options,
-               detail::KeyCache& key_cache, VerifyReport& report, backup::Progress& progress)
+               detail::KeyCache& key_cache, VerifyReport& report, Progress& progress)
       : catalog_(catalog),
         tape_(tape),
         keys_(keys),
@@ -331,7 +331,7 @@ class TapeVerifier {
   const crypto::AgeDecryptKeys& keys_;
   const VerifyOptions& options_;
   VerifyReport& report_;
-  backup::Progress& progress_;
+  Progress& progress_;
   detail::TapeCursor cursor_;
   detail::MemberReader reader_;
   std::vector<catalog::VerificationRow> rows_;
@@ -368,7 +368,7 @@ std::optional<std::string> passphrase_problem(tape::Drive& drive, const catalog:
 
 VerifyReport verify(catalog::Catalog& catalog, tape::Library& library,
                     const crypto::AgeDecryptKeys& keys, const VerifyOptions& options,
-                    backup::Progress& progress) {
+                    Progress& progress) {
   VerifyReport report;
   const std::string catalog_id = catalog.catalog_id();
   const catalog::CatalogConfig config = catalog.config();

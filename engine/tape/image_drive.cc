@@ -230,4 +230,9 @@ void ImageDrive::unload() {
   medium_->save_index_quietly();
 }
 
+std::optional<std::uint64_t> ImageDrive::capacity() const {
+  if (!medium_) return std::nullopt;
+  return geometry().capacity;
+}
+
 }  // namespace mixtape::tape

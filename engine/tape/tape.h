@@ -316,6 +316,11 @@ class Drive {
   // between reading forward and a locate. ImageDrive: the model it charges;
   // a drive that does not know its own: LTO-6's published figures.
   virtual TimingModel timing() const { return {}; }
+
+  // The capacity of the loaded medium in bytes, when the drive knows it (an
+  // image: its geometry); nullopt otherwise (a real drive: the operator's
+  // figure is all there is).
+  virtual std::optional<std::uint64_t> capacity() const { return std::nullopt; }
 };
 
 // --------------------------------------------------------------- ImageDrive
@@ -390,6 +395,7 @@ class ImageDrive final : public Drive {
   void unload() override;
   DriveStats stats() const override { return stats_; }
   TimingModel timing() const override { return timing_; }
+  std::optional<std::uint64_t> capacity() const override;
 
  private:
   detail::ImageMedium& medium();  // the loaded medium, or kNotLoaded
@@ -453,6 +459,7 @@ class FaultInjectingDrive final : public Drive {
   void unload() override;
   DriveStats stats() const override { return inner_.stats(); }
   TimingModel timing() const override { return inner_.timing(); }
+  std::optional<std::uint64_t> capacity() const override { return inner_.capacity(); }
 
  private:
   void check_alive() const;

@@ -90,7 +90,7 @@ class StLibraryTest : public ::testing::Test {
       drives.push_back(std::make_unique<StDrive>(device->path(), *device, options));
     }
     return std::make_unique<tape::MtxChanger>("/dev/sg3", std::move(drives), robot_.runner(),
-                                              label_serial_reader());
+                                              format::label_serial_reader());
   }
 
   // Keeps the warnings a run gives.
@@ -307,9 +307,9 @@ TEST_F(StLabelTest, LabelsAndReadsBackThroughAStrictDrive) {
   device.insert(blank());
   StDrive drive("/dev/nst0", device);
   const catalog::TapeRow row = label(drive, "L00001");
-  EXPECT_EQ(label_serial_reader()(drive), "L00001");
+  EXPECT_EQ(format::label_serial_reader()(drive), "L00001");
   EXPECT_EQ(drive.tell(), 0u);
-  EXPECT_EQ(read_tape_label(drive).record_size, row.record_size);
+  EXPECT_EQ(format::read_tape_label(drive).record_size, row.record_size);
   // No test records left in front of the label.
   const auto blocks = device.cartridge()->blocks;
   ASSERT_FALSE(blocks.empty());
@@ -358,7 +358,7 @@ TEST_F(StLabelTest, AFirstRecordTheDriveCannotReadIsNotABlankTape) {
                       {EmulatedBlock::Kind::kRecord, Bytes(65536, 'y')}};
   device.insert(cartridge);
   StDrive drive("/dev/nst0", device);
-  expect_tape_error(TapeErrorKind::kMediaError, [&] { label_serial_reader()(drive); });
+  expect_tape_error(TapeErrorKind::kMediaError, [&] { format::label_serial_reader()(drive); });
   try {
     label(drive, "L00001");
     ADD_FAILURE() << "labelled a tape holding data";
@@ -393,7 +393,7 @@ TEST_F(StLabelTest, ATapeHoldingOnlyTheSelfTestIsLabelledAgain) {
   StDrive drive("/dev/nst0", device);
   tape::first_contact_test(drive);  // then the run was killed
   EXPECT_EQ(label(drive, "L00001").serial, "L00001");
-  EXPECT_EQ(label_serial_reader()(drive), "L00001");
+  EXPECT_EQ(format::label_serial_reader()(drive), "L00001");
 }
 
 TEST_F(StLabelTest, TapeIdentityIsCheckedBeforeAppending) {

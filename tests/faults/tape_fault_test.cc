@@ -120,7 +120,7 @@ TEST_F(TapeFaultTest, PrematureEndOfDataThroughTheDriveWrapper) {
   auto image = tape::ImageDrive::open(f_.image("L00001"), /*write_protected=*/true);
   auto faulty = std::make_unique<tape::FaultInjectingDrive>(*image);
   faulty->set_end_of_data(cut);
-  tape::SingleDriveLibrary library(std::move(faulty), backup::label_serial_reader());
+  tape::SingleDriveLibrary library(std::move(faulty), format::label_serial_reader());
   restore::RestoreOptions options;
   options.paths = {f_.src()};
   options.destination = f_.file("out");
@@ -159,7 +159,7 @@ TEST_F(TapeFaultTest, RecoverFromATapeThatEndsEarlyClaimsOnlyWhatIsWhole) {
   auto faulty = std::make_unique<tape::FaultInjectingDrive>(*image);
   faulty->set_end_of_data(cut);
   tape::FaultInjectingDrive* drive = faulty.get();
-  tape::SingleDriveLibrary library(std::move(faulty), backup::label_serial_reader());
+  tape::SingleDriveLibrary library(std::move(faulty), format::label_serial_reader());
 
   const std::string recovered = f_.file("recovered.db");
   {
