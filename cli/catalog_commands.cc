@@ -19,23 +19,6 @@ std::string mode_string(std::uint32_t mode) {
   return s;
 }
 
-// Paths are bytes; a terminal or a script line must not be broken by them.
-std::string printable(const std::string& path) {
-  std::string out;
-  for (unsigned char c : path) {
-    if (c == '\\') {
-      out += "\\\\";
-    } else if (c < 0x20 || c == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out;
-}
-
 // Read-only, after a check of the whole file (skipped while the file is
 // unchanged since one passed): a damaged catalog is refused with one line
 // instead of printing a partial answer.

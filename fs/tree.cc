@@ -11,12 +11,6 @@ namespace {
 
 constexpr Ino kRootIno = 1;
 
-std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 // "2026-11-21T101500Z": sortable, and free of ':' for tools that dislike it.
 std::string compact_utc(std::int64_t ns) {
   std::time_t seconds = static_cast<std::time_t>(ns / 1000000000);

@@ -23,18 +23,7 @@ const std::set<std::string>& ignored_options() {
 // A value as it may appear in the helper's one-line error: control bytes
 // (a newline in an fstab value would forge a second line) as \xNN.
 std::string printable(std::string_view value) {
-  std::string out = "'";
-  for (char c : value) {
-    auto byte = static_cast<unsigned char>(c);
-    if (byte < 0x20 || byte == 0x7f) {
-      char escaped[5];
-      std::snprintf(escaped, sizeof escaped, "\\x%02x", byte);
-      out += escaped;
-    } else {
-      out += c;
-    }
-  }
-  return out + "'";
+  return "'" + mixtape::printable(value) + "'";
 }
 
 // Whole seconds are what the helper waits for; a year is far beyond any

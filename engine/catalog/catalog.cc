@@ -149,7 +149,7 @@ Catalog Catalog::create(const std::string& path, const CatalogConfig& config) {
     for (const auto& r : config.recipients) recipients += r + "\n";
     catalog.set_config("recipients", recipients);
     catalog.set_config("record_size", std::to_string(config.record_size));
-    catalog.set_config("created_at_ns", std::to_string(internal::now_ns()));
+    catalog.set_config("created_at_ns", std::to_string(now_ns()));
     {
       auto s = catalog.stmts_->get(sql::kUpsertGoal);
       s->bind(1, "/").bind(2, config.default_copies);
@@ -264,7 +264,7 @@ Id Catalog::begin_run(RunKind kind, const std::vector<std::string>& roots) {
   sqlite::WriteScope scope(*db_);
   // Start times increase strictly with ids, so "the run at time t" and run
   // order never disagree, even for runs begun within one clock tick.
-  std::int64_t started = internal::now_ns();
+  std::int64_t started = now_ns();
   {
     auto s = stmts_->get(sql::kLastRunStart);
     if (s->step() && !s->is_null(0)) started = std::max(started, s->column_int(0) + 1);
@@ -286,7 +286,7 @@ Id Catalog::begin_run(RunKind kind, const std::vector<std::string>& roots) {
 
 void Catalog::finish_run(Id run_id) {
   auto s = stmts_->get(sql::kFinishRun);
-  s->bind(1, run_id).bind(2, internal::now_ns());
+  s->bind(1, run_id).bind(2, now_ns());
   s->run();
 }
 

@@ -108,7 +108,6 @@ std::optional<RunKind> parse_run_kind(std::string_view text);
 std::optional<VersionKind> parse_version_kind(std::string_view text);
 std::optional<TapeState> parse_tape_state(std::string_view text);
 std::optional<VerifyResult> parse_verify_result(std::string_view text);
-std::int64_t now_ns();
 std::string random_catalog_id();
 
 // ------------------------------------------------------------------ rows

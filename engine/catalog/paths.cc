@@ -34,20 +34,7 @@ bool is_valid_serial(std::string_view serial) {
 }
 
 std::string quote(std::string_view bytes) {
-  constexpr std::size_t kShown = 200;
-  std::string out = "\"";
-  for (std::size_t i = 0; i < bytes.size() && i < kShown; ++i) {
-    auto c = static_cast<unsigned char>(bytes[i]);
-    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-      out += static_cast<char>(c);
-    } else {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    }
-  }
-  if (bytes.size() > kShown) out += "...";
-  return out + "\"";
+  return "\"" + mixtape::printable(bytes, 200) + "\"";
 }
 
 void check_path(std::string_view path, std::string_view what) {

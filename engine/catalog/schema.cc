@@ -427,12 +427,6 @@ std::optional<VerifyResult> parse_verify_result(std::string_view text) {
   return std::nullopt;
 }
 
-std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 std::string random_catalog_id() {
   std::uint8_t bytes[16];
   std::size_t got = 0;

@@ -57,7 +57,7 @@ Id Catalog::add_tape(const TapeRow& tape) {
       .bind(7, tape.bytes_used)
       .bind(8, tape.append_file)
       .bind(9, tape.append_block)
-      .bind(10, tape.labelled_at_ns ? tape.labelled_at_ns : internal::now_ns());
+      .bind(10, tape.labelled_at_ns ? tape.labelled_at_ns : now_ns());
   bind_id(*s, 11, tape.written_at_ns);
   s->run();
   return db_->last_insert_rowid();
@@ -118,7 +118,7 @@ Id Catalog::add_archive(const ArchiveRow& a) {
       .bind(9, a.cipher_bytes)
       .bind(10, a.plain_bytes)
       .bind(11, a.members)
-      .bind(12, a.written_at_ns ? a.written_at_ns : internal::now_ns());
+      .bind(12, a.written_at_ns ? a.written_at_ns : now_ns());
   bind_id(*s, 13, a.run_id);
   s->run();
   return db_->last_insert_rowid();
@@ -231,7 +231,7 @@ Id Catalog::record_verification(const VerificationRow& row) {
   auto s = stmts_->get(sql::kInsertVerification);
   s->bind_null(1).bind(2, row.archive_id);
   bind_id(*s, 3, row.version_id)
-      .bind(4, row.checked_at_ns ? row.checked_at_ns : internal::now_ns())
+      .bind(4, row.checked_at_ns ? row.checked_at_ns : now_ns())
       .bind(5, to_string(row.result))
       .bind(6, row.detail);
   bind_id(*s, 7, row.run_id);

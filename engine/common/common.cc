@@ -243,6 +243,24 @@ std::shared_ptr<BufferPool::Buffer> BufferPool::take(std::size_t size) {
   return buffers_.back();
 }
 
+std::string printable(std::string_view bytes, std::size_t limit) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  const std::string_view shown = bytes.substr(0, limit);
+  out.reserve(shown.size());
+  for (char ch : shown) {
+    auto c = static_cast<unsigned char>(ch);
+    if (c < 0x20 || c == 0x7f || c == '\\') {
+      out.append("\\x").push_back(kDigits[c >> 4]);
+      out.push_back(kDigits[c & 15]);
+    } else {
+      out.push_back(ch);
+    }
+  }
+  if (bytes.size() > shown.size()) out += "...";
+  return out;
+}
+
 std::int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::system_clock::now().time_since_epoch())

@@ -115,6 +115,22 @@ class RandomAccessSource {
   virtual std::size_t read_at(std::uint64_t offset, MutableByteSpan out) = 0;
 };
 
+// Sequential reading of a RandomAccessSource from an offset on.
+class OffsetReader final : public ByteSource {
+ public:
+  OffsetReader(RandomAccessSource& source, std::uint64_t offset)
+      : source_(source), offset_(offset) {}
+  std::size_t read(MutableByteSpan out) override {
+    std::size_t n = source_.read_at(offset_, out);
+    offset_ += n;
+    return n;
+  }
+
+ private:
+  RandomAccessSource& source_;
+  std::uint64_t offset_;
+};
+
 // Owns a file descriptor; closes it on destruction.
 class UniqueFd {
  public:
@@ -249,6 +265,12 @@ class Progress {
 
 // Progress that reports nothing (tests, scripts).
 class SilentProgress final : public Progress {};
+
+// Bytes (a path, a name, a value from a file) as they may appear in a
+// message or a listing line: control bytes, DEL and the backslash as \xNN
+// (lower-case hex), everything else as it is (UTF-8 names stay readable).
+// At most `limit` bytes of the input are shown, then "...".
+std::string printable(std::string_view bytes, std::size_t limit = std::string_view::npos);
 
 // Wall-clock time in nanoseconds since the epoch (what the catalog records).
 std::int64_t now_ns();

@@ -174,7 +174,7 @@ class AgeRandomAccessDecryptor::Impl {
 namespace {
 
 AgeFileKeys keys_from_header(RandomAccessSource& source, const AgeDecryptKeys& keys) {
-  internal::RandomAccessReader reader(source, 0);
+  OffsetReader reader(source, 0);
   BufferedReader in(reader, 4096);
   return internal::open_header(in, keys);
 }

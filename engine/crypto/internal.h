@@ -141,22 +141,6 @@ class BufferedReader final : public ByteSource {
   bool eof_ = false;
 };
 
-// Sequential reading through a RandomAccessSource from an offset.
-class RandomAccessReader final : public ByteSource {
- public:
-  RandomAccessReader(RandomAccessSource& source, std::uint64_t offset)
-      : source_(source), offset_(offset) {}
-  std::size_t read(MutableByteSpan out) override {
-    std::size_t n = source_.read_at(offset_, out);
-    offset_ += n;
-    return n;
-  }
-
- private:
-  RandomAccessSource& source_;
-  std::uint64_t offset_;
-};
-
 // ------------------------------------------------------------ header
 
 struct Stanza {

@@ -110,19 +110,7 @@ bool is_hash_hex(std::string_view text) {
 }
 
 std::string printable(std::string_view text) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  for (char ch : text.substr(0, 300)) {
-    auto c = static_cast<unsigned char>(ch);
-    if (c < 0x20 || c >= 0x7f || c == '\\') {
-      out.append("\\x").push_back(kDigits[c >> 4]);
-      out.push_back(kDigits[c & 15]);
-    } else {
-      out.push_back(ch);
-    }
-  }
-  if (text.size() > 300) out += "...";
-  return out;
+  return mixtape::printable(text, 300);
 }
 
 std::string_view get_string(const Block& block, Field field) {

@@ -129,22 +129,6 @@ std::string raw_linkpath(const PaxValues& pax, const std::optional<std::string>&
   return std::string(tar::get_string(block, tar::kLinkname));
 }
 
-// A ByteSource over a RandomAccessSource from a given offset on.
-class OffsetSource final : public ByteSource {
- public:
-  OffsetSource(RandomAccessSource& source, std::uint64_t offset)
-      : source_(source), offset_(offset) {}
-  std::size_t read(MutableByteSpan out) override {
-    std::size_t n = source_.read_at(offset_, out);
-    offset_ += n;
-    return n;
-  }
-
- private:
-  RandomAccessSource& source_;
-  std::uint64_t offset_;
-};
-
 }  // namespace
 
 TarReader::TarReader(ByteSource& source, std::string name, std::uint64_t start_offset)
@@ -375,7 +359,7 @@ TarMember read_member_at(RandomAccessSource& archive, std::uint64_t header_offse
     throw FormatError(std::string(archive_name) + ": no member header can start at offset " +
                       std::to_string(header_offset));
   }
-  OffsetSource source(archive, header_offset);
+  OffsetReader source(archive, header_offset);
   TarReader reader(source, std::string(archive_name), header_offset);
   auto member = reader.next();
   if (!member) {

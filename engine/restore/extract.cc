@@ -25,20 +25,6 @@
 namespace mixtape::restore {
 namespace {
 
-std::string printable(std::string_view name) {
-  std::string out;
-  for (unsigned char c : name) {
-    if (c < 0x20 || c == 0x7f || c == '\\') {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out;
-}
-
 timespec to_timespec(std::int64_t ns) {
   timespec ts{};
   ts.tv_sec = static_cast<time_t>(ns / 1000000000);

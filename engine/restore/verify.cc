@@ -31,12 +31,6 @@ namespace {
 
 using catalog::VerifyResult;
 
-std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 class NullSink final : public RecallSink {
  public:
   void begin(const catalog::VersionRow&) override {}
