@@ -5,9 +5,9 @@
 //   crypto_bench encrypt RECIPIENT IN OUT [THREADS]   ~ age -r RECIPIENT -o OUT IN
 //   crypto_bench decrypt IDENTITY_FILE IN OUT [THREADS] ~ age -d -i IDENTITY_FILE -o OUT IN
 //   crypto_bench hash IN                               ~ b2sum -l 256 IN
-//   crypto_bench hash-libb2 IN                         the same through libb2 (one
-//     stream each: what single-stream hashing would cost with libb2 instead of
-//     libsodium's crypto_generichash, which mixtape uses)
+//   crypto_bench hash-libb2 IN                         the same through libb2 alone
+//     (one stream each; `hash` uses whichever of libb2 and the scalar kernel
+//     measured faster on this machine)
 //   crypto_bench hash-files IN...                      ~ b2sum -l 256 IN...
 //     (eight files at a time in the lanes of crypto::Blake2b256Lanes, one
 //     thread, as the writer's hash threads do; digests in the order given)

@@ -1,16 +1,15 @@
 // BLAKE2b-256 of one message, the same function `b2sum -l 256` computes.
 //
 // One message is a chain of compressions, and which code runs that chain
-// fastest depends on the core: libsodium's crypto_generichash (row-wise
-// AVX2, picked by libsodium at run time) was the fastest on the Intel Xeons
-// this was first measured on, while on AMD Zen cores the scalar code of
-// blake2b_scalar.cc is about twice as fast as libsodium's (the integer units
-// run the four G functions of a step side by side). So the first hasher
-// made measures both on 32 KiB and every later one uses the faster;
+// fastest depends on the core: libb2 (the reference implementation, with its
+// own SSE/AVX dispatch) is the design's single-stream BLAKE2b, while on AMD
+// Zen cores the scalar code of blake2b_scalar.cc is about twice as fast (the
+// integer units run the four G functions of a step side by side). So the
+// first hasher made measures both on 32 KiB and every later one uses the faster;
 // fastest_one() does the same for the lanes' one-message path
 // (docs/DECISIONS.md, "BLAKE2b, one message").
+#include <blake2.h>
 #include <fcntl.h>
-#include <sodium.h>
 
 #include <algorithm>
 #include <chrono>
@@ -26,8 +25,8 @@ namespace {
 using blake2b::kBlock;
 using Kernel = Blake2b256::Kernel;
 
-static_assert(sizeof(crypto_generichash_state) <= 512, "Blake2b256::state_ too small");
-static_assert(alignof(crypto_generichash_state) <= 64, "Blake2b256::state_ under-aligned");
+static_assert(sizeof(blake2b_state) <= 512, "Blake2b256::state_ too small");
+static_assert(alignof(blake2b_state) <= 64, "Blake2b256::state_ under-aligned");
 
 // The parameter block of an unkeyed BLAKE2b with a 32-byte digest, as it
 // enters h[0]: digest length, key length 0, fanout 1, depth 1.
@@ -44,15 +43,11 @@ struct ScalarState {
 };
 static_assert(sizeof(ScalarState) <= 512, "Blake2b256::state_ too small");
 
-crypto_generichash_state* sodium_state(std::array<std::uint8_t, 512>& storage) {
-  return std::launder(reinterpret_cast<crypto_generichash_state*>(storage.data()));
+blake2b_state* libb2_state(std::array<std::uint8_t, 512>& storage) {
+  return std::launder(reinterpret_cast<blake2b_state*>(storage.data()));
 }
 ScalarState* scalar_state(std::array<std::uint8_t, 512>& storage) {
   return std::launder(reinterpret_cast<ScalarState*>(storage.data()));
-}
-
-void ensure_sodium() {
-  if (sodium_init() < 0) throw Error("libsodium failed to initialise");
 }
 
 // Seconds one run of `work` takes, the least of three (a measurement of
@@ -91,13 +86,12 @@ double time_of(blake2b::CompressOne compress) {
 }
 
 Kernel measured_fastest() {
-  ensure_sodium();
-  const double sodium = least_time([] {
+  const double libb2 = least_time([] {
     std::uint8_t digest[kBlake2b256Size];
-    crypto_generichash(digest, sizeof digest, sample(), kSample, nullptr, 0);
+    ::blake2b(digest, sample(), nullptr, sizeof digest, kSample, 0);
     asm volatile("" : : "r"(digest) : "memory");
   });
-  return time_of(blake2b::compress_one_scalar) < sodium ? Kernel::kScalar : Kernel::kLibsodium;
+  return time_of(blake2b::compress_one_scalar) < libb2 ? Kernel::kScalar : Kernel::kLibb2;
 }
 
 }  // namespace
@@ -124,18 +118,14 @@ Blake2b256::Blake2b256(Kernel kernel) : kernel_(kernel == Kernel::kFastest ? fas
     s->buffered = 0;
     return;
   }
-  ensure_sodium();
-  auto* state = new (state_.data()) crypto_generichash_state;
-  if (crypto_generichash_init(state, nullptr, 0, kBlake2b256Size) != 0)
-    throw Error("BLAKE2b initialisation failed");
+  auto* state = new (state_.data()) blake2b_state;
+  if (::blake2b_init(state, kBlake2b256Size) != 0) throw Error("BLAKE2b initialisation failed");
 }
 
 void Blake2b256::update(ByteSpan data) {
   if (kernel_ != Kernel::kScalar) {
-    // libsodium wants a valid pointer even for zero bytes.
     static constexpr std::uint8_t kNothing = 0;
-    crypto_generichash_update(sodium_state(state_), data.empty() ? &kNothing : data.data(),
-                              data.size());
+    ::blake2b_update(libb2_state(state_), data.empty() ? &kNothing : data.data(), data.size());
     return;
   }
   // The last 1..128 bytes stay in the buffer: only finish() knows which
@@ -165,7 +155,7 @@ void Blake2b256::update(ByteSpan data) {
 Blake2b256Digest Blake2b256::finish() {
   Blake2b256Digest digest{};
   if (kernel_ != Kernel::kScalar) {
-    if (crypto_generichash_final(sodium_state(state_), digest.data(), digest.size()) != 0)
+    if (::blake2b_final(libb2_state(state_), digest.data(), digest.size()) != 0)
       throw Error("BLAKE2b finalisation failed (hasher finished twice?)");
     return digest;
   }
@@ -180,8 +170,8 @@ const char* to_string(Blake2b256::Kernel kernel) {
   switch (kernel) {
     case Kernel::kFastest:
       return "fastest";
-    case Kernel::kLibsodium:
-      return "libsodium";
+    case Kernel::kLibb2:
+      return "libb2";
     case Kernel::kScalar:
       return "scalar";
   }

@@ -1,6 +1,6 @@
 // BLAKE2b-256 of eight messages side by side (RFC 7693, written for this
 // project). A single BLAKE2b compression is a chain of dependent additions,
-// xors and rotations: libsodium's AVX2 code spends ~3.4 cycles per byte
+// xors and rotations: row-wise AVX2 code spends ~3.4 cycles per byte
 // mostly waiting for the previous instruction. Independent messages fill
 // that idle time: register v[i] holds state word i of several lanes,
 // message word j of those lanes is one register after a transpose of their
@@ -8,10 +8,8 @@
 //
 // The kernels (blake2b_kernels.h) are chosen once per hasher from
 // crypto::cpu_level(): eight lanes in 512-bit registers with AVX-512, two
-// groups of four lanes in 256-bit registers with AVX2, one libsodium state
-// per lane elsewhere.
-#include <sodium.h>
-
+// groups of four lanes in 256-bit registers with AVX2, one Blake2b256 per
+// lane elsewhere.
 #include <algorithm>
 #include <bit>
 #include <cstring>
@@ -160,7 +158,6 @@ bool Blake2b256Lanes::supported(Kernel kernel) {
 }
 
 Blake2b256Lanes::Blake2b256Lanes(Kernel kernel) : state_(std::make_unique<State>()) {
-  if (sodium_init() < 0) throw Error("libsodium failed to initialise");
   state_->kernel = resolve(kernel);
   // One lane alone runs the faster of the row-wise vector code and the
   // scalar code, measured once per kernel.

@@ -58,13 +58,12 @@ inline constexpr std::size_t kBlake2b256Size = 32;
 using Blake2b256Digest = std::array<std::uint8_t, kBlake2b256Size>;
 
 // Streaming BLAKE2b with a 256-bit digest; output equals `b2sum -l 256`.
-// Two implementations of one message: libsodium's crypto_generichash, and
-// scalar code of our own (twice as fast on AMD Zen cores, slower on the
-// Intel cores measured); the first hasher times both on this machine and
-// kFastest is the faster from then on.
+// Two implementations of one message: libb2, and scalar code of our own
+// (twice as fast on AMD Zen cores); the first hasher times both on this
+// machine and kFastest is the faster from then on.
 class Blake2b256 {
  public:
-  enum class Kernel { kFastest, kLibsodium, kScalar };
+  enum class Kernel { kFastest, kLibb2, kScalar };
   explicit Blake2b256(Kernel kernel = Kernel::kFastest);
   void update(ByteSpan data);
   // Returns the digest; the hasher must not be updated afterwards.
