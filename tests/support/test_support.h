@@ -9,14 +9,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <random>
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include "engine/common/common.h"
 #include "engine/crypto/crypto.h"
@@ -110,8 +113,56 @@ inline CommandResult run_shell(const std::string& command) {
   return result;
 }
 
+// Polls `ready` every `pause` until it holds (true) or `limit` passes
+// (false). What tests wait on instead of sleeping: the limit is far beyond
+// what the wait takes even under the sanitizers on a loaded machine, so
+// only a hang reaches it.
+template <typename Ready>
+bool poll_until(Ready ready, std::chrono::milliseconds limit = std::chrono::seconds(300),
+                std::chrono::milliseconds pause = std::chrono::milliseconds(1)) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!ready()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(pause);
+  }
+  return true;
+}
+
 inline bool have_tool(const std::string& name) {
   return std::system(("command -v " + name + " >/dev/null 2>&1").c_str()) == 0;
 }
+
+// What the tests of a suite share (a backed-up tape, keys made once), made
+// by the first test that asks, in its SetUp. Not in SetUpTestSuite: when
+// that fails, GoogleTest marks the suite's tests skipped, not failed. Here
+// a failure to make it fails every test that needs it, with the reason (it
+// is made once: a second test gets the first one's reason).
+template <typename T>
+class SharedSetup {
+ public:
+  // The shared value, made by `make` (returning a std::unique_ptr<T>) the
+  // first time.
+  template <typename Make>
+  T& get(Make make) {
+    if (!value_ && error_.empty()) {
+      try {
+        value_ = make();
+        if (!value_) error_ = "nothing was made";
+      } catch (const std::exception& e) {
+        error_ = e.what();
+      }
+    }
+    if (!value_) throw Error("the suite's shared setup failed: " + error_);
+    return *value_;
+  }
+  void reset() {
+    value_.reset();
+    error_.clear();
+  }
+
+ private:
+  std::unique_ptr<T> value_;
+  std::string error_;
+};
 
 }  // namespace mixtape::test_support
