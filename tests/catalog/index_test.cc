@@ -8,6 +8,7 @@
 #include "engine/catalog/catalog.h"
 #include "engine/catalog/internal.h"
 #include "tests/catalog/test_util.h"
+#include "tests/support/test_support.h"
 
 namespace mixtape::catalog {
 namespace {
@@ -141,10 +142,14 @@ TEST(CopyInto, AddChangesBringsTheRowsOfAnOpenTransaction) {
   auto s = db.prepare("SELECT value FROM catalog_config WHERE key = 'catalog_id'");
   ASSERT_TRUE(s.step());
   EXPECT_EQ(s.column_text(0), c.catalog_id());
-  EXPECT_THROW(db.prepare("SELECT * FROM catalog_scan_state"), Error);           // local only
-  EXPECT_THROW(db.prepare("SELECT * FROM catalog_tape_dirs"), Error);            // derived
-  EXPECT_THROW(db.prepare("SELECT copies, goal FROM catalog_versions"), Error);  // derived
-  EXPECT_THROW(db.prepare("SELECT changed FROM catalog_versions"), Error);       // local
+  EXPECT_THROW_MESSAGE(db.prepare("SELECT * FROM catalog_scan_state"), sqlite::SqliteError,
+                       "no such table: catalog_scan_state");  // local only
+  EXPECT_THROW_MESSAGE(db.prepare("SELECT * FROM catalog_tape_dirs"), sqlite::SqliteError,
+                       "no such table: catalog_tape_dirs");  // derived
+  EXPECT_THROW_MESSAGE(db.prepare("SELECT copies, goal FROM catalog_versions"), sqlite::SqliteError,
+                       "no such column: copies");  // derived
+  EXPECT_THROW_MESSAGE(db.prepare("SELECT changed FROM catalog_versions"), sqlite::SqliteError,
+                       "no such column: changed");  // local
 }
 
 // The property format 2 keeps: a full copy, then each later copy of what

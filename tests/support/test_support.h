@@ -3,7 +3,9 @@
 // (tests/<module>/*util.h) add what is particular to their module.
 #pragma once
 
+#include <cxxabi.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -20,6 +22,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <typeinfo>
 
 #include "engine/common/common.h"
 #include "engine/crypto/crypto.h"
@@ -165,4 +168,43 @@ class SharedSetup {
   std::string error_;
 };
 
+// What a statement threw: whether it was the expected type (or derived from
+// it), and its message, or what else happened.
+struct Thrown {
+  bool expected = false;
+  std::string text;
+};
+
+inline std::string type_name(const std::type_info& type) {
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> name(
+      abi::__cxa_demangle(type.name(), nullptr, nullptr, &status), std::free);
+  return name ? name.get() : type.name();
+}
+
+template <typename E, typename Statement>
+Thrown thrown_by(Statement&& statement) {
+  try {
+    statement();
+  } catch (const E& e) {
+    return {true, e.what()};
+  } catch (const std::exception& e) {
+    return {false, "it threw " + type_name(typeid(e)) + ": " + e.what()};
+  }
+  return {false, "it threw nothing"};
+}
+
 }  // namespace mixtape::test_support
+
+// EXPECT_THROW_MESSAGE(statement, Type, needle): `statement` throws a Type
+// (or a class derived from it) whose message holds `needle`. Where
+// EXPECT_THROW(statement, Error) takes any failure at all, this names the
+// one meant.
+#define EXPECT_THROW_MESSAGE(statement, Type, needle)                                   \
+  do {                                                                                  \
+    const ::mixtape::test_support::Thrown thrown_ =                                     \
+        ::mixtape::test_support::thrown_by<Type>([&] { statement; });                   \
+    EXPECT_TRUE(thrown_.expected&& thrown_.text.find(needle) != std::string::npos)      \
+        << "expected " #statement " to throw " #Type " saying \"" << (needle) << "\"; " \
+        << (thrown_.expected ? "it said: " : "") << thrown_.text;                       \
+  } while (0)
