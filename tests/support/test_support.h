@@ -131,6 +131,22 @@ bool poll_until(Ready ready, std::chrono::milliseconds limit = std::chrono::seco
   return true;
 }
 
+// The calling thread's id, for thread_asleep().
+inline pid_t this_thread_id() {
+  return static_cast<pid_t>(::gettid());
+}
+
+// Whether thread `tid` of this process is asleep (blocked in a wait, a
+// sleep, a read), by its state in /proc: how a test knows that another
+// thread waits before it does what should wake it, with no pause.
+inline bool thread_asleep(pid_t tid) {
+  std::ifstream in("/proc/self/task/" + std::to_string(tid) + "/stat");
+  std::string stat;
+  std::getline(in, stat);
+  const auto close = stat.rfind(')');  // after the command name, which may hold anything
+  return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] == 'S';
+}
+
 inline bool have_tool(const std::string& name) {
   return std::system(("command -v " + name + " >/dev/null 2>&1").c_str()) == 0;
 }

@@ -283,14 +283,16 @@ TEST(ManualChanger, PromptsAndWaitsUntilTheRightTapeIsInserted) {
   EmulatedStDevice device;
   StDrive drive("/dev/nst0", device);
   std::ostringstream prompt;  // written by this thread only
-  ManualChanger changer(drive, prompt, read_label, {10ms, 10s});
+  ManualChanger changer(drive, prompt, read_label, {10ms, 300s});
 
-  // The operator first inserts the wrong tape, takes it out once the drive
-  // has ejected it, then inserts the right one.
-  std::thread operator_thread([&device] {
-    std::this_thread::sleep_for(50ms);
+  // The operator first inserts the wrong tape once the changer waits for
+  // one (it asked), takes it out once the drive has ejected it, then
+  // inserts the right one.
+  const pid_t changer_thread = test_support::this_thread_id();
+  std::thread operator_thread([&device, changer_thread] {
+    test_support::poll_until([&] { return test_support::thread_asleep(changer_thread); });
     device.insert(labelled_cartridge("L00007"));
-    for (int i = 0; i < 2000 && device.loaded(); ++i) std::this_thread::sleep_for(5ms);
+    test_support::poll_until([&] { return !device.loaded(); });
     device.remove();
     device.insert(labelled_cartridge("L00042"));
   });
