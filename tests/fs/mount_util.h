@@ -1,7 +1,7 @@
 // Helpers of the mount tests that watch the daemon itself: a real mount of
 // a backed-up library, the mount.mixtape process serving it, its memory and
-// open files as /proc shows them, and a watchdog that turns a hang into a
-// failure.
+// open files as /proc shows them, the FUSE requests it has not answered
+// (fusectl), and a watchdog that turns a hang into a failure.
 #pragma once
 
 #include <fcntl.h>

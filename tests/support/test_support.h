@@ -1,6 +1,8 @@
 // What every test folder needs: a temporary directory, files in and out,
-// seeded random content, and running shell commands. Folder headers
-// (tests/<module>/*util.h) add what is particular to their module.
+// seeded random content, running shell commands, what a suite's tests
+// share, waiting for a condition instead of sleeping, and expecting one
+// failure by its type and message. Folder headers (tests/<module>/*util.h)
+// add what is particular to their module.
 #pragma once
 
 #include <cxxabi.h>
