@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The test suite built with AddressSanitizer, LeakSanitizer and
 # UndefinedBehaviorSanitizer (into ./build-asan). Fails when any test fails
-# or when any process wrote a sanitizer report, including the mount.mixtape
-# daemons, whose stderr goes to /dev/null once they are mounted: every
-# report goes to a file under build-asan/sanitizer-reports instead.
+# or did not run (a skipped test fails: scripts/test-ctest.sh), or when any
+# process wrote a sanitizer report, including the mount.mixtape daemons,
+# whose stderr goes to /dev/null once they are mounted: every report goes to
+# a file under build-asan/sanitizer-reports instead.
 #
 #   bash scripts/test-sanitize.sh                 the whole suite
 #   bash scripts/test-sanitize.sh -L fuse         one label: builds only its
@@ -54,7 +55,8 @@ fi
 export MIXTAPE_TEST_SANITIZED=1
 
 status=0
-ctest --test-dir "$build" --output-on-failure -j2 --timeout 900 "$@" || status=$?
+# test-ctest.sh: any test skipped or not run fails the run too.
+bash scripts/test-ctest.sh --test-dir "$build" --output-on-failure -j2 --timeout 900 "$@" || status=$?
 
 shopt -s nullglob
 found=("$reports"/report*)

@@ -214,6 +214,17 @@ DriveStatus ImageDrive::status() {
 
 void ImageDrive::load() {
   if (!medium_) throw TapeError(TapeErrorKind::kNotLoaded, name() + ": no tape in drive");
+  // Unloaded, the cartridge left the drive (its image was released); and a
+  // changer (mtx driving images) may have put another image at the path.
+  // Either way the drive loads what is at its path now.
+  if (medium_->released() || medium_->replaced()) {
+    const std::string path = medium_->path(), index_path = medium_->index_path();
+    const bool write_protected = medium_->write_protected();
+    reads_of_ejected_ += medium_->reads();
+    medium_.reset();
+    medium_ = std::make_unique<detail::ImageMedium>(path, write_protected, index_path);
+    loaded_ = false;
+  }
   if (loaded_) return;
   loaded_ = true;
   position_ = 0;
@@ -227,7 +238,7 @@ void ImageDrive::unload() {
   ++stats_.unloads;
   loaded_ = false;
   position_ = 0;
-  medium_->save_index_quietly();
+  medium_->release();
 }
 
 std::optional<std::uint64_t> ImageDrive::capacity() const {

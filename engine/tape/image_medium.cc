@@ -192,6 +192,19 @@ void ImageMedium::save_index_quietly() noexcept {
   }
 }
 
+void ImageMedium::release() noexcept {
+  save_index_quietly();
+  index_dirty_ = false;  // unsaved (a read-only folder): the next open rebuilds it
+  fd_.reset();
+}
+
+bool ImageMedium::replaced() const {
+  struct stat now {
+  }, held{};
+  if (::stat(path_.c_str(), &now) != 0 || ::fstat(fd_.get(), &held) != 0) return true;
+  return now.st_dev != held.st_dev || now.st_ino != held.st_ino;
+}
+
 void ImageMedium::fail(TapeErrorKind kind, const std::string& what, std::uint64_t block) const {
   throw TapeError(kind, path_ + ": " + what, block);
 }

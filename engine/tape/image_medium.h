@@ -33,6 +33,7 @@ class ImageMedium {
   ~ImageMedium();
 
   const std::string& path() const { return path_; }
+  const std::string& index_path() const { return index_path_; }
   const ImageGeometry& geometry() const { return geometry_; }
   bool write_protected() const { return write_protected_; }
   const ImageIndex& index() const { return index_; }
@@ -53,6 +54,15 @@ class ImageMedium {
 
   bool in_early_warning(std::uint64_t offset) const;
   void save_index_quietly() noexcept;
+
+  // Closes the image, its index saved: the cartridge left the drive, and
+  // its lock goes with it. Only path(), index_path() and the counters are
+  // used after that.
+  void release() noexcept;
+  bool released() const { return !fd_.valid(); }
+  // Whether the file at path() is no longer the one opened (or there is
+  // none): a changer took this cartridge out and put another in its place.
+  bool replaced() const;
 
  private:
   ImageFingerprint fingerprint() const;

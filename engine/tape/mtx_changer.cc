@@ -173,6 +173,15 @@ Drive& MtxChanger::load(const std::string& serial, std::size_t index) {
   for (std::size_t other = 0; other < s.drives.size(); ++other) {
     if (other != index && s.drives[other].full &&
         volume_tag_matches(s.drives[other].volume_tag, serial)) {
+      // A drive no device was given for cannot be told to eject it.
+      if (other >= drives_.size())
+        throw TapeError(TapeErrorKind::kInvalidArgument,
+                        "tape " + serial + " is in drive " + std::to_string(other) + " of " +
+                            changer_device_ + ", whose device was not given (--device names " +
+                            std::to_string(drives_.size()) +
+                            "): give every drive's device, in the changer's drive order, or "
+                            "move the tape to a slot first (mtx -f " +
+                            changer_device_ + " unload)");
       unload_to_slot(s, other);
       s = status();
     }

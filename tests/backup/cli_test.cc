@@ -326,20 +326,20 @@ TEST_F(CliTest, HostileSourceTree) {
   EXPECT_NE(ls.out.find("/invalid \xff\xfe utf-8\n"), std::string::npos) << ls.out;
 
   // GNU tar reads the archives, odd names included.
-  if (have_tool("tar") && have_tool("age")) {
-    std::string key = shell_quote(env_.home + "/.config/mixtape/identity.txt");
-    std::string listing;
-    auto files = tape_files(library_ + "/L00001.tap");
-    for (std::size_t f = 2; f + 1 < files.size(); f += 2) {
-      write_file(dir_.file("archive.age"), files[f]);
-      CommandResult t = run_shell("age -d -i " + key + " " + shell_quote(dir_.file("archive.age")) +
-                                  " | tar --warning=no-unknown-keyword -tf -");
-      EXPECT_EQ(t.status, 0) << t.err;
-      listing += t.out;
-    }
-    EXPECT_NE(listing.find(src_.substr(1) + "/new\\nline\n"), std::string::npos) << listing;
-    EXPECT_NE(listing.find(long_path.substr(1) + "\n"), std::string::npos);
+  ASSERT_TRUE(have_tool("tar") && have_tool("age")) << "tar or age not installed "
+                                                       "(scripts/install-deps.sh)";
+  std::string key = shell_quote(env_.home + "/.config/mixtape/identity.txt");
+  std::string listing;
+  auto files = tape_files(library_ + "/L00001.tap");
+  for (std::size_t f = 2; f + 1 < files.size(); f += 2) {
+    write_file(dir_.file("archive.age"), files[f]);
+    CommandResult t = run_shell("age -d -i " + key + " " + shell_quote(dir_.file("archive.age")) +
+                                " | tar --warning=no-unknown-keyword -tf -");
+    EXPECT_EQ(t.status, 0) << t.err;
+    listing += t.out;
   }
+  EXPECT_NE(listing.find(src_.substr(1) + "/new\\nline\n"), std::string::npos) << listing;
+  EXPECT_NE(listing.find(long_path.substr(1) + "\n"), std::string::npos);
 }
 
 TEST_F(CliTest, UnreadableFilesAsAnUnprivilegedUser) {

@@ -9,6 +9,7 @@
 #include <functional>
 
 #include "tests/backup/backup_test_util.h"
+#include "tests/support/test_support.h"
 
 namespace mixtape::backup::testing {
 namespace {
@@ -323,7 +324,7 @@ TEST_F(PipelineTest, AWriterThatDiesMidSessionCommitsNothingAndTheNextRunCarries
   progress.on_advance = [&](const std::string& phase, const std::string&) {
     if (phase.rfind("write", 0) == 0 && ++written == 5) throw Error("simulated crash");
   };
-  EXPECT_THROW(run(progress), Error);
+  EXPECT_THROW_MESSAGE(run(progress), Error, "simulated crash");
   auto after = tapes().at(0);
   EXPECT_EQ(after.append_block, first.append_block);
   EXPECT_EQ(after.append_file, first.append_file);

@@ -14,6 +14,7 @@
 
 #include "engine/backup/hasher.h"
 #include "tests/backup/backup_test_util.h"
+#include "tests/support/test_support.h"
 
 namespace mixtape::backup::testing {
 namespace {
@@ -317,8 +318,9 @@ TEST_F(ScanTest, AWholeFileHashIsRefusedWhileLanesAreInUse) {
   write_file(root_ + "/a", random_text(1 << 20, 1));
   FileHasher hasher;
   ASSERT_FALSE(hasher.add(root_ + "/a", 7));
-  EXPECT_THROW(hasher.hash(root_ + "/a"), Error);
-  EXPECT_THROW(hasher.hash_all({root_ + "/a"}, [](std::size_t, HashResult) {}), Error);
+  EXPECT_THROW_MESSAGE(hasher.hash(root_ + "/a"), Error, "FileHasher::hash with lanes in use");
+  EXPECT_THROW_MESSAGE(hasher.hash_all({root_ + "/a"}, [](std::size_t, HashResult) {}), Error,
+                       "FileHasher::hash_all with lanes in use");
   std::vector<FileHasher::Finished> finished;
   while (finished.empty()) finished = hasher.step();
   EXPECT_EQ(finished.front().tag, 7u);

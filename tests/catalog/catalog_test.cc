@@ -8,6 +8,7 @@
 
 #include "engine/catalog/internal.h"
 #include "tests/catalog/test_util.h"
+#include "tests/support/test_support.h"
 
 namespace mixtape::catalog {
 namespace {
@@ -50,7 +51,8 @@ TEST(CatalogOpen, CreateThenReopenKeepsIdentityAndConfig) {
 
   Catalog ro = Catalog::open_read_only(path);
   EXPECT_EQ(ro.catalog_id(), id);
-  EXPECT_THROW(ro.ensure_dir("/x"), Error);
+  EXPECT_THROW_MESSAGE(ro.ensure_dir("/x"), sqlite::SqliteError,
+                       "attempt to write a readonly database");
 }
 
 TEST(CatalogOpen, TwoCatalogsGetDifferentIds) {

@@ -8,6 +8,7 @@
 #include "engine/catalog/catalog.h"
 #include "engine/catalog/internal.h"
 #include "tests/catalog/test_util.h"
+#include "tests/support/test_support.h"
 
 namespace mixtape::catalog {
 namespace {
@@ -141,10 +142,14 @@ TEST(CopyInto, AddChangesBringsTheRowsOfAnOpenTransaction) {
   auto s = db.prepare("SELECT value FROM catalog_config WHERE key = 'catalog_id'");
   ASSERT_TRUE(s.step());
   EXPECT_EQ(s.column_text(0), c.catalog_id());
-  EXPECT_THROW(db.prepare("SELECT * FROM catalog_scan_state"), Error);           // local only
-  EXPECT_THROW(db.prepare("SELECT * FROM catalog_tape_dirs"), Error);            // derived
-  EXPECT_THROW(db.prepare("SELECT copies, goal FROM catalog_versions"), Error);  // derived
-  EXPECT_THROW(db.prepare("SELECT changed FROM catalog_versions"), Error);       // local
+  EXPECT_THROW_MESSAGE(db.prepare("SELECT * FROM catalog_scan_state"), sqlite::SqliteError,
+                       "no such table: catalog_scan_state");  // local only
+  EXPECT_THROW_MESSAGE(db.prepare("SELECT * FROM catalog_tape_dirs"), sqlite::SqliteError,
+                       "no such table: catalog_tape_dirs");  // derived
+  EXPECT_THROW_MESSAGE(db.prepare("SELECT copies, goal FROM catalog_versions"), sqlite::SqliteError,
+                       "no such column: copies");  // derived
+  EXPECT_THROW_MESSAGE(db.prepare("SELECT changed FROM catalog_versions"), sqlite::SqliteError,
+                       "no such column: changed");  // local
 }
 
 // The property format 2 keeps: a full copy, then each later copy of what
@@ -450,12 +455,42 @@ TEST_F(HostileIndex, HugeValue) {
 }
 
 TEST_F(HostileIndex, TriggersNeverRun) {
-  // A trigger that would wreck the merge if SQLite ran it; reads do not fire
-  // triggers and the untrusted connection has them disabled anyway.
-  EXPECT_EQ(merge_after("CREATE TABLE log (x); "
-                        "CREATE TRIGGER evil BEFORE UPDATE ON catalog_dirs "
-                        "BEGIN SELECT RAISE(FAIL, 'evil'); END;"),
-            "(merged)");
+  // Triggers on every table the merge reads, for every kind of write, each
+  // leaving a mark in a table of its own when it runs.
+  const std::string clean = tmp_.file("clean.db");
+  std::filesystem::copy_file(index_, clean);
+  {
+    sqlite::Database db(index_, sqlite::OpenMode::kReadWrite);
+    db.exec("CREATE TABLE fired (what TEXT)");
+    for (const char* table : kCopiedTables) {
+      for (const char* event : {"INSERT", "UPDATE", "DELETE"}) {
+        const std::string name = std::string("catalog_") + table;
+        db.exec("CREATE TRIGGER mark_" + std::string(table) + "_" + event + " AFTER " + event +
+                " ON " + name + " BEGIN INSERT INTO fired VALUES ('" + name + " " + event +
+                "'); END");
+      }
+    }
+  }
+  // They are live: a write through an ordinary connection (to a copy of
+  // the index) runs them.
+  const std::string written = tmp_.file("written.db");
+  std::filesystem::copy_file(index_, written);
+  {
+    sqlite::Database db(written, sqlite::OpenMode::kReadWrite);
+    db.exec("UPDATE catalog_config SET value = value; DELETE FROM catalog_verifications");
+    EXPECT_GE(count(db, "fired"), 2) << "the triggers never run, so this test proves nothing";
+  }
+  // The merge runs none: the index is the same byte for byte, no mark,
+  // and the catalog is what the same index without triggers makes.
+  const std::string before = test_support::read_file(index_);
+  Catalog target = Catalog::create(tmp_.file("target.db"), test_config());
+  target.merge_from_index(index_);
+  Catalog expected = Catalog::create(tmp_.file("expected.db"), test_config());
+  expected.merge_from_index(clean);
+  EXPECT_EQ(dump_all(target), dump_all(expected));
+  EXPECT_TRUE(test_support::read_file(index_) == before) << "the merge changed the index";
+  sqlite::Database db(index_, sqlite::OpenMode::kReadOnly);
+  EXPECT_EQ(count(db, "fired"), 0);
 }
 
 TEST_F(HostileIndex, NewerSchema) {

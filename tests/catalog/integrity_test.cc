@@ -6,9 +6,9 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
-#include <chrono>
+#include <algorithm>
+#include <ctime>
 #include <filesystem>
-#include <thread>
 
 #include "tests/catalog/test_util.h"
 
@@ -35,8 +35,26 @@ class IntegrityTest : public ::testing::Test {
   std::string stamps() const { return dir_.file("cache/mixtape/checked"); }
   std::string stamp() const { return integrity_stamp_path(stamps(), path()); }
   IntegrityCheck check() { return Catalog::open_read_only(path()).check_integrity(stamps()); }
-  // A stamp is written only for a state older than a clock tick or so.
-  static void settle() { std::this_thread::sleep_for(std::chrono::milliseconds(120)); }
+  // A stamp is written only for a state older than two ticks of the clock
+  // file times come from (engine/catalog/integrity.cc: 20 ms, or 2 s where
+  // times are whole seconds): waits until the catalog and its log are older
+  // than that, with room to spare.
+  void settle() const {
+    ASSERT_TRUE(test_support::poll_until([&] { return older(path()) && older(path() + "-wal"); }))
+        << "the catalog's times never settled";
+  }
+  static bool older(const std::string& file) {
+    struct stat st {};
+    if (::stat(file.c_str(), &st) != 0) return true;  // no such file: nothing to wait for
+    const auto ns = [](const struct timespec& t) {
+      return static_cast<std::int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_nsec;
+    };
+    struct timespec now {};
+    ::clock_gettime(CLOCK_REALTIME, &now);
+    const bool whole_seconds = st.st_mtim.tv_nsec == 0 && st.st_ctim.tv_nsec == 0;
+    const std::int64_t margin = whole_seconds ? 2'500'000'000 : 60'000'000;
+    return ns(now) - std::max(ns(st.st_mtim), ns(st.st_ctim)) > margin;
+  }
 
   TempDir dir_;
 };

@@ -6,7 +6,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 
 #include "engine/catalog/catalog.h"
@@ -153,16 +152,11 @@ std::string plan_problems(sqlite::Database& db, const KeyQuery& q) {
   return problems.empty() ? "" : problems + "\nplan:\n" + plan;
 }
 
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
 TEST(Scale, KeyQueriesStayKeyedAt200kVersions) {
   TempDir tmp;
   Catalog c = Catalog::create(tmp.file("c.db"), test_config());
   constexpr int kDirs = 2000;
   constexpr int kFilesPerDir = 50;
-  auto start = std::chrono::steady_clock::now();
   Id r1 = c.begin_run(RunKind::kBackup, {"/data"});
   Id r2 = c.begin_run(RunKind::kBackup, {"/data"});
   std::vector<Id> archives;
@@ -204,7 +198,6 @@ TEST(Scale, KeyQueriesStayKeyedAt200kVersions) {
     }
     tx.commit();
   }
-  const double build = seconds_since(start);
   auto status = c.status();
   ASSERT_EQ(status.versions, static_cast<std::uint64_t>(kDirs * kFilesPerDir * 2));
   ASSERT_EQ(status.copies, static_cast<std::uint64_t>(kDirs * kFilesPerDir));
@@ -217,10 +210,10 @@ TEST(Scale, KeyQueriesStayKeyedAt200kVersions) {
     }
   }
 
-  // And they are fast: a page of a directory, lookups, replicas, paths.
-  start = std::chrono::steady_clock::now();
+  // And they answer right at this size: a page of a directory, lookups,
+  // replicas, paths. (How fast: bench/catalog.)
   Id dir = c.dir_by_path("/data/d1234")->id;
-  for (int i = 0; i < 1000; ++i) {
+  for (int i = 0; i < 10; ++i) {
     ASSERT_EQ(c.list_dir(dir, View::latest(), "", 64).size(), 50u);
     auto e = c.lookup(dir, "file7.raw", View::latest());
     ASSERT_TRUE(e);
@@ -228,10 +221,6 @@ TEST(Scale, KeyQueriesStayKeyedAt200kVersions) {
     ASSERT_EQ(c.copies_of(c.versions_of(e->file_id)[0].id).size(), 1u);
     ASSERT_TRUE(c.resolve("/data/d0042/file3.raw", View::snapshot(r1)));
   }
-  const double queries = seconds_since(start);
-  std::printf("built 200k versions in %.2f s; 1000 rounds of keyed queries in %.3f s\n", build,
-              queries);
-  EXPECT_LT(queries, 10.0);  // milliseconds a round; generous for sanitizer builds
 }
 
 }  // namespace

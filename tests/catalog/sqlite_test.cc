@@ -114,6 +114,39 @@ TEST(Sqlite, UntrustedRefusesViewsAndWrites) {
   EXPECT_THROW(db.exec("ATTACH 'other.db' AS o"), SqliteError);
 }
 
+// A file from tape may carry triggers: the untrusted connections run none.
+// kUntrusted refuses every write; kUntrustedScratch writes (the recovery's
+// scratch catalog) with triggers off. The trigger is live: the same write
+// on an ordinary connection runs it.
+TEST(Sqlite, UntrustedConnectionsRunNoTriggers) {
+  TempDir tmp;
+  const std::string path = tmp.file("t.db");
+  {
+    Database db(path, OpenMode::kReadWriteCreate);
+    db.exec(
+        "CREATE TABLE t (x); CREATE TABLE fired (x); "
+        "CREATE TRIGGER mark AFTER INSERT ON t BEGIN INSERT INTO fired VALUES (new.x); END;");
+  }
+  auto fired = [](Database& db) {
+    auto s = db.prepare("SELECT count(*) FROM fired");
+    s.step();
+    return s.column_int(0);
+  };
+  {
+    Database scratch(path, OpenMode::kUntrustedScratch);
+    scratch.exec("INSERT INTO t VALUES (1)");
+    EXPECT_EQ(fired(scratch), 0) << "a trigger ran on an untrusted connection";
+  }
+  {
+    Database untrusted(path, OpenMode::kUntrusted);
+    EXPECT_THROW(untrusted.exec("INSERT INTO t VALUES (2)"), SqliteError);
+    EXPECT_EQ(fired(untrusted), 0);
+  }
+  Database trusted(path, OpenMode::kReadWrite);
+  trusted.exec("INSERT INTO t VALUES (3)");
+  EXPECT_EQ(fired(trusted), 1);
+}
+
 TEST(Sqlite, ColumnTypes) {
   Database db(":memory:", OpenMode::kReadWriteCreate);
   auto s = db.prepare("SELECT 1 AS i, 'x' AS t, NULL AS n");

@@ -3,6 +3,7 @@
 
 #include "engine/catalog/catalog.h"
 #include "tests/catalog/test_util.h"
+#include "tests/support/test_support.h"
 
 namespace mixtape::catalog {
 namespace {
@@ -68,7 +69,9 @@ TEST(Copies, ReplicasAndCountsAcrossTapes) {
   EXPECT_EQ(c.version(v)->copies, 2);
   add_copy(c, t1b.archive, v, 0);  // same tape again: still two tapes
   EXPECT_EQ(c.version(v)->copies, 2);
-  EXPECT_THROW(add_copy(c, t1.archive, v), Error);  // once per archive
+  EXPECT_THROW_MESSAGE(
+      add_copy(c, t1.archive, v), sqlite::SqliteError,
+      "UNIQUE constraint failed: copies.archive_id, copies.version_id");  // once per archive
 
   auto replicas = c.copies_of(v);
   ASSERT_EQ(replicas.size(), 3u);

@@ -1,4 +1,5 @@
 #include "engine/common/common.h"
+#include "tests/support/test_support.h"
 
 #include <gtest/gtest.h>
 
@@ -18,19 +19,19 @@ TEST(ParseSize, AcceptsBinaryUnits) {
 }
 
 TEST(ParseSize, RejectsGarbage) {
-  EXPECT_THROW(parse_size(""), Error);
-  EXPECT_THROW(parse_size("M"), Error);
-  EXPECT_THROW(parse_size("12Q"), Error);
-  EXPECT_THROW(parse_size("-1K"), Error);
-  EXPECT_THROW(parse_size("99999999P"), Error);
+  EXPECT_THROW_MESSAGE(parse_size(""), Error, "empty size");
+  EXPECT_THROW_MESSAGE(parse_size("M"), Error, "invalid size 'M'");
+  EXPECT_THROW_MESSAGE(parse_size("12Q"), Error, "invalid size '12Q'");
+  EXPECT_THROW_MESSAGE(parse_size("-1K"), Error, "invalid size '-1K'");
+  EXPECT_THROW_MESSAGE(parse_size("99999999P"), Error, "invalid size '99999999P'");
 }
 
 TEST(Hex, RoundTrips) {
   Bytes bytes = {0x00, 0x01, 0xab, 0xff};
   EXPECT_EQ(to_hex(bytes), "0001abff");
   EXPECT_EQ(from_hex("0001ABff"), bytes);
-  EXPECT_THROW(from_hex("abc"), Error);
-  EXPECT_THROW(from_hex("zz"), Error);
+  EXPECT_THROW_MESSAGE(from_hex("abc"), Error, "hex string has odd length");
+  EXPECT_THROW_MESSAGE(from_hex("zz"), Error, "invalid hex digit in 'zz'");
 }
 
 TEST(MemorySource, ReadsSequentiallyAndAtOffsets) {

@@ -140,22 +140,39 @@ Bytes decrypt_file(const std::string& in, const AgeDecryptKeys& keys) {
   return out;
 }
 
+// One identity from each generator, each used by the other side; made once
+// for the suite's tests by the first of them (a failure fails each test).
+struct SharedKeys {
+  fs::path dir = fs::temp_directory_path() / ("mixtape-interop-" + std::to_string(::getpid()));
+  std::string mixtape_public_key;  // what `mixtape keygen` printed
+
+  SharedKeys() {
+    fs::create_directories(dir);
+    Result mixtape = run({kMixtape, "keygen", "-o", (dir / "mixtape-id.txt").string()}, dir);
+    if (mixtape.status != 0)
+      throw Error("mixtape keygen failed (status " + std::to_string(mixtape.status) +
+                  "): " + mixtape.err);
+    mixtape_public_key = mixtape.err;
+    Result age = run({"age-keygen", "-o", (dir / "age-id.txt").string()}, dir);
+    if (age.status != 0)
+      throw Error("age-keygen failed (status " + std::to_string(age.status) +
+                  "; scripts/install-deps.sh installs it): " + age.err);
+  }
+  SharedKeys(const SharedKeys&) = delete;
+  SharedKeys& operator=(const SharedKeys&) = delete;
+  ~SharedKeys() {
+    std::error_code ignored;
+    fs::remove_all(dir, ignored);
+  }
+};
+
 class Interop : public ::testing::TestWithParam<std::size_t> {
  protected:
-  static void SetUpTestSuite() {
-    dir_ = fs::temp_directory_path() / ("mixtape-interop-" + std::to_string(::getpid()));
-    fs::create_directories(*dir_);
-    // One identity from each generator, used by the other side.
-    Result mixtape = run({kMixtape, "keygen", "-o", (*dir_ / "mixtape-id.txt").string()}, *dir_);
-    ASSERT_EQ(mixtape.status, 0) << mixtape.err;
-    mixtape_public_key_ = mixtape.err;
-    Result age = run({"age-keygen", "-o", (*dir_ / "age-id.txt").string()}, *dir_);
-    ASSERT_EQ(age.status, 0) << age.err;
-  }
-  static void TearDownTestSuite() { fs::remove_all(*dir_); }
+  static void TearDownTestSuite() { shared_.reset(); }
 
   void SetUp() override {
     ASSERT_TRUE(fs::exists("/usr/bin/age")) << "age CLI missing (scripts/install-deps.sh)";
+    keys_ = &shared_.get([] { return std::make_unique<SharedKeys>(); });
     plain_ = pseudo_random(GetParam(), GetParam() + 1);
     std::string name = std::to_string(GetParam());
     plain_path_ = path("plain-" + name);
@@ -164,21 +181,22 @@ class Interop : public ::testing::TestWithParam<std::size_t> {
     write_file(plain_path_, plain_);
   }
   void TearDown() override {
+    if (!keys_) return;
     fs::remove(plain_path_);
     fs::remove(cipher_path_);
     fs::remove(out_path_);
   }
 
-  static std::string path(const std::string& name) { return (*dir_ / name).string(); }
+  std::string path(const std::string& name) const { return (keys_->dir / name).string(); }
+  const fs::path& dir() const { return keys_->dir; }
   void expect_out_is_plain() {
     Bytes out = read_file(out_path_);
     EXPECT_EQ(out.size(), plain_.size());
     EXPECT_TRUE(out == plain_);
   }
 
-  // Shared by the suite's tests: made once in SetUpTestSuite.
-  static inline std::optional<fs::path> dir_;
-  static inline std::string mixtape_public_key_;
+  static inline test_support::SharedSetup<SharedKeys> shared_;
+  const SharedKeys* keys_ = nullptr;
   Bytes plain_;
   std::string plain_path_, cipher_path_, out_path_;
 };
@@ -186,10 +204,10 @@ class Interop : public ::testing::TestWithParam<std::size_t> {
 TEST_P(Interop, AgeDecryptsMixtapeX25519WithMixtapeKeygenIdentity) {
   auto identities = load_identities(path("mixtape-id.txt"));
   std::vector<X25519Recipient> recipients{identities[0].recipient()};
-  EXPECT_EQ(mixtape_public_key_, "Public key: " + recipients[0].to_string() + "\n");
+  EXPECT_EQ(keys_->mixtape_public_key, "Public key: " + recipients[0].to_string() + "\n");
   encrypt_file(plain_path_, cipher_path_,
                [&](ByteSink& sink) { return std::make_unique<AgeEncryptor>(sink, recipients); });
-  Result r = run({"age", "-d", "-i", path("mixtape-id.txt"), "-o", out_path_, cipher_path_}, *dir_);
+  Result r = run({"age", "-d", "-i", path("mixtape-id.txt"), "-o", out_path_, cipher_path_}, dir());
   ASSERT_EQ(r.status, 0) << r.err;
   expect_out_is_plain();
 }
@@ -199,7 +217,7 @@ TEST_P(Interop, MixtapeDecryptsAgeX25519WithAgeKeygenIdentity) {
   keys.identities = load_identities(path("age-id.txt"));
   Result r = run(
       {"age", "-r", keys.identities[0].recipient().to_string(), "-o", cipher_path_, plain_path_},
-      *dir_);
+      dir());
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_TRUE(decrypt_file(cipher_path_, keys) == plain_);
 
@@ -224,7 +242,7 @@ TEST_P(Interop, ArmoredBothWays) {
   keys.identities = load_identities(path("age-id.txt"));
   Result r = run({"age", "-a", "-r", keys.identities[0].recipient().to_string(), "-o", cipher_path_,
                   plain_path_},
-                 *dir_);
+                 dir());
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_TRUE(decrypt_file(cipher_path_, keys) == plain_);
 
@@ -236,7 +254,7 @@ TEST_P(Interop, ArmoredBothWays) {
   });
   EXPECT_TRUE(
       test_support::read_file(cipher_path_).starts_with("-----BEGIN AGE ENCRYPTED FILE-----\n"));
-  r = run({"age", "-d", "-i", path("age-id.txt"), "-o", out_path_, cipher_path_}, *dir_);
+  r = run({"age", "-d", "-i", path("age-id.txt"), "-o", out_path_, cipher_path_}, dir());
   ASSERT_EQ(r.status, 0) << r.err;
   expect_out_is_plain();
 }

@@ -399,12 +399,13 @@ TEST(Encrypt, DefaultWorkFactorIs18) {
 
 TEST(Encrypt, RefusesEmptyRecipientsAndWritesAfterClose) {
   MemorySink sink;
-  EXPECT_THROW(AgeEncryptor(sink, std::vector<X25519Recipient>{}), Error);
+  EXPECT_THROW_MESSAGE(AgeEncryptor(sink, std::vector<X25519Recipient>{}), Error,
+                       "age encryption needs at least one recipient");
   X25519Identity identity = X25519Identity::generate();
   std::vector<X25519Recipient> recipients{identity.recipient()};
   AgeEncryptor encryptor(sink, recipients);
   encryptor.close();
-  EXPECT_THROW(encryptor.write(as_bytes("late")), Error);
+  EXPECT_THROW_MESSAGE(encryptor.write(as_bytes("late")), Error, "write after close");
 }
 
 TEST(Encrypt, WithoutCloseTheOutputIsNeverComplete) {
@@ -455,7 +456,7 @@ TEST(Encrypt, BufferRefusesOverlongCommitsAndABrokenPromise) {
   MemorySink sink;
   AgeEncryptor encryptor(sink, recipients);
   MutableByteSpan room = encryptor.buffer();
-  EXPECT_THROW(encryptor.commit(room.size() + 1), Error);
+  EXPECT_THROW_MESSAGE(encryptor.commit(room.size() + 1), Error, "beyond the buffer handed out");
   // Fill the first batch exactly (buffer() hands out all of it), then ask for
   // more room: that seals the batch as a middle one, so closing without a
   // byte more would end the file without a final chunk.
@@ -463,7 +464,8 @@ TEST(Encrypt, BufferRefusesOverlongCommitsAndABrokenPromise) {
   MutableByteSpan next = encryptor.buffer();
   ASSERT_FALSE(next.empty());
   encryptor.commit(0);
-  EXPECT_THROW(encryptor.close(), Error);
+  EXPECT_THROW_MESSAGE(encryptor.close(), Error,
+                       "closed with no bytes after a buffer() that sealed");
 }
 
 // The streaming code's cipher (OpenSSL) against the reference (libsodium):

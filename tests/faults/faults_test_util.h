@@ -30,6 +30,7 @@ using restore::testing::Fixture;
 using restore::testing::ImageBlock;
 using restore::testing::parse_image;
 using test_support::CommandResult;
+using test_support::poll_until;
 using test_support::random_text;
 using test_support::read_file;
 using test_support::run_shell;
@@ -124,6 +125,20 @@ inline std::vector<std::string> regular_files(const std::string& root) {
     if (e.is_regular_file() && !e.is_symlink()) out.push_back(e.path().string());
   std::sort(out.begin(), out.end());
   return out;
+}
+
+// Regular files of a tree, or none if there is no tree.
+inline std::vector<std::string> regular_files_or_none(const std::string& root) {
+  return std::filesystem::exists(root) ? regular_files(root) : std::vector<std::string>{};
+}
+
+// What `diff -r` finds between a fixture's source tree and its restore
+// into f.file(to) (a restore puts path P at DIR + P): "" when every file,
+// symlink and directory came back with its bytes.
+inline std::string tree_differences(const Fixture& f, const std::string& to) {
+  CommandResult d = run_shell("diff -r --no-dereference " + shell_quote(f.src()) + " " +
+                              shell_quote(f.file(to) + f.src()));
+  return d.status == 0 ? "" : "diff -r: " + d.out + d.err;
 }
 
 inline std::size_t count_lines(const std::string& text) {
@@ -244,17 +259,6 @@ inline std::vector<std::string> open_images(pid_t pid) {
     if (target.ends_with(".tap")) images.push_back(target);
   }
   return images;
-}
-
-// Polls `ready` every millisecond until it holds or `limit` passes.
-template <typename Ready>
-bool poll_until(Ready ready, std::chrono::milliseconds limit = std::chrono::seconds(60)) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!ready()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return true;
 }
 
 // The value of an extended attribute ("" if it cannot be read).

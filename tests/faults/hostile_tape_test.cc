@@ -20,12 +20,17 @@ namespace mixtape::faults::testing {
 namespace {
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
 
-std::string elapsed_ms(Clock::time_point since) {
-  return std::to_string(
-             std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - since).count()) +
-         " ms";
+// A run of mixtape that must end in time: timeout(1) kills it after
+// kHangSeconds, far more than any run here takes even under the
+// sanitizers, and the test fails on status 124. Only a hang (a bomb that
+// went off) reaches it; how fast the runs are is not asserted.
+constexpr int kHangSeconds = 300;
+
+CommandResult run_within_limit(Fixture& f, const std::string& args) {
+  return run_shell("cd " + shell_quote(f.root()) + " && HOME=" + shell_quote(f.file("home")) +
+                   " MIXTAPE_CATALOG=" + shell_quote(f.catalog()) + " timeout " +
+                   std::to_string(kHangSeconds) + " " + backup::testing::kMixtape + " " + args);
 }
 
 class HostileTapeTest : public ::testing::Test {
@@ -35,13 +40,7 @@ class HostileTapeTest : public ::testing::Test {
   std::string src(const std::string& name) const { return tape_.src(name); }
   std::vector<std::string> lying() const { return tape_.lying(); }
 
-  // A run of mixtape that must end within `seconds` (timeout(1) kills it
-  // otherwise, and the test fails on status 124).
-  CommandResult within(int seconds, const std::string& args) {
-    return run_shell("cd " + shell_quote(f_.root()) + " && HOME=" + shell_quote(f_.file("home")) +
-                     " MIXTAPE_CATALOG=" + shell_quote(f_.catalog()) + " timeout " +
-                     std::to_string(seconds) + " " + backup::testing::kMixtape + " " + args);
-  }
+  CommandResult within_limit(const std::string& args) { return run_within_limit(f_, args); }
 
   // The restore of everything into jail/out, and the checks that hold
   // whatever the tape said: only the lying members failed, each named with
@@ -49,8 +48,8 @@ class HostileTapeTest : public ::testing::Test {
   void restore_and_check() {
     const std::string jail = f_.file("jail"), out = jail + "/out";
     fs::create_directories(out);
-    CommandResult r = within(120, "restore " + shell_quote(f_.src()) + " --to " + shell_quote(out) +
-                                      " --library " + shell_quote(f_.library()));
+    CommandResult r = within_limit("restore " + shell_quote(f_.src()) + " --to " +
+                                   shell_quote(out) + " --library " + shell_quote(f_.library()));
     ASSERT_NE(r.status, 124) << "the restore hung";
     EXPECT_EQ(r.status, 1) << r.err;
     for (const auto& path : lying()) {
@@ -103,7 +102,7 @@ TEST_F(HostileTapeTest, RestoreOfATamperedArchiveRefusesEachLieAndNothingEscapes
 // verify reads that member).
 TEST_F(HostileTapeTest, VerifyReportsEveryLie) {
   tape_.tamper_every_way();
-  CommandResult r = within(120, "verify --library " + shell_quote(f_.library()));
+  CommandResult r = within_limit("verify --library " + shell_quote(f_.library()));
   ASSERT_NE(r.status, 124) << "verify hung";
   EXPECT_EQ(r.status, 1);
   auto lies = lying();
@@ -120,7 +119,7 @@ TEST_F(HostileTapeTest, VerifyReportsEveryLie) {
 TEST_F(HostileTapeTest, RecoverThenRestoreFromATamperedTape) {
   tape_.tamper_every_way();
   for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(f_.catalog() + suffix);
-  CommandResult r = within(60, "recover --device " + shell_quote(f_.image("L00001")));
+  CommandResult r = within_limit("recover --device " + shell_quote(f_.image("L00001")));
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(listing(f_), original_);
   restore_and_check();
@@ -133,12 +132,12 @@ TEST_F(HostileTapeTest, RecoverThenRestoreFromATamperedTape) {
 TEST_F(HostileTapeTest, ASizeLieTheCatalogSharesIsRefusedBeforeAnythingIsWritten) {
   tape_.lie_about_a_size_everywhere();
   for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(f_.catalog() + suffix);
-  CommandResult r = within(60, "recover --device " + shell_quote(f_.image("L00001")));
+  CommandResult r = within_limit("recover --device " + shell_quote(f_.image("L00001")));
   ASSERT_EQ(r.status, 0) << r.err;
   const std::string liar = src("lie/ustar-size.txt");
   EXPECT_NE(listing(f_).find(std::to_string(HostileTape::kClaimedSize) + " "), std::string::npos);
-  r = within(120, "restore " + shell_quote(f_.src()) + " --to " + shell_quote(f_.file("out")) +
-                      " --library " + shell_quote(f_.library()));
+  r = within_limit("restore " + shell_quote(f_.src()) + " --to " + shell_quote(f_.file("out")) +
+                   " --library " + shell_quote(f_.library()));
   EXPECT_EQ(r.status, 1) << r.err;
   EXPECT_EQ(count_lines(r.err), 2u) << r.err;
   EXPECT_NE(r.err.find("not restored: " + liar + ": the member's " +
@@ -227,11 +226,9 @@ TEST_P(HostileIndexTest, RecoverRefusesTheIndexOrKeepsItsValuesAsValues) {
     HostileTape::run_sql(db, GetParam().python);
   });
   for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(f_.catalog() + suffix);
-  const auto start = Clock::now();
-  CommandResult r = within(60, "recover --device " + shell_quote(f_.image("L00001")));
+  CommandResult r = within_limit("recover --device " + shell_quote(f_.image("L00001")));
   ASSERT_NE(r.status, 124) << "recover hung on " << GetParam().name;
   ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_LT(Clock::now() - start, std::chrono::seconds(30)) << elapsed_ms(start);
   CommandResult check = run_shell("sqlite3 " + shell_quote(f_.catalog()) +
                                   " 'PRAGMA integrity_check; SELECT count(*) FROM files;'");
   EXPECT_EQ(check.out.substr(0, 3), "ok\n") << check.out << check.err;
@@ -263,7 +260,7 @@ TEST_F(HostileTapeTest, ATapeWhoseIndexesAreAllHostileIsRefusedAndNoCatalogIsMad
   tape_.rewrite_tape_file(1, poison);  // the archive's index
   tape_.rewrite_tape_file(tape_.last_file(), poison);
   for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(f_.catalog() + suffix);
-  CommandResult r = within(60, "recover --device " + shell_quote(f_.image("L00001")));
+  CommandResult r = within_limit("recover --device " + shell_quote(f_.image("L00001")));
   EXPECT_EQ(r.status, 1) << r.out;
   EXPECT_NE(r.err.find("no readable index on tape L00001"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(f_.catalog()));
@@ -314,15 +311,15 @@ class ScryptBombTest : public ::testing::Test {
 };
 
 // Invariant: an age file asking for scrypt work factor 40 is refused from
-// its header, before scrypt runs: in well under a second, with the work
-// factor named.
+// its header, before scrypt runs (which would need 128 TiB at 40, 1 GiB at
+// 23: the test would not end), as WorkFactorTooHigh with the work factor
+// named.
 TEST_F(ScryptBombTest, AWorkFactorOf40IsRefusedAtOnce) {
   crypto::AgeDecryptKeys keys;
   keys.passphrase = crypto::Passphrase("correct horse battery staple");
   for (int log_n : {23, 40, 64}) {
     const std::string bomb = scrypt_bomb(log_n);
     MemorySource source(as_bytes(bomb));
-    const auto start = Clock::now();
     try {
       format::read_index_from_tape(source, keys, f_.file("index-" + std::to_string(log_n) + ".db"));
       ADD_FAILURE() << "work factor " << log_n << " was accepted";
@@ -332,7 +329,6 @@ TEST_F(ScryptBombTest, AWorkFactorOf40IsRefusedAtOnce) {
                 std::string::npos)
           << e.what();
     }
-    EXPECT_LT(Clock::now() - start, std::chrono::milliseconds(250)) << elapsed_ms(start);
   }
 }
 
@@ -342,18 +338,18 @@ TEST_F(ScryptBombTest, AWorkFactorOf40IsRefusedAtOnce) {
 TEST_F(ScryptBombTest, OnATapeRecoverAndRestoreRefuseItClearly) {
   const std::string before = listing(f_);
   raise_work_factor(2);  // the archive
-  CommandResult r =
-      f_.mixtape("restore " + shell_quote(f_.src()) + " --to " + shell_quote(f_.file("out")) +
-                 " --library " + shell_quote(f_.library()) + passphrase());
+  CommandResult r = run_within_limit(f_, "restore " + shell_quote(f_.src()) + " --to " +
+                                             shell_quote(f_.file("out")) + " --library " +
+                                             shell_quote(f_.library()) + passphrase());
+  ASSERT_NE(r.status, 124) << "restore ran scrypt at work factor 40";
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.err.find("work factor 40 is above the maximum"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("big.bin"), std::string::npos) << r.err;
 
   raise_work_factor(image_files(f_.image("L00001")).size() - 1);  // the trailing index
   for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(f_.catalog() + suffix);
-  const auto start = Clock::now();
-  r = f_.mixtape("recover --device " + shell_quote(f_.image("L00001")) + passphrase());
-  EXPECT_LT(Clock::now() - start, std::chrono::seconds(5)) << elapsed_ms(start);
+  r = run_within_limit(f_, "recover --device " + shell_quote(f_.image("L00001")) + passphrase());
+  ASSERT_NE(r.status, 124) << "recover ran scrypt at work factor 40";
   EXPECT_EQ(r.status, 1) << r.out;
   EXPECT_EQ(count_lines(r.err), 1u) << r.err;
   EXPECT_NE(r.err.find("work factor 40 is above the maximum 22"), std::string::npos) << r.err;
@@ -363,26 +359,26 @@ TEST_F(ScryptBombTest, OnATapeRecoverAndRestoreRefuseItClearly) {
 
 // Invariant: an identity file that is itself an age file (a passphrase-
 // protected identity, here asking for work factor 40) is refused from its
-// first bytes, in well under a second, with one line saying what it is.
+// first bytes, before any scrypt, with one line saying what it is.
 TEST_F(ScryptBombTest, AnEncryptedIdentityFileIsRefusedAtOnce) {
   const std::string identity = f_.file("identity.age");
   write_file(identity, scrypt_bomb(40));
   ::chmod(identity.c_str(), 0600);
   restore::KeyFiles files;
   files.identities = {identity};
-  const auto start = Clock::now();
   try {
     restore::load_keys(files, {});
     ADD_FAILURE() << "an encrypted identity file was accepted";
   } catch (const crypto::AgeError& e) {
     EXPECT_NE(std::string(e.what()).find("is itself encrypted with age"), std::string::npos)
         << e.what();
+    EXPECT_EQ(e.kind(), crypto::AgeErrorKind::KeyMalformed) << e.what();
   }
-  EXPECT_LT(Clock::now() - start, std::chrono::milliseconds(250)) << elapsed_ms(start);
 
-  CommandResult r =
-      f_.mixtape("restore " + shell_quote(f_.src()) + " --to " + shell_quote(f_.file("out")) +
-                 " --library " + shell_quote(f_.library()) + " -i " + shell_quote(identity));
+  CommandResult r = run_within_limit(
+      f_, "restore " + shell_quote(f_.src()) + " --to " + shell_quote(f_.file("out")) +
+              " --library " + shell_quote(f_.library()) + " -i " + shell_quote(identity));
+  ASSERT_NE(r.status, 124) << "restore ran scrypt on the identity file";
   EXPECT_EQ(r.status, 1);
   EXPECT_EQ(count_lines(r.err), 1u) << r.err;
   EXPECT_NE(r.err.find(identity + " is itself encrypted with age"), std::string::npos) << r.err;

@@ -214,7 +214,7 @@ TEST_F(MountDailyTest, AReadWaitingForAnAbsentTapeEndsWithTheUnmount) {
     reader.wait();
     EXPECT_TRUE(
         poll_until([&] { return run_shell("fusermount3 -u " + shell_quote(mnt())).status == 0; }));
-    const bool gone = poll_until([&] { return ended(daemon); }, std::chrono::seconds(30));
+    const bool gone = poll_until([&] { return ended(daemon); });
     EXPECT_TRUE(gone) << "mount.mixtape outlived its unmount";
     if (!gone) ::kill(daemon, SIGKILL);  // or it holds the cache for ever
     mount.unmount();
@@ -239,7 +239,7 @@ TEST_F(MountDailyTest, SigtermEndsAMountWhoseReadWaitsForATape) {
   ASSERT_TRUE(poll_until([&] { return status().find("waiting: " + file) != std::string::npos; }))
       << status();
   ::kill(daemon, SIGTERM);
-  const bool gone = poll_until([&] { return ended(daemon); }, std::chrono::seconds(30));
+  const bool gone = poll_until([&] { return ended(daemon); });
   EXPECT_TRUE(gone) << "mount.mixtape ignored SIGTERM";
   if (!gone) ::kill(daemon, SIGKILL);  // or the reader waits for ever
   EXPECT_NE(reader.wait(), 0);

@@ -328,32 +328,11 @@ TEST_F(MountFaultTest, WithoutAllowOtherOtherUsersGetEaccesAtTheMountPoint) {
 
 // ------------------------------------------------------------ secrets
 
-// Invariant: a mount given an identity others can read warns once on
-// stderr and works; and nothing it shows (.mixtape/status, .mixtape/stats,
-// any extended attribute of any file, its messages) holds the secret key,
-// its payload or its bytes, nor the passphrase of a passphrase tape.
-TEST_F(MountFaultTest, NoSecretInStatusStatsOrExtendedAttributes) {
-  f_.make_tree(6);
-  f_.init(2);
-  f_.backup();
-  const Secrets secrets(f_.identity());
-  ::chmod(f_.identity().c_str(), 0644);
-  write_file(f_.file("passphrase"), std::string(kPassphrase) + "\n");
-  ::chmod(f_.file("passphrase").c_str(), 0600);
-  LiveMount mount(mnt());
-  CommandResult r = mount.mount(
-      f_.catalog(), options(f_.file("cache"), "passphrase_file=" + f_.file("passphrase")));
-  ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_EQ(r.err, "mount.mixtape: warning: identity file " + f_.identity() +
-                       " can be read by anyone (mode 0644); make it private with `chmod 600 " +
-                       f_.identity() + "`\n");
-  std::string shown = r.out + r.err;
-  std::string data;
-  EXPECT_EQ(read_whole(latest(f_.src() + "/big.bin"), data), 0);
-  EXPECT_NE(read_whole(mnt() + "/latest/no-such-file", data), 0);
-  shown += status() + read_file(mnt() + "/.mixtape/stats");
-  std::size_t attributes = 0;
-  for (auto it = fs::recursive_directory_iterator(mnt()); it != fs::recursive_directory_iterator();
+// Everything a mount shows of itself and its files: .mixtape/status,
+// .mixtape/stats and every extended attribute of every file under it.
+std::string shown_by_the_mount(const std::string& mnt, std::size_t& attributes) {
+  std::string shown = read_file(mnt + "/.mixtape/status") + read_file(mnt + "/.mixtape/stats");
+  for (auto it = fs::recursive_directory_iterator(mnt); it != fs::recursive_directory_iterator();
        ++it) {
     char names[4096];
     ssize_t n = ::llistxattr(it->path().c_str(), names, sizeof names);
@@ -364,8 +343,74 @@ TEST_F(MountFaultTest, NoSecretInStatusStatsOrExtendedAttributes) {
       ++attributes;
     }
   }
+  return shown;
+}
+
+// Invariant: a mount given an identity others can read warns once on
+// stderr and works; and nothing it shows (.mixtape/status, .mixtape/stats,
+// any extended attribute of any file, its messages) holds the secret key,
+// its payload or its bytes.
+TEST_F(MountFaultTest, NoSecretInStatusStatsOrExtendedAttributes) {
+  f_.make_tree(6);
+  f_.init(2);
+  f_.backup();
+  const Secrets secrets(f_.identity());
+  ::chmod(f_.identity().c_str(), 0644);
+  LiveMount mount(mnt());
+  CommandResult r = mount.mount(f_.catalog(), options(f_.file("cache")));
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.err, "mount.mixtape: warning: identity file " + f_.identity() +
+                       " can be read by anyone (mode 0644); make it private with `chmod 600 " +
+                       f_.identity() + "`\n");
+  std::string shown = r.out + r.err;
+  std::string data;
+  EXPECT_EQ(read_whole(latest(f_.src() + "/big.bin"), data), 0);
+  EXPECT_TRUE(data == read_file(f_.src() + "/big.bin"));
+  EXPECT_NE(read_whole(mnt() + "/latest/no-such-file", data), 0);
+  std::size_t attributes = 0;
+  shown += shown_by_the_mount(mnt(), attributes);
   EXPECT_GT(attributes, 10u);
   EXPECT_EQ(secrets.found_in(shown), std::vector<std::string>{}) << shown;
+}
+
+// Invariant: a passphrase catalog (init --passphrase-file) mounts with
+// passphrase_file= and no identity, its files read back whole, and nothing
+// the mount shows or says holds the passphrase. A passphrase file others
+// can read is warned about once.
+TEST_F(MountFaultTest, APassphraseCatalogReadsAndShowsNoPassphrase) {
+  f_.make_tree(6);
+  const std::string passphrase = f_.file("passphrase");
+  write_file(passphrase, std::string(kPassphrase) + "\n");
+  ::chmod(passphrase.c_str(), 0600);
+  const std::string with_passphrase = " --passphrase-file " + shell_quote(passphrase);
+  CommandResult r = f_.mixtape("init --copies 1" + with_passphrase);
+  ASSERT_EQ(r.status, 0) << r.err;
+  ASSERT_FALSE(fs::exists(f_.identity())) << "a passphrase catalog made an identity";
+  r = f_.mixtape("backup " + shell_quote(f_.src()) + " --library " + shell_quote(f_.library()) +
+                 " --new-library --capacity 64M" + with_passphrase);
+  ASSERT_EQ(r.status, 0) << r.err;
+  ::chmod(passphrase.c_str(), 0644);
+  LiveMount mount(mnt());
+  r = mount.mount(f_.catalog(), "library=" + f_.library() + ",cache=" + f_.file("cache") +
+                                    ",passphrase_file=" + passphrase);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(count_lines(r.err), 1u) << r.err;
+  EXPECT_NE(r.err.find("passphrase file " + passphrase + " can be read by anyone"),
+            std::string::npos)
+      << r.err;
+  std::string shown = r.out + r.err;
+  std::string data;
+  for (const std::string& file : regular_files(f_.src())) {
+    ASSERT_EQ(read_whole(latest(file), data), 0) << file;
+    EXPECT_TRUE(data == read_file(file)) << file;
+  }
+  std::size_t attributes = 0;
+  shown += shown_by_the_mount(mnt(), attributes);
+  EXPECT_GT(attributes, 10u);
+  const std::string lower_shown = lower(shown);
+  const std::string secret = lower(kPassphrase);
+  for (std::size_t at = 0; at + 16 <= secret.size(); ++at)
+    EXPECT_EQ(lower_shown.find(secret.substr(at, 16)), std::string::npos) << shown;
 }
 
 }  // namespace

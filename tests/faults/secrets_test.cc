@@ -49,8 +49,8 @@ TEST_F(SecretsTest, GeneratedIdentitiesArePrivateWhateverTheUmask) {
 }
 
 // Invariant: an identity or passphrase file its group or others can read
-// still works, and each use says so in one line naming the file and the
-// fix; a private one draws no warning.
+// still works (every file comes back whole), and each use says so in one
+// line naming the file and the fix; a private one draws no warning.
 TEST_F(SecretsTest, KeyFilesOthersCanReadAreWarnedAboutAndStillWork) {
   f_.make_tree(4);
   f_.init(1);
@@ -58,6 +58,7 @@ TEST_F(SecretsTest, KeyFilesOthersCanReadAreWarnedAboutAndStillWork) {
   CommandResult r = run(restore_args("private"));
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.err, "") << "a 0600 identity is not warned about";
+  EXPECT_EQ(tree_differences(f_, "private"), "");
 
   ::chmod(f_.identity().c_str(), 0644);
   r = run(restore_args("world"));
@@ -65,6 +66,7 @@ TEST_F(SecretsTest, KeyFilesOthersCanReadAreWarnedAboutAndStillWork) {
   EXPECT_EQ(r.err, "mixtape: warning: identity file " + f_.identity() +
                        " can be read by anyone (mode 0644); make it private with `chmod 600 " +
                        f_.identity() + "`\n");
+  EXPECT_EQ(tree_differences(f_, "world"), "");
 
   ::chmod(f_.identity().c_str(), 0640);
   r = run(restore_args("group") + " -i " + shell_quote(f_.identity()));
@@ -72,6 +74,7 @@ TEST_F(SecretsTest, KeyFilesOthersCanReadAreWarnedAboutAndStillWork) {
   EXPECT_EQ(count_lines(r.err), 1u) << r.err;
   EXPECT_NE(r.err.find(f_.identity() + " can be read by its group (mode 0640)"), std::string::npos)
       << r.err;
+  EXPECT_EQ(tree_differences(f_, "group"), "");
 
   ::chmod(f_.identity().c_str(), 0600);
   write_file(f_.file("passphrase"), std::string(kPassphrase) + "\n");
@@ -83,6 +86,7 @@ TEST_F(SecretsTest, KeyFilesOthersCanReadAreWarnedAboutAndStillWork) {
   EXPECT_NE(r.err.find("passphrase file " + f_.file("passphrase") + " can be read by anyone"),
             std::string::npos)
       << r.err;
+  EXPECT_NE(r.out.find("indexes ok, 0 problems\n"), std::string::npos) << r.out;
 }
 
 // Invariant: with a known identity and passphrase, nothing any command
@@ -108,9 +112,11 @@ TEST_F(SecretsTest, NoSecretInAnyOutputCatalogOrTape) {
   for (const char* command : {"status", "tapes", "ls -R --versions --replicas"})
     EXPECT_EQ(run(command).status, 0) << command;
   EXPECT_EQ(with_stats(restore_args("out") + " -i " + shell_quote(f_.identity())).status, 0);
+  EXPECT_EQ(tree_differences(f_, "out"), "");
   EXPECT_EQ(with_stats("verify" + lib).status, 0);
   EXPECT_EQ(with_stats("recover --catalog " + shell_quote(f_.file("recovered.db")) + lib).status,
             0);
+  EXPECT_EQ(listing(f_, " --catalog " + shell_quote(f_.file("recovered.db"))), listing(f_));
 
   // Failures: a wrong identity, an identity file whose key is damaged one
   // character in, a key pasted whole where a path goes.
@@ -145,12 +151,14 @@ TEST_F(SecretsTest, NoSecretInAnyOutputCatalogOrTape) {
                  " --library " + shell_quote(p.library()) + pass)
                 .status,
             0);
+  EXPECT_EQ(tree_differences(p, "out"), "");
   CommandResult wrong = prun(
       "restore " + shell_quote(p.src()) + " --to " + shell_quote(p.file("out2")) + " --library " +
       shell_quote(p.library()) + " --passphrase-file " + shell_quote(p.file("wrong")));
   EXPECT_EQ(wrong.status, 1);
   EXPECT_NE(wrong.err.find("wrong --identity or --passphrase-file"), std::string::npos)
       << wrong.err;
+  EXPECT_TRUE(regular_files_or_none(p.file("out2")).empty()) << "a wrong passphrase restored bytes";
 
   EXPECT_EQ(secrets.found_in(seen_), std::vector<std::string>{}) << seen_;
   EXPECT_EQ(secrets.found_in(stats_files), std::vector<std::string>{}) << stats_files;

@@ -133,9 +133,8 @@ class MountDaemonKillTest : public ::testing::Test {
     EXPECT_FALSE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
         << "cat read all of huge.bin from a daemon killed mid-recall";
     // The kernel notices the daemon is gone once its last thread exited.
-    for (int i = 0; i < 100 && daemon_pid(mount_.path()) != 0; ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    ASSERT_EQ(daemon_pid(mount_.path()), 0) << "mount.mixtape survived kill -9";
+    ASSERT_TRUE(test_support::poll_until([&] { return daemon_pid(mount_.path()) == 0; }))
+        << "mount.mixtape survived kill -9";
   }
 
   Fixture f_;
@@ -152,25 +151,25 @@ TEST_F(MountDaemonKillTest, AKilledDaemonIsEnotconnAndANewOneServesTheCacheWitho
   ASSERT_TRUE(got == small_bytes);
   const auto before = listing(latest());
   // Read-ahead may still be recalling the neighbours of d1/f1: let it end.
-  for (int i = 0; i < 600; ++i) {
+  ASSERT_TRUE(test_support::poll_until([&] {
     std::string s = stats();
-    if (stats_field(s, "recalls") ==
-        stats_field(s, "recalls_staged") + stats_field(s, "recalls_failed"))
-      break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+    return stats_field(s, "recalls") ==
+           stats_field(s, "recalls_staged") + stats_field(s, "recalls_failed");
+  })) << stats();
 
   ASSERT_NO_FATAL_FAILURE(kill_during_the_recall_of_huge());
 
   // The kernel may answer from the root's attributes for up to a second.
   int rc = 0, error = 0;
-  for (int i = 0; i < 30 && rc == 0; ++i) {
-    struct stat st {};
-    rc = ::stat(mount_.path().c_str(), &st);
-    error = errno;
-    if (rc == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  EXPECT_EQ(rc, -1) << "stat of the mount point still works 3 s after its daemon died";
+  test_support::poll_until(
+      [&] {
+        struct stat st {};
+        rc = ::stat(mount_.path().c_str(), &st);
+        error = errno;
+        return rc != 0;
+      },
+      std::chrono::seconds(120), std::chrono::milliseconds(20));
+  EXPECT_EQ(rc, -1) << "stat of the mount point still works 2 minutes after its daemon died";
   EXPECT_EQ(error, ENOTCONN) << std::strerror(error);
 
   // Nothing the dead daemon held is stale: the catalog takes a backup, and

@@ -1,8 +1,9 @@
-// The mount under load, as the daemon sees it: 32 readers at once, more
-// than 1,000 opens a second of staged files, find walking the whole mount
-// while files are recalled; nothing hangs (a watchdog turns a deadlock into
-// a failure), every byte is right, the daemon's memory stays bounded and
-// its open files come back to what they were.
+// The mount under load, as the daemon sees it: 32 readers at once,
+// thousands of opens of staged files from 8 threads, find walking the whole
+// mount while files are recalled; nothing hangs (a watchdog turns a
+// deadlock into a failure), every byte is right, the daemon's memory stays
+// bounded and its open files come back to what they were. How fast staged
+// files open is measured by bench/fuse/opens.sh, not here.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <string>
@@ -75,9 +77,10 @@ std::uint64_t stats_field(const std::string& json, const std::string& name) {
 
 class MountLoadTest : public ::testing::Test {
  protected:
-  // Sizes: the load is the same under ASan; only the opens phase is
-  // shorter there and the limits on time are looser.
-  const std::chrono::seconds open_phase{sanitized_run() ? 2 : 3};
+  // Sizes: the load is the same under ASan but for fewer opens of staged
+  // files (each several times slower there); the deadlines, which only a
+  // hang reaches, are looser.
+  const std::uint64_t opens_per_thread{sanitized_run() ? 150u : 400u};
   const std::chrono::seconds phase_limit{sanitized_run() ? 600 : 180};
   static constexpr int kFilesPerReader = 8;
   static constexpr int kRecallDirs = 4;
@@ -134,17 +137,34 @@ class MountLoadTest : public ::testing::Test {
 
   std::string stats() { return read_file(mount_.path() + "/.mixtape/stats"); }
 
+  // Whether the daemon has recalls queued or running (read-ahead
+  // included), by its own counters.
+  static bool recalling(const std::string& stats) {
+    return stats_field(stats, "recalls") >
+           stats_field(stats, "recalls_staged") + stats_field(stats, "recalls_failed");
+  }
+
+  // Polls `ready` every `pause` until it holds; fails the test if
+  // phase_limit (which only a hang reaches) passes first.
+  template <typename Ready>
+  bool wait_until(Ready ready, const std::string& what,
+                  std::chrono::milliseconds pause = std::chrono::milliseconds(20)) {
+    const auto deadline = Clock::now() + phase_limit;
+    while (!ready()) {
+      if (Clock::now() > deadline) {
+        ADD_FAILURE() << what << " within " << phase_limit.count() << " s";
+        return false;
+      }
+      std::this_thread::sleep_for(pause);
+    }
+    return true;
+  }
+
   // Waits until every recall the daemon queued (read-ahead included) ended.
   void wait_for_idle_queue() {
-    auto deadline = Clock::now() + phase_limit;
-    while (Clock::now() < deadline) {
-      std::string s = stats();
-      if (stats_field(s, "recalls") ==
-          stats_field(s, "recalls_staged") + stats_field(s, "recalls_failed"))
-        return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    ADD_FAILURE() << "the recall queue never went idle: " << stats();
+    std::string s;
+    if (!wait_until([&] { return !recalling(s = stats()); }, "the recall queue never went idle"))
+      ADD_FAILURE() << s;
   }
 
   // Open files of the daemon, less the catalog connections (one per FUSE
@@ -179,15 +199,15 @@ class MountLoadTest : public ::testing::Test {
   }
   std::string cache() const { return f_.file("cache"); }
 
-  // Threads opening, reading whole and checking staged files until the
-  // deadline; returns the number of opens that returned the right bytes.
-  std::uint64_t open_staged_files(std::chrono::seconds length, Problems& problems) {
+  // 8 threads, each opening, reading whole and checking opens_per_thread
+  // staged files; returns the number of opens that returned the right bytes.
+  std::uint64_t open_staged_files(Problems& problems) {
     std::atomic<std::uint64_t> opens{0};
-    const auto deadline = Clock::now() + length;
     std::vector<std::thread> threads;
     for (int t = 0; t < 8; ++t) {
       threads.emplace_back([&, t] {
-        for (std::size_t i = static_cast<std::size_t>(t) * 31; Clock::now() < deadline; ++i) {
+        const auto first = static_cast<std::size_t>(t) * 31;
+        for (std::size_t i = first; i < first + opens_per_thread; ++i) {
           if (check(load_files_[i % load_files_.size()], problems)) ++opens;
         }
       });
@@ -248,51 +268,67 @@ TEST_F(MountLoadTest, ReadersOpensAndFindAlongsideRecallsNeitherHangNorLeak) {
   {  // (b) staged files opened and read again and again: no tape is touched.
     Watchdog watchdog("opening staged files", phase_limit, pid);
     const std::string before = stats();
-    auto start = Clock::now();
-    std::uint64_t opens = open_staged_files(open_phase, problems);
-    double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    std::uint64_t opens = open_staged_files(problems);
     const std::string after = stats();
-    double rate = static_cast<double>(opens) / seconds;
-    std::printf("opens of staged files: %llu in %.2f s = %.0f/s\n",
-                static_cast<unsigned long long>(opens), seconds, rate);
-    RecordProperty("opens_per_second", static_cast<int>(rate));
     EXPECT_EQ(problems.count(), 0u) << "opens of staged files:\n" << problems.text();
-    EXPECT_GE(rate, 1000.0) << opens << " opens in " << seconds << " s";
+    EXPECT_EQ(opens, 8u * opens_per_thread);
     EXPECT_EQ(stats_field(after, "bytes_read"), stats_field(before, "bytes_read")) << after;
     EXPECT_GE(stats_field(after, "cache_hits") - stats_field(before, "cache_hits"), opens) << after;
   }
 
-  {  // (c) find walks the whole mount, again and again, while other
-     // threads recall files nobody read yet.
+  {  // (c) find walks the whole mount, again and again, while files nobody
+     // read yet are recalled: all queued at once through .mixtape/recall
+     // (the one drive serves them in turn) and read by a thread per
+     // directory. The first find starts as soon as the daemon's counters
+     // show recalls waiting; a find ran during recalls when they did as it
+     // began and, as it ended, recalls still waited or some had ended since.
     Watchdog watchdog("find alongside recalls", phase_limit, pid);
-    std::atomic<bool> recalling{true};
+    {
+      std::ofstream recall(mount_.path() + "/.mixtape/recall", std::ios::trunc);
+      for (const auto& [dir, names] : recall_files_)
+        for (const auto& name : names) recall << f_.src() << "/" << name << "\n";
+      ASSERT_TRUE(recall.good());
+    }  // closed: queued as the daemon sees the release
+    std::string first;
+    // Polled without a pause (each poll is a read through the mount): 48
+    // recalls, 8 MB of them, cannot all end between two.
+    ASSERT_TRUE(wait_until([&] { return recalling(first = stats()); },
+                           "the recalls written to .mixtape/recall were never seen waiting",
+                           std::chrono::milliseconds(0)))
+        << first;
     std::vector<std::thread> recallers;
     for (const auto& [dir, names] : recall_files_) {
       recallers.emplace_back([&, names = names] {
         for (const auto& name : names) check(name, problems);
       });
     }
+    std::atomic<bool> readers_done{false};
     std::vector<std::size_t> found;
     int during_recalls = 0;
     std::thread finder([&] {
-      while (recalling || found.size() < 3) {
-        bool overlapping = recalling;
+      std::string before = first;
+      while (!readers_done || found.size() < 3) {
         auto r = run_shell("find " + shell_quote(mount_.path()));
         if (r.status != 0) {
           problems.add("find: status " + std::to_string(r.status) + ": " + r.err);
           return;
         }
+        const std::string after = stats();
         found.push_back(static_cast<std::size_t>(std::count(r.out.begin(), r.out.end(), '\n')));
-        if (overlapping && recalling) ++during_recalls;
+        const auto ended = [](const std::string& s) {
+          return stats_field(s, "recalls_staged") + stats_field(s, "recalls_failed");
+        };
+        if (recalling(before) && (recalling(after) || ended(after) > ended(before)))
+          ++during_recalls;
+        before = stats();
       }
     });
     for (auto& t : recallers) t.join();
-    recalling = false;
+    readers_done = true;
     finder.join();
-    std::printf("find ran %zu times, %d of them entirely during recalls\n", found.size(),
-                during_recalls);
     EXPECT_EQ(problems.count(), 0u) << "find alongside recalls:\n" << problems.text();
     ASSERT_GE(found.size(), 3u);
+    EXPECT_GE(during_recalls, 1) << "find never ran while the daemon recalled files";
     // Every run saw the whole mount, the same each time: the 32 x 8 + 4 x 12
     // files under latest/ and snapshots/ and tapes/ at least.
     for (std::size_t n : found) EXPECT_EQ(n, found[0]);
@@ -304,7 +340,7 @@ TEST_F(MountLoadTest, ReadersOpensAndFindAlongsideRecallsNeitherHangNorLeak) {
     Watchdog watchdog("rounds of opens", phase_limit, pid);
     std::vector<std::uint64_t> rss;
     for (int round = 0; round < 4; ++round) {
-      open_staged_files(std::chrono::seconds(1), problems);
+      open_staged_files(problems);
       rss.push_back(rss_kib(pid));
     }
     std::printf("daemon VmRSS: %llu KiB at start, after rounds:",
@@ -322,12 +358,13 @@ TEST_F(MountLoadTest, ReadersOpensAndFindAlongsideRecallsNeitherHangNorLeak) {
   }
 
   // (e) With every file closed, the daemon holds what it held before the
-  // load. Releases reach the daemon after close() returns: allow a moment.
+  // load. Releases reach the daemon after close() returns: waited for.
   wait_for_idle_queue();
   auto now = steady_files(pid);
   auto staged = cache_files(pid);
-  for (int i = 0; i < 100 && (now != baseline || !staged.empty()); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const auto deadline = Clock::now() + phase_limit;
+  while ((now != baseline || !staged.empty()) && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
     now = steady_files(pid);
     staged = cache_files(pid);
   }

@@ -1,12 +1,15 @@
 // Real mounts that recall: from a chosen tape, past a damaged copy, from a
 // tape mounted without its catalog, and unmounting while a recall runs.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 
 #include <filesystem>
 #include <fstream>
 #include <thread>
 
+#include "fs/mount_util.h"
 #include "restore/test_util.h"
 
 namespace mixtape::fs {
@@ -78,12 +81,10 @@ TEST_F(MountRecallTest, PathsWrittenToRecallAreStagedAndNothingElseIsWritable) {
     ASSERT_TRUE(recall.good());
   }  // closed: queued
   std::string stats;
-  for (int i = 0; i < 600; ++i) {
+  EXPECT_TRUE(test_support::poll_until([&] {
     stats = read_file(mnt() + "/.mixtape/stats");
-    if (stats.find("\"recalls_staged\": 2") != std::string::npos) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  EXPECT_NE(stats.find("\"recalls_staged\": 2"), std::string::npos) << stats;
+    return stats.find("\"recalls_staged\": 2") != std::string::npos;
+  })) << stats;
   EXPECT_NE(stats.find("\"opens\": 0"), std::string::npos) << "staged without a read: " << stats;
   EXPECT_TRUE(read_file(latest() + "/big.bin") == random_text(3'000'000, 1));
 
@@ -198,26 +199,43 @@ TEST_F(MountRecallTest, ATapeNobodyInsertsIsEnomediumAfterTheWait) {
   EXPECT_NE(status.find("insert tape L00001"), std::string::npos) << status;
 }
 
+// The unmount comes while the recall of a large file is under way: the
+// daemon is held still (SIGSTOP) as soon as the file says it is staging,
+// the mount is detached, and the daemon let go must then exit.
 TEST_F(MountRecallTest, UnmountDuringARecallLeavesNoProcessBehind) {
   f_.make_tree(4);
-  restore::testing::write_file(f_.src() + "/huge.bin", random_text(40'000'000, 7));
+  restore::testing::write_file(f_.src() + "/huge.bin", random_text(96'000'000, 7));
   f_.init(1);
-  f_.backup("64M");
+  auto backed =
+      f_.mixtape("backup " + shell_quote(f_.src()) + " --library " + shell_quote(f_.library()) +
+                 " --new-library --capacity 256M --archive-size 128M");
+  ASSERT_EQ(backed.status, 0) << backed.err;
   mount(f_.catalog(), "library=" + f_.library());
-  std::thread reader(
-      [&] { sh("cat " + shell_quote(latest() + "/huge.bin") + " > /dev/null 2>&1"); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const pid_t daemon = testing::daemon_pid(mnt());
+  ASSERT_GT(daemon, 0);
+  const std::string huge = latest() + "/huge.bin";
+  std::thread reader([&] { sh("cat " + shell_quote(huge) + " > /dev/null 2>&1"); });
+  std::string state;
+  test_support::poll_until(
+      [&] {
+        char value[256];
+        ssize_t n = ::getxattr(huge.c_str(), "user.mixtape.state", value, sizeof value);
+        state = n > 0 ? std::string(value, static_cast<std::size_t>(n)) : "";
+        return state.starts_with("staging") || state == "staged";
+      },
+      std::chrono::seconds(300), std::chrono::milliseconds(0));
+  ::kill(daemon, SIGSTOP);
   // Lazy: the reader may hold the file open; the daemon must still exit.
   EXPECT_EQ(sh("fusermount3 -u -z " + shell_quote(mnt())), 0);
   mounted_ = false;
+  ::kill(daemon, SIGCONT);
   reader.join();
-  bool gone = false;
-  for (int i = 0; i < 100 && !gone; ++i) {
-    // "[m]" keeps the pattern from matching the shell that runs pgrep.
-    gone = sh("pgrep -f " + shell_quote("[m]ount.mixtape .*" + mnt()) + " > /dev/null") != 0;
-    if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  EXPECT_TRUE(gone) << "mount.mixtape still running after unmount";
+  EXPECT_TRUE(state.starts_with("staging"))
+      << "the unmount did not come during the recall of huge.bin (state: " << state
+      << "); it must be bigger for this machine";
+  EXPECT_TRUE(test_support::poll_until([&] { return testing::daemon_pid(mnt()) == 0; },
+                                       std::chrono::seconds(300), std::chrono::milliseconds(20)))
+      << "mount.mixtape still running after unmount";
 }
 
 }  // namespace

@@ -198,21 +198,58 @@ TEST_F(MountTest, TwoHundredFilesOfOneArchiveCostAtMostTwoLocates) {
   EXPECT_LE(stat_field(stats(), "locates"), 2u) << stats();
 }
 
+// mount(8) runs /sbin/mount.<type>. The build's helper is put there in a
+// mount namespace of the test's own, by a read-only overlay on /sbin whose
+// upper layer holds a link to it (an installed helper is hidden under it):
+// the real /sbin is never written, and the mount lives and ends in that
+// namespace.
 TEST_F(MountTest, MountTypeMixtapeAndUmount) {
-  // mount(8) finds helpers as /sbin/mount.<type>.
-  std::string helper = "/sbin/mount.mixtape";
-  bool installed = std::filesystem::exists(helper);
-  if (!installed) std::filesystem::create_symlink(kMountHelper, helper);
+  const bool installed = std::filesystem::exists("/sbin/mount.mixtape");
+  const std::string sbin = std::filesystem::canonical("/sbin");  // /usr/sbin with a merged /usr
+  const std::string layer = dir_.file("sbin-layer");
+  std::filesystem::create_directories(layer);
+  std::filesystem::create_symlink(kMountHelper, layer + "/mount.mixtape");
   std::filesystem::create_directories(mnt());
-  auto r = run_shell("mount -t mixtape " + shell_quote(catalog()) + " " + shell_quote(mnt()) +
-                     " -o noauto,library=" + tapes() + ",identity=" + identity() +
-                     ",cache=" + dir_.file("cache"));
-  if (!installed) std::filesystem::remove(helper);
-  ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_EQ(read_file(latest() + "/notes.txt"), "second version\n");
-  auto u = run_shell("umount " + shell_quote(mnt()));
-  EXPECT_EQ(u.status, 0) << u.err;
-  EXPECT_FALSE(std::filesystem::exists(latest()));
+  const std::string options =
+      "noauto,library=" + tapes() + ",identity=" + identity() + ",cache=" + dir_.file("cache");
+  // The daemon is the process whose command line names the mount point;
+  // /proc/PID/exe is the file it runs.
+  const std::string script =
+      "set -e\n"
+      "mount -t overlay overlay -o lowerdir=" +
+      shell_quote(layer + ":" + sbin) + " " + shell_quote(sbin) +
+      "\n"
+      "mount -t mixtape " +
+      shell_quote(catalog()) + " " + shell_quote(mnt()) + " -o " + shell_quote(options) +
+      "\n"
+      "trap 'umount -l " +
+      shell_quote(mnt()) +
+      " 2>/dev/null || true' EXIT\n"
+      "for p in /proc/[0-9]*; do\n"
+      "  case \"$(tr '\\0' ' ' < $p/cmdline 2>/dev/null)\" in\n"
+      "    *mount.mixtape*" +
+      mnt() + "*) readlink $p/exe >> " + shell_quote(dir_.file("daemon")) +
+      " ;;\n"
+      "  esac\n"
+      "done\n"
+      "cat " +
+      shell_quote(latest() + "/notes.txt") + " > " + shell_quote(dir_.file("notes")) +
+      "\n"
+      "umount " +
+      shell_quote(mnt()) +
+      "\n"
+      "test ! -e " +
+      shell_quote(latest()) + "\n";
+  write_file(dir_.file("mount.sh"), script);
+  auto r =
+      run_shell("unshare --mount --propagation private sh " + shell_quote(dir_.file("mount.sh")));
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_EQ(read_file(dir_.file("notes")), "second version\n");
+  EXPECT_EQ(read_file(dir_.file("daemon")),
+            std::filesystem::canonical(kMountHelper).string() + "\n")
+      << "the mount was not served by the build's mount.mixtape";
+  EXPECT_EQ(std::filesystem::exists("/sbin/mount.mixtape"), installed) << "/sbin was written";
+  EXPECT_FALSE(std::filesystem::exists(latest())) << "the mount is seen outside its namespace";
 }
 
 TEST_F(MountTest, RwIsRefusedWithAReason) {

@@ -1,12 +1,15 @@
 // Helpers of the mount tests that watch the daemon itself: a real mount of
 // a backed-up library, the mount.mixtape process serving it, its memory and
-// open files as /proc shows them, and a watchdog that turns a hang into a
-// failure.
+// open files as /proc shows them, the FUSE requests it has not answered
+// (fusectl), and a watchdog that turns a hang into a failure.
 #pragma once
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -114,6 +117,38 @@ class Watchdog {
   std::condition_variable changed_;
   bool done_ = false;
   std::thread thread_;  // last: starts once the members it reads exist
+};
+
+// The kernel's FUSE control filesystem (fusectl), mounted on a directory
+// of the test's own: for each FUSE mount, how many requests the kernel has
+// sent its daemon, or queued for it, that are not answered yet (the
+// kernel's own read-ahead included). Zero means nothing is on its way to
+// the daemon: what a test waits for instead of a pause. Needs root.
+class FuseControl {
+ public:
+  explicit FuseControl(std::string path) : path_(std::move(path)) {
+    std::filesystem::create_directories(path_);
+    if (::mount("fusectl", path_.c_str(), "fusectl", 0, nullptr) != 0)
+      throw_errno("cannot mount fusectl on " + path_);
+  }
+  FuseControl(const FuseControl&) = delete;
+  FuseControl& operator=(const FuseControl&) = delete;
+  ~FuseControl() { ::umount2(path_.c_str(), MNT_DETACH); }
+
+  // Requests of the FUSE mount at `mountpoint` not answered yet.
+  int waiting(const std::string& mountpoint) const {
+    struct stat st {};
+    if (::stat(mountpoint.c_str(), &st) != 0) throw_errno("stat " + mountpoint);
+    // A connection is named by its device number (major 0: the minor).
+    const std::string file = path_ + "/" + std::to_string(minor(st.st_dev)) + "/waiting";
+    std::ifstream in(file);
+    int count = -1;
+    if (!(in >> count)) throw Error("cannot read " + file);
+    return count;
+  }
+
+ private:
+  std::string path_;
 };
 
 // Reads a whole file with open/read/close; returns 0 or the errno of the

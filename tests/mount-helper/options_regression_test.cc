@@ -11,6 +11,7 @@
 
 #include "engine/common/common.h"
 #include "mount-helper/options.h"
+#include "tests/support/test_support.h"
 
 namespace mixtape::mount {
 namespace {
@@ -47,6 +48,8 @@ FuzzInput fuzz_input(const std::string& name) {
   return input;
 }
 
+constexpr char kUsage[] = "usage: mount.mixtape SOURCE DIR";
+
 // The error parse_options gives for a kept input ("" if it accepts it).
 std::string error_for(const std::string& name) {
   FuzzInput input = fuzz_input(name);
@@ -63,9 +66,9 @@ std::string error_for(const std::string& name) {
 // std::terminate instead of printing its usage line.
 TEST(MountOptionsRegression, EmptySourceOrDirIsAUsageError) {
   EXPECT_NE(error_for("empty-mount-point").find("usage:"), std::string::npos);
-  EXPECT_THROW(parse_options(argv({"cat.db", ""})), Error);
-  EXPECT_THROW(parse_options(argv({"", "/mnt/x"})), Error);
-  EXPECT_THROW(parse_options(argv({"", ""}), /*called_by_mount=*/true), Error);
+  EXPECT_THROW_MESSAGE(parse_options(argv({"cat.db", ""})), Error, kUsage);
+  EXPECT_THROW_MESSAGE(parse_options(argv({"", "/mnt/x"})), Error, kUsage);
+  EXPECT_THROW_MESSAGE(parse_options(argv({"", ""}), /*called_by_mount=*/true), Error, kUsage);
 }
 
 // Found writing the fuzzer's invariant (a wait converts to whole seconds),
@@ -75,7 +78,9 @@ TEST(MountOptionsRegression, EmptySourceOrDirIsAUsageError) {
 TEST(MountOptionsRegression, WaitMustBeAFiniteSensibleNumberOfSeconds) {
   for (const char* wait : {"wait=nan", "wait=NAN", "wait=inf", "wait=infinity", "wait=1e400",
                            "wait=1e300", "wait=-0.5"}) {
-    EXPECT_THROW(parse_options(argv({"cat.db", "/mnt/x", "-o", wait})), Error) << wait;
+    EXPECT_THROW_MESSAGE(
+        parse_options(argv({"cat.db", "/mnt/x", "-o", wait})), Error,
+        "wait= takes seconds (at most a year), not '" + std::string(wait + 5) + "'");
   }
   Options o = parse_options(argv({"cat.db", "/mnt/x", "-o", "wait=86400"}));
   ASSERT_TRUE(o.wait_seconds);

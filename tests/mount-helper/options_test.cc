@@ -5,9 +5,12 @@
 #include <filesystem>
 
 #include "engine/common/common.h"
+#include "tests/support/test_support.h"
 
 namespace mixtape::mount {
 namespace {
+
+constexpr char kReadOnly[] = "mixtape mounts are read-only; remove 'rw'";
 
 Options parse(std::vector<std::string> args) {
   args.insert(args.begin(), "mount.mixtape");
@@ -43,21 +46,22 @@ TEST(MountOptions, IgnoresWhatFstabPasses) {
 }
 
 TEST(MountOptions, RefusesRw) {
-  EXPECT_THROW(parse({"cat.db", "/mnt/x", "-o", "rw"}), Error);
-  EXPECT_THROW(parse({"cat.db", "/mnt/x", "-o", "noauto,rw"}), Error);
+  EXPECT_THROW_MESSAGE(parse({"cat.db", "/mnt/x", "-o", "rw"}), Error, kReadOnly);
+  EXPECT_THROW_MESSAGE(parse({"cat.db", "/mnt/x", "-o", "noauto,rw"}), Error, kReadOnly);
 }
 
 TEST(MountOptions, MountsImplicitRwIsItsDefaultNotARequest) {
   std::vector<std::string> argv = {"mount.mixtape", "cat.db", "/mnt/x", "-o", "rw,noauto"};
   EXPECT_NO_THROW(parse_options(argv, /*called_by_mount=*/true));
-  EXPECT_THROW(parse_options(argv, /*called_by_mount=*/false), Error);
+  EXPECT_THROW_MESSAGE(parse_options(argv, /*called_by_mount=*/false), Error, kReadOnly);
   // Only the leading flag mount(8) adds; a second rw is the user's.
   argv[4] = "rw,noauto,rw";
-  EXPECT_THROW(parse_options(argv, true), Error);
+  EXPECT_THROW_MESSAGE(parse_options(argv, true), Error, kReadOnly);
 }
 
 TEST(MountOptions, UnknownOptionsNeedSloppy) {
-  EXPECT_THROW(parse({"cat.db", "/mnt/x", "-o", "bogus=1"}), Error);
+  EXPECT_THROW_MESSAGE(parse({"cat.db", "/mnt/x", "-o", "bogus=1"}), Error,
+                       "unknown option 'bogus' (mount -s ignores unknown options)");
   // mount(8) may put -s after the options.
   auto o = parse({"cat.db", "/mnt/x", "-o", "bogus=1", "-s"});
   EXPECT_TRUE(o.sloppy);
@@ -75,17 +79,23 @@ TEST(MountOptions, IdleDrivesAreReleasedAfterAMinuteUnlessToldOtherwise) {
   EXPECT_DOUBLE_EQ(parse({"cat.db", "/mnt/x"}).idle_seconds, 60);
   EXPECT_DOUBLE_EQ(parse({"cat.db", "/mnt/x", "-o", "idle=5"}).idle_seconds, 5);
   EXPECT_DOUBLE_EQ(parse({"cat.db", "/mnt/x", "-o", "idle=0"}).idle_seconds, 0);
-  EXPECT_THROW(parse({"cat.db", "/mnt/x", "-o", "idle=soon"}), Error);
-  EXPECT_THROW(parse({"cat.db", "/mnt/x", "-o", "idle="}), Error);
+  EXPECT_THROW_MESSAGE(parse({"cat.db", "/mnt/x", "-o", "idle=soon"}), Error,
+                       "idle= takes seconds (at most a year), not 'soon'");
+  EXPECT_THROW_MESSAGE(parse({"cat.db", "/mnt/x", "-o", "idle="}), Error,
+                       "option idle needs a value");
 }
 
 TEST(MountOptions, RejectsMalformedValues) {
-  EXPECT_THROW(parse({"cat.db", "/mnt/x", "-o", "recall=sometimes"}), Error);
-  EXPECT_THROW(parse({"cat.db", "/mnt/x", "-o", "wait=soon"}), Error);
-  EXPECT_THROW(parse({"cat.db", "/mnt/x", "-o", "cache_size=lots"}), Error);
-  EXPECT_THROW(parse({"cat.db", "/mnt/x", "-o", "identity="}), Error);
-  EXPECT_THROW(parse({"cat.db"}), Error);
-  EXPECT_THROW(parse({"cat.db", "/mnt/x", "-q"}), Error);
+  EXPECT_THROW_MESSAGE(parse({"cat.db", "/mnt/x", "-o", "recall=sometimes"}), Error,
+                       "recall= takes open, read or never, not 'sometimes'");
+  EXPECT_THROW_MESSAGE(parse({"cat.db", "/mnt/x", "-o", "wait=soon"}), Error,
+                       "wait= takes seconds (at most a year), not 'soon'");
+  EXPECT_THROW_MESSAGE(parse({"cat.db", "/mnt/x", "-o", "cache_size=lots"}), Error,
+                       "cache_size= takes a size such as 512M or 2G, not 'lots'");
+  EXPECT_THROW_MESSAGE(parse({"cat.db", "/mnt/x", "-o", "identity="}), Error,
+                       "option identity needs a value");
+  EXPECT_THROW_MESSAGE(parse({"cat.db"}), Error, "usage: mount.mixtape SOURCE DIR");
+  EXPECT_THROW_MESSAGE(parse({"cat.db", "/mnt/x", "-q"}), Error, "unknown flag '-q'");
 }
 
 }  // namespace

@@ -66,6 +66,8 @@ TEST_F(RecoverCliTest, AFoundTapeCostsItsTrailingIndexAndNothingElse) {
   EXPECT_EQ(stats_["bytes_read"], static_cast<double>(bytes));
   EXPECT_LT(stats_["bytes_read"], static_cast<double>(fs::file_size(f_.image("L00001")) / 10));
   EXPECT_EQ(listing(), before);
+  // Not only listed: every file comes back from the tape through it.
+  EXPECT_EQ(f_.restore_differences("out"), "");
 }
 
 TEST_F(RecoverCliTest, DeletedCatalogComesBackFromTheLibraryExactly) {
@@ -86,6 +88,7 @@ TEST_F(RecoverCliTest, DeletedCatalogComesBackFromTheLibraryExactly) {
       << r.out;
   EXPECT_EQ(listing(), before);
   EXPECT_EQ(f_.mixtape("status").out, status_before);
+  EXPECT_EQ(f_.restore_differences("out"), "");
 }
 
 TEST_F(RecoverCliTest, TapesMergeIntoTheirUnion) {
@@ -102,6 +105,7 @@ TEST_F(RecoverCliTest, TapesMergeIntoTheirUnion) {
   r = recover("--library " + shell_quote(f_.library()) + " --serial L00002");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(listing(), before);
+  EXPECT_EQ(f_.restore_differences("out"), "");
 }
 
 TEST_F(RecoverCliTest, ADamagedTrailingIndexFallsBackToWalkingTheIndexes) {
@@ -118,6 +122,7 @@ TEST_F(RecoverCliTest, ADamagedTrailingIndexFallsBackToWalkingTheIndexes) {
   EXPECT_EQ(listing(), before);
   // The archives themselves were passed over, not read.
   EXPECT_LT(stats_["bytes_read"], static_cast<double>(fs::file_size(f_.image("L00001")) / 2));
+  EXPECT_EQ(f_.restore_differences("out"), "");
 }
 
 TEST_F(RecoverCliTest, WalkingTheIndexesGivesTheSameCatalog) {
@@ -128,6 +133,7 @@ TEST_F(RecoverCliTest, WalkingTheIndexesGivesTheSameCatalog) {
   CommandResult r = recover("--library " + shell_quote(f_.library()) + " --walk-indexes");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(listing(), before);
+  EXPECT_EQ(f_.restore_differences("out"), "");
 }
 
 TEST_F(RecoverCliTest, AnInterruptedSessionKeepsItsCompleteArchives) {
@@ -184,6 +190,28 @@ TEST_F(RecoverCliTest, ATruncatedTapeGivesBackWhatIsWhole) {
   });
   EXPECT_GT(with_copy, 0u);
   EXPECT_GT(without, 0u) << "the files of the cut archive have no copy";
+  // What has a copy restores with its bytes; what has none is named.
+  r = f_.mixtape("restore " + shell_quote(f_.src()) + " --to " + shell_quote(f_.file("out")) +
+                 " --library " + shell_quote(f_.library()));
+  EXPECT_EQ(r.status, 1) << r.err;
+  std::size_t restored = 0, lost = 0;
+  catalog.walk(
+      f_.src(), catalog::View::latest(), [&](const std::string& path, const catalog::Entry& e) {
+        if (e.is_dir || e.version.kind != catalog::VersionKind::kFile || e.version.size == 0)
+          return;
+        if (catalog.copies_of(e.version.id).empty()) {
+          ++lost;
+          EXPECT_NE(r.err.find("mixtape: not restored: " + path + ": "), std::string::npos)
+              << path << " has no copy and was not named:\n"
+              << r.err;
+          EXPECT_FALSE(fs::exists(f_.file("out") + path)) << path;
+        } else {
+          ++restored;
+          EXPECT_EQ(read_file(f_.file("out") + path), read_file(path)) << path;
+        }
+      });
+  EXPECT_GT(restored, 0u);
+  EXPECT_GT(lost, 0u);
 }
 
 TEST_F(RecoverCliTest, AWrongIdentityIsRefusedAndLeavesNoCatalog) {

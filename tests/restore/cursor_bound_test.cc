@@ -193,8 +193,12 @@ class Tape {
 
 class CursorBoundTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() { tape_ = std::make_unique<Tape>(); }
-  static void TearDownTestSuite() { tape_.reset(); }
+  // The tape is made once, by the first test; a failure to make it fails
+  // every test (tests/support SharedSetup).
+  static void TearDownTestSuite() { shared_.reset(); }
+  void SetUp() override {
+    tape_ = &shared_.get([] { return std::make_unique<Tape>(); });
+  }
 
   // The file of `all` whose member starts closest to `bytes` from BOT.
   static const Placement& nearest(const std::vector<Placement>& all, const TapeModel& model,
@@ -205,10 +209,9 @@ class CursorBoundTest : public ::testing::Test {
     });
   }
 
-  static std::unique_ptr<Tape> tape_;
+  static inline test_support::SharedSetup<Tape> shared_;
+  Tape* tape_ = nullptr;
 };
-
-std::unique_ptr<Tape> CursorBoundTest::tape_;
 
 TEST(TimingModelTest, LtoSixBreaksEvenAtAboutOnePointSixGigabytes) {
   const tape::TimingModel lto6;

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <ctime>
 #include <filesystem>
 #include <random>
 #include <set>
@@ -293,12 +294,15 @@ TEST_F(RestoreCliTest, AtSelectsTheSnapshot) {
   f_.backup();
   const std::string file = f_.src() + "/d0/f0";
   const std::string old_content = read_file(file);
-  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
-  const std::string between =
-      format::format_utc(std::chrono::duration_cast<std::chrono::seconds>(
-                             std::chrono::system_clock::now().time_since_epoch())
-                             .count());
-  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  // --at takes whole seconds: a second that began after the first run and
+  // ended before the second began (waited for on the clock).
+  const auto next_second = [] {
+    const std::time_t now = std::time(nullptr);
+    EXPECT_TRUE(test_support::poll_until([&] { return std::time(nullptr) > now; }));
+    return std::time(nullptr);
+  };
+  const std::string between = format::format_utc(next_second());
+  next_second();
   write_file(file, "a newer version\n");
   f_.backup();
   CommandResult r = restore(shell_quote(file) + " --at " + between, "old");

@@ -79,13 +79,15 @@ TEST_F(StageCacheTest, ReadersAreWokenAsBytesLandButTheLastByteWaitsForTheHash) 
   auto reader = cache.open(hash_of(data), data.size());
   EXPECT_EQ(reader.wait_for(0, 1000, soon()), WaitStatus::kTimedOut);  // nothing yet
   auto sink = cache.stage(hash_of(data), data.size());
+  const pid_t waiter = test_support::this_thread_id();
   std::thread writer([&] {
     sink->begin({});
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    // Written once the reader waits.
+    test_support::poll_until([&] { return test_support::thread_asleep(waiter); });
     sink->write(as_bytes(data).first(100'000));
   });
   // Woken by the first write, not by the deadline.
-  EXPECT_EQ(reader.wait_for(0, 50'000, Clock::now() + std::chrono::seconds(10)),
+  EXPECT_EQ(reader.wait_for(0, 50'000, Clock::now() + std::chrono::seconds(300)),
             WaitStatus::kReady);
   writer.join();
   std::string head(50'000, '\0');
@@ -161,8 +163,10 @@ TEST_F(StageCacheTest, FilesWaitingToBeMadeDurableAreEvictedOnceTheyAre) {
     sink->write(as_bytes(*data));
     sink->commit();
   }
+  const pid_t stager = test_support::this_thread_id();
   std::thread release([&] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    // Once the stager waits for a and b to be durable.
+    test_support::poll_until([&] { return test_support::thread_asleep(stager); });
     std::lock_guard lock(mutex);
     go = true;
     changed.notify_all();
@@ -229,11 +233,12 @@ TEST_F(StageCacheTest, AFailedRecallWakesReadersWithItsError) {
   const std::string data = random_text(1000, 4);
   auto reader = cache.open(hash_of(data), data.size());
   auto sink = cache.stage(hash_of(data), data.size());
+  const pid_t waiter = test_support::this_thread_id();
   std::thread failer([&] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    test_support::poll_until([&] { return test_support::thread_asleep(waiter); });
     sink->fail("/x/y: no copy could be read");
   });
-  EXPECT_EQ(reader.wait_for(0, 10, Clock::now() + std::chrono::seconds(10)), WaitStatus::kFailed);
+  EXPECT_EQ(reader.wait_for(0, 10, Clock::now() + std::chrono::seconds(300)), WaitStatus::kFailed);
   failer.join();
   EXPECT_EQ(reader.error(), "/x/y: no copy could be read");
   EXPECT_FALSE(cache.contains(hash_of(data)));

@@ -155,6 +155,20 @@ class Fixture {
     if (r.status != 0) throw Error("backup failed: " + r.err + r.out);
   }
 
+  // `mixtape restore` of the whole source tree from the library into
+  // file(to), with `extra` arguments (keys), and what `diff -r` then finds
+  // between it and the source: "" when every file, symlink and directory
+  // came back with its bytes.
+  std::string restore_differences(const std::string& to, const std::string& extra = "") {
+    CommandResult r = mixtape("restore " + shell_quote(src()) + " --to " + shell_quote(file(to)) +
+                              " --library " + shell_quote(library()) + extra);
+    if (r.status != 0)
+      return "restore failed (status " + std::to_string(r.status) + "): " + r.err + r.out;
+    CommandResult d = test_support::run_shell("diff -r --no-dereference " + shell_quote(src()) +
+                                              " " + shell_quote(file(to) + src()));
+    return d.status == 0 ? "" : "diff -r: " + d.out + d.err;
+  }
+
   // The replicas of the newest version of a path, by tape serial.
   std::vector<catalog::Replica> replicas(const std::string& path) {
     auto catalog = catalog::Catalog::open_read_only(this->catalog());

@@ -1,22 +1,30 @@
 // What every test folder needs: a temporary directory, files in and out,
-// seeded random content, and running shell commands. Folder headers
-// (tests/<module>/*util.h) add what is particular to their module.
+// seeded random content, running shell commands, what a suite's tests
+// share, waiting for a condition instead of sleeping, and expecting one
+// failure by its type and message. Folder headers (tests/<module>/*util.h)
+// add what is particular to their module.
 #pragma once
 
+#include <cxxabi.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <random>
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <thread>
+#include <typeinfo>
 
 #include "engine/common/common.h"
 #include "engine/crypto/crypto.h"
@@ -110,8 +118,111 @@ inline CommandResult run_shell(const std::string& command) {
   return result;
 }
 
+// Polls `ready` every `pause` until it holds (true) or `limit` passes
+// (false). What tests wait on instead of sleeping: the limit is far beyond
+// what the wait takes even under the sanitizers on a loaded machine, so
+// only a hang reaches it.
+template <typename Ready>
+bool poll_until(Ready ready, std::chrono::milliseconds limit = std::chrono::seconds(300),
+                std::chrono::milliseconds pause = std::chrono::milliseconds(1)) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!ready()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(pause);
+  }
+  return true;
+}
+
+// The calling thread's id, for thread_asleep().
+inline pid_t this_thread_id() {
+  return static_cast<pid_t>(::gettid());
+}
+
+// Whether thread `tid` of this process is asleep (blocked in a wait, a
+// sleep, a read), by its state in /proc: how a test knows that another
+// thread waits before it does what should wake it, with no pause.
+inline bool thread_asleep(pid_t tid) {
+  std::ifstream in("/proc/self/task/" + std::to_string(tid) + "/stat");
+  std::string stat;
+  std::getline(in, stat);
+  const auto close = stat.rfind(')');  // after the command name, which may hold anything
+  return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] == 'S';
+}
+
 inline bool have_tool(const std::string& name) {
   return std::system(("command -v " + name + " >/dev/null 2>&1").c_str()) == 0;
 }
 
+// What the tests of a suite share (a backed-up tape, keys made once), made
+// by the first test that asks, in its SetUp. Not in SetUpTestSuite: when
+// that fails, GoogleTest marks the suite's tests skipped, not failed. Here
+// a failure to make it fails every test that needs it, with the reason (it
+// is made once: a second test gets the first one's reason).
+template <typename T>
+class SharedSetup {
+ public:
+  // The shared value, made by `make` (returning a std::unique_ptr<T>) the
+  // first time.
+  template <typename Make>
+  T& get(Make make) {
+    if (!value_ && error_.empty()) {
+      try {
+        value_ = make();
+        if (!value_) error_ = "nothing was made";
+      } catch (const std::exception& e) {
+        error_ = e.what();
+      }
+    }
+    if (!value_) throw Error("the suite's shared setup failed: " + error_);
+    return *value_;
+  }
+  void reset() {
+    value_.reset();
+    error_.clear();
+  }
+
+ private:
+  std::unique_ptr<T> value_;
+  std::string error_;
+};
+
+// What a statement threw: whether it was the expected type (or derived from
+// it), and its message, or what else happened.
+struct Thrown {
+  bool expected = false;
+  std::string text;
+};
+
+inline std::string type_name(const std::type_info& type) {
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> name(
+      abi::__cxa_demangle(type.name(), nullptr, nullptr, &status), std::free);
+  return name ? name.get() : type.name();
+}
+
+template <typename E, typename Statement>
+Thrown thrown_by(Statement&& statement) {
+  try {
+    statement();
+  } catch (const E& e) {
+    return {true, e.what()};
+  } catch (const std::exception& e) {
+    return {false, "it threw " + type_name(typeid(e)) + ": " + e.what()};
+  }
+  return {false, "it threw nothing"};
+}
+
 }  // namespace mixtape::test_support
+
+// EXPECT_THROW_MESSAGE(statement, Type, needle): `statement` throws a Type
+// (or a class derived from it) whose message holds `needle`. Where
+// EXPECT_THROW(statement, Error) takes any failure at all, this names the
+// one meant.
+#define EXPECT_THROW_MESSAGE(statement, Type, needle)                                   \
+  do {                                                                                  \
+    const ::mixtape::test_support::Thrown thrown_ =                                     \
+        ::mixtape::test_support::thrown_by<Type>([&] { statement; });                   \
+    EXPECT_TRUE(thrown_.expected&& thrown_.text.find(needle) != std::string::npos)      \
+        << "expected " #statement " to throw " #Type " saying \"" << (needle) << "\"; " \
+        << (thrown_.expected ? "it said: " : "") << thrown_.text;                       \
+  } while (0)

@@ -141,6 +141,38 @@ TEST_F(ImageDriveTest, TwoDrivesCannotHoldOneImage) {
   expect_tape_error(TapeErrorKind::kDeviceError, [&] { ImageDrive::open(image()); });
 }
 
+// A drive opened on a path is a bay a changer loads (mtx driving images):
+// unloaded, its cartridge is out and its image free for another drive;
+// loaded again, it reads whatever image is at the path now.
+TEST_F(ImageDriveTest, AnUnloadedImageIsReleasedAndALoadReadsWhatIsAtThePathNow) {
+  ImageDrive::create(image("a.tap"), {8 << 20, 1 << 20});
+  ImageDrive::create(image("b.tap"), {8 << 20, 1 << 20});
+  std::filesystem::create_symlink(image("a.tap"), image("bay.tap"));
+  auto bay = ImageDrive::open(image("bay.tap"));
+  bay->write_record(as_bytes(std::string_view("on a")));
+  bay->unload();
+  // Out of the drive: another drive may hold it.
+  auto other = ImageDrive::open(image("a.tap"));
+  other->unload();
+  // The robot puts b where a was.
+  std::filesystem::remove(image("bay.tap"));
+  std::filesystem::create_symlink(image("b.tap"), image("bay.tap"));
+  bay->load();
+  EXPECT_TRUE(bay->status().bot);
+  EXPECT_TRUE(bay->status().eod) << "b is blank";
+  bay->write_record(as_bytes(std::string_view("on b")));
+  bay->unload();
+  // And back: a still holds its record.
+  std::filesystem::remove(image("bay.tap"));
+  std::filesystem::create_symlink(image("a.tap"), image("bay.tap"));
+  bay->load();
+  Bytes buffer(64);
+  ReadResult r = bay->read_record(buffer);
+  ASSERT_EQ(r.kind, ReadKind::kData);
+  EXPECT_EQ(as_chars(ByteSpan(buffer.data(), r.size)), "on a");
+  EXPECT_EQ(bay->stats().loads, 2u);
+}
+
 // ------------------------------------------------------------- the index
 
 constexpr int kRecords = 100'000;

@@ -221,6 +221,28 @@ TEST(MtxChanger, RefusesADeviceThatHoldsAnotherTapeThanTheRobotLoaded) {
   EXPECT_EQ(nst1.cartridge()->blocks.size(), 2u) << "L00002 untouched";
 }
 
+// Fewer devices than the changer has drives (allowed: the rest go unused),
+// and the tape wanted sits in one of those: nothing can tell that drive to
+// eject it. A clear error naming it, not a read past the devices given.
+TEST(MtxChanger, ATapeInADriveWithNoDeviceGivenIsAClearError) {
+  EmulatedStDevice nst0("/dev/nst0"), nst1("/dev/nst1");
+  EmulatedChanger robot("/dev/sg3", {&nst0, &nst1}, 6);
+  fill(robot);
+  ASSERT_EQ(robot({"mtx", "-f", "/dev/sg3", "load", "2", "1"}).exit_status, 0);
+  std::vector<std::unique_ptr<Drive>> drives;
+  drives.push_back(std::make_unique<StDrive>("/dev/nst0", nst0));
+  MtxChanger changer("/dev/sg3", std::move(drives), robot.runner(), read_label);
+  auto e = expect_tape_error(TapeErrorKind::kInvalidArgument, [&] { changer.load("L00002", 0); });
+  ASSERT_TRUE(e);
+  EXPECT_NE(std::string(e->what()).find("tape L00002 is in drive 1 of /dev/sg3, whose device was "
+                                        "not given (--device names 1)"),
+            std::string::npos)
+      << e->what();
+  EXPECT_TRUE(nst1.loaded()) << "L00002 stays where it was";
+  // Tapes in slots still load into the drive it has.
+  EXPECT_EQ(read_label(changer.load("L00003", 0)), "L00003");
+}
+
 TEST(MtxChanger, ChecksTheLabelOfEveryTapeItLoads) {
   EmulatedStDevice nst0("/dev/nst0"), nst1("/dev/nst1");
   EmulatedChanger robot("/dev/sg3", {&nst0, &nst1}, 6);
@@ -261,14 +283,16 @@ TEST(ManualChanger, PromptsAndWaitsUntilTheRightTapeIsInserted) {
   EmulatedStDevice device;
   StDrive drive("/dev/nst0", device);
   std::ostringstream prompt;  // written by this thread only
-  ManualChanger changer(drive, prompt, read_label, {10ms, 10s});
+  ManualChanger changer(drive, prompt, read_label, {10ms, 300s});
 
-  // The operator first inserts the wrong tape, takes it out once the drive
-  // has ejected it, then inserts the right one.
-  std::thread operator_thread([&device] {
-    std::this_thread::sleep_for(50ms);
+  // The operator first inserts the wrong tape once the changer waits for
+  // one (it asked), takes it out once the drive has ejected it, then
+  // inserts the right one.
+  const pid_t changer_thread = test_support::this_thread_id();
+  std::thread operator_thread([&device, changer_thread] {
+    test_support::poll_until([&] { return test_support::thread_asleep(changer_thread); });
     device.insert(labelled_cartridge("L00007"));
-    for (int i = 0; i < 2000 && device.loaded(); ++i) std::this_thread::sleep_for(5ms);
+    test_support::poll_until([&] { return !device.loaded(); });
     device.remove();
     device.insert(labelled_cartridge("L00042"));
   });
