@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "engine/foreign/foreign.h"
 #include "engine/format/format.h"
 
 namespace mixtape::cli {
@@ -185,7 +186,9 @@ OpenedLibrary::OpenedLibrary(const DriveFlags& flags, TapeAccess access)
     };
   }
   spec.notice = print_drive_notice;
-  library_ = tape::open_library(spec, backup::label_serial_reader());
+  // Serials from labels, and for a tape mixtape did not write, from its
+  // first records (engine/foreign).
+  library_ = tape::open_library(spec, foreign::serial_reader());
 }
 
 void OpenedLibrary::add_stat(const std::string& key, std::uint64_t value) {
