@@ -556,6 +556,9 @@ class Catalog {
   std::vector<Replica> copies_of(Id version_id);         // by tape serial
   // In tape order: archive_file, then data_offset.
   void for_each_copy_on_tape(Id tape_id, const std::function<void(const TapeCopy&)>& fn);
+  // The copies of one archive in tape order (data_offset), until fn
+  // returns false.
+  void for_each_copy_in_archive(Id archive_id, const std::function<bool(const TapeCopy&)>& fn);
 
   // ---- the mount's views
   // Up to `limit` entries with names after `after` ("" = from the start), by

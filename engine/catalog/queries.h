@@ -219,6 +219,13 @@ inline constexpr char kCopiesOnTape[] =
     "CROSS JOIN dirs d WHERE a.tape_id = ?1 AND c.archive_id = a.id AND v.id = c.version_id "
     "AND f.id = v.file_id AND d.id = f.dir ORDER BY a.archive_file, c.data_offset";
 
+inline constexpr char kCopiesInArchive[] =
+    "SELECT " MIXTAPE_COPY_COLUMNS ", a.archive_file, " MIXTAPE_VERSION_COLUMNS
+    ", d.path, f.name "
+    "FROM archives a CROSS JOIN copies c CROSS JOIN versions v CROSS JOIN files f "
+    "CROSS JOIN dirs d WHERE a.id = ?1 AND c.archive_id = a.id AND v.id = c.version_id "
+    "AND f.id = v.file_id AND d.id = f.dir ORDER BY c.data_offset";
+
 // ---------------------------------------------------------------- views
 // Directories: ?1 parent, ?2 after (or the name, for lookups), ?3 view key, ?4 limit.
 inline constexpr char kDirsLatest[] =

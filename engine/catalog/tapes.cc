@@ -205,6 +205,23 @@ void Catalog::for_each_copy_on_tape(Id tape_id, const std::function<void(const T
   }
 }
 
+void Catalog::for_each_copy_in_archive(Id archive_id,
+                                       const std::function<bool(const TapeCopy&)>& fn) {
+  using internal::kCopyColumns;
+  using internal::kVersionColumns;
+  auto s = db_->prepare(sql::kCopiesInArchive);
+  s.bind(1, archive_id);
+  while (s.step()) {
+    TapeCopy c;
+    c.copy = internal::read_copy(s, 0);
+    c.archive_file = s.column_int(kCopyColumns);
+    c.version = internal::read_version(s, kCopyColumns + 1);
+    c.path = internal::join_path(s.column_text(kCopyColumns + 1 + kVersionColumns),
+                                 s.column_text(kCopyColumns + 2 + kVersionColumns));
+    if (!fn(c)) return;
+  }
+}
+
 // ---------------------------------------------------------------- status, verification
 
 CatalogStatus Catalog::status() {

@@ -122,6 +122,14 @@ class TarStream {
   std::uint64_t start_offset_;
   ::archive* archive_ = nullptr;
   bool at_end_ = false;
+  // The current member's data, block by block (archive_read_data_block:
+  // the bytes of a block that precede a damaged one are still returned).
+  const void* block_ = nullptr;
+  std::size_t block_size_ = 0;
+  std::uint64_t block_offset_ = 0;  // of block_ in the member
+  std::uint64_t position_ = 0;      // of the next byte read() returns
+  std::uint64_t size_ = 0;          // of the member
+  bool data_end_ = false;
 };
 
 // What the first bytes of a tape file are: "tar", "tar.gz", ..., or "" when

@@ -225,15 +225,65 @@ std::optional<Member> TarStream::next() {
   m.header_offset =
       start_offset_ + static_cast<std::uint64_t>(archive_read_header_position(archive_));
   m.data_offset = start_offset_ + static_cast<std::uint64_t>(archive_filter_bytes(archive_, 0));
-  if (m.kind == MemberKind::kFile) m.part = gnu_part(m.data_offset);
+  if (m.kind == MemberKind::kFile || m.kind == MemberKind::kOther) {
+    // libarchive gives a GNU multi-volume continuation ('M') no file type.
+    m.part = gnu_part(m.data_offset);
+    if (m.part) m.kind = MemberKind::kFile;
+  }
+  block_ = nullptr;
+  block_size_ = 0;
+  block_offset_ = 0;
+  position_ = 0;
+  data_end_ = false;
+  size_ = m.size;
   return m;
 }
 
 std::size_t TarStream::read(MutableByteSpan out) {
-  if (out.empty()) return 0;
-  la_ssize_t n = archive_read_data(archive_, out.data(), out.size());
-  if (n < 0) fail("cannot read member data");
-  return static_cast<std::size_t>(n);
+  std::size_t done = 0;
+  while (done < out.size()) {
+    if (block_size_ == 0 || position_ >= block_offset_ + block_size_) {
+      if (data_end_) break;
+      if (done > 0) break;  // what is here first; the next block at the next call
+      la_int64_t offset = 0;
+      const int rc = archive_read_data_block(archive_, &block_, &block_size_, &offset);
+      if (rc == ARCHIVE_EOF) {
+        data_end_ = true;
+        block_size_ = 0;
+        break;
+      }
+      if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) {
+        block_size_ = 0;
+        fail("cannot read member data");
+      }
+      block_offset_ = static_cast<std::uint64_t>(std::max<la_int64_t>(offset, 0));
+      if (block_offset_ < position_) fail("member data out of order");
+      continue;
+    }
+    if (position_ < block_offset_) {
+      // A sparse file's hole: zeros.
+      const std::size_t n = static_cast<std::size_t>(
+          std::min<std::uint64_t>(block_offset_ - position_, out.size() - done));
+      std::memset(out.data() + done, 0, n);
+      done += n;
+      position_ += n;
+      continue;
+    }
+    const std::size_t in_block = static_cast<std::size_t>(position_ - block_offset_);
+    const std::size_t n = std::min(block_size_ - in_block, out.size() - done);
+    std::memcpy(out.data() + done, static_cast<const std::uint8_t*>(block_) + in_block, n);
+    done += n;
+    position_ += n;
+  }
+  // The hole at the end of a sparse file.
+  if (done == 0 && data_end_ && position_ < size_) {
+    const std::size_t n =
+        static_cast<std::size_t>(std::min<std::uint64_t>(size_ - position_, out.size()));
+    std::memset(out.data(), 0, n);
+    position_ += n;
+    return n;
+  }
+  return done;
 }
 
 std::string TarStream::format() const {

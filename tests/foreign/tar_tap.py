@@ -27,6 +27,9 @@ def main():
         sys.exit("usage: tar_tap.py OUT.tap SIZE:FILE [SIZE:FILE ...]")
     with open(sys.argv[1], "wb") as out:
         for spec in sys.argv[2:]:
+            if spec == "-":
+                out.write(struct.pack("<I", 0))
+                continue
             sizes, path = spec.split(":", 1)
             sizes = [int(s) for s in sizes.split(",")]
             data = b"" if path == "-" else open(path, "rb").read()
