@@ -82,19 +82,38 @@ cd "$out/debs"
 for entry in "${libraries[@]}"; do
   name=${entry%%:*}
   package=${entry#*:}
-  "${apt[@]}" download "$package" >/dev/null
-  deb=$(ls -t "${package}"_*.deb | head -1)
-  dpkg-deb -x "$deb" "$out/root"
-  version=$(dpkg-deb -f "$deb" Version)
-  source=$(dpkg-deb -f "$deb" Source)
-  source=${source:-$package}
-  if [[ $source =~ ^([^ ]+)\ \((.*)\)$ ]]; then
-    source=${BASH_REMATCH[1]}
-    source_version=${BASH_REMATCH[2]}
-  else
-    source_version=$version
+  # The newest version whose source the archive serves too (an index may
+  # name a version whose files are not there yet).
+  fetched=
+  for version in $("${apt[@]/apt-get/apt-cache}" madison "$package" | awk '{ print $3 }'); do
+    rm -f "${package}"_*.deb
+    "${apt[@]}" download "$package=$version" >/dev/null 2>&1 || continue
+    deb=$(ls "${package}"_*.deb)
+    source=$(dpkg-deb -f "$deb" Source)
+    source=${source:-$package}
+    if [[ $source =~ ^([^ ]+)\ \((.*)\)$ ]]; then
+      source=${BASH_REMATCH[1]}
+      source_version=${BASH_REMATCH[2]}
+    else
+      source_version=$version
+    fi
+    # Into a scratch folder first: a version whose files are only partly
+    # there leaves nothing behind.
+    attempt=$(mktemp -d "$out/attempt.XXXXXX")
+    if (cd "$attempt" && "${apt[@]}" source --download-only "$source=$source_version" \
+      >/dev/null 2>&1); then
+      mv "$attempt"/* "$out/sources/"
+      rm -rf "$attempt"
+      fetched=yes
+      break
+    fi
+    rm -rf "$attempt"
+  done
+  if [ -z "$fetched" ]; then
+    echo "static-deps: no version of $package whose source the archive serves" >&2
+    exit 1
   fi
-  (cd "$out/sources" && "${apt[@]}" source --download-only "$source=$source_version" >/dev/null)
+  dpkg-deb -x "$deb" "$out/root"
   printf '%-23s %-33s %s\n' "$name" "$package $version" "$source $source_version" >>"$manifest"
 done
 
