@@ -110,3 +110,33 @@ TEST_F(ForeignCliTest, AMixtapeTapeIsNotImported) {
 
 }  // namespace
 }  // namespace mixtape::foreign::testing
+
+namespace mixtape::foreign::testing {
+namespace {
+
+// The catalog copies on mixtape's own tapes carry the imported tape too:
+// recovered from a backup tape alone, the imported files still restore
+// from the tar tape.
+TEST_F(ForeignCliTest, AnImportedTapeComesBackWithACatalogRecoveredFromTape) {
+  ASSERT_EQ(f_.mixtape("init --no-encryption").status, 0);
+  fs::create_directories(f_.file("lib"));
+  fs::copy_file(image_, f_.file("lib/SHELF2.tap"));
+  ASSERT_EQ(f_.mixtape("import --library lib").status, 0);
+  write_file(f_.file("data/x.txt"), "backed up after the import\n");
+  CommandResult r = f_.mixtape("backup data --library lib --copies 1");
+  ASSERT_EQ(r.status, 0) << r.err;
+  for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(f_.catalog() + suffix);
+  ASSERT_EQ(f_.mixtape("init --no-encryption").status, 0);
+  std::string mixtape_tape;
+  for (const auto& e : fs::directory_iterator(f_.file("lib")))
+    if (e.path().extension() == ".tap" && e.path().stem() != "SHELF2") mixtape_tape = e.path();
+  ASSERT_FALSE(mixtape_tape.empty());
+  r = f_.mixtape("recover --device " + shell_quote(mixtape_tape));
+  ASSERT_EQ(r.status, 0) << r.err;
+  r = f_.mixtape("restore /imported/SHELF2/file2 --to out --library lib");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(ForeignFixture::diff(f_.file("two"), f_.file("out/imported/SHELF2/file2")), "");
+}
+
+}  // namespace
+}  // namespace mixtape::foreign::testing
