@@ -47,10 +47,12 @@ void run(const std::uint8_t* data, std::size_t size) {
     options.read_only = true;
     auto drive = tape::open_drive(image, options);
     index_tape(catalog, *drive);
-    catalog.walk("/", catalog::View::latest(), [&](const std::string& path, const catalog::Entry& e) {
-      if (!e.is_dir && path.rfind('/') == 0) paths.push_back(path);  // fileN.bin
-      if (e.is_dir && path.rfind('/') == 0 && path != "/") paths.push_back(path);  // fileN/
-    });
+    catalog.walk("/", catalog::View::latest(),
+                 [&](const std::string& path, const catalog::Entry& e) {
+                   if (!e.is_dir && path.rfind('/') == 0) paths.push_back(path);  // fileN.bin
+                   if (e.is_dir && path.rfind('/') == 0 && path != "/")
+                     paths.push_back(path);  // fileN/
+                 });
   } catch (const Error&) {
     return;  // no tape, or a drive error: said in words
   }

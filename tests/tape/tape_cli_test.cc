@@ -78,8 +78,7 @@ TEST_F(TapeCliTest, InfoOnAnUnlabelledTape) {
   EXPECT_NE(run.out.find("serial: none (a tape mixtape did not write; in a drive it is tar-"),
             std::string::npos)
       << run.out;
-  EXPECT_NE(run.out.find("file 0: first block 0, records 1, bytes 17 (data)\n"),
-            std::string::npos)
+  EXPECT_NE(run.out.find("file 0: first block 0, records 1, bytes 17 (data)\n"), std::string::npos)
       << run.out;
 }
 
