@@ -142,9 +142,17 @@ struct LabelArgs {
 // The program file 0 carries: this one, unless MIXTAPE_ARCHAEOLOGY_BINARY
 // names another. A sanitizer build's program is over 100 MB, more than the
 // small tapes its tests label; scripts/test-sanitize.sh names a Release build.
+// Else mixtape-static beside this program (the self-contained build,
+// cli/CMakeLists.txt), whose library sources lie beside it too; else this
+// program itself.
 std::string archaeology_binary() {
   const char* path = std::getenv("MIXTAPE_ARCHAEOLOGY_BINARY");
-  return path && *path ? path : "";
+  if (path && *path) return path;
+  std::error_code error;
+  const auto self = std::filesystem::read_symlink("/proc/self/exe", error);
+  if (error) return "";
+  const auto rescue = self.parent_path() / "mixtape-static";
+  return std::filesystem::is_regular_file(rescue, error) ? rescue.string() : "";
 }
 
 void label(const LabelArgs& args) {

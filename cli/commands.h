@@ -12,5 +12,6 @@ void add_backup_commands(CLI::App& app);
 void add_catalog_commands(CLI::App& app);
 void add_mount_command(CLI::App& app);
 void add_restore_commands(CLI::App& app);
+void add_import_command(CLI::App& app);
 
 }  // namespace mixtape::cli

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "engine/foreign/foreign.h"
 #include "engine/format/format.h"
 
 namespace mixtape::cli {
@@ -185,7 +186,11 @@ OpenedLibrary::OpenedLibrary(const DriveFlags& flags, TapeAccess access)
     };
   }
   spec.notice = print_drive_notice;
-  library_ = tape::open_library(spec, format::label_serial_reader());
+  // Serials from labels; a reader also knows a tape mixtape did not write,
+  // by its first records (engine/foreign). A writer refuses such a tape as
+  // someone else's (format::NotMixtapeTape).
+  library_ = tape::open_library(
+      spec, access == TapeAccess::kRead ? foreign::serial_reader() : format::label_serial_reader());
 }
 
 void OpenedLibrary::add_stat(const std::string& key, std::uint64_t value) {

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   mixtape::cli::add_catalog_commands(app);
   mixtape::cli::add_mount_command(app);
   mixtape::cli::add_restore_commands(app);
+  mixtape::cli::add_import_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

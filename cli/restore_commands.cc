@@ -7,6 +7,7 @@
 
 #include "cli/commands.h"
 #include "cli/context.h"
+#include "cli/foreign.h"
 #include "engine/format/format.h"
 #include "engine/recover/recover.h"
 #include "engine/restore/restore.h"
@@ -82,10 +83,13 @@ struct RestoreArgs {
 };
 
 void run_restore(const RestoreArgs& args) {
-  if (!std::filesystem::exists(args.catalog))
-    throw Error("no catalog at " + args.catalog + "; recover one with `mixtape recover`");
+  // A tape mixtape did not write, in --device: restored from its own index.
+  std::string catalog_path = foreign_tape_catalog(args.catalog, args.drive);
+  if (catalog_path.empty()) catalog_path = args.catalog;
+  if (!std::filesystem::exists(catalog_path))
+    throw Error("no catalog at " + catalog_path + "; recover one with `mixtape recover`");
   // Once, up front: a damaged catalog is one clear line, not one per file.
-  catalog::Catalog::open_read_only(args.catalog).check_integrity(catalog::integrity_stamp_dir());
+  catalog::Catalog::open_read_only(catalog_path).check_integrity(catalog::integrity_stamp_dir());
   check_drive_flags(args.drive);
   restore::RestoreOptions options;
   for (const auto& p : args.paths) options.paths.push_back(absolute_path(p));
@@ -101,7 +105,7 @@ void run_restore(const RestoreArgs& args) {
   auto keys = decrypt_keys(args.keys);
   OpenedLibrary opened(args.drive, TapeAccess::kRead);
   auto progress = make_progress();
-  auto report = restore::restore(args.catalog, opened.library(), keys, options, *progress);
+  auto report = restore::restore(catalog_path, opened.library(), keys, options, *progress);
   progress.reset();
   for (const auto& f : report.failures)
     std::fprintf(stderr, "mixtape: not restored: %s: %s\n", f.path.c_str(), f.error.c_str());

@@ -2,6 +2,7 @@
 // a catalog, as `mt` and `dd` would.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
@@ -15,6 +16,7 @@
 #include "cli/commands.h"
 #include "cli/context.h"
 #include "engine/common/common.h"
+#include "engine/foreign/foreign.h"
 #include "engine/tape/tape.h"
 
 namespace mixtape::cli {
@@ -30,6 +32,8 @@ using tape::TapeErrorKind;
 constexpr std::size_t kTarBlock = 512;
 // Enough of file 0 to hold a pax header and the MIXTAPE member.
 constexpr std::size_t kLabelPrefix = std::size_t{1} << 20;
+// What a tape file holds (tar, compressed tar, data) is told from this much.
+constexpr std::size_t kHeadBytes = std::size_t{256} << 10;
 
 std::string c_string(const std::uint8_t* field, std::size_t size) {
   std::size_t n = 0;
@@ -201,6 +205,7 @@ std::string json_string(std::string_view s) {
 // ------------------------------------------------------------------- info
 
 struct TapeFileInfo {
+  std::string content;  // "tar", "tar.gz", ... for a tape mixtape did not write
   std::uint64_t number = 0;
   std::uint64_t first_block = 0;
   std::uint64_t records = 0;
@@ -211,6 +216,7 @@ struct TapeFileInfo {
 struct TapeInfo {
   std::vector<TapeFileInfo> files;
   std::optional<std::string> serial;
+  std::optional<std::string> foreign_serial;  // no label: the serial it answers to in a drive
   std::uint64_t end_of_data = 0;
 };
 
@@ -225,6 +231,7 @@ TapeInfo survey(Drive& drive) {
     file.number = info.files.size();
     file.first_block = drive.tell();
     bool ended = false;
+    Bytes head;  // the file's first bytes: what it holds, for a tape mixtape did not write
     while (!ended) {
       try {
         tape::ReadResult r = drive.read_record(buffer.span());
@@ -234,6 +241,9 @@ TapeInfo survey(Drive& drive) {
           if (file.number == 0 && label.size() < kLabelPrefix) {
             label.insert(label.end(), buffer.data(), buffer.data() + r.size);
           }
+          if (head.size() < kHeadBytes)
+            head.insert(head.end(), buffer.data(),
+                        buffer.data() + std::min<std::size_t>(r.size, kHeadBytes));
         } else {
           ended = true;
           at_end = r.kind == ReadKind::kEndOfData;
@@ -245,10 +255,16 @@ TapeInfo survey(Drive& drive) {
     }
     // End of data straight after a filemark is not another file.
     if (at_end && file.records == 0 && file.media_errors == 0) break;
+    file.content = foreign::describe(head);
     info.files.push_back(file);
   }
   info.end_of_data = drive.tell();
   if (!info.files.empty()) info.serial = label_serial(label);
+  if (!info.files.empty() && !info.serial) {
+    info.foreign_serial = foreign::serial_for(foreign::fingerprint(drive));
+  } else {
+    for (auto& f : info.files) f.content.clear();  // a mixtape tape's files are its own
+  }
   return info;
 }
 
@@ -256,24 +272,35 @@ void print_info(const std::string& device, const TapeInfo& info, bool json) {
   if (json) {
     std::cout << "{\"device\": " << json_string(device)
               << ", \"serial\": " << (info.serial ? json_string(*info.serial) : "null")
+              << ", \"foreign_serial\": "
+              << (info.foreign_serial ? json_string(*info.foreign_serial) : "null")
               << ", \"end_of_data_block\": " << info.end_of_data << ", \"files\": [";
     for (std::size_t i = 0; i < info.files.size(); ++i) {
       const TapeFileInfo& f = info.files[i];
       std::cout << (i ? ", " : "") << "{\"file\": " << f.number
                 << ", \"first_block\": " << f.first_block << ", \"records\": " << f.records
-                << ", \"bytes\": " << f.bytes << ", \"media_errors\": " << f.media_errors << "}";
+                << ", \"bytes\": " << f.bytes << ", \"media_errors\": " << f.media_errors;
+      if (info.foreign_serial)
+        std::cout << ", \"content\": " << json_string(f.content.empty() ? "data" : f.content);
+      std::cout << "}";
     }
     std::cout << "]}\n";
     return;
   }
   std::cout << "device: " << device << "\n";
-  std::cout << "serial: " << (info.serial ? *info.serial : "none (no mixtape label)") << "\n";
+  if (info.foreign_serial) {
+    std::cout << "serial: none (a tape mixtape did not write; in a drive it is "
+              << *info.foreign_serial << ")\n";
+  } else {
+    std::cout << "serial: " << (info.serial ? *info.serial : "none (no mixtape label)") << "\n";
+  }
   if (info.files.empty()) std::cout << "blank tape\n";
   for (const TapeFileInfo& f : info.files) {
     std::cout << "file " << f.number << ": first block " << f.first_block << ", records "
               << f.records << ", bytes " << f.bytes;
     if (f.media_errors) std::cout << ", media errors " << f.media_errors;
     if (f.number == 0 && info.serial) std::cout << " (label " << *info.serial << ")";
+    if (info.foreign_serial) std::cout << " (" << (f.content.empty() ? "data" : f.content) << ")";
     std::cout << "\n";
   }
   std::cout << "end of data at block " << info.end_of_data << "\n";

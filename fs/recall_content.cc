@@ -172,14 +172,44 @@ std::unique_ptr<OpenContent> RecallContent::open(const Content& content) {
         recall_on_read = true;
         break;
       case RecallPolicy::kOpen:
-        request(content.version, 1, content.tape_id);
-        read_ahead(content);
+        if (content.tape_id || !read_ahead_foreign(content)) {
+          request(content.version, 1, content.tape_id);
+          read_ahead(content);
+        } else {
+          request(content.version, 1, content.tape_id);
+        }
         break;
     }
   }
   return std::make_unique<CachedFile>(*this, std::move(reader), content.version, content.tape_id,
                                       recall_on_read, options_.wait, options_.tapes_can_arrive,
                                       content.path);
+}
+
+// Members of a foreign archive queued when one of them is opened.
+constexpr std::uint64_t kForeignReadAhead = 16384;
+
+// A tar of a tape mixtape did not write is in its own order, not the
+// names' (`tar -c` follows readdir): when one of its files is opened, the
+// whole archive is queued, in tape order and before the file itself (so
+// the pass starts at the archive's first member, not in its middle), and
+// `cp -r` of a tar file is one pass over it whatever order cp opens its
+// files in. False for a file of a mixtape archive.
+bool RecallContent::read_ahead_foreign(const Content& content) {
+  auto& catalog = tree_.catalog();
+  auto copies = catalog.copies_of(content.version.id);
+  if (copies.empty() || !copies.front().archive.is_foreign()) return false;
+  if (options_.read_ahead == 0) return true;
+  std::uint64_t bytes = 0, count = 0;
+  catalog.for_each_copy_in_archive(copies.front().archive.id, [&](const catalog::TapeCopy& c) {
+    if (c.version.kind != catalog::VersionKind::kFile || c.version.size == 0) return true;
+    if (cache_.contains(c.version.hash) || failed_on_tape(c.version.id)) return true;
+    bytes += c.version.size;
+    if (bytes > options_.read_ahead_bytes || ++count > kForeignReadAhead) return false;
+    request(c.version, 0);
+    return true;
+  });
+  return true;
 }
 
 // The files after this one in its directory that lie further along the

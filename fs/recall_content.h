@@ -65,6 +65,7 @@ class RecallContent final : public ContentSource, public ControlFiles {
 
  private:
   void read_ahead(const Content& content);
+  bool read_ahead_foreign(const Content& content);
   // Whether the version's last recall read a tape and failed (a damaged
   // copy): read-ahead passes it over; an open of the file itself retries.
   bool failed_on_tape(catalog::Id version_id);

@@ -35,6 +35,14 @@ bool ends_with(const std::string& s, std::string_view suffix) {
 
 // The tape block holding the first byte of a copy's data.
 std::uint64_t member_block(const catalog::Replica& r) {
+  if (r.archive.is_foreign()) {
+    // engine/foreign: only a "tar" of one record size is found by
+    // arithmetic; the others are read from their first block.
+    const std::uint64_t record = r.archive.record_size ? r.archive.record_size : r.tape.record_size;
+    return r.archive.foreign_format == "tar" && record
+               ? r.archive.first_block + r.copy.data_offset / record
+               : r.archive.first_block;
+  }
   format::ArchiveGeometry geometry;
   geometry.first_block = r.archive.first_block;
   geometry.record_size = r.tape.record_size;
@@ -72,8 +80,10 @@ Node decode(Ino ino) {
   return node;
 }
 
-Tree::Tree(std::string catalog_path)
-    : catalog_path_(std::move(catalog_path)), mount_time_ns_(now_ns()) {
+Tree::Tree(std::string catalog_path, bool tape_at_root)
+    : catalog_path_(std::move(catalog_path)),
+      mount_time_ns_(now_ns()),
+      tape_at_root_(tape_at_root) {
   // Fail now, not at the first request, if it cannot be opened.
   idle_.push_back(
       std::make_unique<catalog::Catalog>(catalog::Catalog::open_read_only(catalog_path_)));
@@ -271,6 +281,16 @@ std::vector<DirEntry> Tree::special_children(catalog::Catalog& cat, const Node& 
   switch (node.kind) {
     case NodeKind::kRoot:
       add(".mixtape", {NodeKind::kControlDir, 0, 0});
+      if (tape_at_root_) {
+        // A foreign tape: its files, few (one entry per tape file).
+        for (auto& e : cat.list_dir(catalog::kRootDirId, catalog::View::latest(), {}, 1 << 20)) {
+          Node child = e.is_dir ? Node{NodeKind::kDir, 0, static_cast<std::uint64_t>(e.dir.id)}
+                                : Node{NodeKind::kFile, 0, static_cast<std::uint64_t>(e.file_id)};
+          Ino ino = encode(child);
+          out.push_back({e.name, e.is_dir ? dir_attr(ino, e.dir) : file_attr(ino, e.version)});
+        }
+        break;
+      }
       add("latest", {NodeKind::kLatestRoot, 0, 0});
       add("snapshots", {NodeKind::kSnapshotsRoot, 0, 0});
       add("tapes", {NodeKind::kTapesRoot, 0, 0});

@@ -111,8 +111,11 @@ class ControlFiles {
 
 class Tree {
  public:
-  // Opens read-only catalog connections on demand, one per thread.
-  explicit Tree(std::string catalog_path);
+  // Opens read-only catalog connections on demand, one per thread. With
+  // tape_at_root (a found tape mixtape did not write, engine/foreign), the
+  // root shows the catalog's root directory (file1/, file2/, file3.bin...)
+  // beside .mixtape/, instead of latest/, snapshots/ and tapes/.
+  explicit Tree(std::string catalog_path, bool tape_at_root = false);
 
   Attr getattr(Ino ino);
   // nullopt: no such name.
@@ -178,6 +181,7 @@ class Tree {
   std::unordered_map<std::thread::id, std::unique_ptr<catalog::Catalog>> connections_;
   std::vector<std::unique_ptr<catalog::Catalog>> idle_;  // the pool, most recent last
   std::int64_t mount_time_ns_;
+  bool tape_at_root_ = false;
 };
 
 }  // namespace mixtape::fs

@@ -5,11 +5,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 
+#include "engine/foreign/foreign.h"
 #include "engine/recover/recover.h"
 #include "engine/restore/restore.h"
 #include "fs/recall_content.h"
@@ -61,6 +63,42 @@ void print_drive_notice(const std::string& line) {
   std::fprintf(stderr, "mount.mixtape: %s\n", line.c_str());
 }
 
+// The first mount of a tape mixtape did not write reads all of it: what it
+// has done, every few seconds on a terminal (the caller's, until the daemon
+// is ready), and what it left out.
+class IndexProgress final : public Progress {
+ public:
+  void phase(const std::string& name, std::uint64_t, std::uint64_t) override {
+    name_ = name;
+    std::fprintf(stderr, "mount.mixtape: %s: one pass over the tape (later mounts read none)\n",
+                 name.c_str());
+  }
+  void advance(std::uint64_t bytes, std::uint64_t items, const std::string&) override {
+    bytes_ += bytes;
+    members_ += items;
+    const auto now = std::chrono::steady_clock::now();
+    if (!::isatty(STDERR_FILENO) || now - last_ < std::chrono::seconds(2)) return;
+    last_ = now;
+    std::fprintf(stderr, "mount.mixtape: %s: %s, %llu members\n", name_.c_str(),
+                 format_size(bytes_).c_str(), static_cast<unsigned long long>(members_));
+  }
+  void warning(const std::string& message) override {
+    if (++warnings_ <= kShown)
+      std::fprintf(stderr, "mount.mixtape: warning: %s\n", message.c_str());
+  }
+  ~IndexProgress() override {
+    if (warnings_ > kShown)
+      std::fprintf(stderr, "mount.mixtape: %llu more warnings\n",
+                   static_cast<unsigned long long>(warnings_ - kShown));
+  }
+
+ private:
+  static constexpr std::uint64_t kShown = 20;
+  std::string name_;
+  std::uint64_t bytes_ = 0, members_ = 0, warnings_ = 0;
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
+
 crypto::AgeDecryptKeys keys_from(const Options& options) {
   restore::KeyFiles files;
   if (!options.identity.empty()) files.identities.push_back(options.identity);
@@ -82,6 +120,7 @@ class Mount {
         options.cache.empty() ? user_path_or_root(UserDir::kCache, "mixtape/stage") : options.cache;
     auto keys = keys_from(options);
     std::unique_ptr<tape::Drive> found_drive;
+    bool foreign_tape = false;
     // A found tape's block index goes to the cache folder, never beside the
     // image: the medium may be read-only, and a sidecar found there was made
     // by whoever made the tape.
@@ -106,9 +145,20 @@ class Mount {
       std::filesystem::create_directories(cache_dir);
       drive_options.index_path = found_index_path(cache_dir, options.source);
       found_drive = tape::open_drive(options.source, drive_options);
-      catalog_path_ = recover::catalog_for_found_tape(*found_drive, cache_dir, keys).catalog_path;
+      if (foreign::identify(*found_drive) == foreign::TapeKind::kForeign) {
+        // A tape mixtape never wrote (tar archives): indexed in one pass
+        // into the cache folder the first time, shown as file1/, file2/...
+        IndexProgress progress;
+        foreign::IndexOptions indexing;
+        indexing.progress = &progress;
+        catalog_path_ =
+            foreign::catalog_for_foreign_tape(*found_drive, cache_dir, indexing).catalog_path;
+        foreign_tape = true;
+      } else {
+        catalog_path_ = recover::catalog_for_found_tape(*found_drive, cache_dir, keys).catalog_path;
+      }
     }
-    tree_ = std::make_unique<fs::Tree>(catalog_path_);
+    tree_ = std::make_unique<fs::Tree>(catalog_path_, foreign_tape);
     tape::LibrarySpec spec;
     spec.device = options.device;
     spec.library = options.library;
@@ -121,7 +171,7 @@ class Mount {
     const bool nothing_named = spec.device.empty() && spec.library.empty() && spec.changer.empty();
     if (found_drive && nothing_named) {
       library_ = std::make_unique<tape::SingleDriveLibrary>(
-          std::move(found_drive), format::label_serial_reader(),
+          std::move(found_drive), foreign::serial_reader(),
           [source = options.source, drive_options] {
             return tape::open_drive(source, drive_options);
           });
@@ -132,7 +182,7 @@ class Mount {
         spec.library = cache_dir + "/no-library";
         std::filesystem::create_directories(spec.library);
       }
-      library_ = tape::open_library(spec, format::label_serial_reader());
+      library_ = tape::open_library(spec, foreign::serial_reader());
     }
     restore::StageCacheOptions cache_options;
     cache_options.directory = cache_dir;

@@ -6,7 +6,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git
   libfuse3-dev fuse3 libsqlite3-dev sqlite3 libsodium-dev libarchive-dev
   libb2-dev libcli11-dev libgtest-dev zlib1g-dev libssl-dev
-  age attr python3 python3-cryptography tar coreutils xxd
+  age attr python3 python3-cryptography tar coreutils xxd gzip bzip2 xz-utils zstd
   groff-base man-db util-linux
   clang libclang-rt-14-dev llvm
 )

@@ -204,6 +204,11 @@ struct TapeRow {
   std::optional<std::uint64_t> append_block;  // its first logical block, if known
   std::int64_t labelled_at_ns = 0;
   std::int64_t written_at_ns = 0;  // last session; 0 if never written
+  // A tape mixtape did not write (a tar tape, engine/foreign): its
+  // fingerprint, since it has no label. Empty for mixtape's own tapes.
+  // Such a tape is 'full': nothing is ever written to it.
+  std::string foreign_id;
+  bool is_foreign() const { return !foreign_id.empty(); }
 };
 
 struct ArchiveRow {
@@ -220,6 +225,14 @@ struct ArchiveRow {
   std::uint64_t members = 0;
   std::int64_t written_at_ns = 0;
   Id run_id = 0;
+  // A tape file of a foreign tape (engine/foreign): how it reads ("tar",
+  // "tar.gz", ..., "raw" for one that is no tar); empty for mixtape's
+  // archives. Its offsets are in the uncompressed tar stream.
+  std::string foreign_format;
+  // Its own record size when not the tape's (0 with a foreign_format:
+  // records vary, so it is read from its start).
+  std::uint64_t record_size = 0;
+  bool is_foreign() const { return !foreign_format.empty(); }
 };
 
 struct CopyRow {
@@ -534,6 +547,7 @@ class Catalog {
   void set_tape_state(Id tape_id, TapeState state);
   std::optional<TapeRow> tape(Id tape_id);
   std::optional<TapeRow> tape_by_serial(std::string_view serial);
+  std::optional<TapeRow> tape_by_foreign_id(std::string_view foreign_id);
   std::vector<TapeRow> tapes();  // by serial
 
   // ---- archives and copies
@@ -545,6 +559,9 @@ class Catalog {
   std::vector<Replica> copies_of(Id version_id);         // by tape serial
   // In tape order: archive_file, then data_offset.
   void for_each_copy_on_tape(Id tape_id, const std::function<void(const TapeCopy&)>& fn);
+  // The copies of one archive in tape order (data_offset), until fn
+  // returns false.
+  void for_each_copy_in_archive(Id archive_id, const std::function<bool(const TapeCopy&)>& fn);
 
   // ---- the mount's views
   // Up to `limit` entries with names after `after` ("" = from the start), by

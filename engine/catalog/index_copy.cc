@@ -69,7 +69,7 @@ CREATE TABLE catalog_copy_goals (  -- copies wanted per path prefix; '/' is the 
 ) WITHOUT ROWID)sql"},
     {"tapes",
      "id, serial, capacity, record_size, encrypted, state, bytes_used, append_file, append_block, "
-     "labelled_at_ns, written_at_ns",
+     "labelled_at_ns, written_at_ns, foreign_id",
      Changes::kWhole, nullptr, R"sql(
 CREATE TABLE catalog_tapes (  -- every labelled tape
   id             INTEGER PRIMARY KEY,
@@ -82,7 +82,8 @@ CREATE TABLE catalog_tapes (  -- every labelled tape
   append_file    INTEGER NOT NULL,  -- tape file where the next session writes (the trailing index)
   append_block   INTEGER,           -- its first logical block, if known
   labelled_at_ns INTEGER NOT NULL,
-  written_at_ns  INTEGER            -- NULL if never written
+  written_at_ns  INTEGER,           -- NULL if never written
+  foreign_id     TEXT               -- a tape mixtape did not write (imported): BLAKE2b-256 of its first records
 ))sql"},
     {"dirs",
      "id, parent, name, path, mode, uid, gid, uname, gname, mtime_ns, first_seen_run, "
@@ -137,7 +138,7 @@ CREATE TABLE catalog_gaps (  -- runs that covered a file's path but did not see 
 ) WITHOUT ROWID)sql"},
     {"archives",
      "id, tape_id, index_file, index_block, archive_file, first_block, encrypted, age_header_len, "
-     "cipher_bytes, plain_bytes, members, written_at_ns, run_id",
+     "cipher_bytes, plain_bytes, members, written_at_ns, run_id, foreign_format, record_size",
      Changes::kId, &CopyMark::archives, R"sql(
 CREATE TABLE catalog_archives (  -- every archive on tape: tape files index_file (SQLite) and archive_file (tar)
   id             INTEGER PRIMARY KEY,
@@ -152,7 +153,9 @@ CREATE TABLE catalog_archives (  -- every archive on tape: tape files index_file
   plain_bytes    INTEGER NOT NULL,
   members        INTEGER NOT NULL,
   written_at_ns  INTEGER NOT NULL,
-  run_id         INTEGER            -- catalog_runs.id
+  run_id         INTEGER,           -- catalog_runs.id
+  foreign_format TEXT,              -- NULL; on an imported tape: 'tar', 'tar.gz', ..., 'raw' (offsets in the uncompressed tar)
+  record_size    INTEGER            -- NULL: the tape's; else this tape file's largest record
 ))sql"},
     {"copies", "id, archive_id, version_id, header_offset, data_offset", Changes::kId,
      &CopyMark::copies, R"sql(

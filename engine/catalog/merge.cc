@@ -181,8 +181,14 @@ class IndexMerger {
   }
 
  private:
-  TableReader reader(const char* table, const char* columns, const char* order = "id") {
+  TableReader reader(const char* table, const std::string& columns, const char* order = "id") {
     return TableReader(index_, index_path_, table, columns, order);
+  }
+
+  bool has_column(const char* table, const char* column) {
+    auto info = index_.prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2");
+    info.bind(1, table).bind(2, column);
+    return info.step();
   }
 
   // An id the row may keep (an empty catalog keeps the index's ids, so
@@ -341,9 +347,12 @@ class IndexMerger {
   }
 
   void merge_tapes() {
-    auto r = reader("tapes",
-                    "id, serial, capacity, record_size, encrypted, state, bytes_used, "
-                    "append_file, append_block, labelled_at_ns, written_at_ns");
+    // Format 2 added foreign_id later (imported tapes): older indexes lack it.
+    const bool foreign = has_column("catalog_tapes", "foreign_id");
+    auto r = reader("tapes", std::string("id, serial, capacity, record_size, encrypted, state, "
+                                         "bytes_used, append_file, append_block, labelled_at_ns, "
+                                         "written_at_ns") +
+                                 (foreign ? ", foreign_id" : ""));
     while (r.next()) {
       const Id from = r.integer(0, 1);
       TapeRow t;
@@ -361,6 +370,7 @@ class IndexMerger {
         t.append_block = static_cast<std::uint64_t>(*b);
       t.labelled_at_ns = r.integer(9, kMinInt);
       t.written_at_ns = r.optional_integer(10, kMinInt).value_or(0);
+      if (foreign) t.foreign_id = r.optional_text(11, 64).value_or("");
 
       Id to = 0;
       std::optional<TapeRow> ours;
@@ -405,6 +415,7 @@ class IndexMerger {
             .bind(9, t.append_block)
             .bind(10, t.labelled_at_ns);
         t.written_at_ns ? s->bind(11, t.written_at_ns) : s->bind_null(11);
+        t.foreign_id.empty() ? s->bind_null(12) : s->bind(12, t.foreign_id);
         s->run();
         to = db_.last_insert_rowid();
         ++stats_.tapes;
@@ -570,16 +581,27 @@ class IndexMerger {
   }
 
   void merge_archives() {
+    // Format 2 added the foreign columns later (imported tapes).
+    const bool foreign = has_column("catalog_archives", "foreign_format");
     auto r = reader("archives",
-                    "id, tape_id, index_file, index_block, archive_file, first_block, encrypted, "
-                    "age_header_len, cipher_bytes, plain_bytes, members, written_at_ns, run_id");
+                    std::string("id, tape_id, index_file, index_block, archive_file, first_block, "
+                                "encrypted, age_header_len, cipher_bytes, plain_bytes, members, "
+                                "written_at_ns, run_id") +
+                        (foreign ? ", foreign_format, record_size" : ""));
     while (r.next()) {
       const Id from = r.integer(0, 1);
       ArchiveRow a;
+      if (foreign) {
+        a.foreign_format = r.optional_text(13, 32).value_or("");
+        a.record_size = static_cast<std::uint64_t>(
+            r.optional_integer(14, 0, std::int64_t{1} << 30).value_or(0));
+      }
+      // A tape mixtape did not write has no label: its first tar is file 0.
+      const std::int64_t first_file = a.is_foreign() ? 0 : 1;
       a.tape_id = r.mapped(1, tapes_);
-      a.index_file = r.integer(2, 1, kMaxU32);
+      a.index_file = r.integer(2, first_file, kMaxU32);
       a.index_block = static_cast<std::uint64_t>(r.integer(3, 0, kMaxSize));
-      a.archive_file = r.integer(4, 1, kMaxU32);
+      a.archive_file = r.integer(4, first_file, kMaxU32);
       a.first_block = static_cast<std::uint64_t>(r.integer(5, 0, kMaxSize));
       a.encrypted = r.integer(6, 0, 1) != 0;
       a.age_header_len = static_cast<std::uint64_t>(r.integer(7, 0, 1 << 20));
@@ -611,6 +633,11 @@ class IndexMerger {
             .bind(11, a.members)
             .bind(12, a.written_at_ns);
         a.run_id ? s->bind(13, a.run_id) : s->bind_null(13);
+        if (a.is_foreign()) {
+          s->bind(14, a.foreign_format).bind(15, a.record_size);
+        } else {
+          s->bind_null(14).bind_null(15);
+        }
         s->run();
         to = db_.last_insert_rowid();
         ++stats_.archives;

@@ -164,8 +164,8 @@ inline constexpr char kPending[] =
 // ---------------------------------------------------------------- tapes
 inline constexpr char kInsertTape[] =
     "INSERT INTO tapes (id, serial, capacity, record_size, encrypted, state, bytes_used, "
-    "append_file, append_block, labelled_at_ns, written_at_ns) "
-    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+    "append_file, append_block, labelled_at_ns, written_at_ns, foreign_id) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
 inline constexpr char kUpdateTape[] =
     "UPDATE tapes SET capacity = ?2, state = ?3, bytes_used = ?4, append_file = ?5, "
     "append_block = ?6, written_at_ns = ?7 WHERE id = ?1";
@@ -173,14 +173,17 @@ inline constexpr char kSetTapeState[] = "UPDATE tapes SET state = ?2 WHERE id = 
 inline constexpr char kTapeById[] = "SELECT " MIXTAPE_TAPE_COLUMNS " FROM tapes t WHERE t.id = ?1";
 inline constexpr char kTapeBySerial[] =
     "SELECT " MIXTAPE_TAPE_COLUMNS " FROM tapes t WHERE t.serial = ?1";
+inline constexpr char kTapeByForeignId[] =
+    "SELECT " MIXTAPE_TAPE_COLUMNS " FROM tapes t WHERE t.foreign_id = ?1";
 inline constexpr char kAllTapes[] =
     "SELECT " MIXTAPE_TAPE_COLUMNS " FROM tapes t ORDER BY t.serial";
 
 // ---------------------------------------------------------------- archives, copies
 inline constexpr char kInsertArchive[] =
     "INSERT INTO archives (id, tape_id, index_file, index_block, archive_file, first_block, "
-    "encrypted, age_header_len, cipher_bytes, plain_bytes, members, written_at_ns, run_id) "
-    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+    "encrypted, age_header_len, cipher_bytes, plain_bytes, members, written_at_ns, run_id, "
+    "foreign_format, record_size) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
 inline constexpr char kArchiveById[] =
     "SELECT " MIXTAPE_ARCHIVE_COLUMNS " FROM archives a WHERE a.id = ?1";
 inline constexpr char kArchiveByFile[] =
@@ -215,6 +218,13 @@ inline constexpr char kCopiesOnTape[] =
     "FROM archives a CROSS JOIN copies c CROSS JOIN versions v CROSS JOIN files f "
     "CROSS JOIN dirs d WHERE a.tape_id = ?1 AND c.archive_id = a.id AND v.id = c.version_id "
     "AND f.id = v.file_id AND d.id = f.dir ORDER BY a.archive_file, c.data_offset";
+
+inline constexpr char kCopiesInArchive[] =
+    "SELECT " MIXTAPE_COPY_COLUMNS ", a.archive_file, " MIXTAPE_VERSION_COLUMNS
+    ", d.path, f.name "
+    "FROM archives a CROSS JOIN copies c CROSS JOIN versions v CROSS JOIN files f "
+    "CROSS JOIN dirs d WHERE a.id = ?1 AND c.archive_id = a.id AND v.id = c.version_id "
+    "AND f.id = v.file_id AND d.id = f.dir ORDER BY c.data_offset";
 
 // ---------------------------------------------------------------- views
 // Directories: ?1 parent, ?2 after (or the name, for lookups), ?3 view key, ?4 limit.

@@ -106,6 +106,7 @@ TapeRow read_tape(const sqlite::Statement& s, int first) {
   if (!s.is_null(first + 8)) t.append_block = static_cast<std::uint64_t>(s.column_int(first + 8));
   t.labelled_at_ns = s.column_int(first + 9);
   t.written_at_ns = optional_id(s, first + 10);
+  if (!s.is_null(first + 11)) t.foreign_id = s.column_text(first + 11);
   return t;
 }
 
@@ -124,6 +125,8 @@ ArchiveRow read_archive(const sqlite::Statement& s, int first) {
   a.members = static_cast<std::uint64_t>(s.column_int(first + 10));
   a.written_at_ns = s.column_int(first + 11);
   a.run_id = optional_id(s, first + 12);
+  if (!s.is_null(first + 13)) a.foreign_format = s.column_text(first + 13);
+  if (!s.is_null(first + 14)) a.record_size = static_cast<std::uint64_t>(s.column_int(first + 14));
   return a;
 }
 

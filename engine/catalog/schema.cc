@@ -331,9 +331,32 @@ PRAGMA legacy_alter_table = OFF;
 UPDATE config SET value = '2' WHERE key = 'schema_version';
 )sql";
 
+// Version 3: reserved for the command-line work merged beside this one
+// (settings it keeps in the catalog); nothing here.
+constexpr const char* kSchemaV3 = R"sql(
+UPDATE config SET value = '3' WHERE key = 'schema_version';
+)sql";
+
+// Version 4: tapes mixtape did not write (found tar tapes, `mixtape import`).
+//  - tapes.foreign_id: such a tape's fingerprint (it has no label); NULL for
+//    mixtape's own tapes. Such a tape is never written: its state is 'full'.
+//  - archives.foreign_format: how such a tape file reads; NULL for mixtape's
+//    archives. archives.record_size: its own record size, when it is not
+//    the tape's (tar -b 20 and tar -b 256 files on one tape); 0 when its
+//    records vary, so it is read from its start.
+constexpr const char* kSchemaV4 = R"sql(
+ALTER TABLE tapes ADD COLUMN foreign_id TEXT;  -- a tape mixtape did not write: BLAKE2b-256 (hex) of its first record; NULL for mixtape's tapes
+CREATE INDEX tapes_by_foreign_id ON tapes(foreign_id) WHERE foreign_id IS NOT NULL;
+ALTER TABLE archives ADD COLUMN foreign_format TEXT;  -- NULL: a mixtape archive; else 'tar', 'tar.gz', 'tar.bz2', 'tar.xz', 'tar.zst', 'tar.Z', 'tar.lz' or 'raw' (not a tar)
+ALTER TABLE archives ADD COLUMN record_size INTEGER;  -- bytes per record of this tape file; NULL: the tape's; 0: records vary
+UPDATE config SET value = '4' WHERE key = 'schema_version';
+)sql";
+
 constexpr Migration kMigrations[] = {
     {"initial schema", kSchemaV1},
     {"open versions, change epochs (format 2)", kSchemaV2},
+    {"reserved", kSchemaV3},
+    {"tapes mixtape did not write (foreign tar tapes)", kSchemaV4},
 };
 
 }  // namespace

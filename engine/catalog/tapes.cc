@@ -59,6 +59,11 @@ Id Catalog::add_tape(const TapeRow& tape) {
       .bind(9, tape.append_block)
       .bind(10, tape.labelled_at_ns ? tape.labelled_at_ns : now_ns());
   bind_id(*s, 11, tape.written_at_ns);
+  if (tape.foreign_id.empty()) {
+    s->bind_null(12);
+  } else {
+    s->bind(12, tape.foreign_id);
+  }
   s->run();
   return db_->last_insert_rowid();
 }
@@ -96,6 +101,13 @@ std::optional<TapeRow> Catalog::tape_by_serial(std::string_view serial) {
   return internal::read_tape(*s, 0);
 }
 
+std::optional<TapeRow> Catalog::tape_by_foreign_id(std::string_view foreign_id) {
+  auto s = stmts_->get(sql::kTapeByForeignId);
+  s->bind(1, foreign_id);
+  if (!s->step()) return std::nullopt;
+  return internal::read_tape(*s, 0);
+}
+
 std::vector<TapeRow> Catalog::tapes() {
   std::vector<TapeRow> rows;
   auto s = stmts_->get(sql::kAllTapes);
@@ -120,6 +132,11 @@ Id Catalog::add_archive(const ArchiveRow& a) {
       .bind(11, a.members)
       .bind(12, a.written_at_ns ? a.written_at_ns : now_ns());
   bind_id(*s, 13, a.run_id);
+  if (a.foreign_format.empty()) {
+    s->bind_null(14).bind_null(15);
+  } else {
+    s->bind(14, a.foreign_format).bind(15, a.record_size);
+  }
   s->run();
   return db_->last_insert_rowid();
 }
@@ -185,6 +202,23 @@ void Catalog::for_each_copy_on_tape(Id tape_id, const std::function<void(const T
     c.path = internal::join_path(s.column_text(kCopyColumns + 1 + kVersionColumns),
                                  s.column_text(kCopyColumns + 2 + kVersionColumns));
     fn(c);
+  }
+}
+
+void Catalog::for_each_copy_in_archive(Id archive_id,
+                                       const std::function<bool(const TapeCopy&)>& fn) {
+  using internal::kCopyColumns;
+  using internal::kVersionColumns;
+  auto s = db_->prepare(sql::kCopiesInArchive);
+  s.bind(1, archive_id);
+  while (s.step()) {
+    TapeCopy c;
+    c.copy = internal::read_copy(s, 0);
+    c.archive_file = s.column_int(kCopyColumns);
+    c.version = internal::read_version(s, kCopyColumns + 1);
+    c.path = internal::join_path(s.column_text(kCopyColumns + 1 + kVersionColumns),
+                                 s.column_text(kCopyColumns + 2 + kVersionColumns));
+    if (!fn(c)) return;
   }
 }
 

@@ -2,6 +2,9 @@
 // (docs/FORMAT.md "File 0"). A plain tar, never encrypted.
 #include <sys/utsname.h>
 
+#include <algorithm>
+#include <filesystem>
+
 #include "engine/crypto/crypto.h"
 #include "engine/format/embedded.h"
 #include "engine/format/format.h"
@@ -87,6 +90,22 @@ void write_archaeology(ByteSink& out, const LabelInfo& label, const ArchaeologyE
     add_file(tar, archaeology_member(tarball_name, 0, 0644, mtime_ns), extras.source_tarball_path);
   }
   std::string binary = extras.binary_path.empty() ? "/proc/self/exe" : extras.binary_path;
+  // The sources of the libraries linked into the binary, when they lie
+  // beside it (mixtape-static.sources/, cli/CMakeLists.txt): a dynamically
+  // linked program carries none of them, and needs none.
+  const std::string sources =
+      extras.library_sources_dir.empty() ? binary + ".sources" : extras.library_sources_dir;
+  std::error_code error;
+  if (std::filesystem::is_directory(sources, error)) {
+    std::vector<std::string> names;
+    for (const auto& entry : std::filesystem::directory_iterator(sources, error))
+      if (entry.is_regular_file(error)) names.push_back(entry.path().filename().string());
+    std::sort(names.begin(), names.end());
+    for (const auto& name : names) {
+      if (name.find('/') != std::string::npos || name.starts_with(".")) continue;
+      add_file(tar, archaeology_member("source/" + name, 0, 0644, mtime_ns), sources + "/" + name);
+    }
+  }
   add_file(tar, archaeology_member("bin/mixtape-" + version + "-" + arch, 0, 0755, mtime_ns),
            binary);
   tar.finish();

@@ -471,6 +471,10 @@ struct ArchaeologyExtras {
   std::string arch;                 // default: uname -m
   std::string binary_path;          // default: /proc/self/exe
   std::string source_tarball_path;  // default: the tarball embedded at build time
+  // Files written as source/<name>: the sources of the libraries linked
+  // into the binary (SOURCES.txt says which is which). Default: the
+  // directory <binary_path>.sources, if there is one.
+  std::string library_sources_dir;
 };
 
 // The MIXTAPE text. Throws FormatError for a label that would not parse back.
@@ -493,7 +497,8 @@ LabelInfo read_tape_label(tape::Drive& drive);
 tape::SerialReader label_serial_reader();
 
 // Writes file 0: MIXTAPE, README.txt, FORMAT.txt, specs/*.txt,
-// source/mixtape-<version>.tar.gz, bin/mixtape-<version>-<arch>; then the
+// source/mixtape-<version>.tar.gz, the library sources (source/*),
+// bin/mixtape-<version>-<arch>; then the
 // end-of-archive blocks. Does not close the sink.
 void write_archaeology(ByteSink& out, const LabelInfo& label, const ArchaeologyExtras& extras = {});
 

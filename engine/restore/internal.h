@@ -249,6 +249,43 @@ class MemberReader {
   Bytes buffer_;
 };
 
+// Reads members of foreign tapes (engine/foreign) from the loaded tape
+// through foreign::TarStream: a "tar" archive (one record size) from the
+// member's own header, the others from the archive's start. The stream is
+// kept open between members, so members read in tape order cost one pass
+// over the archive, whatever its compression.
+class ForeignReader {
+ public:
+  ForeignReader(TapeCursor& cursor, const RecallOptions& options);
+  ~ForeignReader();
+  // Checks that the member at the copy's header offset is a file holding at
+  // least the version's bytes, then calls sink.begin() and streams them to
+  // sink.write(), hashing them. Throws MemberError naming tape and block,
+  // or SinkFailure; commit/abort are the caller's.
+  void read(const catalog::Replica& replica, const catalog::VersionRow& version, RecallSink& sink,
+            const std::function<void(std::uint64_t)>& on_bytes = {});
+  // Forgets the open stream (the cursor was moved by someone else).
+  void reset();
+
+ private:
+  struct Stream;
+  void open(const catalog::Replica& replica, std::uint64_t start);
+  void read_member(const catalog::Replica& replica, const catalog::VersionRow& version,
+                   RecallSink& sink, const std::function<void(std::uint64_t)>& on_bytes);
+  void read_raw(const catalog::Replica& replica, const catalog::VersionRow& version,
+                RecallSink& sink, const std::function<void(std::uint64_t)>& on_bytes);
+
+  TapeCursor& cursor_;
+  std::uint64_t forward_limit_;
+  std::unique_ptr<Stream> stream_;
+  Bytes buffer_;
+};
+
+// Checks that the tape in `drive` is the foreign tape `serial` with this
+// fingerprint (engine/foreign); RestoreError otherwise. Rewinds.
+void check_foreign_tape(tape::Drive& drive, const std::string& serial,
+                        const std::string& foreign_id);
+
 // Reads the label at BOT of the tape in drive and checks it is `serial` of
 // catalog `catalog_id`; the drive is left after the label's first record.
 void check_label(tape::Drive& drive, const std::string& serial, const std::string& catalog_id);

@@ -179,6 +179,11 @@ class RecallQueue::Impl {
       r->path = catalog_.file_path(version->file_id);
       r->replicas = catalog_.copies_of(request.version_id);
     }
+    {
+      std::lock_guard lock(mutex_);
+      for (const auto& c : r->replicas)
+        if (c.tape.is_foreign()) foreign_ids_[c.tape.serial] = c.tape.foreign_id;
+    }
     if (request.tape_id) {
       std::erase_if(r->replicas,
                     [&](const catalog::Replica& c) { return c.tape.id != *request.tape_id; });
@@ -471,7 +476,18 @@ class RecallQueue::Impl {
         }
         if (options_.check_labels && label_checked_[drive] != serial) {
           label_checked_[drive].clear();
-          detail::check_label(library_.drive(drive), serial, catalog_id_);
+          std::string foreign_id;
+          {
+            std::lock_guard lock(mutex_);
+            if (auto f = foreign_ids_.find(serial); f != foreign_ids_.end()) foreign_id = f->second;
+          }
+          // A tape mixtape did not write has no label: its first records
+          // must be the ones indexed.
+          if (!foreign_id.empty()) {
+            detail::check_foreign_tape(library_.drive(drive), serial, foreign_id);
+          } else {
+            detail::check_label(library_.drive(drive), serial, catalog_id_);
+          }
         }
         label_checked_[drive] = serial;
       } catch (...) {
@@ -529,7 +545,8 @@ class RecallQueue::Impl {
   void run_pass(std::size_t drive, const std::string& serial) {
     detail::TapeCursor cursor(library_.drive(drive), options_.forward_read_limit);
     detail::MemberReader reader(cursor, key_cache_, keys_, options_);
-    // After the reader: finishes what it handed over before the pass ends.
+    detail::ForeignReader foreign(cursor, options_);
+    // After the readers: finishes what they handed over before the pass ends.
     detail::MemberPipeline pipeline;
     std::optional<Position> head;
     std::optional<Position> split;
@@ -579,8 +596,34 @@ class RecallQueue::Impl {
           s.bytes_done = 0;
         });
       }
-      serve(drive, reader, pipeline, r, replica);
+      if (replica.archive.is_foreign()) {
+        serve_foreign(drive, foreign, r, replica);
+      } else {
+        serve(drive, reader, pipeline, r, replica);
+      }
     }
+  }
+
+  // A member of a tape mixtape did not write: read, hashed and written on
+  // this thread (engine/foreign).
+  void serve_foreign(std::size_t drive, detail::ForeignReader& reader, const RequestPtr& r,
+                     const catalog::Replica& replica) {
+    RecallSink& sink = *r->sink;
+    try {
+      reader.read(replica, r->version, sink, [r](std::uint64_t n) {
+        r->ticket->update([&](RecallStatus& s) { s.bytes_done += n; });
+      });
+      try {
+        sink.commit();
+      } catch (...) {
+        throw detail::SinkFailure(std::current_exception());
+      }
+    } catch (...) {
+      sink.abort();
+      finish(drive, r, replica.tape.serial, std::current_exception());
+      return;
+    }
+    finish(drive, r, replica.tape.serial, nullptr);
   }
 
   // Reads the request's member on this thread; its hashing and writing
@@ -651,6 +694,7 @@ class RecallQueue::Impl {
   std::condition_variable idle_;
   std::map<std::string, TapeQueue> tapes_;
   std::map<std::string, std::weak_ptr<detail::Ticket>> cache_tickets_;
+  std::map<std::string, std::string> foreign_ids_;  // serial -> fingerprint of foreign tapes
   std::set<std::string> listed_;
   std::vector<std::optional<std::string>> loaded_;  // tape in each drive
   std::vector<std::optional<std::string>> busy_;    // tape of each running pass

@@ -331,6 +331,77 @@ class TapeVerifier {
   std::vector<catalog::VerificationRow> rows_;
 };
 
+// A tape mixtape did not write (engine/foreign): no indexes to check, its
+// identity is its fingerprint (checked at load); full reads every copy
+// through the ForeignReader in tape order, quick records the identity.
+std::vector<catalog::VerificationRow> verify_foreign_tape(
+    catalog::Catalog& catalog, tape::Drive& drive, const catalog::TapeRow& tape,
+    const std::vector<catalog::ArchiveRow>& archives, const VerifyOptions& options,
+    VerifyReport& report, backup::Progress& progress) {
+  std::vector<catalog::VerificationRow> rows;
+  auto record = [&](catalog::Id archive, catalog::Id version, VerifyResult result,
+                    const std::string& detail) {
+    catalog::VerificationRow row;
+    row.archive_id = archive;
+    row.version_id = version;
+    row.checked_at_ns = now_ns();
+    row.result = result;
+    row.detail = detail;
+    rows.push_back(row);
+  };
+  if (options.quick) {
+    for (const auto& archive : archives) {
+      record(archive.id, 0, VerifyResult::kOk,
+             "tape identity ok (quick; a foreign tape has no index)");
+      ++report.archives;
+    }
+    return rows;
+  }
+  std::map<std::int64_t, std::vector<catalog::TapeCopy>> copies;
+  catalog.for_each_copy_on_tape(
+      tape.id, [&](const catalog::TapeCopy& c) { copies[c.archive_file].push_back(c); });
+  detail::TapeCursor cursor(drive, options.recall.forward_read_limit);
+  detail::ForeignReader reader(cursor, options.recall);
+  NullSink sink;
+  for (const auto& archive : archives) {
+    auto& list = copies[archive.archive_file];
+    std::sort(list.begin(), list.end(), [](const auto& a, const auto& b) {
+      return a.copy.header_offset < b.copy.header_offset;
+    });
+    progress.phase("verify " + tape.serial + " file " + std::to_string(archive.archive_file + 1),
+                   archive.plain_bytes, list.size());
+    std::uint64_t ok = 0, bad = 0;
+    VerifyResult worst = VerifyResult::kOk;
+    std::string first_problem;
+    std::set<catalog::Id> seen;
+    for (const auto& c : list) {
+      if (c.version.kind != catalog::VersionKind::kFile || !seen.insert(c.version.id).second)
+        continue;
+      catalog::Replica replica{c.copy, archive, tape};
+      try {
+        reader.read(replica, c.version, sink);
+        ++ok;
+        progress.advance(c.version.size, 1, c.path);
+      } catch (const detail::MemberError& e) {
+        ++bad;
+        const VerifyResult result = result_of(e.kind());
+        if (severity(result) > severity(worst)) worst = result;
+        const std::string text = c.path + ": " + e.what();
+        if (first_problem.empty()) first_problem = text;
+        record(archive.id, c.version.id, result, text);
+        report.problems.push_back(text);
+      }
+    }
+    report.files_ok += ok;
+    report.files_bad += bad;
+    ++report.archives;
+    std::string summary = std::to_string(ok) + " files ok";
+    if (bad) summary += ", " + std::to_string(bad) + " bad: " + first_problem;
+    record(archive.id, 0, worst, summary);
+  }
+  return rows;
+}
+
 }  // namespace
 
 // Whether the keys open the tape's first encrypted archive: its age header,
@@ -392,13 +463,19 @@ VerifyReport verify(catalog::Catalog& catalog, tape::Library& library,
     tape::Drive* drive = nullptr;
     try {
       drive = &library.load(tape.serial);
-      if (options.recall.check_labels) detail::check_label(*drive, tape.serial, catalog_id);
+      if (options.recall.check_labels) {
+        if (tape.is_foreign()) {
+          detail::check_foreign_tape(*drive, tape.serial, tape.foreign_id);
+        } else {
+          detail::check_label(*drive, tape.serial, catalog_id);
+        }
+      }
     } catch (const std::exception& e) {
       report.problems.push_back("tape " + tape.serial + ": " + e.what() +
                                 "; not verified, nothing recorded");
       continue;
     }
-    if (config.encryption == catalog::Encryption::kPassphrase) {
+    if (config.encryption == catalog::Encryption::kPassphrase && !tape.is_foreign()) {
       if (auto problem = passphrase_problem(*drive, tape, archives, keys, options)) {
         report.key_problems.push_back(
             "tape " + tape.serial + ": " + *problem +
@@ -410,8 +487,12 @@ VerifyReport verify(catalog::Catalog& catalog, tape::Library& library,
     ++report.tapes;
     std::vector<catalog::VerificationRow> rows;
     try {
-      TapeVerifier verifier(catalog, *drive, tape, keys, options, key_cache, report, progress);
-      rows = options.quick ? verifier.quick(archives) : verifier.full(archives);
+      if (tape.is_foreign()) {
+        rows = verify_foreign_tape(catalog, *drive, tape, archives, options, report, progress);
+      } else {
+        TapeVerifier verifier(catalog, *drive, tape, keys, options, key_cache, report, progress);
+        rows = options.quick ? verifier.quick(archives) : verifier.full(archives);
+      }
     } catch (const std::exception& e) {
       report.problems.push_back("tape " + tape.serial + ": " + e.what());
       for (const auto& archive : archives) {

@@ -73,8 +73,13 @@ TEST_F(TapeCliTest, InfoOnAnUnlabelledTape) {
   }
   CommandRun run = mixtape("tape info --device '" + image_ + "'");
   ASSERT_EQ(run.status, 0) << run.err;
-  EXPECT_NE(run.out.find("serial: none"), std::string::npos) << run.out;
-  EXPECT_NE(run.out.find("file 0: first block 0, records 1, bytes 17\n"), std::string::npos);
+  // A tape mixtape did not write: no serial of its own, the one it answers
+  // to in a drive, and what each file holds (engine/foreign).
+  EXPECT_NE(run.out.find("serial: none (a tape mixtape did not write; in a drive it is tar-"),
+            std::string::npos)
+      << run.out;
+  EXPECT_NE(run.out.find("file 0: first block 0, records 1, bytes 17 (data)\n"), std::string::npos)
+      << run.out;
 }
 
 TEST_F(TapeCliTest, CatWritesTheRecordsOfOneFile) {
