@@ -101,6 +101,9 @@ TapeRow read_tape(const sqlite::Statement& s, int first) {
   if (!s.is_null(first + 8)) t.append_block = static_cast<std::uint64_t>(s.column_int(first + 8));
   t.labelled_at_ns = s.column_int(first + 9);
   t.written_at_ns = optional_id(s, first + 10);
+  t.location = s.column_text(first + 11);
+  if (!s.is_null(first + 12)) t.retired_reason = s.column_text(first + 12);
+  t.retired_at_ns = optional_id(s, first + 13);
   return t;
 }
 
