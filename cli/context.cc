@@ -224,13 +224,13 @@ crypto::AgeDecryptKeys decrypt_keys(const KeyFlags& flags) {
 }
 
 void add_progress_options(CLI::App* command, ProgressFlags& flags) {
-  auto* quiet = command->add_flag("-q,--quiet", flags.quiet,
-                                  "No progress line, even on a terminal (the summary stays)");
-  command->add_flag("--progress", flags.force, "The progress line even when stderr is no terminal")
-      ->excludes(quiet);
+  command->add_flag("-q,--quiet", flags.quiet,
+                    "No progress line, even on a terminal (the summary stays)");
+  command->add_flag("--progress", flags.force, "The progress line even when stderr is no terminal");
 }
 
 std::unique_ptr<ProgressLine> make_progress(const ProgressFlags& flags) {
+  if (flags.quiet && flags.force) throw Error("give --quiet or --progress, not both");
   ProgressLine::Options options;
   options.fd = STDERR_FILENO;
   options.draw = !flags.quiet && (flags.force || ::isatty(STDERR_FILENO));

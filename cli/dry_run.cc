@@ -115,8 +115,8 @@ void dry_run_backup(const DryRun& run) {
   }
   if (unhashed > 0)
     std::printf(
-        "%s new or changed: hashing them may find some already on tape, which are then not "
-        "written again\n",
+        "%s new or changed: hashing (which a dry run does not do) may find content already on "
+        "tape, which a backup does not write again\n",
         count(unhashed, "file is", "files are").c_str());
   std::printf("nothing was written (--dry-run)\n");
 }
