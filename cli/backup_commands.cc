@@ -333,6 +333,10 @@ void run_backup(BackupArgs& args) {
   if (!args.commit_every.empty())
     options.commit_every = args.commit_every == "0" ? 0 : parse_size(args.commit_every);
   auto progress = make_progress(args.progress_flags);
+  opened.on_message([&progress](const std::string& message) {
+    progress->clear();
+    std::fprintf(stderr, "mixtape: %s\n", message.c_str());
+  });
   auto report = backup::backup(catalog, opened.library(), options,
                                writer_keys(args.passphrase_file), *progress);
   progress.reset();

@@ -120,7 +120,10 @@ void add_writer_options(CLI::App* command, DriveFlags& flags) {
 }
 
 OpenedLibrary::OpenedLibrary(const DriveFlags& flags, TapeAccess access)
-    : stats_json_(flags.stats_json) {
+    : print_([](const std::string& message) {
+        std::fprintf(stderr, "mixtape: %s\n", message.c_str());
+      }),
+      stats_json_(flags.stats_json) {
   capacity_ = flags.capacity.empty() ? tape::kLto6NativeBytes : parse_size(flags.capacity);
   if (!flags.changer.empty() && flags.device.empty())
     throw Error("--changer needs --device for its drives (/dev/nst0,/dev/nst1,...)");
@@ -154,9 +157,7 @@ OpenedLibrary::OpenedLibrary(const DriveFlags& flags, TapeAccess access)
   spec.read_only = access == TapeAccess::kRead;
   if (access == TapeAccess::kWrite) {
     spec.busy_wait = std::chrono::milliseconds(static_cast<long>(flags.drive_wait_seconds * 1000));
-    spec.on_wait = [](const std::string& message) {
-      std::fprintf(stderr, "mixtape: %s\n", message.c_str());
-    };
+    spec.on_wait = [this](const std::string& message) { print_(message); };
   }
   library_ = tape::open_library(spec, backup::label_serial_reader());
 }

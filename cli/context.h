@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -88,8 +89,13 @@ class OpenedLibrary {
   // A counter of the command itself, written to --stats-json with the
   // drives' (e.g. source_bytes_read).
   void add_stat(const std::string& key, std::uint64_t value);
+  // Where the library's messages (a tape it waits for) go: by default a
+  // "mixtape: ..." line on stderr; a command with a progress line takes
+  // the line away first.
+  void on_message(std::function<void(const std::string&)> print) { print_ = std::move(print); }
 
  private:
+  std::function<void(const std::string&)> print_;
   std::string stats_json_;
   std::vector<std::pair<std::string, std::uint64_t>> extra_stats_;
   std::uint64_t capacity_ = 0;

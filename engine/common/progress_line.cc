@@ -84,7 +84,10 @@ class ProgressLine::State {
 
   void tape(const std::string& serial) {
     std::lock_guard lock(mutex_);
+    const bool changed = serial != tape_;
     tape_ = serial;
+    // A new tape is news: shown at once (the counters go on).
+    if (changed && started_ && last_draw_) draw(options_.now());
   }
 
   void advance(std::uint64_t bytes, std::uint64_t items, const std::string& current) {
