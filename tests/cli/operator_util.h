@@ -13,6 +13,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -35,6 +36,23 @@ inline constexpr char kMixtape[] = MIXTAPE_BINARY_DIR "/cli/mixtape";
 inline constexpr char kMountHelper[] = MIXTAPE_BINARY_DIR "/mount-helper/mount.mixtape";
 
 namespace fs = std::filesystem;
+
+// What a sanitizer run sets for the programs it tests (docs/TESTING.md):
+// where reports go, and the (Release) program that tapes carry in file 0.
+inline std::map<std::string, std::string> passed_through() {
+  std::map<std::string, std::string> out;
+  for (const char* name :
+       {"ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "MIXTAPE_ARCHAEOLOGY_BINARY"})
+    if (const char* value = std::getenv(name)) out[name] = value;
+  return out;
+}
+
+// The same as NAME=value words for `env`.
+inline std::string passed_through_words() {
+  std::string out;
+  for (const auto& [name, value] : passed_through()) out += " " + name + "=" + shell_quote(value);
+  return out;
+}
 
 // A home folder with a catalog to be, a library of images and a tree:
 //   data/photos/a.raw, b.raw (random), data/notes.txt, data/link -> notes.txt
@@ -59,9 +77,10 @@ class Operator {
   // and `environment` ("NAME=value ...", shell-quoted by the caller) set.
   CommandResult mixtape(const std::string& args, const std::string& environment = "",
                         const std::string& cwd = "") const {
-    return run_shell("cd " + shell_quote(cwd.empty() ? home_ : cwd) + " && env -i HOME=" +
-                     shell_quote(home_) + " PATH=/usr/bin:/bin TMPDIR=" + shell_quote(dir_.path()) +
-                     " " + environment + " " + kMixtape + " " + args + " </dev/null");
+    return run_shell(
+        "cd " + shell_quote(cwd.empty() ? home_ : cwd) + " && env -i HOME=" + shell_quote(home_) +
+        " PATH=/usr/bin:/bin TMPDIR=" + shell_quote(dir_.path()) + passed_through_words() + " " +
+        environment + " " + kMixtape + " " + args + " </dev/null");
   }
 
   // init --copies N, then a first backup of data to a new library of 64M tapes.
@@ -120,6 +139,7 @@ inline PtyResult run_in_pty(const std::vector<std::string>& argv,
   if (pid == 0) {
     if (::chdir(cwd.c_str()) != 0) ::_exit(126);
     ::clearenv();
+    for (const auto& [name, value] : passed_through()) ::setenv(name.c_str(), value.c_str(), 1);
     for (const auto& [name, value] : environment) ::setenv(name.c_str(), value.c_str(), 1);
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));

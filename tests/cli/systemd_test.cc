@@ -80,8 +80,9 @@ TEST(Systemd, TheBackupUnitsVerifyAndTheirCommandBacksUpWithTheConfiguredDrive) 
              "library = " + op.library() + "\ncapacity = 64M\n");
   ASSERT_EQ(op.mixtape("init --copies 1").status, 0);
   fs::create_directories(op.library());
-  CommandResult run = install.in_namespace("cd / && env -i HOME=" + shell_quote(op.home()) +
-                                           " PATH=/usr/bin:/bin " + command);
+  CommandResult run =
+      install.in_namespace("cd / && env -i HOME=" + shell_quote(op.home()) + " PATH=/usr/bin:/bin" +
+                           passed_through_words() + " " + command);
   ASSERT_EQ(run.status, 0) << run.out << run.err;
   EXPECT_NE(run.out.find("to L00001"), std::string::npos) << run.out;
   EXPECT_FALSE(run.err.find('%') != std::string::npos) << "no progress line: " << run.err;
