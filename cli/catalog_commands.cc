@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <optional>
 
 #include "cli/commands.h"
 #include "cli/context.h"
@@ -254,7 +255,7 @@ void status(std::string path, bool as_json) {
 
 struct TapesArgs {
   std::string catalog;
-  std::string location;  // a glob; empty: every tape
+  std::optional<std::string> location;  // a glob; none: every tape ("" : those with none)
   bool json = false;
 };
 
@@ -263,7 +264,7 @@ void tapes(TapesArgs& args) {
   auto catalog = open_checked(args.catalog);
   std::vector<catalog::TapeUsage> shown;
   for (auto& t : catalog.status().tapes)
-    if (args.location.empty() || ::fnmatch(args.location.c_str(), t.tape.location.c_str(), 0) == 0)
+    if (!args.location || ::fnmatch(args.location->c_str(), t.tape.location.c_str(), 0) == 0)
       shown.push_back(std::move(t));
   if (args.json) {
     JsonWriter json;

@@ -108,6 +108,9 @@ TEST(TapeLocation, RecordedShownAndFilteredBy) {
   // Cleared; a tape the catalog does not know is refused.
   ASSERT_EQ(op.mixtape("tape location L00001 ''").status, 0);
   EXPECT_EQ(op.mixtape("tapes --location 'offsite*'").out.find("L00001"), std::string::npos);
+  r = op.mixtape("tapes --location ''");  // the tapes whose place is not said
+  EXPECT_NE(r.out.find("L00001"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("L00002"), std::string::npos) << r.out;
   r = op.mixtape("tape location L00009 attic");
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.err.find("tape L00009 is not in the catalog"), std::string::npos) << r.err;
