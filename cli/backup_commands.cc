@@ -4,9 +4,12 @@
 #include <cerrno>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 
 #include "cli/commands.h"
 #include "cli/context.h"
+#include "cli/dry_run.h"
+#include "cli/settings.h"
 #include "engine/backup/backup.h"
 #include "engine/crypto/crypto.h"
 
@@ -25,13 +28,37 @@ std::vector<std::string> absolute_roots(const std::vector<std::string>& roots) {
   return out;
 }
 
+// --exclude-from FILE: one pattern a line; blank lines and lines starting
+// with '#' are skipped.
+std::vector<std::string> excludes_of(const std::vector<std::string>& patterns,
+                                     const std::vector<std::string>& files) {
+  std::vector<std::string> out = patterns;
+  for (const auto& file : files) {
+    std::ifstream in(file);
+    if (!in) throw SystemError("cannot read the exclude file " + file, errno);
+    for (std::string line; std::getline(in, line);) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (line.empty() || line[0] == '#') continue;
+      out.push_back(line);
+    }
+    if (in.bad()) throw Error("cannot read the exclude file " + file);
+  }
+  return out;
+}
+
+void add_exclude_options(CLI::App* command, std::vector<std::string>& excludes,
+                         std::vector<std::string>& files) {
+  command->add_option("--exclude", excludes, "fnmatch pattern to skip");
+  command->add_option("--exclude-from", files, "File of patterns to skip, one a line (# comments)");
+}
+
 struct InitArgs {
   std::string catalog;
   std::vector<std::string> recipients;
   std::string passphrase_file;
   bool no_encryption = false;
   std::string identity_out;
-  int copies = 2;
+  std::optional<int> copies;
   std::string record_size = "512K";
 };
 
@@ -79,20 +106,31 @@ void make_parents(const std::string& file, mode_t mode, InitRollback& rollback) 
   }
 }
 
-void init(const InitArgs& args) {
+void init(InitArgs args) {
+  apply_settings(args.catalog);
+  if (!args.copies) {
+    if (auto copies = Settings::load().get("copies")) {
+      try {
+        args.copies = std::stoi(copies->value);
+      } catch (const std::exception&) {
+        throw Error("copies = " + copies->value + " (" + copies->source + "): not a number");
+      }
+    }
+  }
+  const int copies = args.copies.value_or(2);
   if (std::filesystem::exists(args.catalog))
     throw Error("a catalog already exists at " + args.catalog);
   int modes = !args.recipients.empty() + !args.passphrase_file.empty() + args.no_encryption;
   if (modes > 1) throw Error("choose one of --recipient, --passphrase-file and --no-encryption");
   catalog::CatalogConfig config;
-  config.default_copies = args.copies;
+  config.default_copies = copies;
   config.record_size = parse_size(args.record_size);
   if (config.record_size < 512 || config.record_size > tape::kMaxWriteRecordSize ||
       config.record_size % 512)
     throw Error(
         "--record-size must be a multiple of 512 between 512 and 1M (every drive and HBA "
         "takes records of 1 MiB; see docs/TAPE.md, \"Record size\")");
-  if (args.copies < 1) throw Error("--copies must be at least 1");
+  if (copies < 1) throw Error("--copies must be at least 1");
   InitRollback rollback;
   std::string identity_path;
   if (args.no_encryption) {
@@ -128,7 +166,7 @@ void init(const InitArgs& args) {
                  identity_path.c_str());
   for (const auto& r : config.recipients) std::printf("%s\n", r.c_str());
   std::fprintf(stderr, "mixtape: created catalog %s (%d %s of every file)\n", args.catalog.c_str(),
-               args.copies, args.copies == 1 ? "copy" : "copies");
+               copies, copies == 1 ? "copy" : "copies");
 }
 
 struct LabelArgs {
@@ -155,7 +193,9 @@ std::string archaeology_binary() {
   return std::filesystem::is_regular_file(rescue, error) ? rescue.string() : "";
 }
 
-void label(const LabelArgs& args) {
+void label(LabelArgs& args) {
+  apply_settings(args.catalog);
+  apply_settings(args.drive);
   auto lock = lock_catalog(args.catalog);
   auto catalog = open_catalog(args.catalog);
   OpenedLibrary opened(args.drive, TapeAccess::kWrite);
@@ -174,25 +214,30 @@ struct ScanArgs {
   std::string catalog;
   std::vector<std::string> roots;
   std::vector<std::string> excludes;
+  std::vector<std::string> exclude_files;
   bool cross = false;
   bool hash = true;
+  ProgressFlags progress_flags;
 };
 
-void scan(const ScanArgs& args) {
+void scan(ScanArgs& args) {
+  apply_settings(args.catalog);
+  const auto excludes = excludes_of(args.excludes, args.exclude_files);
   auto lock = lock_catalog(args.catalog);
   auto catalog = open_catalog(args.catalog);
-  auto progress = make_progress();
+  auto progress = make_progress(args.progress_flags);
   auto roots = absolute_roots(args.roots);
   for (const auto& root : roots) {
     struct stat st {};
     if (::lstat(root.c_str(), &st) != 0) throw SystemError("cannot scan " + root, errno);
   }
   auto run = catalog.begin_run(catalog::RunKind::kScan, roots);
-  backup::WalkOptions walk{args.cross, args.excludes, own_files(args.catalog, nullptr)};
+  backup::WalkOptions walk{args.cross, excludes, own_files(args.catalog, nullptr)};
   auto report = backup::scan(catalog, roots, walk, run, *progress);
   backup::HashReport hashed;
   if (args.hash) hashed = backup::hash_dirty(catalog, run, *progress);
   catalog.finish_run(run);
+  catalog.set_run_totals(run, report.files, report.bytes);
   progress.reset();
   std::printf(
       "scanned %llu directories, %llu files: %llu new, %llu changed, %llu vanished, "
@@ -252,6 +297,9 @@ struct BackupArgs {
   std::string catalog;
   std::vector<std::string> roots;
   std::vector<std::string> excludes;
+  std::vector<std::string> exclude_files;
+  bool dry_run = false;
+  ProgressFlags progress_flags;
   bool cross = false;
   std::optional<int> copies;
   std::string archive_size;
@@ -263,13 +311,29 @@ struct BackupArgs {
   DriveFlags drive;
 };
 
-void run_backup(const BackupArgs& args) {
+void run_backup(BackupArgs& args) {
+  apply_settings(args.catalog);
+  apply_settings(args.drive);
+  const auto excludes = excludes_of(args.excludes, args.exclude_files);
+  if (args.dry_run) {
+    DryRun run;
+    run.catalog = args.catalog;
+    run.roots = absolute_roots(args.roots);
+    run.walk = {args.cross, excludes, own_files(args.catalog, &args.drive)};
+    run.copies = args.copies;
+    run.serial_prefix = args.serial_prefix;
+    run.temp_dir = args.temp_dir;
+    run.drive = args.drive;
+    run.progress = args.progress_flags;
+    dry_run_backup(run);
+    return;
+  }
   auto lock = lock_catalog(args.catalog);
   auto catalog = open_catalog(args.catalog);
   OpenedLibrary opened(args.drive, TapeAccess::kWrite);
   backup::BackupOptions options;
   options.roots = absolute_roots(args.roots);
-  options.walk = {args.cross, args.excludes, own_files(args.catalog, &args.drive)};
+  options.walk = {args.cross, excludes, own_files(args.catalog, &args.drive)};
   options.copies = args.copies;
   if (!args.archive_size.empty()) options.archive_size = parse_size(args.archive_size);
   options.paranoid = args.paranoid;
@@ -279,7 +343,11 @@ void run_backup(const BackupArgs& args) {
   options.temp_dir = args.temp_dir;
   if (!args.commit_every.empty())
     options.commit_every = args.commit_every == "0" ? 0 : parse_size(args.commit_every);
-  auto progress = make_progress();
+  auto progress = make_progress(args.progress_flags);
+  opened.on_message([&progress](const std::string& message) {
+    progress->clear();
+    std::fprintf(stderr, "mixtape: %s\n", message.c_str());
+  });
   auto report = backup::backup(catalog, opened.library(), options,
                                writer_keys(args.passphrase_file), *progress);
   progress.reset();
@@ -326,7 +394,8 @@ void add_backup_commands(CLI::App& app) {
   init_cmd->add_option(
       "--identity-out", init_args->identity_out,
       "Where the generated identity goes (default ~/.config/mixtape/identity.txt)");
-  init_cmd->add_option("--copies", init_args->copies, "Default copy goal (default 2)");
+  init_cmd->add_option("--copies", init_args->copies,
+                       "Default copy goal (default: copies in the config file, else 2)");
   init_cmd->add_option("--record-size", init_args->record_size,
                        "Tape record size, a multiple of 512 up to 1M (default 512K)");
   init_cmd->callback([init_args] { init(*init_args); });
@@ -347,7 +416,8 @@ void add_backup_commands(CLI::App& app) {
   auto* scan_cmd = app.add_subcommand("scan", "Update the catalog from disk (no tape)");
   add_catalog_option(scan_cmd, scan_args->catalog);
   scan_cmd->add_option("roots", scan_args->roots, "Folders to scan")->required();
-  scan_cmd->add_option("--exclude", scan_args->excludes, "fnmatch pattern to skip");
+  add_exclude_options(scan_cmd, scan_args->excludes, scan_args->exclude_files);
+  add_progress_options(scan_cmd, scan_args->progress_flags);
   scan_cmd->add_flag("--cross-filesystems", scan_args->cross, "Descend into other filesystems");
   scan_cmd->add_flag("!--no-hash", scan_args->hash, "Only compare metadata, hash nothing");
   scan_cmd->callback([scan_args] { scan(*scan_args); });
@@ -356,7 +426,10 @@ void add_backup_commands(CLI::App& app) {
   auto* backup_cmd = app.add_subcommand("backup", "Scan, hash and write to tape");
   add_catalog_option(backup_cmd, backup_args->catalog);
   backup_cmd->add_option("roots", backup_args->roots, "Folders to back up")->required();
-  backup_cmd->add_option("--exclude", backup_args->excludes, "fnmatch pattern to skip");
+  add_exclude_options(backup_cmd, backup_args->excludes, backup_args->exclude_files);
+  backup_cmd->add_flag("-n,--dry-run", backup_args->dry_run,
+                       "Say what would be written, how many bytes, to which tapes; write nothing");
+  add_progress_options(backup_cmd, backup_args->progress_flags);
   backup_cmd->add_flag("--cross-filesystems", backup_args->cross, "Descend into other filesystems");
   backup_cmd->add_option("--copies", backup_args->copies, "Copy goal for these roots");
   backup_cmd->add_option("--archive-size", backup_args->archive_size,

@@ -8,70 +8,17 @@
 #include <fstream>
 
 #include "engine/foreign/foreign.h"
+#include "cli/settings.h"
 #include "engine/format/format.h"
+#include "engine/restore/restore.h"
 
 namespace mixtape::cli {
-namespace {
-
-class TerminalProgress final : public backup::Progress {
- public:
-  explicit TerminalProgress(bool draw) : draw_(draw) {}
-  ~TerminalProgress() override { clear(); }
-
-  void phase(const std::string& name, std::uint64_t total_bytes,
-             std::uint64_t total_items) override {
-    clear();
-    phase_ = name;
-    total_bytes_ = total_bytes;
-    total_items_ = total_items;
-    bytes_ = items_ = 0;
-    start_ = std::chrono::steady_clock::now();
-  }
-  void advance(std::uint64_t bytes, std::uint64_t items, const std::string& current) override {
-    bytes_ += bytes;
-    items_ += items;
-    if (!draw_) return;
-    auto now = std::chrono::steady_clock::now();
-    if (now - last_draw_ < std::chrono::milliseconds(200)) return;
-    last_draw_ = now;
-    double seconds = std::chrono::duration<double>(now - start_).count();
-    double rate = seconds > 0 ? static_cast<double>(bytes_) / seconds : 0;
-    std::string line = phase_ + ": " + std::to_string(items_) + " files, " + format_size(bytes_);
-    if (rate > 0) line += ", " + format_size(static_cast<std::uint64_t>(rate)) + "/s";
-    if (total_bytes_ > bytes_ && rate > 0) {
-      line += ", ETA " + std::to_string(static_cast<long>((total_bytes_ - bytes_) / rate)) + " s";
-    }
-    std::string shown = current.size() > 50 ? "..." + current.substr(current.size() - 47) : current;
-    line += "  " + shown;
-    std::fprintf(stderr, "\r\033[K%s", line.c_str());
-    drawn_ = true;
-  }
-  void warning(const std::string& message) override {
-    clear();
-    std::fprintf(stderr, "mixtape: warning: %s\n", message.c_str());
-  }
-
- private:
-  void clear() {
-    if (drawn_) std::fprintf(stderr, "\r\033[K");
-    drawn_ = false;
-  }
-
-  bool draw_;
-  bool drawn_ = false;
-  std::string phase_;
-  std::uint64_t total_bytes_ = 0, total_items_ = 0, bytes_ = 0, items_ = 0;
-  std::chrono::steady_clock::time_point start_{}, last_draw_{};
-};
-
-}  // namespace
 
 void print_drive_notice(const std::string& line) {
   std::fprintf(stderr, "mixtape: %s\n", line.c_str());
 }
 
 std::string default_catalog_path() {
-  if (const char* env = std::getenv("MIXTAPE_CATALOG"); env && *env) return env;
   return user_path_or_root(UserDir::kData, "mixtape/catalog.db");
 }
 
@@ -80,14 +27,45 @@ std::string default_identity_path() {
 }
 
 void add_catalog_option(CLI::App* command, std::string& path) {
-  path = default_catalog_path();
-  command->add_option("--catalog", path, "Catalog database (env MIXTAPE_CATALOG)");
+  command->add_option("--catalog", path,
+                      "Catalog database (default: MIXTAPE_CATALOG, the config file, or "
+                      "~/.local/share/mixtape/catalog.db)");
 }
 
 catalog::Catalog open_catalog(const std::string& path) {
   if (!std::filesystem::exists(path))
     throw Error("no catalog at " + path + "; create one with `mixtape init`");
   return catalog::Catalog::open(path, catalog::integrity_stamp_dir());
+}
+
+catalog::Catalog open_checked(const std::string& path) {
+  using catalog::Catalog;
+  if (!std::filesystem::exists(path))
+    throw Error("no catalog at " + path + "; create one with `mixtape init`");
+  if (Catalog::file_schema_version(path) < Catalog::schema_version() &&
+      ::access(path.c_str(), W_OK) == 0)
+    Catalog::open(path, catalog::integrity_stamp_dir());
+  auto catalog = Catalog::open_read_only(path);
+  catalog.check_integrity(catalog::integrity_stamp_dir());
+  return catalog;
+}
+
+void apply_settings(std::string& catalog) {
+  if (!catalog.empty()) return;
+  auto setting = Settings::load().get("catalog");
+  catalog = setting ? setting->value : default_catalog_path();
+}
+
+void apply_settings(DriveFlags& drive) {
+  const Settings settings = Settings::load();
+  if (drive.device.empty() && drive.library.empty() && drive.changer.empty()) {
+    auto named = settings.drive();
+    if (named.device) drive.device = named.device->value;
+    if (named.library) drive.library = named.library->value;
+    if (named.changer) drive.changer = named.changer->value;
+  }
+  if (drive.capacity.empty())
+    if (auto capacity = settings.get("capacity")) drive.capacity = capacity->value;
 }
 
 catalog::WriterLock lock_catalog(const std::string& path) {
@@ -147,7 +125,10 @@ void add_writer_options(CLI::App* command, DriveFlags& flags) {
 }
 
 OpenedLibrary::OpenedLibrary(const DriveFlags& flags, TapeAccess access)
-    : stats_json_(flags.stats_json) {
+    : print_([](const std::string& message) {
+        std::fprintf(stderr, "mixtape: %s\n", message.c_str());
+      }),
+      stats_json_(flags.stats_json) {
   capacity_ = flags.capacity.empty() ? tape::kLto6NativeBytes : parse_size(flags.capacity);
   if (!flags.changer.empty() && flags.device.empty())
     throw Error("--changer needs --device for its drives (/dev/nst0,/dev/nst1,...)");
@@ -181,9 +162,7 @@ OpenedLibrary::OpenedLibrary(const DriveFlags& flags, TapeAccess access)
   spec.read_only = access == TapeAccess::kRead;
   if (access == TapeAccess::kWrite) {
     spec.busy_wait = std::chrono::milliseconds(static_cast<long>(flags.drive_wait_seconds * 1000));
-    spec.on_wait = [](const std::string& message) {
-      std::fprintf(stderr, "mixtape: %s\n", message.c_str());
-    };
+    spec.on_wait = [this](const std::string& message) { print_(message); };
   }
   spec.notice = print_drive_notice;
   // Serials from labels; a reader also knows a tape mixtape did not write,
@@ -230,8 +209,96 @@ backup::WriterKeys writer_keys(const std::string& passphrase_file) {
   return keys;
 }
 
-std::unique_ptr<backup::Progress> make_progress(bool quiet) {
-  return std::make_unique<TerminalProgress>(!quiet && ::isatty(STDERR_FILENO));
+void add_key_options(CLI::App* command, KeyFlags& flags) {
+  command->add_option("-i,--identity", flags.identities,
+                      "age identity file (default: MIXTAPE_IDENTITY, the config file, or "
+                      "~/.config/mixtape/identity.txt)");
+  command->add_option("--passphrase-file", flags.passphrase_file, "Passphrase file");
+}
+
+crypto::AgeDecryptKeys decrypt_keys(const KeyFlags& flags) {
+  restore::KeyFiles files;
+  files.identities = flags.identities;
+  files.passphrase_file = flags.passphrase_file;
+  files.default_identity = default_identity_path();
+  if (files.identities.empty() && files.passphrase_file.empty()) {
+    if (auto identity = Settings::load().get("identity")) {
+      // Named: it must be there (the default identity may be missing).
+      if (!std::filesystem::exists(identity->value))
+        throw Error("no identity file at " + identity->value + " (from " + identity->source + ")");
+      files.identities.push_back(identity->value);
+    }
+  }
+  return restore::load_keys(files, [](const std::string& warning) {
+    std::fprintf(stderr, "mixtape: warning: %s\n", warning.c_str());
+  });
+}
+
+void add_progress_options(CLI::App* command, ProgressFlags& flags) {
+  command->add_flag("-q,--quiet", flags.quiet,
+                    "No progress line, even on a terminal (the summary stays)");
+  command->add_flag("--progress", flags.force, "The progress line even when stderr is no terminal");
+}
+
+std::unique_ptr<ProgressLine> make_progress(const ProgressFlags& flags) {
+  if (flags.quiet && flags.force) throw Error("give --quiet or --progress, not both");
+  ProgressLine::Options options;
+  options.fd = STDERR_FILENO;
+  options.draw = !flags.quiet && (flags.force || ::isatty(STDERR_FILENO));
+  return std::make_unique<ProgressLine>(std::move(options));
+}
+
+void add_json_option(CLI::App* command, bool& json) {
+  command->add_flag("--json", json, "Print the result as JSON (docs/CLI.md has the fields)");
+}
+
+std::string absolute_path(const std::string& path) {
+  std::error_code error;
+  auto absolute = std::filesystem::absolute(path, error).lexically_normal().string();
+  if (error) throw Error("cannot resolve " + path + ": " + error.message());
+  while (absolute.size() > 1 && absolute.back() == '/') absolute.pop_back();
+  return absolute;
+}
+
+std::int64_t parse_duration(const std::string& text) {
+  std::size_t digits = 0;
+  while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits]))) ++digits;
+  const std::string unit = text.substr(digits);
+  static const std::pair<const char*, std::int64_t> kUnits[] = {
+      {"", 1}, {"s", 1}, {"m", 60}, {"h", 3600}, {"d", 86400}, {"w", 7 * 86400}};
+  if (digits > 0 && digits <= 9) {
+    for (const auto& [name, seconds] : kUnits)
+      if (unit == name) return std::stoll(text.substr(0, digits)) * seconds;
+  }
+  throw Error("'" + text + "' is not a duration (e.g. 90d, 12h, 2w, 30m, 45s)");
+}
+
+std::string format_age(std::int64_t seconds) {
+  static const std::pair<const char*, std::int64_t> kUnits[] = {
+      {"day", 86400}, {"hour", 3600}, {"minute", 60}};
+  for (const auto& [name, length] : kUnits) {
+    if (seconds >= length) {
+      const std::int64_t n = seconds / length;
+      return std::to_string(n) + " " + name + (n == 1 ? "" : "s");
+    }
+  }
+  return std::to_string(seconds) + " seconds";
+}
+
+std::string printable(const std::string& path) {
+  std::string out;
+  for (unsigned char c : path) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
 }
 
 std::string format_time_ns(std::int64_t ns) {

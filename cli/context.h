@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -13,18 +14,32 @@
 
 #include "engine/backup/backup.h"
 #include "engine/catalog/catalog.h"
+#include "engine/crypto/crypto.h"
 #include "engine/tape/tape.h"
 
 namespace mixtape::cli {
 
-// --catalog PATH, else $MIXTAPE_CATALOG, else $XDG_DATA_HOME/mixtape/catalog.db
+// The catalog when no setting names one: $XDG_DATA_HOME/mixtape/catalog.db
 // (~/.local/share/mixtape/catalog.db).
 std::string default_catalog_path();
 // $XDG_CONFIG_HOME/mixtape/identity.txt, else ~/.config/mixtape/identity.txt:
 // where `init` writes a new identity and restores look for one.
 std::string default_identity_path();
+// --catalog PATH; left empty when not given (apply_settings fills it in).
 void add_catalog_option(CLI::App* command, std::string& path);
 catalog::Catalog open_catalog(const std::string& path);
+// Read-only, after a check of the whole file (skipped while the file is
+// unchanged since one passed): a damaged catalog is refused with one line
+// instead of a partial answer. A catalog an older mixtape wrote is upgraded
+// first when this user may write it, as a writing command would.
+catalog::Catalog open_checked(const std::string& path);
+
+// What the command line left out, from the environment and the config file
+// (cli/settings.h): the catalog (else default_catalog_path()), the drive
+// (device, library and changer together) and the capacity of new tapes.
+void apply_settings(std::string& catalog);
+struct DriveFlags;
+void apply_settings(DriveFlags& drive);
 
 // The writer lock of the catalog at path (catalog::WriterLock), taken by
 // every command that changes the catalog before it opens it.
@@ -78,8 +93,13 @@ class OpenedLibrary {
   // A counter of the command itself, written to --stats-json with the
   // drives' (e.g. source_bytes_read).
   void add_stat(const std::string& key, std::uint64_t value);
+  // Where the library's messages (a tape it waits for) go: by default a
+  // "mixtape: ..." line on stderr; a command with a progress line takes
+  // the line away first.
+  void on_message(std::function<void(const std::string&)> print) { print_ = std::move(print); }
 
  private:
+  std::function<void(const std::string&)> print_;
   std::string stats_json_;
   std::vector<std::pair<std::string, std::uint64_t>> extra_stats_;
   std::uint64_t capacity_ = 0;
@@ -89,10 +109,43 @@ class OpenedLibrary {
 // --passphrase-file F.
 backup::WriterKeys writer_keys(const std::string& passphrase_file);
 
-// Progress on stderr when it is a terminal; warnings always.
-std::unique_ptr<backup::Progress> make_progress(bool quiet = false);
+// The keys of the commands that read tapes: -i/--identity (else
+// MIXTAPE_IDENTITY, the config file's identity, or the identity `init`
+// made, when it exists) and --passphrase-file.
+struct KeyFlags {
+  std::vector<std::string> identities;
+  std::string passphrase_file;
+};
+void add_key_options(CLI::App* command, KeyFlags& flags);
+crypto::AgeDecryptKeys decrypt_keys(const KeyFlags& flags);
+
+// --quiet and --progress: the progress line, never or always (by default
+// when stderr is a terminal).
+struct ProgressFlags {
+  bool quiet = false;
+  bool force = false;
+};
+void add_progress_options(CLI::App* command, ProgressFlags& flags);
+// The progress line on stderr (ProgressLine); warnings always.
+std::unique_ptr<ProgressLine> make_progress(const ProgressFlags& flags = {});
+
+// --json: the result as one JSON document on stdout (docs/CLI.md).
+void add_json_option(CLI::App* command, bool& json);
+
+// "90d", "12h", "2w", "30m", "45s" or bare seconds, as seconds.
+std::int64_t parse_duration(const std::string& text);
+// 95 days as "95 days", 3 hours as "3 hours": the largest whole unit.
+std::string format_age(std::int64_t seconds);
+
+// A path as the catalog has it: absolute (relative to the working
+// directory), normalised, without a trailing slash.
+std::string absolute_path(const std::string& path);
 
 // "2026-11-21T10:00:00Z" (with nanoseconds dropped).
 std::string format_time_ns(std::int64_t ns);
+
+// A path (bytes) for a terminal or a line of a script: control bytes as
+// \xNN and backslashes doubled, so that no path breaks a line.
+std::string printable(const std::string& path);
 
 }  // namespace mixtape::cli

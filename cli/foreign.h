@@ -12,6 +12,7 @@ namespace mixtape::cli {
 // not write and the catalog at catalog_path does not know it, the path of
 // the tape's own index in the cache folder (made now, in one pass, the
 // first time); else empty (the catalog serves).
-std::string foreign_tape_catalog(const std::string& catalog_path, const DriveFlags& drive);
+std::string foreign_tape_catalog(const std::string& catalog_path, const DriveFlags& drive,
+                                 const ProgressFlags& progress);
 
 }  // namespace mixtape::cli

@@ -35,6 +35,7 @@ struct ImportArgs {
   std::string catalog;
   std::string serial;
   DriveFlags drive;
+  ProgressFlags progress;
 };
 
 void print_imported(const foreign::ImportReport& r) {
@@ -52,7 +53,8 @@ void print_warnings(const foreign::IndexReport& report) {
   for (const auto& w : report.warnings) std::fprintf(stderr, "mixtape: warning: %s\n", w.c_str());
 }
 
-void import_tape(const std::string& catalog_path, tape::Drive& drive, const std::string& serial) {
+void import_tape(const std::string& catalog_path, tape::Drive& drive, const std::string& serial,
+                 const ProgressFlags& flags) {
   switch (foreign::identify(drive)) {
     case foreign::TapeKind::kBlank:
       throw Error(drive.name() + ": the tape is blank");
@@ -61,7 +63,7 @@ void import_tape(const std::string& catalog_path, tape::Drive& drive, const std:
     case foreign::TapeKind::kForeign:
       break;
   }
-  auto progress = make_progress();
+  auto progress = make_progress(flags);
   foreign::IndexOptions options;
   options.serial = serial;
   options.progress = progress.get();
@@ -72,7 +74,9 @@ void import_tape(const std::string& catalog_path, tape::Drive& drive, const std:
   print_imported(foreign::import_into(catalog, found.catalog_path, found.serial));
 }
 
-void run_import(const ImportArgs& args) {
+void run_import(ImportArgs& args) {
+  apply_settings(args.catalog);
+  apply_settings(args.drive);
   if (!std::filesystem::exists(args.catalog))
     throw Error("no catalog at " + args.catalog + "; make one with `mixtape init`");
   auto lock = lock_catalog(args.catalog);
@@ -82,7 +86,7 @@ void run_import(const ImportArgs& args) {
     if (!args.drive.device.starts_with("/dev/") && !std::filesystem::exists(args.drive.device))
       throw Error("no tape image at " + args.drive.device);
     auto drive = open_found_drive(args.drive.device);
-    import_tape(args.catalog, *drive, args.serial);
+    import_tape(args.catalog, *drive, args.serial, args.progress);
     return;
   }
   // A library: each tape answers to its name there (or only --serial).
@@ -98,7 +102,7 @@ void run_import(const ImportArgs& args) {
                     serial.c_str());
         continue;
       }
-      import_tape(args.catalog, drive, serial);
+      import_tape(args.catalog, drive, serial, args.progress);
     } catch (const std::exception& e) {
       ++failed;
       std::fprintf(stderr, "mixtape: tape %s not imported: %s\n", serial.c_str(), e.what());
@@ -111,7 +115,8 @@ void run_import(const ImportArgs& args) {
 
 }  // namespace
 
-std::string foreign_tape_catalog(const std::string& catalog_path, const DriveFlags& flags) {
+std::string foreign_tape_catalog(const std::string& catalog_path, const DriveFlags& flags,
+                                 const ProgressFlags& progress_flags) {
   if (flags.device.empty() || !flags.changer.empty() || !flags.library.empty()) return {};
   if (!flags.device.starts_with("/dev/") && !std::filesystem::exists(flags.device)) return {};
   auto drive = open_found_drive(flags.device);
@@ -120,7 +125,7 @@ std::string foreign_tape_catalog(const std::string& catalog_path, const DriveFla
     auto catalog = catalog::Catalog::open_read_only(catalog_path);
     if (catalog.tape_by_foreign_id(foreign::fingerprint(*drive))) return {};
   }
-  auto progress = make_progress();
+  auto progress = make_progress(progress_flags);
   foreign::IndexOptions options;
   options.progress = progress.get();
   auto found = foreign::catalog_for_foreign_tape(*drive, cache_dir(), options);
@@ -139,6 +144,7 @@ void add_import_command(CLI::App& app) {
                   "The tape's serial (default: its name in the library, or tar-<fingerprint> "
                   "in a single drive); with --library, import only this tape");
   add_drive_options(cmd, args->drive);
+  add_progress_options(cmd, args->progress);
   cmd->callback([args] { run_import(*args); });
 }
 

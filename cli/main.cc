@@ -12,13 +12,23 @@ int main(int argc, char** argv) {
                " - back up write-once data to LTO tape as age-encrypted tar archives"};
   app.set_version_flag("--version", std::string("mixtape ") + MIXTAPE_VERSION);
   app.require_subcommand(1);
-  mixtape::cli::add_keygen_command(app);
-  mixtape::cli::add_tape_commands(app);
+  // In the order --help lists them: making and filling tapes, what the
+  // catalog knows, reading tapes back, the tapes themselves, the rest.
   mixtape::cli::add_backup_commands(app);
   mixtape::cli::add_catalog_commands(app);
-  mixtape::cli::add_mount_command(app);
+  mixtape::cli::add_history_commands(app);
+  mixtape::cli::add_lifecycle_commands(app);
   mixtape::cli::add_restore_commands(app);
   mixtape::cli::add_import_command(app);
+  mixtape::cli::add_tape_commands(app);
+  mixtape::cli::add_mount_command(app);
+  mixtape::cli::add_config_command(app);
+  mixtape::cli::add_keygen_command(app);
+  mixtape::cli::add_completion_command(app);
+  if (std::string line = mixtape::cli::mistyped_subcommand(app, argc, argv); !line.empty()) {
+    std::fprintf(stderr, "mixtape: %s\n", line.c_str());
+    return static_cast<int>(CLI::ExitCodes::ExtrasError);
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

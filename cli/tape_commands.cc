@@ -15,6 +15,8 @@
 
 #include "cli/commands.h"
 #include "cli/context.h"
+#include "cli/json.h"
+#include "cli/settings.h"
 #include "engine/common/common.h"
 #include "engine/foreign/foreign.h"
 #include "engine/tape/tape.h"
@@ -145,7 +147,9 @@ struct DriveArgs {
 };
 
 void add_drive_options(CLI::App* command, DriveArgs& args) {
-  command->add_option("--device", args.device, "Tape device (/dev/nst0) or .tap image")->required();
+  command->add_option("--device", args.device,
+                      "Tape device (/dev/nst0) or .tap image (default: MIXTAPE_DEVICE or the "
+                      "config file's device)");
   command->add_option("--stats-json", args.stats_json,
                       "Write the drive's counters and tape_seconds to FILE as JSON at exit");
 }
@@ -162,10 +166,17 @@ void write_stats(const std::string& path, const Drive& drive) {
 // succeeded or not (the counters of a failed run are the interesting ones).
 template <typename Body>
 void with_drive(const DriveArgs& args, Body body) {
+  std::string device = args.device;
+  if (device.empty()) {
+    if (auto named = Settings::load().drive().device) device = named->value;
+  }
+  if (device.empty())
+    throw Error("name the tape with --device (or set MIXTAPE_DEVICE, or device in " +
+                Settings::file_path() + ")");
   tape::OpenDriveOptions options;
   options.read_only = true;
   options.notice = print_drive_notice;
-  std::unique_ptr<Drive> drive = tape::open_drive(args.device, options);
+  std::unique_ptr<Drive> drive = tape::open_drive(device, options);
   try {
     body(*drive);
   } catch (...) {
@@ -177,29 +188,6 @@ void with_drive(const DriveArgs& args, Body body) {
     throw;
   }
   write_stats(args.stats_json, *drive);
-}
-
-std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char escaped[8];
-          std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
-          out += escaped;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
 }
 
 // ------------------------------------------------------------------- info
@@ -387,12 +375,14 @@ void add_mkimage(CLI::App* tape_command) {
 }  // namespace
 
 void add_tape_commands(CLI::App& app) {
-  CLI::App* tape_command =
-      app.add_subcommand("tape", "Look at tapes and .tap images directly (no catalog needed)");
+  CLI::App* tape_command = app.add_subcommand(
+      "tape",
+      "One tape: look at it directly (info, cat, mkimage: no catalog needed); where it is kept");
   tape_command->require_subcommand(1);
   add_info(tape_command);
   add_cat(tape_command);
   add_mkimage(tape_command);
+  add_tape_location_command(tape_command);
 }
 
 }  // namespace mixtape::cli

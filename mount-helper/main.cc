@@ -155,7 +155,17 @@ class Mount {
             foreign::catalog_for_foreign_tape(*found_drive, cache_dir, indexing).catalog_path;
         foreign_tape = true;
       } else {
-        catalog_path_ = recover::catalog_for_found_tape(*found_drive, cache_dir, keys).catalog_path;
+        // Reading the tape's trailing index (or walking its indexes) takes
+        // a while on a real drive: its progress, on the caller's terminal.
+        ProgressLine::Options line_options;
+        line_options.draw = ::isatty(STDERR_FILENO);
+        line_options.program = "mount.mixtape";
+        ProgressLine progress(line_options);
+        recover::RecoverOptions recover_options;
+        recover_options.progress = &progress;
+        catalog_path_ =
+            recover::catalog_for_found_tape(*found_drive, cache_dir, keys, recover_options)
+                .catalog_path;
       }
     }
     tree_ = std::make_unique<fs::Tree>(catalog_path_, foreign_tape);
@@ -288,10 +298,34 @@ int run_daemon(const Options& options) {
 }  // namespace
 }  // namespace mixtape::mount
 
+constexpr char kUsage[] =
+    "usage: mount.mixtape SOURCE DIR [-sfnv] [-o OPTION[,OPTION]...]\n"
+    "Mounts a mixtape catalog (or a tape found without one) read-only at DIR.\n"
+    "\n"
+    "  -s  ignore options this helper does not know\n"
+    "  -f  check the arguments and options, then exit without mounting\n"
+    "  -n  accepted and ignored\n"
+    "  -v  with -f, say what would be mounted\n"
+    "  -V, --version  print the version;  --help  print this\n"
+    "\n"
+    "Options (-o): identity=FILE passphrase_file=FILE library=DIR device=DEV\n"
+    "  changer=/dev/sgN cache=DIR cache_size=SIZE wait=SECONDS idle=SECONDS\n"
+    "  recall=open|read|never allow_other foreground debug ro; mount(8)'s and\n"
+    "  fstab's (noauto, user, x-systemd.automount, ...) are accepted and ignored.\n"
+    "See mount.mixtape(8).\n";
+
 int main(int argc, char** argv) {
   using namespace mixtape::mount;
   try {
     Options options = parse_options(std::vector<std::string>(argv, argv + argc), called_by_mount());
+    if (options.help) {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    if (options.version) {
+      std::printf("mount.mixtape %s\n", MIXTAPE_VERSION);
+      return 0;
+    }
     if (options.fake) {
       if (options.verbose)
         std::fprintf(stderr, "mount.mixtape: fake mount of %s on %s\n", options.source.c_str(),

@@ -115,7 +115,13 @@ Options parse_options(const std::vector<std::string>& argv, bool called_by_mount
   std::vector<std::string> option_lists;
   for (std::size_t i = 1; i < argv.size(); ++i) {
     const std::string& arg = argv[i];
-    if (arg == "-o") {
+    if (arg == "--help") {
+      options.help = true;
+      return options;
+    } else if (arg == "--version") {
+      options.version = true;
+      return options;
+    } else if (arg == "-o") {
       if (++i == argv.size()) throw Error("-o needs a list of options");
       option_lists.push_back(argv[i]);
     } else if (arg.rfind("-o", 0) == 0 && arg.size() > 2) {
@@ -134,6 +140,9 @@ Options parse_options(const std::vector<std::string>& argv, bool called_by_mount
           case 'v':
             options.verbose = true;
             break;
+          case 'V':
+            options.version = true;
+            return options;
           default:
             throw Error("unknown flag " + printable(std::string("-") + flag));
         }

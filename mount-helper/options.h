@@ -17,6 +17,8 @@ struct Options {
   bool sloppy = false;     // -s: ignore options we do not know
   bool fake = false;       // -f: do everything but the mount (mount(8)'s meaning)
   bool verbose = false;    // -v
+  bool help = false;       // --help: print the usage and exit
+  bool version = false;    // -V, --version: print the version and exit
   bool foreground = false;
   bool debug = false;
   bool allow_other = false;

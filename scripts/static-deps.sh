@@ -4,7 +4,7 @@
 #
 #   OUT/root/       the static libraries (-dev packages, unpacked, never
 #                   installed): SQLite, libsodium, OpenSSL's libcrypto,
-#                   libarchive and the compressors it reads through
+#                   libarchive and the compressors it reads through, libb2
 #   OUT/sources/    the Debian source package of each (.dsc, .orig.tar.*,
 #                   .debian.tar.*), and of the C library and the C++
 #                   runtime the compiler links in (glibc, gcc-12), at the
@@ -77,6 +77,7 @@ libraries=(
   "bzip2:libbz2-dev"
   "liblzma (xz):liblzma-dev"
   "zstd:libzstd-dev"
+  "libb2 (BLAKE2b):libb2-dev"
 )
 cd "$out/debs"
 for entry in "${libraries[@]}"; do

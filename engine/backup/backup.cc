@@ -24,17 +24,34 @@ namespace {
 // A safety net: a run that keeps going round without converging is a bug.
 constexpr int kMaxSessions = 100000;
 
-// Serialises the calls of the hash and write threads.
+// Serialises the calls of the hash and write threads, and counts the
+// stage's work done (what the totals of the work left are added to).
 class LockedProgress final : public Progress {
  public:
   explicit LockedProgress(Progress& inner) : inner_(inner) {}
   void phase(const std::string& name, std::uint64_t bytes, std::uint64_t items) override {
     std::lock_guard lock(mutex_);
+    done_bytes_ = done_items_ = 0;
     inner_.phase(name, bytes, items);
+  }
+  void totals(std::uint64_t bytes, std::uint64_t items) override {
+    std::lock_guard lock(mutex_);
+    inner_.totals(bytes, items);
+  }
+  void tape(const std::string& serial) override {
+    std::lock_guard lock(mutex_);
+    inner_.tape(serial);
   }
   void advance(std::uint64_t bytes, std::uint64_t items, const std::string& current) override {
     std::lock_guard lock(mutex_);
+    done_bytes_ += bytes;
+    done_items_ += items;
     inner_.advance(bytes, items, current);
+  }
+  // The stage's totals: what was done in it and `left` to do.
+  void work_left(const WorkLeft& left) {
+    std::lock_guard lock(mutex_);
+    inner_.totals(done_bytes_ + left.bytes, done_items_ + left.items);
   }
   void file_hashed(const std::string& path, std::uint64_t bytes) override {
     std::lock_guard lock(mutex_);
@@ -48,6 +65,7 @@ class LockedProgress final : public Progress {
  private:
   Progress& inner_;
   std::mutex mutex_;
+  std::uint64_t done_bytes_ = 0, done_items_ = 0;
 };
 
 void check_roots(const std::vector<std::string>& roots) {
@@ -155,9 +173,14 @@ BackupReport backup(catalog::Catalog& catalog, tape::Library& library, const Bac
   // Sessions write to at most this many tapes at once; lowered when a
   // session of that many found nothing that needs a copy on each of them.
   std::size_t width_limit = library.drive_count();
+  // One stage for the whole run, however many tapes and sessions: its
+  // totals are revised at each session from what is still left.
+  progress.phase("backup", 0, 0);
   for (int sessions = 0;; ++sessions) {
     if (sessions == kMaxSessions) throw Error("internal error: backup does not finish");
-    const int wanted = copies_wanted(catalog, given_up);
+    const WorkLeft left = work_left(catalog, given_up);
+    progress.work_left(left);
+    const int wanted = left.copies;
     if (wanted <= 0) break;
     const std::size_t drives = planner.live_drives().size();
     if (drives == 0) {
@@ -252,6 +275,7 @@ BackupReport backup(catalog::Catalog& catalog, tape::Library& library, const Bac
     }
   }
   catalog.finish_run(run_id);
+  catalog.set_run_totals(run_id, report.scan.files, report.scan.bytes);
   catalog.for_each_pending(0, [&](const catalog::PendingVersion&) { ++report.below_goal; });
   return report;
 }

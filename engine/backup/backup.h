@@ -50,6 +50,7 @@ using mixtape::SilentProgress;
 struct ScanReport {
   std::uint64_t dirs = 0;
   std::uint64_t files = 0;      // regular files and symlinks seen
+  std::uint64_t bytes = 0;      // their sizes (a symlink's: its target's length)
   std::uint64_t new_files = 0;  // never seen before
   std::uint64_t changed = 0;    // seen before, different now
   std::uint64_t vanished = 0;   // in the catalog's scan state, gone from disk

@@ -360,7 +360,9 @@ HashReport hash_dirty(catalog::Catalog& catalog, catalog::Id run_id, Progress& p
   HashReport report;
   std::vector<catalog::FileRef> dirty;
   catalog.for_each_dirty([&](const catalog::FileRef& ref) { dirty.push_back(ref); });
-  progress.phase("hash", 0, dirty.size());
+  std::uint64_t total = 0;
+  for (const auto& ref : dirty) total += ref.size;
+  progress.phase("hash", total, dirty.size());
   // Commit in batches: each commit is an fsync.
   catalog::WriteBatch batch(catalog, 1000);
   batch.begin();
@@ -370,7 +372,10 @@ HashReport hash_dirty(catalog::Catalog& catalog, catalog::Id run_id, Progress& p
   for (const auto& ref : dirty) paths.push_back(ref.path);
   hasher.hash_all(paths, [&](std::size_t i, HashResult result) {
     const catalog::FileRef& ref = dirty[i];
-    if (!record_hashed(catalog, ref.file_id, ref.path, result, run_id, report, progress)) return;
+    if (!record_hashed(catalog, ref.file_id, ref.path, result, run_id, report, progress)) {
+      progress.advance(ref.size, 1, ref.path);  // done with, if not hashed
+      return;
+    }
     progress.advance(result.file->version.size, 1, ref.path);
     batch.wrote();
   });

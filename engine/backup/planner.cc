@@ -42,17 +42,23 @@ std::vector<catalog::TapeRow> usable_tapes(catalog::Catalog& catalog, tape::Libr
 
 }  // namespace
 
-int copies_wanted(catalog::Catalog& catalog, const std::set<Id>& given_up) {
-  int wanted = 0;
+WorkLeft work_left(catalog::Catalog& catalog, const std::set<Id>& given_up) {
+  WorkLeft left;
   const auto goals = catalog.copy_goals();
+  auto add = [&](int copies, std::uint64_t size) {
+    left.copies = std::max(left.copies, copies);
+    if (copies <= 0) return;
+    left.bytes += size * static_cast<std::uint64_t>(copies);
+    left.items += static_cast<std::uint64_t>(copies);
+  };
   catalog.for_each_dirty([&](const catalog::FileRef& ref) {
-    if (!given_up.count(ref.file_id)) wanted = std::max(wanted, goal_of(goals, ref.path));
+    if (!given_up.count(ref.file_id)) add(goal_of(goals, ref.path), ref.size);
   });
   catalog.for_each_pending(0, [&](const catalog::PendingVersion& pending) {
     if (!given_up.count(pending.version.file_id))
-      wanted = std::max(wanted, pending.version.goal - pending.version.copies);
+      add(pending.version.goal - pending.version.copies, pending.version.size);
   });
-  return wanted;
+  return left;
 }
 
 std::vector<Candidate> candidates_for(catalog::Catalog& catalog, const std::vector<Id>& tape_ids,

@@ -11,10 +11,17 @@
 
 namespace mixtape::backup {
 
-// The most copies anything still needs in this run: the largest shortfall of
-// a version below its goal, or the goal of a dirty file (not hashed yet, so
-// its content may turn out to have copies already). 0: nothing to do.
-int copies_wanted(catalog::Catalog& catalog, const std::set<Id>& given_up);
+// What is left to do in this run. copies: the most copies anything still
+// needs, the largest shortfall of a version below its goal, or the goal of
+// a dirty file (not hashed yet, so its content may turn out to have copies
+// already); 0: nothing to do. bytes and items: the copies still to write
+// (each dirty file counted at its goal), for the progress line.
+struct WorkLeft {
+  int copies = 0;
+  std::uint64_t bytes = 0;
+  std::uint64_t items = 0;
+};
+WorkLeft work_left(catalog::Catalog& catalog, const std::set<Id>& given_up);
 
 // What a session on these tapes may write: every dirty file (hashing tells
 // whether it needs a copy), and the versions that need a copy on each of the

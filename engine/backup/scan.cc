@@ -52,6 +52,7 @@ class ScanVisitor final : public WalkVisitor {
       return;
     }
     ++report_.files;
+    report_.bytes += static_cast<std::uint64_t>(st.st_size);
     progress_.advance(0, 1, path);
     if (stack_.empty()) {
       // A root that is a single file.

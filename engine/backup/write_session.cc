@@ -57,7 +57,7 @@ WriteSession::Outcome WriteSession::write(BoundedQueue<ArchiveJob>& jobs) {
   Outcome outcome;
   std::string serials;
   for (const auto& lane : lanes_) serials += (serials.empty() ? "" : "+") + lane->serial();
-  progress_.phase("write " + serials, 0, 0);
+  progress_.tape(serials);
   for (auto& lane : lanes_) {
     Lane* l = lane.get();
     l->stream.worker.submit([l] { position_at_append_point(*l); });
@@ -202,6 +202,7 @@ void WriteSession::write_archive(const ArchiveJob& job, Outcome& outcome) {
 
   std::vector<DriveStream*> streams;
   for (Lane* l : taking) streams.push_back(&l->stream);
+  tapes_taking_ = taking.size();
   FanOut fan(streams, chunks_);
   crypto::AgeEncryptOptions sealed_options;
   sealed_options.buffers = &age_buffers_;
@@ -216,7 +217,9 @@ void WriteSession::write_archive(const ArchiveJob& job, Outcome& outcome) {
     if (buffer_.empty()) buffer_.resize(kCopyBuffer);
     for (const auto& member : job.members) {
       Copied copied = write_member(tar, sealed.get(), member);
-      progress_.advance(member.info.size, 1, member.path);
+      if (member.info.type == format::MemberType::kSymlink)
+        progress_.advance(member.info.size * tapes_taking_, 0, member.path);
+      progress_.advance(0, tapes_taking_, member.path);
       if (copied == Copied::kVanished) {
         outcome.vanished.insert(member.file_id);
         continue;
@@ -431,6 +434,7 @@ WriteSession::Copied WriteSession::write_member(format::PaxWriter& tar,
       n = static_cast<ssize_t>(want);
     }
     ByteSpan chunk(room.data(), static_cast<std::size_t>(n));
+    progress_.advance(chunk.size() * tapes_taking_, 0, member.path);
     if (options_.paranoid && good) rehash.update(chunk);
     if (direct) {
       tar.data_written_directly(chunk.size());

@@ -96,6 +96,7 @@ class WriteSession {
   Progress& progress_;
   std::uint64_t source_bytes_ = 0;
   std::uint64_t since_checkpoint_ = 0;  // archive bytes written since the last commit
+  std::uint64_t tapes_taking_ = 0;      // the archive being written goes to this many tapes
   Bytes buffer_;
   // The fan-out's chunks and the encryptors' batches, reused from archive
   // to archive (queued drive commands may hold some).

@@ -290,6 +290,12 @@ void Catalog::finish_run(Id run_id) {
   s->run();
 }
 
+void Catalog::set_run_totals(Id run_id, std::uint64_t files, std::uint64_t bytes) {
+  auto s = stmts_->get(sql::kSetRunTotals);
+  s->bind(1, run_id).bind(2, files).bind(3, bytes);
+  s->run();
+}
+
 std::optional<RunRow> Catalog::run(Id run_id) {
   RunRow r;
   {
@@ -300,6 +306,8 @@ std::optional<RunRow> Catalog::run(Id run_id) {
     r.kind = internal::parse_run_kind(s->column_text(1)).value_or(RunKind::kBackup);
     r.started_at_ns = s->column_int(2);
     r.finished_at_ns = s->is_null(3) ? 0 : s->column_int(3);
+    if (!s->is_null(4)) r.files = static_cast<std::uint64_t>(s->column_int(4));
+    if (!s->is_null(5)) r.bytes = static_cast<std::uint64_t>(s->column_int(5));
   }
   auto s = stmts_->get(sql::kRunRoots);
   s->bind(1, run_id);

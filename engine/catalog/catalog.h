@@ -109,6 +109,10 @@ struct RunRow {
   std::int64_t started_at_ns = 0;   // strictly increasing with id
   std::int64_t finished_at_ns = 0;  // 0 while running or if interrupted
   std::vector<std::string> roots;   // sorted
+  // What the run found under its roots: regular files and symlinks, and
+  // their bytes; none for runs that did not say (before schema 3).
+  std::optional<std::uint64_t> files;
+  std::optional<std::uint64_t> bytes;
 };
 
 // Metadata shared by directories and versions; mode includes the file type
@@ -209,7 +213,14 @@ struct TapeRow {
   // Such a tape is 'full': nothing is ever written to it.
   std::string foreign_id;
   bool is_foreign() const { return !foreign_id.empty(); }
+  // Set by set_tape_location and retire_tape only:
+  std::string location;        // where the tape is kept; "" not said
+  std::string retired_reason;  // "lost", "destroyed", "bad" or "worn"; "" unless retired
+  std::int64_t retired_at_ns = 0;
 };
+
+// Why a tape is retired (mixtape retire --reason).
+bool is_retire_reason(std::string_view reason);
 
 struct ArchiveRow {
   Id id = 0;
@@ -476,6 +487,8 @@ class Catalog {
   std::optional<RunRow> run_at(std::int64_t time_ns);
   // The run before run_id (0: none).
   Id previous_run(Id run_id);
+  // What run_id found under its roots (RunRow::files, bytes).
+  void set_run_totals(Id run_id, std::uint64_t files, std::uint64_t bytes);
 
   // ---- namespace
   Id ensure_dir(std::string_view path);  // makes missing ancestors
@@ -545,6 +558,14 @@ class Catalog {
   // append_block, written_at_ns.
   void update_tape(const TapeRow& tape);
   void set_tape_state(Id tape_id, TapeState state);
+  // Where a tape is kept (free text, e.g. "offsite: bank box 12"; "" for
+  // not said).
+  void set_tape_location(Id tape_id, std::string_view location);
+  // Retires a tape (reason: is_retire_reason): it is never written again
+  // and its copies stop counting toward copy goals (each version's copies
+  // is recounted), while they stay in the catalog and can still be read.
+  // Refuses a tape already retired.
+  void retire_tape(Id tape_id, std::string_view reason);
   std::optional<TapeRow> tape(Id tape_id);
   std::optional<TapeRow> tape_by_serial(std::string_view serial);
   std::optional<TapeRow> tape_by_foreign_id(std::string_view foreign_id);
@@ -580,8 +601,32 @@ class Catalog {
   void walk(std::string_view path, const View& view,
             const std::function<void(const std::string& path, const Entry&)>& fn);
 
+  // ---- history: what changed between runs, files by name
+  // The version snapshot run_id shows of a file (none: not in it).
+  std::optional<VersionRow> version_in_snapshot(Id file_id, Id run_id);
+  // Every file whose version differs between the snapshots of two runs
+  // (from_run before to_run), by path: added (no version in from_run),
+  // removed (none in to_run), or another version. Only the files whose
+  // versions begin or end between the runs are looked at (keyed by run),
+  // and when the runs' roots differ, the files under the roots only one of
+  // them covered.
+  struct SnapshotChange {
+    Id file_id = 0;
+    std::string path;
+    std::optional<VersionRow> before;  // in from_run
+    std::optional<VersionRow> after;   // in to_run
+  };
+  std::vector<SnapshotChange> changes_between(Id from_run, Id to_run);
+  // The files (every path ever seen that is not a directory) whose name
+  // matches a shell pattern (fnmatch(3); "*" and "?" never match "/"), by
+  // path. The pattern's literal beginning is a range on an index of names.
+  std::vector<std::pair<Id, std::string>> files_named(std::string_view pattern);
+
   // ---- status and verification
   CatalogStatus status();
+  // Versions below their copy goal, and their bytes (a partial index: cheap
+  // at any size, unlike status()).
+  std::pair<std::uint64_t, std::uint64_t> below_goal();
   Id record_verification(const VerificationRow& row);  // id ignored
   // The newest result for the archive as a whole, or for one copy in it.
   std::optional<VerificationRow> last_verification(Id archive_id, Id version_id = 0);

@@ -41,6 +41,14 @@ struct CopiedTable {
   Changes changes;
   Id CopyMark::*id_mark;  // kId: the mark's field
   const char* definition;
+  // A table made from another one of the catalog: that table, its columns
+  // (in the order of `columns`) and which rows; none: `name` itself.
+  const char* source = nullptr;
+  const char* source_columns = nullptr;
+  const char* source_rows = "";
+  // Added after indexes were first written (schema 3): older indexes lack
+  // it, and readers take that as no rows.
+  bool optional = false;
 };
 
 constexpr CopiedTable kTables[] = {
@@ -177,12 +185,40 @@ CREATE TABLE catalog_verifications (  -- results of re-reading archives
   detail        TEXT NOT NULL,
   run_id        INTEGER
 ))sql"},
+    // Schema 3: in tables of their own (not columns of catalog_tapes and
+    // catalog_runs), so that older indexes and README.txt's rebuild program,
+    // which copies tables by position, are unaffected.
+    {"tape_notes", "tape_id, location, retired_reason, retired_at_ns", Changes::kWhole, nullptr,
+     R"sql(
+CREATE TABLE catalog_tape_notes (  -- what the operator said of a tape (tapes without any have no row)
+  tape_id        INTEGER PRIMARY KEY,  -- catalog_tapes.id
+  location       TEXT NOT NULL,        -- where it is kept, e.g. 'offsite: bank box 12'; '' not said
+  retired_reason TEXT,                 -- 'lost', 'destroyed', 'bad' or 'worn' once retired, else NULL
+  retired_at_ns  INTEGER               -- when it was retired (Unix time in nanoseconds)
+))sql",
+     "tapes", "id, location, retired_reason, retired_at_ns",
+     " WHERE location <> '' OR retired_reason IS NOT NULL", true},
+    {"run_totals", "run_id, files, bytes", Changes::kWhole, nullptr, R"sql(
+CREATE TABLE catalog_run_totals (  -- what a run found under its roots (runs that did not count have no row)
+  run_id INTEGER PRIMARY KEY,  -- catalog_runs.id
+  files  INTEGER NOT NULL,     -- regular files and symlinks
+  bytes  INTEGER NOT NULL      -- their sizes
+))sql",
+     "runs", "id, files, bytes", " WHERE files IS NOT NULL", true},
 };
+
+// Where a table's rows come from in the catalog, and which.
+std::string source_of(const CopiedTable& table) {
+  return table.source ? table.source : table.name;
+}
+const char* source_columns_of(const CopiedTable& table) {
+  return table.source_columns ? table.source_columns : table.columns;
+}
 
 // The WHERE clause selecting the rows of `table` that an index holding
 // `since` lacks ("" when it needs them all).
 std::string changed_rows(const CopiedTable& table, const std::optional<CopyMark>& since) {
-  if (!since || table.changes == Changes::kWhole) return "";
+  if (!since || table.changes == Changes::kWhole) return table.source_rows;
   if (table.changes == Changes::kEpoch) return " WHERE changed >= " + std::to_string(since->epoch);
   return " WHERE id > " + std::to_string((*since).*table.id_mark);
 }
@@ -244,8 +280,9 @@ CopyMark Catalog::copy_into(sqlite::Database& index, const std::optional<CopyMar
     const std::string name = std::string("catalog_") + table.name;
     index.exec("DROP TABLE IF EXISTS " + name);
     index.exec(table.definition);
-    index.exec("INSERT INTO " + name + " (" + table.columns + ") SELECT " + table.columns +
-               " FROM copied_catalog." + table.name + changed_rows(table, since));
+    index.exec("INSERT INTO " + name + " (" + table.columns + ") SELECT " +
+               source_columns_of(table) + " FROM copied_catalog." + source_of(table) +
+               changed_rows(table, since));
     if (table.id_mark) {
       mark.*table.id_mark = max_id(index, "copied_catalog." + std::string(table.name));
     }
@@ -262,8 +299,8 @@ void Catalog::add_changes_into(sqlite::Database& index, const CopyMark& since) {
   for (const CopiedTable& table : kTables) {
     const std::string name = std::string("catalog_") + table.name;
     if (table.changes == Changes::kWhole) index.exec("DELETE FROM " + name);
-    auto select = db_->prepare(std::string("SELECT ") + table.columns + " FROM main." + table.name +
-                               changed_rows(table, since));
+    auto select = db_->prepare(std::string("SELECT ") + source_columns_of(table) + " FROM main." +
+                               source_of(table) + changed_rows(table, since));
     std::string insert = "INSERT OR REPLACE INTO " + name + " (" + table.columns + ") VALUES (";
     for (int i = 0; i < select.column_count(); ++i) insert += i ? ", ?" : "?";
     auto out_row = index.prepare(insert + ")");
@@ -353,6 +390,11 @@ void CatalogChain::add(const std::string& index_path, bool full) {
         while (info.step()) theirs.push_back(info.column_text(0));
       }
       if (theirs.empty()) {
+        if (table.optional) {
+          // An older index: none of these rows (a full copy has none at all).
+          if (full) db_->exec("DELETE FROM main." + name);
+          continue;
+        }
         throw CatalogError("index " + index_path + " has no table " + name +
                            ": not a mixtape index");
       }

@@ -123,8 +123,9 @@ inline constexpr int kDirColumns = 12;
 inline constexpr int kVersionColumns = 16;
 #define MIXTAPE_TAPE_COLUMNS                                                        \
   "t.id, t.serial, t.capacity, t.record_size, t.encrypted, t.state, t.bytes_used, " \
-  "t.append_file, t.append_block, t.labelled_at_ns, t.written_at_ns, t.foreign_id"
-inline constexpr int kTapeColumns = 12;
+  "t.append_file, t.append_block, t.labelled_at_ns, t.written_at_ns, t.foreign_id, " \
+  "t.location, t.retired_reason, t.retired_at_ns"
+inline constexpr int kTapeColumns = 15;
 #define MIXTAPE_ARCHIVE_COLUMNS                                                                \
   "a.id, a.tape_id, a.index_file, a.index_block, a.archive_file, a.first_block, a.encrypted, " \
   "a.age_header_len, a.cipher_bytes, a.plain_bytes, a.members, a.written_at_ns, a.run_id, "    \

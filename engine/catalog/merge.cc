@@ -167,8 +167,10 @@ class IndexMerger {
     sqlite::WriteScope scope(db_);
     check_identity();
     merge_runs();
+    merge_run_totals();
     merge_goals();
     merge_tapes();
+    merge_tape_notes();
     merge_dirs();
     merge_files();
     merge_versions();
@@ -421,6 +423,56 @@ class IndexMerger {
         ++stats_.tapes;
       }
       r.check_map(tapes_, from, to);
+    }
+  }
+
+  // Whether the index has a table that came after its first indexes
+  // (schema 3): an older index has none of its rows.
+  bool index_has(const char* table) {
+    auto s = index_.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1");
+    s.bind(1, std::string("catalog_") + table);
+    return s.step();
+  }
+
+  // What runs found, where this catalog does not know it yet.
+  void merge_run_totals() {
+    if (!index_has("run_totals")) return;
+    auto r = reader("run_totals", "run_id, files, bytes", "run_id");
+    while (r.next()) {
+      const Id run = r.mapped(0, runs_);
+      auto s = stmts_.get("UPDATE runs SET files = ?2, bytes = ?3 WHERE id = ?1 AND files IS NULL");
+      s->bind(1, run).bind(2, r.integer(1, 0, kMaxSize)).bind(3, r.integer(2, 0, kMaxSize));
+      s->run();
+    }
+  }
+
+  // Where tapes are and why they were retired: the index's word where this
+  // catalog has none (its own location, set later, wins).
+  void merge_tape_notes() {
+    if (!index_has("tape_notes")) return;
+    auto r = reader("tape_notes", "tape_id, location, retired_reason, retired_at_ns", "tape_id");
+    while (r.next()) {
+      const Id tape = r.mapped(0, tapes_);
+      const std::string location = r.text(1, 1024);
+      if (location.find('\n') != std::string::npos) r.fail(1, "more than one line");
+      const auto reason = r.optional_text(2, 16);
+      if (reason && !is_retire_reason(*reason)) r.fail(2, "unknown retire reason");
+      const auto retired_at = r.optional_integer(3, kMinInt);
+      if (!location.empty()) {
+        auto s = stmts_.get(adopting_
+                                ? "UPDATE tapes SET location = ?2 WHERE id = ?1"
+                                : "UPDATE tapes SET location = ?2 WHERE id = ?1 AND location = ''");
+        s->bind(1, tape).bind(2, location);
+        s->run();
+      }
+      if (reason) {
+        auto s = stmts_.get(
+            "UPDATE tapes SET retired_reason = ?2, retired_at_ns = ?3 WHERE id = ?1 "
+            "AND state = 'retired' AND retired_reason IS NULL");
+        s->bind(1, tape).bind(2, *reason);
+        retired_at ? s->bind(3, *retired_at) : s->bind_null(3);
+        s->run();
+      }
     }
   }
 

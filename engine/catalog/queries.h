@@ -34,7 +34,8 @@ inline constexpr char kInsertRunRoot[] =
     "INSERT OR IGNORE INTO run_roots (run_id, root) VALUES (?1, ?2)";
 inline constexpr char kFinishRun[] = "UPDATE runs SET finished_at_ns = ?2 WHERE id = ?1";
 inline constexpr char kRunById[] =
-    "SELECT id, kind, started_at_ns, finished_at_ns FROM runs WHERE id = ?1";
+    "SELECT id, kind, started_at_ns, finished_at_ns, files, bytes FROM runs WHERE id = ?1";
+inline constexpr char kSetRunTotals[] = "UPDATE runs SET files = ?2, bytes = ?3 WHERE id = ?1";
 inline constexpr char kRunRoots[] = "SELECT root FROM run_roots WHERE run_id = ?1 ORDER BY root";
 inline constexpr char kAllRuns[] =
     "SELECT id, kind, started_at_ns, finished_at_ns FROM runs ORDER BY id";
@@ -170,6 +171,9 @@ inline constexpr char kUpdateTape[] =
     "UPDATE tapes SET capacity = ?2, state = ?3, bytes_used = ?4, append_file = ?5, "
     "append_block = ?6, written_at_ns = ?7 WHERE id = ?1";
 inline constexpr char kSetTapeState[] = "UPDATE tapes SET state = ?2 WHERE id = ?1";
+inline constexpr char kSetTapeLocation[] = "UPDATE tapes SET location = ?2 WHERE id = ?1";
+inline constexpr char kRetireTape[] =
+    "UPDATE tapes SET state = 'retired', retired_reason = ?2, retired_at_ns = ?3 WHERE id = ?1";
 inline constexpr char kTapeById[] = "SELECT " MIXTAPE_TAPE_COLUMNS " FROM tapes t WHERE t.id = ?1";
 inline constexpr char kTapeBySerial[] =
     "SELECT " MIXTAPE_TAPE_COLUMNS " FROM tapes t WHERE t.serial = ?1";
@@ -280,6 +284,29 @@ inline constexpr char kFileSnapshot[] = MIXTAPE_FILES_SNAPSHOT("f.name = ?2", ""
   "AND +a.tape_id = ?3)" TAIL
 inline constexpr char kFilesTape[] = MIXTAPE_FILES_TAPE("f.name > ?2", " ORDER BY f.name LIMIT ?4");
 inline constexpr char kFileTape[] = MIXTAPE_FILES_TAPE("f.name = ?2", "");
+
+// ---------------------------------------------------------------- history
+// The version snapshot ?2 shows of file ?1 (its scope, the run's roots, is
+// checked apart).
+inline constexpr char kVersionInSnapshot[] =
+    "SELECT " MIXTAPE_VERSION_COLUMNS
+    " FROM versions v WHERE v.id = (SELECT max(x.id) FROM versions x WHERE x.file_id = ?1 "
+    "AND x.first_seen_run <= ?2 AND (x.last_seen_run IS NULL OR x.last_seen_run >= ?2)) "
+    "AND NOT EXISTS (SELECT 1 FROM gaps g WHERE g.file_id = ?1 AND g.from_run <= ?2 "
+    "AND g.to_run >= ?2)";
+// Files whose versions or gaps begin or end between runs ?1 and ?2 (?1 < ?2).
+inline constexpr char kVersionsBeginning[] =
+    "SELECT file_id FROM versions WHERE first_seen_run > ?1 AND first_seen_run <= ?2";
+inline constexpr char kVersionsEnding[] =
+    "SELECT file_id FROM versions WHERE last_seen_run >= ?1 AND last_seen_run < ?2";
+inline constexpr char kGapsBeginning[] =
+    "SELECT file_id FROM gaps WHERE from_run > ?1 AND from_run <= ?2";
+inline constexpr char kGapsEnding[] = "SELECT file_id FROM gaps WHERE to_run >= ?1 AND to_run < ?2";
+// Files by name: a range of the name index (?1 <= name < ?2), and all of it.
+inline constexpr char kFilesNamedBetween[] =
+    "SELECT id, name FROM files INDEXED BY files_by_name WHERE name >= ?1 AND name < ?2";
+inline constexpr char kFilesNamedFrom[] =
+    "SELECT id, name FROM files INDEXED BY files_by_name WHERE name >= ?1";
 
 // ---------------------------------------------------------------- status, verification
 inline constexpr char kCountDirs[] = "SELECT count(*) FROM dirs";

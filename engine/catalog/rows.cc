@@ -107,6 +107,9 @@ TapeRow read_tape(const sqlite::Statement& s, int first) {
   t.labelled_at_ns = s.column_int(first + 9);
   t.written_at_ns = optional_id(s, first + 10);
   if (!s.is_null(first + 11)) t.foreign_id = s.column_text(first + 11);
+  t.location = s.column_text(first + 12);
+  if (!s.is_null(first + 13)) t.retired_reason = s.column_text(first + 13);
+  t.retired_at_ns = optional_id(s, first + 14);
   return t;
 }
 

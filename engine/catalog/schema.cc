@@ -331,9 +331,29 @@ PRAGMA legacy_alter_table = OFF;
 UPDATE config SET value = '2' WHERE key = 'schema_version';
 )sql";
 
-// Version 3: reserved for the command-line work merged beside this one
-// (settings it keeps in the catalog); nothing here.
+// Version 3: what the operator says of tapes and what runs found (mixtape
+// retire, mixtape tape location, mixtape snapshots), and the indexes that
+// keep mixtape diff and mixtape find keyed at any size.
+//  - tapes: location (free text, '' when not said), and once retired the
+//    reason and the time. On tape as catalog_tape_notes (index_copy.cc).
+//  - runs: the regular files and symlinks a run found under its roots, and
+//    their bytes (NULL for runs before this version). On tape as
+//    catalog_run_totals.
+//  - files by name (find); versions by the runs they begin and end in, gaps
+//    by theirs (what changed between two runs); local only, like every
+//    secondary index.
 constexpr const char* kSchemaV3 = R"sql(
+ALTER TABLE tapes ADD COLUMN location TEXT NOT NULL DEFAULT '';
+ALTER TABLE tapes ADD COLUMN retired_reason TEXT
+  CHECK (retired_reason IN ('lost', 'destroyed', 'bad', 'worn'));
+ALTER TABLE tapes ADD COLUMN retired_at_ns INTEGER;
+ALTER TABLE runs ADD COLUMN files INTEGER;
+ALTER TABLE runs ADD COLUMN bytes INTEGER;
+CREATE INDEX files_by_name ON files(name);
+CREATE INDEX versions_by_first_run ON versions(first_seen_run);
+CREATE INDEX versions_by_last_run ON versions(last_seen_run) WHERE last_seen_run IS NOT NULL;
+CREATE INDEX gaps_by_from_run ON gaps(from_run);
+CREATE INDEX gaps_by_to_run ON gaps(to_run);
 UPDATE config SET value = '3' WHERE key = 'schema_version';
 )sql";
 
@@ -355,7 +375,7 @@ UPDATE config SET value = '4' WHERE key = 'schema_version';
 constexpr Migration kMigrations[] = {
     {"initial schema", kSchemaV1},
     {"open versions, change epochs (format 2)", kSchemaV2},
-    {"reserved", kSchemaV3},
+    {"tape locations and retirement, run totals, diff and find indexes", kSchemaV3},
     {"tapes mixtape did not write (foreign tar tapes)", kSchemaV4},
 };
 

@@ -87,6 +87,34 @@ void Catalog::set_tape_state(Id tape_id, TapeState state) {
   s->run();
 }
 
+void Catalog::set_tape_location(Id tape_id, std::string_view location) {
+  if (location.size() > 1024 || location.find('\0') != std::string_view::npos ||
+      location.find('\n') != std::string_view::npos)
+    throw CatalogError("a tape's location is one line of at most 1024 bytes");
+  auto s = stmts_->get(sql::kSetTapeLocation);
+  s->bind(1, tape_id).bind(2, location);
+  s->run();
+  if (db_->changes() == 0) throw CatalogError("no tape with id " + std::to_string(tape_id));
+}
+
+bool is_retire_reason(std::string_view reason) {
+  return reason == "lost" || reason == "destroyed" || reason == "bad" || reason == "worn";
+}
+
+void Catalog::retire_tape(Id tape_id, std::string_view reason) {
+  if (!is_retire_reason(reason))
+    throw CatalogError("a tape is retired as lost, destroyed, bad or worn, not " + quote(reason));
+  sqlite::WriteScope scope(*db_);
+  auto t = tape(tape_id);
+  if (!t) throw CatalogError("no tape with id " + std::to_string(tape_id));
+  if (t->state == TapeState::kRetired)
+    throw CatalogError("tape " + t->serial + " is already retired (" + t->retired_reason + ")");
+  auto s = stmts_->get(sql::kRetireTape);
+  s->bind(1, tape_id).bind(2, reason).bind(3, now_ns());
+  s->run();  // the tapes_retired trigger recounts the copies of its versions
+  scope.commit();
+}
+
 std::optional<TapeRow> Catalog::tape(Id tape_id) {
   auto s = stmts_->get(sql::kTapeById);
   s->bind(1, tape_id);
@@ -259,6 +287,13 @@ CatalogStatus Catalog::status() {
     st.tapes.push_back(std::move(u));
   }
   return st;
+}
+
+std::pair<std::uint64_t, std::uint64_t> Catalog::below_goal() {
+  auto s = stmts_->get(sql::kBelowGoalTotals);
+  s->step();
+  return {static_cast<std::uint64_t>(s->column_int(0)),
+          static_cast<std::uint64_t>(s->column_int(1))};
 }
 
 Id Catalog::record_verification(const VerificationRow& row) {

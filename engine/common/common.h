@@ -12,7 +12,9 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <stdexcept>
@@ -242,22 +244,35 @@ std::string user_path(UserDir dir, std::string_view leaf);
 // defaults, which must name some file).
 std::string user_path_or_root(UserDir dir, std::string_view leaf);
 
-// What long-running work reports (backup, restore, verify, recover); the
-// CLI draws it on a terminal. backup() calls it from its hash and write
+// What long-running work reports (backup, restore, verify, recover, the
+// mount's pass over a found tape); the front ends draw it as one line on a
+// terminal (ProgressLine). backup() calls it from its hash and write
 // threads, but never two calls at once, so implementations need no locking
 // of their own.
+//
+// A run has few stages ("scan", then "backup"; "restore"; "verify"), never
+// one per tape or archive: counters start again only at phase(), so a line
+// shows the whole run's totals. The tape in use and revised totals are told
+// as they change.
 class Progress {
  public:
   virtual ~Progress() = default;
-  // A new phase ("scan", "hash", "write L00001"); totals may be 0 if unknown.
+  // A new stage of the run with its totals (0: not known); counters restart.
   virtual void phase(const std::string& /*name*/, std::uint64_t /*total_bytes*/,
                      std::uint64_t /*total_items*/) {}
+  // The stage's totals as now known (work that turned out not to be needed,
+  // a tape that is not there, an estimate made exact); 0: not known.
+  virtual void totals(std::uint64_t /*total_bytes*/, std::uint64_t /*total_items*/) {}
+  // The tape being read or written now ("L00001", several as "L00001+L00002";
+  // "" none).
+  virtual void tape(const std::string& /*serial*/) {}
   // Work done: in "scan", one call per entry (bytes 0); in "hash", per file
-  // hashed; in "write", per file copied to tape, with its bytes.
+  // hashed; in "backup", per chunk copied to tape (bytes times the tapes it
+  // goes to) and one item per file and tape; elsewhere bytes and files read.
   virtual void advance(std::uint64_t /*bytes*/, std::uint64_t /*items*/,
                        const std::string& /*current*/) {}
   // A file was read and hashed (backup() does this one archive ahead of the
-  // write, so it also happens during "write" phases).
+  // write, so it also happens during the "backup" stage).
   virtual void file_hashed(const std::string& /*path*/, std::uint64_t /*bytes*/) {}
   // Something the user should know that does not stop the run.
   virtual void warning(const std::string& /*message*/) {}
@@ -271,6 +286,53 @@ class SilentProgress final : public Progress {};
 // (lower-case hex), everything else as it is (UTF-8 names stay readable).
 // At most `limit` bytes of the input are shown, then "...".
 std::string printable(std::string_view bytes, std::size_t limit = std::string_view::npos);
+
+// Progress drawn as one line on a terminal (the front ends'): the stage, its
+// bytes done of its total, percent, rate, time left (h:mm:ss), files done
+// of their total, the tape and the current file, cut to the terminal's
+// width. Redrawn at most five times a second as work advances, at once
+// when the tape changes, and once a second while nothing advances (the rate and time left stay true during a
+// locate or a tape change). The rate and time left count from the stage's
+// first byte, so a slow start (loading a tape) or a tiny first file cannot
+// make them absurd; until a stage has run a moment the time left shows as
+// -:--:--. Warnings always go out, on their own line. Without `draw` (a
+// pipe, --quiet) nothing else is shown.
+class ProgressLine final : public Progress {
+ public:
+  using Clock = std::chrono::steady_clock;
+  struct Options {
+    int fd = 2;                       // where the line goes (stderr)
+    bool draw = true;                 // false: warnings only
+    std::string program = "mixtape";  // warnings: "<program>: warning: ..."
+    std::size_t width = 0;            // 0: the terminal's (80 when unknown)
+    bool redraw_thread = true;        // the once-a-second redraw (off in tests)
+    // The time (tests give their own); default steady_clock::now.
+    std::function<Clock::time_point()> now;
+  };
+  explicit ProgressLine(Options options);
+  ~ProgressLine() override;  // clears the line
+  ProgressLine(const ProgressLine&) = delete;
+  ProgressLine& operator=(const ProgressLine&) = delete;
+
+  void phase(const std::string& name, std::uint64_t total_bytes,
+             std::uint64_t total_items) override;
+  void totals(std::uint64_t total_bytes, std::uint64_t total_items) override;
+  void tape(const std::string& serial) override;
+  void advance(std::uint64_t bytes, std::uint64_t items, const std::string& current) override;
+  void warning(const std::string& message) override;
+
+  // Takes the line off the screen until the next draw, for something else
+  // to be printed (a prompt, a result).
+  void clear();
+  // The line as it would be drawn now (without escape sequences).
+  std::string line();
+  // "0:00:19", "12:03:44": whole seconds as h:mm:ss.
+  static std::string format_duration(std::uint64_t seconds);
+
+ private:
+  class State;
+  std::unique_ptr<State> state_;
+};
 
 // Wall-clock time in nanoseconds since the epoch (what the catalog records).
 std::int64_t now_ns();

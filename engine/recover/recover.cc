@@ -139,6 +139,30 @@ void add_walked_archives(catalog::Catalog& catalog, const std::string& serial,
   transaction.commit();
 }
 
+// A tape file read as progress: its bytes as they come, and its total,
+// estimated from its length in blocks once the first record was read.
+class ProgressSource final : public ByteSource {
+ public:
+  ProgressSource(tape::TapeFileReader& reader, Progress* progress, std::uint64_t blocks)
+      : reader_(reader), progress_(progress), blocks_(blocks) {}
+  std::size_t read(MutableByteSpan out) override {
+    const std::size_t n = reader_.read(out);
+    if (!progress_) return n;
+    if (!estimated_ && reader_.records_read() > 0) {
+      estimated_ = true;
+      progress_->totals(reader_.bytes_read() / reader_.records_read() * blocks_, 0);
+    }
+    progress_->advance(n, 0, "trailing index");
+    return n;
+  }
+
+ private:
+  tape::TapeFileReader& reader_;
+  Progress* progress_;
+  std::uint64_t blocks_;
+  bool estimated_ = false;
+};
+
 void drain(ByteSource& source) {
   Bytes buffer(1 << 20);
   while (source.read(buffer) > 0) {
@@ -164,7 +188,7 @@ void walk(catalog::Catalog& catalog, tape::Drive& drive, const crypto::AgeDecryp
   }
   report.serial = label.serial;
   check_catalog(catalog, label.catalog_id, label.serial, options.force);
-  if (options.progress) options.progress->phase("recover " + label.serial + ": indexes", 0, 0);
+  if (options.progress) options.progress->tape(label.serial);
   try {
     drive.space_filemarks_forward(1);
   } catch (const tape::TapeError& e) {
@@ -224,7 +248,7 @@ void walk(catalog::Catalog& catalog, tape::Drive& drive, const crypto::AgeDecryp
     if (trailing && trailing_refused) break;
     ++report.indexes_read;
     if (options.progress)
-      options.progress->advance(reader.bytes_read(), 1,
+      options.progress->advance(reader.bytes_read(), 0,
                                 "index at tape file " + std::to_string(file));
     const bool full = w.header.catalog == format::CatalogCopy::kFull;
     if (full || (chained && w.header.catalog_base == *chained)) {
@@ -283,7 +307,7 @@ void walk(catalog::Catalog& catalog, tape::Drive& drive, const crypto::AgeDecryp
 }  // namespace
 
 TrailingIndex read_trailing_index(tape::Drive& drive, const crypto::AgeDecryptKeys& keys,
-                                  const std::string& path) {
+                                  const std::string& path, Progress* progress) {
   const std::string name = drive.name();
   drive.space_to_eod();
   const std::uint64_t eod = drive.tell();
@@ -314,8 +338,10 @@ TrailingIndex read_trailing_index(tape::Drive& drive, const crypto::AgeDecryptKe
     throw RecoverError(name + ": expected a filemark before the last file");
   const std::uint64_t start = drive.tell();
   tape::TapeFileReader reader(drive);
+  // Its blocks: from here to the filemark before end of data.
+  ProgressSource counted(reader, progress, eod - 1 - start);
   TrailingIndex trailing;
-  trailing.bytes = format::read_index_from_tape(reader, keys, path);
+  trailing.bytes = format::read_index_from_tape(counted, keys, path);
   if (reader.ended_at_eod() || drive.tell() != eod) {
     throw RecoverError(name + ": the last file (block " + std::to_string(start) +
                        ") does not end at the end of the tape");
@@ -332,12 +358,13 @@ TrailingIndex read_trailing_index(tape::Drive& drive, const crypto::AgeDecryptKe
 RecoverReport recover_tape(catalog::Catalog& catalog, tape::Drive& drive,
                            const crypto::AgeDecryptKeys& keys, const RecoverOptions& options) {
   RecoverReport report;
+  if (options.progress) options.progress->phase("recover", 0, 0);
   if (!options.walk_indexes) {
     ScratchFile index(temp_directory(options.temp_dir), "trailing");
     std::optional<TrailingIndex> trailing;
     std::string problem;
     try {
-      trailing = read_trailing_index(drive, keys, index.path());
+      trailing = read_trailing_index(drive, keys, index.path(), options.progress);
     } catch (const NothingToRecover&) {
       throw;
     } catch (const crypto::AgeError& e) {
@@ -354,6 +381,7 @@ RecoverReport recover_tape(catalog::Catalog& catalog, tape::Drive& drive,
       tape::check_serial(header.serial);
       check_catalog(catalog, header.catalog_id, header.serial, options.force);
       report.serial = header.serial;
+      if (options.progress) options.progress->tape(header.serial);
       report.indexes_read = 1;
       report.index_bytes = trailing->bytes;
       catalog::MergeOptions merge;
@@ -367,6 +395,9 @@ RecoverReport recover_tape(catalog::Catalog& catalog, tape::Drive& drive,
     }
     report.warnings.push_back("the trailing index is not usable (" + problem +
                               "); walking the tape's indexes instead");
+    // The walk's bytes are counted from nothing, with no total (how many
+    // indexes there are is known only at the end).
+    if (options.progress) options.progress->phase("recover", 0, 0);
   }
   walk(catalog, drive, keys, options, /*trailing_refused=*/!options.walk_indexes, report);
   return report;

@@ -54,10 +54,13 @@ class RecoverError : public Error {
 };
 
 struct RecoverOptions {
-  bool force = false;            // merge a tape of another catalog anyway
-  bool walk_indexes = false;     // ignore the trailing index (tests, suspicion)
-  std::string temp_dir;          // for decrypted indexes; default $TMPDIR or /tmp
-  Progress* progress = nullptr;  // the walk: bytes of each index read, one item per index
+  bool force = false;         // merge a tape of another catalog anyway
+  bool walk_indexes = false;  // ignore the trailing index (tests, suspicion)
+  std::string temp_dir;       // for decrypted indexes; default $TMPDIR or /tmp
+  // One "recover" stage per tape: the bytes of the indexes read (the
+  // trailing index's total estimated from its length in blocks), one item
+  // per index of a walk.
+  Progress* progress = nullptr;
 };
 
 enum class RecoverSource { kTrailingIndex, kIndexWalk };
@@ -84,7 +87,7 @@ struct TrailingIndex {
   std::uint64_t bytes = 0;  // read from tape
 };
 TrailingIndex read_trailing_index(tape::Drive& drive, const crypto::AgeDecryptKeys& keys,
-                                  const std::string& path);
+                                  const std::string& path, Progress* progress = nullptr);
 
 // For mounting a found tape: a catalog of what the tape in `drive` holds,
 // built from its trailing index (or index walk) into

@@ -208,9 +208,14 @@ RestoreReport restore(const std::string& catalog_path, tape::Library& library,
       shown_bytes = bytes;
       shown_files = files;
     };
+    std::string shown_tape;  // the tape of the file waited for
     for (const auto& [item, handle] : pending) {
-      while (!handle.wait_until(std::chrono::steady_clock::now() + std::chrono::milliseconds(200)))
+      while (
+          !handle.wait_until(std::chrono::steady_clock::now() + std::chrono::milliseconds(200))) {
+        if (std::string tape = handle.status().tape; tape != shown_tape)
+          progress.tape(shown_tape = tape);
         show();
+      }
       show();
     }
     for (const auto& [item, handle] : pending) {

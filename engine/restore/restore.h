@@ -466,8 +466,15 @@ std::optional<std::int64_t> parse_time(std::string_view text);
 // ------------------------------------------------------------ verify
 
 struct VerifyOptions {
-  std::optional<std::string> serial;  // one tape; none: every tape in the library
-  bool quick = false;                 // indexes and trailing index only
+  // One tape; none: every tape in the library that is not retired.
+  std::optional<std::string> serial;
+  // These tapes, in this order (verify --oldest); overrides serial.
+  std::vector<std::string> serials;
+  // Asked for a tape of `serials` that is not in the library (a single
+  // drive): returns true once it is (someone inserted it), false to skip
+  // it. None: such a tape is skipped.
+  std::function<bool(const std::string& serial)> await_tape;
+  bool quick = false;  // indexes and trailing index only
   RecallOptions recall;
 };
 

@@ -31,12 +31,19 @@ namespace {
 
 using catalog::VerifyResult;
 
+// Where a verified copy's bytes go: nowhere, counted as progress.
 class NullSink final : public RecallSink {
  public:
+  explicit NullSink(Progress& progress) : progress_(progress) {}
+  void set_path(const std::string& path) { path_ = &path; }
   void begin(const catalog::VersionRow&) override {}
-  void write(ByteSpan) override {}
+  void write(ByteSpan data) override { progress_.advance(data.size(), 0, *path_); }
   void commit() override {}
   void abort() noexcept override {}
+
+ private:
+  Progress& progress_;
+  const std::string* path_ = nullptr;
 };
 
 VerifyResult result_of(detail::MemberError::Kind kind) {
@@ -157,6 +164,7 @@ class TapeVerifier {
       }
     }
     if (note_trailing(archives)) ++report_.indexes_ok;
+    progress_.advance(0, archives.size(), "");
     return std::move(rows_);
   }
 
@@ -174,9 +182,7 @@ class TapeVerifier {
 
   void verify_archive(const catalog::ArchiveRow& archive,
                       const std::vector<catalog::TapeCopy>& list, const Finding& index) {
-    progress_.phase("verify " + tape_.serial + " file " + std::to_string(archive.archive_file),
-                    archive.plain_bytes, list.size());
-    NullSink sink;
+    NullSink sink(progress_);
     std::uint64_t ok = 0, bad = 0;
     VerifyResult worst = index.result;
     std::string first_problem = index.ok() ? "" : "index: " + index.problem;
@@ -189,13 +195,14 @@ class TapeVerifier {
     };
     for (const auto& c : list) {
       catalog::Replica replica{c.copy, archive, tape_};
+      sink.set_path(c.path);
       try {
         reader_.read(replica, c.version, c.path, sink);
         ++ok;
-        progress_.advance(c.version.size, 1, c.path);
       } catch (const detail::MemberError& e) {
         problem(c.version.id, result_of(e.kind()), c.path + ": " + e.what());
       }
+      progress_.advance(0, 1, c.path);
     }
     try {
       check_end(archive);
@@ -337,7 +344,7 @@ class TapeVerifier {
 std::vector<catalog::VerificationRow> verify_foreign_tape(
     catalog::Catalog& catalog, tape::Drive& drive, const catalog::TapeRow& tape,
     const std::vector<catalog::ArchiveRow>& archives, const VerifyOptions& options,
-    VerifyReport& report, backup::Progress& progress) {
+    VerifyReport& report, Progress& progress) {
   std::vector<catalog::VerificationRow> rows;
   auto record = [&](catalog::Id archive, catalog::Id version, VerifyResult result,
                     const std::string& detail) {
@@ -354,6 +361,7 @@ std::vector<catalog::VerificationRow> verify_foreign_tape(
       record(archive.id, 0, VerifyResult::kOk,
              "tape identity ok (quick; a foreign tape has no index)");
       ++report.archives;
+      progress.advance(0, 1, "");
     }
     return rows;
   }
@@ -362,14 +370,12 @@ std::vector<catalog::VerificationRow> verify_foreign_tape(
       tape.id, [&](const catalog::TapeCopy& c) { copies[c.archive_file].push_back(c); });
   detail::TapeCursor cursor(drive, options.recall.forward_read_limit);
   detail::ForeignReader reader(cursor, options.recall);
-  NullSink sink;
+  NullSink sink(progress);
   for (const auto& archive : archives) {
     auto& list = copies[archive.archive_file];
     std::sort(list.begin(), list.end(), [](const auto& a, const auto& b) {
       return a.copy.header_offset < b.copy.header_offset;
     });
-    progress.phase("verify " + tape.serial + " file " + std::to_string(archive.archive_file + 1),
-                   archive.plain_bytes, list.size());
     std::uint64_t ok = 0, bad = 0;
     VerifyResult worst = VerifyResult::kOk;
     std::string first_problem;
@@ -378,10 +384,10 @@ std::vector<catalog::VerificationRow> verify_foreign_tape(
       if (c.version.kind != catalog::VersionKind::kFile || !seen.insert(c.version.id).second)
         continue;
       catalog::Replica replica{c.copy, archive, tape};
+      sink.set_path(c.path);
       try {
         reader.read(replica, c.version, sink);
         ++ok;
-        progress.advance(c.version.size, 1, c.path);
       } catch (const detail::MemberError& e) {
         ++bad;
         const VerifyResult result = result_of(e.kind());
@@ -391,6 +397,7 @@ std::vector<catalog::VerificationRow> verify_foreign_tape(
         record(archive.id, c.version.id, result, text);
         report.problems.push_back(text);
       }
+      progress.advance(0, 1, c.path);
     }
     report.files_ok += ok;
     report.files_bad += bad;
@@ -440,23 +447,48 @@ VerifyReport verify(catalog::Catalog& catalog, tape::Library& library,
   // A key that cannot read the tapes would make every tape look damaged.
   if (std::string problem = key_problem(config, keys); !problem.empty())
     throw RestoreError(problem + "; nothing was verified, nothing recorded");
+  // The tapes named (retired ones too: reading them stays possible), else
+  // every tape that counts.
+  std::vector<std::string> named = options.serials;
+  if (named.empty() && options.serial) named.push_back(*options.serial);
   std::vector<catalog::TapeRow> tapes;
-  for (const auto& t : catalog.tapes())
-    if (!options.serial || t.serial == *options.serial) tapes.push_back(t);
-  if (options.serial && tapes.empty())
-    throw RestoreError("tape " + *options.serial + " is not in the catalog");
+  if (named.empty()) {
+    for (const auto& t : catalog.tapes())
+      if (t.state != catalog::TapeState::kRetired) tapes.push_back(t);
+  }
+  for (const auto& serial : named) {
+    auto t = catalog.tape_by_serial(serial);
+    if (!t) throw RestoreError("tape " + serial + " is not in the catalog");
+    tapes.push_back(*t);
+  }
   auto serials = library.serials();
   std::set<std::string> listed(serials.begin(), serials.end());
+  // The whole run's work, for one progress stage: what the tapes that are
+  // here (or can be asked for) hold.
+  std::uint64_t total_bytes = 0, total_items = 0;
+  for (const auto& tape : tapes) {
+    if (!listed.count(tape.serial) && !(options.await_tape && !options.serials.empty())) continue;
+    for (const auto& archive : catalog.archives_of_tape(tape.id)) {
+      total_bytes += archive.plain_bytes;
+      total_items += options.quick ? 1 : archive.members;
+    }
+  }
+  progress.phase("verify", options.quick ? 0 : total_bytes, total_items);
   detail::KeyCache key_cache;
   for (const auto& tape : tapes) {
     auto archives = catalog.archives_of_tape(tape.id);
-    if (archives.empty() && !options.serial) continue;  // labelled, never written
+    if (archives.empty() && named.empty()) continue;  // labelled, never written
+    if (!listed.count(tape.serial) && options.await_tape && !options.serials.empty() &&
+        options.await_tape(tape.serial)) {
+      listed.insert(tape.serial);
+    }
     if (!listed.count(tape.serial)) {
       report.skipped_tapes.push_back(tape.serial);
-      if (options.serial)
+      if (!named.empty())
         report.problems.push_back("tape " + tape.serial + " is not in the library");
       continue;
     }
+    progress.tape(tape.serial);
     // Until the tape is loaded and its label shows it is this catalog's
     // tape, a failure says nothing about the tape itself (a drive in use,
     // another tape in the slot): it is reported, not recorded.

@@ -50,8 +50,9 @@ class HookProgress final : public Progress {
   std::vector<std::string> warnings;
 
   void phase(const std::string& name, std::uint64_t, std::uint64_t) override { phase_ = name; }
-  void advance(std::uint64_t, std::uint64_t, const std::string& current) override {
-    if (on_advance) on_advance(phase_, current);
+  // Once per entry scanned and per file written (not per chunk of one).
+  void advance(std::uint64_t, std::uint64_t items, const std::string& current) override {
+    if (on_advance && items > 0) on_advance(phase_, current);
   }
   void file_hashed(const std::string& path, std::uint64_t) override {
     if (on_hashed) on_hashed(path);
@@ -322,7 +323,7 @@ TEST_F(PipelineTest, AWriterThatDiesMidSessionCommitsNothingAndTheNextRunCarries
   HookProgress progress;
   int written = 0;
   progress.on_advance = [&](const std::string& phase, const std::string&) {
-    if (phase.rfind("write", 0) == 0 && ++written == 5) throw Error("simulated crash");
+    if (phase == "backup" && ++written == 5) throw Error("simulated crash");
   };
   EXPECT_THROW_MESSAGE(run(progress), Error, "simulated crash");
   auto after = tapes().at(0);

@@ -123,6 +123,30 @@ std::vector<KeyQuery> key_queries() {
       {"LastVerification", kLastVerification, {}},
       {"VerificationsOfArchive", kVerificationsOfArchive, {}, true},
       {"VerificationExists", kVerificationExists, {}},
+      // Schema 3: the operator's notes, diff and find.
+      {"SetRunTotals", kSetRunTotals, {}},
+      {"SetTapeLocation", kSetTapeLocation, {}},
+      {"RetireTape", kRetireTape, {}},
+      {"VersionInSnapshot", kVersionInSnapshot, {}},
+      {"VersionsBeginning",
+       kVersionsBeginning,
+       {},
+       false,
+       {"SEARCH versions USING INDEX versions_by_first_run (first_seen_run>? AND "
+        "first_seen_run<?)"}},
+      {"VersionsEnding",
+       kVersionsEnding,
+       {},
+       false,
+       {"SEARCH versions USING INDEX versions_by_last_run (last_seen_run>? AND last_seen_run<?)"}},
+      {"GapsBeginning", kGapsBeginning, {}},
+      {"GapsEnding", kGapsEnding, {}},
+      {"FilesNamedBetween",
+       kFilesNamedBetween,
+       {},
+       false,
+       {"SEARCH files USING COVERING INDEX files_by_name (name>? AND name<?)"}},
+      {"FilesNamedFrom", kFilesNamedFrom, {}},
   };
 }
 

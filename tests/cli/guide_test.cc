@@ -323,6 +323,22 @@ TEST_F(GuideTest, EveryMarkedBlockRunsAndDoesWhatTheGuideSays) {
          EXPECT_NE(r.out.find(" 0 problems\n"), std::string::npos) << r.out;
          EXPECT_EQ(count(r.out, "last verify ok"), 3u) << r.out;
        }},
+      {"everyday",
+       [&](const CommandResult& r) {
+         // Three backup runs (the third of 2019 only); notes.txt changed
+         // between the first two.
+         EXPECT_EQ(count(r.out, "  yes  "), 3u) << r.out;
+         EXPECT_NE(r.out.find("changed  " + H + "/Pictures/2020/notes.txt  (12 -> 13 bytes)\n"),
+                   std::string::npos)
+             << r.out;
+         EXPECT_NE(r.out.find("0 added, 0 removed, 1 changed between run 1"), std::string::npos)
+             << r.out;
+         EXPECT_EQ(count(r.out, "  " + H + "/Pictures/2020/notes.txt\n"), 2u) << r.out;  // find
+         EXPECT_TRUE(std::regex_search(r.out, std::regex("L00001 .* offsite: bank box 12\n")))
+             << r.out;
+         EXPECT_EQ(r.out.find("\nL00002 "), std::string::npos) << "filtered by location\n" << r.out;
+         EXPECT_TRUE(r.out.ends_with("all well\n")) << r.out;
+       }},
       {"recover",
        [&](const CommandResult& r) {
          EXPECT_TRUE(fs::exists(home("lost-catalog/catalog.db")));

@@ -124,7 +124,7 @@ TEST_F(TapeFaultTest, PrematureEndOfDataThroughTheDriveWrapper) {
   restore::RestoreOptions options;
   options.paths = {f_.src()};
   options.destination = f_.file("out");
-  backup::Progress quiet;
+  SilentProgress quiet;
   auto report = restore::restore(f_.catalog(), library, keys(), options, quiet);
 
   std::set<std::string> failed;
@@ -199,7 +199,7 @@ TEST_F(TapeFaultTest, RecoverFromATapeThatEndsEarlyClaimsOnlyWhatIsWhole) {
   restore::RestoreOptions options;
   options.paths.assign(claimed.begin(), claimed.end());
   options.destination = f_.file("out");
-  backup::Progress quiet;
+  SilentProgress quiet;
   auto report = restore::restore(recovered, library, keys(), options, quiet);
   for (const auto& failure : report.failures)
     ADD_FAILURE() << "claimed but unreadable: " << failure.path << ": " << failure.error;

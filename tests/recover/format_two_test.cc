@@ -200,7 +200,9 @@ TEST_F(FormatTwoTest, AnIncrementalsIndexesHoldWhatChangedNotTheCatalog) {
   // next index carries them. After that, each carries its predecessor's.
   EXPECT_EQ(tape.sqlite(second, "SELECT count(*) FROM catalog_copies"), "3000\n");
   EXPECT_EQ(tape.sqlite(third, "SELECT count(*) FROM catalog_copies"), "1\n");
-  EXPECT_LT(fs::file_size(third) * 5, fs::file_size(trailing));
+  // (Every index also has a fixed part, a page or more per table: 22 pages
+  // here, against the trailing index's 105.)
+  EXPECT_LT(fs::file_size(third) * 4, fs::file_size(trailing));
 }
 
 TEST_F(FormatTwoTest, ABrokenChainRecoversWhatItReachesAndSaysWhere) {

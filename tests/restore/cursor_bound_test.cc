@@ -156,7 +156,7 @@ class Tape {
     RestoreOptions options;
     options.paths = {path};
     options.destination = out;
-    backup::Progress quiet;
+    SilentProgress quiet;
     RestoreReport report = restore(f_.catalog(), library, keys_, options, quiet);
     EXPECT_TRUE(report.failures.empty()) << path << ": " << report.failures.at(0).error;
     EXPECT_EQ(report.files, 1u) << path;
