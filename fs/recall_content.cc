@@ -201,14 +201,15 @@ bool RecallContent::read_ahead_foreign(const Content& content) {
   if (copies.empty() || !copies.front().archive.is_foreign()) return false;
   if (options_.read_ahead == 0) return true;
   std::uint64_t bytes = 0, count = 0;
-  catalog.for_each_copy_in_archive(copies.front().archive.id, [&](const catalog::TapeCopy& c) {
-    if (c.version.kind != catalog::VersionKind::kFile || c.version.size == 0) return true;
-    if (cache_.contains(c.version.hash) || failed_on_tape(c.version.id)) return true;
-    bytes += c.version.size;
-    if (bytes > options_.read_ahead_bytes || ++count > kForeignReadAhead) return false;
-    request(c.version, 0);
-    return true;
-  });
+  catalog.for_each_copy_in_archive(
+      copies.front().archive.id, [&](const catalog::CopyWithVersion& c) {
+        if (c.version.kind != catalog::VersionKind::kFile || c.version.size == 0) return true;
+        if (cache_.contains(c.version.hash) || failed_on_tape(c.version.id)) return true;
+        bytes += c.version.size;
+        if (bytes > options_.read_ahead_bytes || ++count > kForeignReadAhead) return false;
+        request(c.version, 0);
+        return true;
+      });
   return true;
 }
 
@@ -224,8 +225,8 @@ void RecallContent::read_ahead(const Content& content) {
   if (!file) return;
   auto copies = catalog.copies_of(content.version.id);
   if (copies.empty()) return;
-  const catalog::Replica& first = copies.front();
-  auto ahead = [&](const catalog::Replica& r) {
+  const catalog::LocatedCopy& first = copies.front();
+  auto ahead = [&](const catalog::LocatedCopy& r) {
     return r.tape.id == first.tape.id && r.archive.first_block >= first.archive.first_block;
   };
   auto entries =
@@ -234,8 +235,8 @@ void RecallContent::read_ahead(const Content& content) {
   for (const auto& entry : entries) {
     if (entry.is_dir || entry.version.kind != catalog::VersionKind::kFile) continue;
     if (cache_.contains(entry.version.hash) || failed_on_tape(entry.version.id)) continue;
-    auto replicas = catalog.copies_of(entry.version.id);
-    if (std::none_of(replicas.begin(), replicas.end(), ahead)) continue;
+    auto copies = catalog.copies_of(entry.version.id);
+    if (std::none_of(copies.begin(), copies.end(), ahead)) continue;
     bytes += entry.version.size;
     if (bytes > options_.read_ahead_bytes) break;
     request(entry.version, 0);

@@ -34,7 +34,7 @@ bool ends_with(const std::string& s, std::string_view suffix) {
 }
 
 // The tape block holding the first byte of a copy's data.
-std::uint64_t member_block(const catalog::Replica& r) {
+std::uint64_t member_block(const catalog::LocatedCopy& r) {
   if (r.archive.is_foreign()) {
     // engine/foreign: only a "tar" of one record size is found by
     // arithmetic; the others are read from their first block.

@@ -42,14 +42,4 @@ catalog::Attributes attributes_of(const struct stat& st, OwnerNames& names) {
   return attrs;
 }
 
-catalog::ScanState scan_state_of(const struct stat& st) {
-  catalog::ScanState state;
-  state.size = static_cast<std::uint64_t>(st.st_size);
-  state.mtime_ns = to_ns(st.st_mtim);
-  state.ctime_ns = to_ns(st.st_ctim);
-  state.dev = st.st_dev;
-  state.ino = st.st_ino;
-  return state;
-}
-
 }  // namespace mixtape::backup

@@ -26,6 +26,5 @@ class OwnerNames {
 };
 
 catalog::Attributes attributes_of(const struct stat& st, OwnerNames& names);
-catalog::ScanState scan_state_of(const struct stat& st);
 
 }  // namespace mixtape::backup

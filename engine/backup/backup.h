@@ -89,13 +89,7 @@ struct HashedFile {
   catalog::VersionRow version;  // kind, size, hash, attrs, symlink target
   // What the file looked like when it was read: if any of it differs when
   // the file is read again to be written, the content may differ too.
-  struct stat_identity {
-    std::uint64_t size = 0;
-    std::int64_t mtime_ns = 0;
-    std::int64_t ctime_ns = 0;
-    std::uint64_t dev = 0;
-    std::uint64_t ino = 0;
-  } identity;
+  catalog::FileIdentity identity;
 };
 std::optional<HashedFile> hash_path(const std::string& path, std::string& why);
 
@@ -198,7 +192,6 @@ struct BackupReport {
 // written, and takes no more writes (docs/BACKUP.md, "Media errors").
 BackupReport backup(catalog::Catalog& catalog, tape::Library& library, const BackupOptions& options,
                     const WriterKeys& keys, Progress& progress);
-
 
 // Before the first write of every session: the tape in `drive` must be the
 // catalog's `tape` (its label names that serial and record size). Else

@@ -46,31 +46,14 @@ HashResult failed_errno(int error) {
 
 }  // namespace
 
-HashedFile::stat_identity identity_of(const struct stat& st) {
-  HashedFile::stat_identity id;
+catalog::FileIdentity identity_of(const struct stat& st) {
+  catalog::FileIdentity id;
   id.size = static_cast<std::uint64_t>(st.st_size);
   id.mtime_ns = to_ns(st.st_mtim);
   id.ctime_ns = to_ns(st.st_ctim);
   id.dev = st.st_dev;
   id.ino = st.st_ino;
   return id;
-}
-
-bool same_identity(const HashedFile::stat_identity& a, const HashedFile::stat_identity& b) {
-  return a.size == b.size && a.mtime_ns == b.mtime_ns && a.ctime_ns == b.ctime_ns &&
-         a.dev == b.dev && a.ino == b.ino;
-}
-
-catalog::ScanState scan_state_for(const HashedFile::stat_identity& id) {
-  catalog::ScanState state;
-  state.size = id.size;
-  state.mtime_ns = id.mtime_ns;
-  state.ctime_ns = id.ctime_ns;
-  state.dev = id.dev;
-  state.ino = id.ino;
-  state.readable = true;
-  state.dirty = false;
-  return state;
 }
 
 std::optional<SourcePath> SourcePath::open_parent(const std::string& path) {
@@ -284,7 +267,7 @@ std::optional<HashResult> FileHasher::verify(std::size_t index) {
   struct stat now {};
   bool replaced =
       lstat_source(lane.path, now) != 0 || now.st_ino != after.st_ino || now.st_dev != after.st_dev;
-  if (replaced || !same_identity(identity_of(lane.before), identity_of(after)) ||
+  if (replaced || identity_of(lane.before) != identity_of(after) ||
       lane.total != static_cast<std::uint64_t>(after.st_size)) {
     return retry(index);
   }
@@ -348,7 +331,7 @@ std::optional<catalog::RecordedVersion> record_hashed(catalog::Catalog& catalog,
   }
   const HashedFile& hashed = *result.file;
   auto recorded = catalog.record_version(file_id, hashed.version, run_id);
-  catalog.set_scan_state(file_id, scan_state_for(hashed.identity));
+  catalog.set_scan_state(file_id, catalog::ScanState{hashed.identity});
   ++report.files;
   report.bytes += hashed.version.size;
   if (recorded.created) ++report.new_versions;

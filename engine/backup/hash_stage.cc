@@ -263,9 +263,8 @@ std::optional<Member> HashStage::prepare(const Candidate& candidate,
       return std::nullopt;
     }
     auto state = scan_state(candidate.file_id);
-    HashedFile::stat_identity now = identity_of(st);
-    if (state && same_identity(now, {state->size, state->mtime_ns, state->ctime_ns, state->dev,
-                                     state->ino})) {
+    const catalog::FileIdentity now = identity_of(st);
+    if (state && state->identity == now) {
       member.version = *candidate.version;
       member.identity = now;
       member.info = member_info(member.version, member.path);
@@ -299,9 +298,8 @@ std::optional<Member> HashStage::prepare(const Candidate& candidate,
 }
 
 bool HashStage::on_session_tape(Id version_id) {
-  for (const auto& replica : catalog_.copies_of(version_id))
-    if (std::find(tape_ids_.begin(), tape_ids_.end(), replica.tape.id) != tape_ids_.end())
-      return true;
+  for (const auto& copy : catalog_.copies_of(version_id))
+    if (std::find(tape_ids_.begin(), tape_ids_.end(), copy.tape.id) != tape_ids_.end()) return true;
   return false;
 }
 

@@ -94,14 +94,8 @@ class FileHasher {
   OwnerNames names_;
 };
 
-// The stat fields that change whenever a file's content may have changed:
-// a write moves mtime and ctime, a replacement (rename over it, even one
-// that restores the mtime, as rsync -t does) changes the inode and ctime.
-HashedFile::stat_identity identity_of(const struct stat& st);
-bool same_identity(const HashedFile::stat_identity& a, const HashedFile::stat_identity& b);
-
-// The clean scan state of a file whose content was hashed with this identity.
-catalog::ScanState scan_state_for(const HashedFile::stat_identity& id);
+// The identity (catalog::FileIdentity) of a file as stat found it.
+catalog::FileIdentity identity_of(const struct stat& st);
 
 // Records what hashing one file for run_id found, the one way `mixtape
 // scan` and the backup's hash stage both do it: a version, with the scan

@@ -63,7 +63,7 @@ struct Member {
   catalog::VersionRow version;
   format::MemberInfo info;
   format::MemberOffsets offsets;
-  HashedFile::stat_identity identity;  // as the content named by version.hash
+  catalog::FileIdentity identity;  // as the content named by version.hash
 };
 
 struct ArchiveJob {

@@ -79,8 +79,8 @@ std::vector<Candidate> candidates_for(catalog::Catalog& catalog, const std::vect
     // session (a query each, but only for those).
     std::erase_if(out, [&](const Candidate& c) {
       if (!c.version || c.version->copies == 0) return false;
-      for (const auto& replica : catalog.copies_of(c.version->id))
-        if (std::find(tape_ids.begin(), tape_ids.end(), replica.tape.id) != tape_ids.end())
+      for (const auto& copy : catalog.copies_of(c.version->id))
+        if (std::find(tape_ids.begin(), tape_ids.end(), copy.tape.id) != tape_ids.end())
           return true;
       return false;
     });

@@ -8,6 +8,7 @@
 
 #include "engine/backup/attributes.h"
 #include "engine/backup/backup.h"
+#include "engine/backup/hasher.h"
 #include "engine/backup/walker.h"
 
 namespace mixtape::backup {
@@ -28,9 +29,7 @@ class ScanVisitor final : public WalkVisitor {
     batch_.begin();
   }
 
-  void finish() {
-    batch_.commit();
-  }
+  void finish() { batch_.commit(); }
 
   void directory(const std::string& path, const struct stat& st) override {
     ++report_.dirs;
@@ -123,13 +122,11 @@ class ScanVisitor final : public WalkVisitor {
   void record(const std::string& name, const struct stat& st) {
     DirState& dir = stack_.back();
     dir.seen_files.insert(name);
-    catalog::ScanState now = scan_state_of(st);
+    catalog::ScanState now{identity_of(st)};
     auto known = dir.known.find(name);
     if (known != dir.known.end() && known->second.state) {
-      catalog::ScanState before = *known->second.state;
-      if (before.size == now.size && before.mtime_ns == now.mtime_ns &&
-          before.ctime_ns == now.ctime_ns && before.dev == now.dev && before.ino == now.ino &&
-          before.readable) {
+      const catalog::ScanState& before = *known->second.state;
+      if (before.identity == now.identity && before.readable) {
         if (before.dirty) count_dirty(name, st);  // left dirty by an earlier run
         return;                                   // unchanged: its version stays open
       }

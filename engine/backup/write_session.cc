@@ -418,7 +418,7 @@ WriteSession::Copied WriteSession::write_member(format::PaxWriter& tar,
   UniqueFd fd(raw);
   struct stat before {};
   bool good = raw >= 0 && ::fstat(raw, &before) == 0 && S_ISREG(before.st_mode) &&
-              same_identity(identity_of(before), member.identity);
+              identity_of(before) == member.identity;
   if (good) ::posix_fadvise(raw, 0, 0, POSIX_FADV_SEQUENTIAL);
   while (remaining > 0) {
     MutableByteSpan room = direct ? direct->buffer() : MutableByteSpan(buffer_);
@@ -447,7 +447,7 @@ WriteSession::Copied WriteSession::write_member(format::PaxWriter& tar,
   tar.end_file();
   if (good) {
     struct stat after {};
-    good = ::fstat(raw, &after) == 0 && same_identity(identity_of(after), member.identity);
+    good = ::fstat(raw, &after) == 0 && identity_of(after) == member.identity;
   }
   if (good && options_.paranoid) good = rehash.finish() == member.version.hash;
   if (vanished) {

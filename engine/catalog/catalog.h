@@ -143,13 +143,23 @@ struct FileRow {
   std::string name;
 };
 
-// What a scan saw of a path on disk, to tell whether it changed.
-struct ScanState {
+// The stat fields that change whenever a file's content may have changed:
+// a write moves mtime and ctime, a replacement (rename over it, even one
+// that restores the mtime, as rsync -t does) changes the inode and ctime.
+// The scan compares them with what it saw last, the writer with what they
+// were when the file was hashed.
+struct FileIdentity {
   std::uint64_t size = 0;
   std::int64_t mtime_ns = 0;
   std::int64_t ctime_ns = 0;
   std::uint64_t dev = 0;
   std::uint64_t ino = 0;
+  bool operator==(const FileIdentity&) const = default;
+};
+
+// What a scan saw of a path on disk, to tell whether it changed.
+struct ScanState {
+  FileIdentity identity;
   bool readable = true;
   bool dirty = false;  // changed since its last version was recorded
   bool operator==(const ScanState&) const = default;
@@ -256,14 +266,14 @@ struct CopyRow {
 
 // A copy with the archive and tape it lives on: all a restore needs to
 // locate it (block arithmetic in docs/FORMAT.md).
-struct Replica {
+struct LocatedCopy {
   CopyRow copy;
   ArchiveRow archive;
   TapeRow tape;
 };
 
 // A copy on a tape, with what it holds (for verify and per-tape restores).
-struct TapeCopy {
+struct CopyWithVersion {
   CopyRow copy;
   std::int64_t archive_file = 0;
   VersionRow version;
@@ -577,12 +587,13 @@ class Catalog {
   std::optional<ArchiveRow> archive_by_file(Id tape_id, std::int64_t archive_file);
   std::vector<ArchiveRow> archives_of_tape(Id tape_id);  // by archive_file
   Id add_copy(const CopyRow& copy);                      // id ignored
-  std::vector<Replica> copies_of(Id version_id);         // by tape serial
+  std::vector<LocatedCopy> copies_of(Id version_id);     // by tape serial
   // In tape order: archive_file, then data_offset.
-  void for_each_copy_on_tape(Id tape_id, const std::function<void(const TapeCopy&)>& fn);
+  void for_each_copy_on_tape(Id tape_id, const std::function<void(const CopyWithVersion&)>& fn);
   // The copies of one archive in tape order (data_offset), until fn
   // returns false.
-  void for_each_copy_in_archive(Id archive_id, const std::function<bool(const TapeCopy&)>& fn);
+  void for_each_copy_in_archive(Id archive_id,
+                                const std::function<bool(const CopyWithVersion&)>& fn);
 
   // ---- the mount's views
   // Up to `limit` entries with names after `after` ("" = from the start), by

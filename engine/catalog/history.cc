@@ -103,11 +103,11 @@ std::vector<ScanEntry> Catalog::scan_entries(Id dir_id) {
     ScanEntry e{s->column_int(0), s->column_text(1), std::nullopt};
     if (s->column_int(2)) {
       ScanState st;
-      st.size = static_cast<std::uint64_t>(s->column_int(3));
-      st.mtime_ns = s->column_int(4);
-      st.ctime_ns = s->column_int(5);
-      st.dev = static_cast<std::uint64_t>(s->column_int(6));
-      st.ino = static_cast<std::uint64_t>(s->column_int(7));
+      st.identity.size = static_cast<std::uint64_t>(s->column_int(3));
+      st.identity.mtime_ns = s->column_int(4);
+      st.identity.ctime_ns = s->column_int(5);
+      st.identity.dev = static_cast<std::uint64_t>(s->column_int(6));
+      st.identity.ino = static_cast<std::uint64_t>(s->column_int(7));
       st.readable = s->column_int(8) != 0;
       st.dirty = s->column_int(9) != 0;
       e.state = st;
@@ -120,11 +120,11 @@ std::vector<ScanEntry> Catalog::scan_entries(Id dir_id) {
 void Catalog::set_scan_state(Id file_id, const ScanState& state) {
   auto s = stmts_->get(sql::kUpsertScanState);
   s->bind(1, file_id)
-      .bind(2, state.size)
-      .bind(3, state.mtime_ns)
-      .bind(4, state.ctime_ns)
-      .bind(5, state.dev)
-      .bind(6, state.ino)
+      .bind(2, state.identity.size)
+      .bind(3, state.identity.mtime_ns)
+      .bind(4, state.identity.ctime_ns)
+      .bind(5, state.identity.dev)
+      .bind(6, state.identity.ino)
       .bind(7, state.readable ? 1 : 0)
       .bind(8, state.dirty ? 1 : 0);
   s->run();

@@ -198,10 +198,10 @@ Id Catalog::add_copy(const CopyRow& copy) {
   return id;
 }
 
-std::vector<Replica> Catalog::copies_of(Id version_id) {
+std::vector<LocatedCopy> Catalog::copies_of(Id version_id) {
   using internal::kArchiveColumns;
   using internal::kCopyColumns;
-  std::vector<Replica> rows;
+  std::vector<LocatedCopy> rows;
   auto s = stmts_->get(sql::kCopiesOf);
   s->bind(1, version_id);
   while (s->step()) {
@@ -210,20 +210,21 @@ std::vector<Replica> Catalog::copies_of(Id version_id) {
   }
   // Sorted here, not by SQL: a version has a few copies, and an ORDER BY on
   // tapes let the planner prefer scanning the serial index.
-  std::sort(rows.begin(), rows.end(), [](const Replica& a, const Replica& b) {
+  std::sort(rows.begin(), rows.end(), [](const LocatedCopy& a, const LocatedCopy& b) {
     return std::tie(a.tape.serial, a.archive.archive_file) <
            std::tie(b.tape.serial, b.archive.archive_file);
   });
   return rows;
 }
 
-void Catalog::for_each_copy_on_tape(Id tape_id, const std::function<void(const TapeCopy&)>& fn) {
+void Catalog::for_each_copy_on_tape(Id tape_id,
+                                    const std::function<void(const CopyWithVersion&)>& fn) {
   using internal::kCopyColumns;
   using internal::kVersionColumns;
   auto s = db_->prepare(sql::kCopiesOnTape);
   s.bind(1, tape_id);
   while (s.step()) {
-    TapeCopy c;
+    CopyWithVersion c;
     c.copy = internal::read_copy(s, 0);
     c.archive_file = s.column_int(kCopyColumns);
     c.version = internal::read_version(s, kCopyColumns + 1);
@@ -234,13 +235,13 @@ void Catalog::for_each_copy_on_tape(Id tape_id, const std::function<void(const T
 }
 
 void Catalog::for_each_copy_in_archive(Id archive_id,
-                                       const std::function<bool(const TapeCopy&)>& fn) {
+                                       const std::function<bool(const CopyWithVersion&)>& fn) {
   using internal::kCopyColumns;
   using internal::kVersionColumns;
   auto s = db_->prepare(sql::kCopiesInArchive);
   s.bind(1, archive_id);
   while (s.step()) {
-    TapeCopy c;
+    CopyWithVersion c;
     c.copy = internal::read_copy(s, 0);
     c.archive_file = s.column_int(kCopyColumns);
     c.version = internal::read_version(s, kCopyColumns + 1);

@@ -61,7 +61,7 @@ ImportReport import_into(catalog::Catalog& catalog, const std::string& index_pat
     ++report.directories;
   });
   std::map<catalog::Id, catalog::Id> versions;  // index version id -> ours
-  index.for_each_copy_on_tape(tape.id, [&](const catalog::TapeCopy& c) {
+  index.for_each_copy_on_tape(tape.id, [&](const catalog::CopyWithVersion& c) {
     auto version = versions.find(c.version.id);
     if (version == versions.end()) {
       const std::string path = report.prefix + c.path;

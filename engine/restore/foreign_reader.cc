@@ -8,16 +8,16 @@
 namespace mixtape::restore::detail {
 namespace {
 
-std::string where_foreign(const catalog::Replica& replica, std::optional<std::uint64_t> block) {
-  std::string text = "tape " + replica.tape.serial + ", file " +
-                     std::to_string(replica.archive.archive_file + 1) + " (" +
-                     replica.archive.foreign_format + ")";
+std::string where_foreign(const catalog::LocatedCopy& copy, std::optional<std::uint64_t> block) {
+  std::string text = "tape " + copy.tape.serial + ", file " +
+                     std::to_string(copy.archive.archive_file + 1) + " (" +
+                     copy.archive.foreign_format + ")";
   if (block) text += ", block " + std::to_string(*block);
   return text;
 }
 
-std::uint64_t record_size_of(const catalog::Replica& replica) {
-  return replica.archive.record_size ? replica.archive.record_size : replica.tape.record_size;
+std::uint64_t record_size_of(const catalog::LocatedCopy& copy) {
+  return copy.archive.record_size ? copy.archive.record_size : copy.tape.record_size;
 }
 
 // Members are found by arithmetic only in an uncompressed tar whose
@@ -50,54 +50,54 @@ void ForeignReader::reset() {
   stream_.reset();
 }
 
-void ForeignReader::open(const catalog::Replica& replica, std::uint64_t start) {
+void ForeignReader::open(const catalog::LocatedCopy& copy, std::uint64_t start) {
   stream_.reset();
-  const catalog::ArchiveRow& a = replica.archive;
-  cursor_.seek(a.first_block, record_size_of(replica), start);
+  const catalog::ArchiveRow& a = copy.archive;
+  cursor_.seek(a.first_block, record_size_of(copy), start);
   // A plain tar's offsets are the tape file's; a compressed one is read
   // to the end of the tape file.
   const std::uint64_t limit = a.cipher_bytes - std::min(a.cipher_bytes, start);
   stream_ = std::make_unique<Stream>(cursor_, limit);
-  stream_->tape_id = replica.tape.id;
+  stream_->tape_id = copy.tape.id;
   stream_->archive_file = a.archive_file;
   stream_->start = start;
   stream_->tar =
-      std::make_unique<foreign::TarStream>(stream_->window, where_foreign(replica, {}), start);
+      std::make_unique<foreign::TarStream>(stream_->window, where_foreign(copy, {}), start);
 }
 
-void ForeignReader::read(const catalog::Replica& replica, const catalog::VersionRow& version,
+void ForeignReader::read(const catalog::LocatedCopy& copy, const catalog::VersionRow& version,
                          RecallSink& sink, const std::function<void(std::uint64_t)>& on_bytes) {
   std::optional<std::uint64_t> block;
-  if (random_access(replica.archive))
-    block = replica.archive.first_block + replica.copy.header_offset / record_size_of(replica);
+  if (random_access(copy.archive))
+    block = copy.archive.first_block + copy.copy.header_offset / record_size_of(copy);
   try {
-    if (replica.archive.foreign_format == "raw") {
-      read_raw(replica, version, sink, on_bytes);
+    if (copy.archive.foreign_format == "raw") {
+      read_raw(copy, version, sink, on_bytes);
     } else {
-      read_member(replica, version, sink, on_bytes);
+      read_member(copy, version, sink, on_bytes);
     }
   } catch (const SinkFailure&) {
     throw;
   } catch (const MemberError& e) {
     stream_.reset();
-    throw MemberError(e.kind(), std::string(e.what()) + " (" + where_foreign(replica, block) + ")");
+    throw MemberError(e.kind(), std::string(e.what()) + " (" + where_foreign(copy, block) + ")");
   } catch (const tape::TapeError& e) {
     stream_.reset();
     if (e.block()) block = e.block();
     throw MemberError(e.kind() == tape::TapeErrorKind::kEndOfData ? MemberError::Kind::kMissing
                                                                   : MemberError::Kind::kUnreadable,
-                      std::string(e.what()) + " (" + where_foreign(replica, block) + ")");
+                      std::string(e.what()) + " (" + where_foreign(copy, block) + ")");
   } catch (const std::exception& e) {
     stream_.reset();
     throw MemberError(MemberError::Kind::kUnreadable,
-                      std::string(e.what()) + " (" + where_foreign(replica, block) + ")");
+                      std::string(e.what()) + " (" + where_foreign(copy, block) + ")");
   }
 }
 
-void ForeignReader::read_raw(const catalog::Replica& replica, const catalog::VersionRow& version,
+void ForeignReader::read_raw(const catalog::LocatedCopy& copy, const catalog::VersionRow& version,
                              RecallSink& sink, const std::function<void(std::uint64_t)>& on_bytes) {
   stream_.reset();
-  cursor_.seek(replica.archive.first_block, record_size_of(replica), 0);
+  cursor_.seek(copy.archive.first_block, record_size_of(copy), 0);
   try {
     sink.begin(version);
   } catch (...) {
@@ -124,21 +124,21 @@ void ForeignReader::read_raw(const catalog::Replica& replica, const catalog::Ver
     throw MemberError(MemberError::Kind::kMismatch, hash_mismatch(version.hash, digest));
 }
 
-void ForeignReader::read_member(const catalog::Replica& replica, const catalog::VersionRow& version,
-                                RecallSink& sink,
+void ForeignReader::read_member(const catalog::LocatedCopy& copy,
+                                const catalog::VersionRow& version, RecallSink& sink,
                                 const std::function<void(std::uint64_t)>& on_bytes) {
-  const std::uint64_t target = replica.copy.header_offset;
-  const bool same = stream_ && stream_->tape_id == replica.tape.id &&
-                    stream_->archive_file == replica.archive.archive_file &&
+  const std::uint64_t target = copy.copy.header_offset;
+  const bool same = stream_ && stream_->tape_id == copy.tape.id &&
+                    stream_->archive_file == copy.archive.archive_file &&
                     (!stream_->any || stream_->last_header < target) && stream_->start <= target;
-  const bool random = random_access(replica.archive);
+  const bool random = random_access(copy.archive);
   // Going on with the open stream costs reading what lies between; a
   // random-access tar far ahead is reached by the cursor instead (which
   // locates when that is cheaper).
   const bool near =
       same && (!random ||
                target - (stream_->any ? stream_->last_header : stream_->start) <= forward_limit_);
-  if (!near) open(replica, random ? target : 0);
+  if (!near) open(copy, random ? target : 0);
   std::optional<foreign::Member> member;
   for (;;) {
     member = stream_->tar->next();

@@ -217,19 +217,19 @@ class MemberReader {
  public:
   MemberReader(TapeCursor& cursor, KeyCache& keys, const crypto::AgeDecryptKeys& identities,
                const RecallOptions& options);
-  // Checks the tar header of the member holding `version` (at `replica`)
+  // Checks the tar header of the member holding `version` (at `copy`)
   // against the catalog, then calls sink.begin() and streams the data to
   // sink.write(), hashing it. Throws MemberError naming tape and block (the
   // caller adds the path) or SinkFailure. commit/abort are the caller's.
   // on_bytes reports progress.
-  void read(const catalog::Replica& replica, const catalog::VersionRow& version,
+  void read(const catalog::LocatedCopy& copy, const catalog::VersionRow& version,
             const std::string& path, RecallSink& sink,
             const std::function<void(std::uint64_t)>& on_bytes = {});
   // The same with hashing and writing on the pipeline's threads: throws
   // (MemberError, SinkFailure) only until sink.begin() was called; from
   // then on every outcome goes to `done` (MemberPipeline), and this returns
   // once the member's bytes are handed over.
-  void read_into(MemberPipeline& pipeline, const catalog::Replica& replica,
+  void read_into(MemberPipeline& pipeline, const catalog::LocatedCopy& copy,
                  const catalog::VersionRow& version, const std::string& path, RecallSink& sink,
                  MemberPipeline::Done done, MemberPipeline::Progress on_bytes = {});
   ArchiveStream& stream() { return stream_; }
@@ -238,11 +238,11 @@ class MemberReader {
   // Positions the stream at the member, checks its tar header against the
   // catalog and calls sink.begin(); `tar` is then at the member's data.
   // Errors are MemberError without the location, or SinkFailure.
-  format::TarMember open_member(format::TarReader& tar, const catalog::Replica& replica,
+  format::TarMember open_member(format::TarReader& tar, const catalog::LocatedCopy& copy,
                                 const catalog::VersionRow& version, const std::string& name,
                                 RecallSink& sink);
   // The error of a failed read (whatever was thrown), naming tape and block.
-  MemberError error_of(std::exception_ptr error, const catalog::Replica& replica,
+  MemberError error_of(std::exception_ptr error, const catalog::LocatedCopy& copy,
                        std::optional<std::uint64_t> block);
 
   ArchiveStream stream_;
@@ -262,17 +262,17 @@ class ForeignReader {
   // least the version's bytes, then calls sink.begin() and streams them to
   // sink.write(), hashing them. Throws MemberError naming tape and block,
   // or SinkFailure; commit/abort are the caller's.
-  void read(const catalog::Replica& replica, const catalog::VersionRow& version, RecallSink& sink,
+  void read(const catalog::LocatedCopy& copy, const catalog::VersionRow& version, RecallSink& sink,
             const std::function<void(std::uint64_t)>& on_bytes = {});
   // Forgets the open stream (the cursor was moved by someone else).
   void reset();
 
  private:
   struct Stream;
-  void open(const catalog::Replica& replica, std::uint64_t start);
-  void read_member(const catalog::Replica& replica, const catalog::VersionRow& version,
+  void open(const catalog::LocatedCopy& copy, std::uint64_t start);
+  void read_member(const catalog::LocatedCopy& copy, const catalog::VersionRow& version,
                    RecallSink& sink, const std::function<void(std::uint64_t)>& on_bytes);
-  void read_raw(const catalog::Replica& replica, const catalog::VersionRow& version,
+  void read_raw(const catalog::LocatedCopy& copy, const catalog::VersionRow& version,
                 RecallSink& sink, const std::function<void(std::uint64_t)>& on_bytes);
 
   TapeCursor& cursor_;

@@ -105,16 +105,16 @@ struct Request {
   int priority = 0;
   catalog::VersionRow version;
   std::string path;
-  std::vector<catalog::Replica> replicas;  // copies not struck off yet
-  std::vector<std::string> errors;         // of the copies struck off
+  std::vector<catalog::LocatedCopy> copies;  // copies not struck off yet
+  std::vector<std::string> errors;           // of the copies struck off
   std::shared_ptr<RecallSink> sink;
   std::shared_ptr<detail::Ticket> ticket;
   std::string cache_key;  // hex of the content when staging into the cache
 };
 using RequestPtr = std::shared_ptr<Request>;
 
-Position position_of(const Request& request, const catalog::Replica& replica) {
-  return {replica.archive.first_block, replica.copy.header_offset, request.seq};
+Position position_of(const Request& request, const catalog::LocatedCopy& copy) {
+  return {copy.archive.first_block, copy.copy.header_offset, request.seq};
 }
 
 struct TapeQueue {
@@ -177,18 +177,18 @@ class RecallQueue::Impl {
         throw RestoreError("no version " + std::to_string(request.version_id) + " in the catalog");
       r->version = *version;
       r->path = catalog_.file_path(version->file_id);
-      r->replicas = catalog_.copies_of(request.version_id);
+      r->copies = catalog_.copies_of(request.version_id);
     }
     {
       std::lock_guard lock(mutex_);
-      for (const auto& c : r->replicas)
+      for (const auto& c : r->copies)
         if (c.tape.is_foreign()) foreign_ids_[c.tape.serial] = c.tape.foreign_id;
     }
     if (request.tape_id) {
-      std::erase_if(r->replicas,
-                    [&](const catalog::Replica& c) { return c.tape.id != *request.tape_id; });
+      std::erase_if(r->copies,
+                    [&](const catalog::LocatedCopy& c) { return c.tape.id != *request.tape_id; });
     }
-    std::stable_partition(r->replicas.begin(), r->replicas.end(), [](const catalog::Replica& c) {
+    std::stable_partition(r->copies.begin(), r->copies.end(), [](const catalog::LocatedCopy& c) {
       return c.tape.state != catalog::TapeState::kRetired;
     });
     r->priority = request.priority;
@@ -218,9 +218,9 @@ class RecallQueue::Impl {
     std::lock_guard lock(mutex_);
     ++stats_.requests;
     ++queued_;
-    if (r->version.size == 0 && (!options_.check_empty_files || r->replicas.empty())) {
+    if (r->version.size == 0 && (!options_.check_empty_files || r->copies.empty())) {
       serve_empty(r);  // nothing to read: no tape needed
-    } else if (r->replicas.empty()) {
+    } else if (r->copies.empty()) {
       r->errors.push_back("no copy on tape (back it up first)");
       fail(r);
     } else {
@@ -245,7 +245,7 @@ class RecallQueue::Impl {
   // ---- queues (mutex_ held)
 
   void enqueue(const RequestPtr& r) {
-    for (const auto& c : r->replicas) {
+    for (const auto& c : r->copies) {
       TapeQueue& q = tapes_[c.tape.serial];
       q.requests.emplace(position_of(*r, c), r);
       q.priorities.insert(r->priority);
@@ -254,7 +254,7 @@ class RecallQueue::Impl {
   }
 
   void take(const RequestPtr& r) {
-    for (const auto& c : r->replicas) {
+    for (const auto& c : r->copies) {
       auto t = tapes_.find(c.tape.serial);
       if (t == tapes_.end()) continue;
       if (t->second.requests.erase(position_of(*r, c)) > 0) {
@@ -278,8 +278,9 @@ class RecallQueue::Impl {
   void strike(const RequestPtr& r, const std::string& serial, const std::string& error) {
     r->errors.push_back(error);
     ++stats_.copy_failures;
-    std::erase_if(r->replicas, [&](const catalog::Replica& c) { return c.tape.serial == serial; });
-    if (r->replicas.empty()) {
+    std::erase_if(r->copies,
+                  [&](const catalog::LocatedCopy& c) { return c.tape.serial == serial; });
+    if (r->copies.empty()) {
       fail(r);
       return;
     }
@@ -505,8 +506,8 @@ class RecallQueue::Impl {
   }
 
   static bool on_tape(const Request& r, const std::string& serial) {
-    return std::any_of(r.replicas.begin(), r.replicas.end(),
-                       [&](const catalog::Replica& c) { return c.tape.serial == serial; });
+    return std::any_of(r.copies.begin(), r.copies.end(),
+                       [&](const catalog::LocatedCopy& c) { return c.tape.serial == serial; });
   }
 
   // Where drive `drive`, reading `serial` and about to take the request at
@@ -524,9 +525,10 @@ class RecallQueue::Impl {
     for (std::size_t j = 0; j < busy_.size(); ++j) {
       if (j == drive || !busy_[j] || *busy_[j] == serial || !serving_[j]) continue;
       const Request& theirs = *serving_[j];
-      auto here = std::find_if(theirs.replicas.begin(), theirs.replicas.end(),
-                               [&](const catalog::Replica& c) { return c.tape.serial == serial; });
-      if (here == theirs.replicas.end()) continue;
+      auto here =
+          std::find_if(theirs.copies.begin(), theirs.copies.end(),
+                       [&](const catalog::LocatedCopy& c) { return c.tape.serial == serial; });
+      if (here == theirs.copies.end()) continue;
       const Position other = position_of(theirs, *here);
       if (next < other) continue;   // behind it: everything up to it is this drive's
       std::vector<Position> ahead;  // of the other drive, and readable by it
@@ -557,7 +559,7 @@ class RecallQueue::Impl {
     }
     for (;;) {
       RequestPtr r;
-      catalog::Replica replica;
+      catalog::LocatedCopy copy;
       {
         std::lock_guard lock(mutex_);
         if (stopping_) return;
@@ -585,9 +587,10 @@ class RecallQueue::Impl {
           if (it == q.end()) return;
         }
         r = it->second;
-        replica = *std::find_if(r->replicas.begin(), r->replicas.end(),
-                                [&](const catalog::Replica& c) { return c.tape.serial == serial; });
-        head = Position{replica.archive.first_block, replica.copy.header_offset, 0};
+        copy =
+            *std::find_if(r->copies.begin(), r->copies.end(),
+                          [&](const catalog::LocatedCopy& c) { return c.tape.serial == serial; });
+        head = Position{copy.archive.first_block, copy.copy.header_offset, 0};
         take(r);
         serving_[drive] = r;
         r->ticket->update([&](RecallStatus& s) {
@@ -596,10 +599,10 @@ class RecallQueue::Impl {
           s.bytes_done = 0;
         });
       }
-      if (replica.archive.is_foreign()) {
-        serve_foreign(drive, foreign, r, replica);
+      if (copy.archive.is_foreign()) {
+        serve_foreign(drive, foreign, r, copy);
       } else {
-        serve(drive, reader, pipeline, r, replica);
+        serve(drive, reader, pipeline, r, copy);
       }
     }
   }
@@ -607,10 +610,10 @@ class RecallQueue::Impl {
   // A member of a tape mixtape did not write: read, hashed and written on
   // this thread (engine/foreign).
   void serve_foreign(std::size_t drive, detail::ForeignReader& reader, const RequestPtr& r,
-                     const catalog::Replica& replica) {
+                     const catalog::LocatedCopy& copy) {
     RecallSink& sink = *r->sink;
     try {
-      reader.read(replica, r->version, sink, [r](std::uint64_t n) {
+      reader.read(copy, r->version, sink, [r](std::uint64_t n) {
         r->ticket->update([&](RecallStatus& s) { s.bytes_done += n; });
       });
       try {
@@ -620,29 +623,29 @@ class RecallQueue::Impl {
       }
     } catch (...) {
       sink.abort();
-      finish(drive, r, replica.tape.serial, std::current_exception());
+      finish(drive, r, copy.tape.serial, std::current_exception());
       return;
     }
-    finish(drive, r, replica.tape.serial, nullptr);
+    finish(drive, r, copy.tape.serial, nullptr);
   }
 
   // Reads the request's member on this thread; its hashing and writing
   // go on in the pipeline while the next member is read, and finish() is
   // called there.
   void serve(std::size_t drive, detail::MemberReader& reader, detail::MemberPipeline& pipeline,
-             const RequestPtr& r, const catalog::Replica& replica) {
+             const RequestPtr& r, const catalog::LocatedCopy& copy) {
     RecallSink& sink = *r->sink;
     try {
       reader.read_into(
-          pipeline, replica, r->version, r->path, sink,
-          [this, drive, r, serial = replica.tape.serial](std::exception_ptr error) {
+          pipeline, copy, r->version, r->path, sink,
+          [this, drive, r, serial = copy.tape.serial](std::exception_ptr error) {
             finish(drive, r, serial, error);
           },
           [r](std::uint64_t n) { r->ticket->update([&](RecallStatus& s) { s.bytes_done += n; }); });
     } catch (...) {
       // Before the sink began: nothing of it is in the pipeline.
       sink.abort();
-      finish(drive, r, replica.tape.serial, std::current_exception());
+      finish(drive, r, copy.tape.serial, std::current_exception());
     }
   }
 
@@ -659,7 +662,7 @@ class RecallQueue::Impl {
       std::rethrow_exception(error);
     } catch (const detail::SinkFailure& failure) {
       r->errors.push_back(sink_message(failure));
-      r->replicas.clear();
+      r->copies.clear();
       fail(r);
     } catch (const std::exception& e) {
       strike(r, serial, e.what());

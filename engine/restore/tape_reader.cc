@@ -273,14 +273,14 @@ MemberReader::MemberReader(TapeCursor& cursor, KeyCache& keys,
 namespace {
 
 // The member as the tar reader found it must be the one the catalog names.
-void check_member(const format::TarMember& member, const catalog::Replica& replica,
+void check_member(const format::TarMember& member, const catalog::LocatedCopy& copy,
                   const catalog::VersionRow& version, const std::string& name) {
   std::string problem;
   const bool is_link = version.kind == catalog::VersionKind::kSymlink;
   if (member.info.path != name) {
     problem = "holds '" + member.info.path + "' there";
-  } else if (member.offsets.header_offset != replica.copy.header_offset ||
-             member.offsets.data_offset != replica.copy.data_offset) {
+  } else if (member.offsets.header_offset != copy.copy.header_offset ||
+             member.offsets.data_offset != copy.copy.data_offset) {
     problem = "has the member at other offsets";
   } else if (is_link ? member.info.type != format::MemberType::kSymlink
                      : member.info.type != format::MemberType::kFile) {
@@ -302,13 +302,14 @@ void check_member(const format::TarMember& member, const catalog::Replica& repli
 
 }  // namespace
 
-format::TarMember MemberReader::open_member(format::TarReader& tar, const catalog::Replica& replica,
+format::TarMember MemberReader::open_member(format::TarReader& tar,
+                                            const catalog::LocatedCopy& copy,
                                             const catalog::VersionRow& version,
                                             const std::string& name, RecallSink& sink) {
   std::optional<format::TarMember> member = tar.next();
   if (!member) throw MemberError(MemberError::Kind::kMismatch, "the archive ends before it");
-  check_member(*member, replica, version, name);
-  if (member->offsets.data_offset + member->info.size > replica.archive.plain_bytes) {
+  check_member(*member, copy, version, name);
+  if (member->offsets.data_offset + member->info.size > copy.archive.plain_bytes) {
     throw MemberError(MemberError::Kind::kMismatch,
                       "the member's " + std::to_string(member->info.size) +
                           " bytes run past the end of its archive: the tape does not match the "
@@ -325,11 +326,11 @@ format::TarMember MemberReader::open_member(format::TarReader& tar, const catalo
   return std::move(*member);
 }
 
-MemberError MemberReader::error_of(std::exception_ptr error, const catalog::Replica& replica,
+MemberError MemberReader::error_of(std::exception_ptr error, const catalog::LocatedCopy& copy,
                                    std::optional<std::uint64_t> block) {
   stream_.reset();
   auto at = [&](MemberError::Kind kind, const std::string& what) {
-    return MemberError(kind, what + " (" + where(replica.tape, replica.archive, block) + ")");
+    return MemberError(kind, what + " (" + where(copy.tape, copy.archive, block) + ")");
   };
   try {
     std::rethrow_exception(error);
@@ -352,17 +353,17 @@ std::string hash_mismatch(const catalog::Hash& expected, const catalog::Hash& fo
   return "hash mismatch: the catalog says " + to_hex(expected) + ", the tape " + to_hex(found);
 }
 
-void MemberReader::read(const catalog::Replica& replica, const catalog::VersionRow& version,
+void MemberReader::read(const catalog::LocatedCopy& copy, const catalog::VersionRow& version,
                         const std::string& path, RecallSink& sink,
                         const std::function<void(std::uint64_t)>& on_bytes) {
   const std::string name = path.size() > 1 ? path.substr(1) : path;
   std::optional<std::uint64_t> block;
   try {
-    stream_.seek(replica.tape, replica.archive, replica.copy.header_offset);
-    block = stream_.block_of(replica.copy.header_offset);
-    format::TarReader tar(stream_, "archive file " + std::to_string(replica.archive.archive_file),
-                          replica.copy.header_offset);
-    format::TarMember member = open_member(tar, replica, version, name, sink);
+    stream_.seek(copy.tape, copy.archive, copy.copy.header_offset);
+    block = stream_.block_of(copy.copy.header_offset);
+    format::TarReader tar(stream_, "archive file " + std::to_string(copy.archive.archive_file),
+                          copy.copy.header_offset);
+    format::TarMember member = open_member(tar, copy, version, name, sink);
     crypto::Blake2b256 hasher;
     if (version.kind == catalog::VersionKind::kSymlink) {
       hasher.update(as_bytes(member.info.linkpath));
@@ -391,11 +392,11 @@ void MemberReader::read(const catalog::Replica& replica, const catalog::VersionR
   } catch (const SinkFailure&) {
     throw;
   } catch (...) {
-    throw error_of(std::current_exception(), replica, block);
+    throw error_of(std::current_exception(), copy, block);
   }
 }
 
-void MemberReader::read_into(MemberPipeline& pipeline, const catalog::Replica& replica,
+void MemberReader::read_into(MemberPipeline& pipeline, const catalog::LocatedCopy& copy,
                              const catalog::VersionRow& version, const std::string& path,
                              RecallSink& sink, MemberPipeline::Done done,
                              MemberPipeline::Progress on_bytes) {
@@ -403,15 +404,15 @@ void MemberReader::read_into(MemberPipeline& pipeline, const catalog::Replica& r
   std::optional<std::uint64_t> block;
   std::optional<format::TarReader> tar;
   try {
-    stream_.seek(replica.tape, replica.archive, replica.copy.header_offset);
-    block = stream_.block_of(replica.copy.header_offset);
-    tar.emplace(stream_, "archive file " + std::to_string(replica.archive.archive_file),
-                replica.copy.header_offset);
-    open_member(*tar, replica, version, name, sink);
+    stream_.seek(copy.tape, copy.archive, copy.copy.header_offset);
+    block = stream_.block_of(copy.copy.header_offset);
+    tar.emplace(stream_, "archive file " + std::to_string(copy.archive.archive_file),
+                copy.copy.header_offset);
+    open_member(*tar, copy, version, name, sink);
   } catch (const SinkFailure&) {
     throw;
   } catch (...) {
-    throw error_of(std::current_exception(), replica, block);
+    throw error_of(std::current_exception(), copy, block);
   }
   // From here on, the pipeline reports.
   pipeline.begin(sink, version.hash, std::move(done), std::move(on_bytes));
@@ -429,9 +430,9 @@ void MemberReader::read_into(MemberPipeline& pipeline, const catalog::Replica& r
       left -= n;
     }
     block = stream_.block_of(stream_.position());
-    pipeline.end(where(replica.tape, replica.archive, block));
+    pipeline.end(where(copy.tape, copy.archive, block));
   } catch (...) {
-    pipeline.fail(std::make_exception_ptr(error_of(std::current_exception(), replica, block)));
+    pipeline.fail(std::make_exception_ptr(error_of(std::current_exception(), copy, block)));
   }
 }
 

@@ -131,9 +131,9 @@ class TapeVerifier {
         reader_(cursor_, key_cache, keys, options.recall) {}
 
   std::vector<catalog::VerificationRow> full(const std::vector<catalog::ArchiveRow>& archives) {
-    std::map<std::int64_t, std::vector<catalog::TapeCopy>> copies;
+    std::map<std::int64_t, std::vector<catalog::CopyWithVersion>> copies;
     catalog_.for_each_copy_on_tape(
-        tape_.id, [&](const catalog::TapeCopy& c) { copies[c.archive_file].push_back(c); });
+        tape_.id, [&](const catalog::CopyWithVersion& c) { copies[c.archive_file].push_back(c); });
     for (const auto& archive : archives) {
       auto& list = copies[archive.archive_file];
       std::sort(list.begin(), list.end(), [](const auto& a, const auto& b) {
@@ -149,9 +149,9 @@ class TapeVerifier {
   }
 
   std::vector<catalog::VerificationRow> quick(const std::vector<catalog::ArchiveRow>& archives) {
-    std::map<std::int64_t, std::vector<catalog::TapeCopy>> copies;
+    std::map<std::int64_t, std::vector<catalog::CopyWithVersion>> copies;
     catalog_.for_each_copy_on_tape(
-        tape_.id, [&](const catalog::TapeCopy& c) { copies[c.archive_file].push_back(c); });
+        tape_.id, [&](const catalog::CopyWithVersion& c) { copies[c.archive_file].push_back(c); });
     for (const auto& archive : archives) {
       const Finding index = index_finding(archive, copies[archive.archive_file]);
       record(archive.id, 0, index.result,
@@ -181,7 +181,7 @@ class TapeVerifier {
   }
 
   void verify_archive(const catalog::ArchiveRow& archive,
-                      const std::vector<catalog::TapeCopy>& list, const Finding& index) {
+                      const std::vector<catalog::CopyWithVersion>& list, const Finding& index) {
     NullSink sink(progress_);
     std::uint64_t ok = 0, bad = 0;
     VerifyResult worst = index.result;
@@ -194,10 +194,10 @@ class TapeVerifier {
       report_.problems.push_back(text);
     };
     for (const auto& c : list) {
-      catalog::Replica replica{c.copy, archive, tape_};
+      catalog::LocatedCopy copy{c.copy, archive, tape_};
       sink.set_path(c.path);
       try {
-        reader_.read(replica, c.version, c.path, sink);
+        reader_.read(copy, c.version, c.path, sink);
         ++ok;
       } catch (const detail::MemberError& e) {
         problem(c.version.id, result_of(e.kind()), c.path + ": " + e.what());
@@ -221,7 +221,7 @@ class TapeVerifier {
   }
 
   Finding index_finding(const catalog::ArchiveRow& archive,
-                        const std::vector<catalog::TapeCopy>& list) {
+                        const std::vector<catalog::CopyWithVersion>& list) {
     return finding_of([&] { return check_index(archive, list); });
   }
 
@@ -268,7 +268,7 @@ class TapeVerifier {
   }
 
   std::string check_index(const catalog::ArchiveRow& archive,
-                          const std::vector<catalog::TapeCopy>& list) {
+                          const std::vector<catalog::CopyWithVersion>& list) {
     if (archive.index_block == 0) return "the catalog does not know where the index is";
     cursor_.seek(archive.index_block, tape_.record_size, 0);
     reader_.stream().reset();
@@ -286,14 +286,14 @@ class TapeVerifier {
         a.ciphertext_size != archive.cipher_bytes || a.plaintext_size != archive.plain_bytes ||
         a.member_count != archive.members)
       return "its archive row differs from the catalog's";
-    std::map<std::uint64_t, const catalog::TapeCopy*> by_offset;
+    std::map<std::uint64_t, const catalog::CopyWithVersion*> by_offset;
     for (const auto& c : list) by_offset[c.copy.header_offset] = &c;
     std::size_t matched = 0;
     auto members = index.members();
     while (auto m = members.next()) {
       auto it = by_offset.find(m->offsets.header_offset);
       if (it == by_offset.end()) continue;  // written but not committed: not a copy
-      const catalog::TapeCopy& c = *it->second;
+      const catalog::CopyWithVersion& c = *it->second;
       const bool link = c.version.kind == catalog::VersionKind::kSymlink;
       if (m->info.path != c.path.substr(1) || m->offsets.data_offset != c.copy.data_offset ||
           (!link &&
@@ -365,9 +365,9 @@ std::vector<catalog::VerificationRow> verify_foreign_tape(
     }
     return rows;
   }
-  std::map<std::int64_t, std::vector<catalog::TapeCopy>> copies;
+  std::map<std::int64_t, std::vector<catalog::CopyWithVersion>> copies;
   catalog.for_each_copy_on_tape(
-      tape.id, [&](const catalog::TapeCopy& c) { copies[c.archive_file].push_back(c); });
+      tape.id, [&](const catalog::CopyWithVersion& c) { copies[c.archive_file].push_back(c); });
   detail::TapeCursor cursor(drive, options.recall.forward_read_limit);
   detail::ForeignReader reader(cursor, options.recall);
   NullSink sink(progress);
@@ -383,10 +383,10 @@ std::vector<catalog::VerificationRow> verify_foreign_tape(
     for (const auto& c : list) {
       if (c.version.kind != catalog::VersionKind::kFile || !seen.insert(c.version.id).second)
         continue;
-      catalog::Replica replica{c.copy, archive, tape};
+      catalog::LocatedCopy copy{c.copy, archive, tape};
       sink.set_path(c.path);
       try {
-        reader.read(replica, c.version, sink);
+        reader.read(copy, c.version, sink);
         ++ok;
       } catch (const detail::MemberError& e) {
         ++bad;

@@ -160,7 +160,7 @@ inline std::size_t verify_catalog_against_tapes(catalog::Catalog& catalog,
   for (const auto& tape : catalog.tapes()) {
     std::vector<std::string> files = tape_files(library + "/" + tape.serial + ".tap");
     std::map<std::int64_t, std::string> plain;  // archive file -> decrypted tar
-    catalog.for_each_copy_on_tape(tape.id, [&](const catalog::TapeCopy& c) {
+    catalog.for_each_copy_on_tape(tape.id, [&](const catalog::CopyWithVersion& c) {
       std::string where = tape.serial + " file " + std::to_string(c.archive_file) + " " + c.path;
       if (c.archive_file < 0 || static_cast<std::size_t>(c.archive_file) >= files.size()) {
         ADD_FAILURE() << where << ": the tape has no such file";

@@ -372,11 +372,11 @@ TEST(Versions, ReturningFileLeavesAGapForRunsThatMissedIt) {
 
 ScanState state(std::uint64_t size, bool dirty) {
   ScanState s;
-  s.size = size;
-  s.mtime_ns = 5;
-  s.ctime_ns = 6;
-  s.dev = 0xffffffffffffffffull;  // survives the signed column
-  s.ino = 42;
+  s.identity.size = size;
+  s.identity.mtime_ns = 5;
+  s.identity.ctime_ns = 6;
+  s.identity.dev = 0xffffffffffffffffull;  // survives the signed column
+  s.identity.ino = 42;
   s.dirty = dirty;
   return s;
 }

@@ -112,7 +112,7 @@ TEST(Copies, OnATapeInTapeOrder) {
   add_copy(c, first.archive, vb, 8192);
   add_copy(c, first.archive, vc, 0);
   std::vector<std::string> order;
-  c.for_each_copy_on_tape(first.tape, [&](const TapeCopy& copy) {
+  c.for_each_copy_on_tape(first.tape, [&](const CopyWithVersion& copy) {
     order.push_back(copy.path + "@" + std::to_string(copy.archive_file));
   });
   EXPECT_EQ(order, (std::vector<std::string>{"/d/c@2", "/d/b@2", "/d/a@4"}));

@@ -155,7 +155,7 @@ inline std::string listing(Fixture& f, const std::string& extra = "") {
 // ------------------------------------------------------------ tape images
 
 // The tape block holding plaintext byte `offset` of a replica's archive.
-inline std::uint64_t block_of(const catalog::Replica& replica, std::uint64_t offset) {
+inline std::uint64_t block_of(const catalog::LocatedCopy& replica, std::uint64_t offset) {
   format::ArchiveGeometry geometry;
   geometry.first_block = replica.archive.first_block;
   geometry.record_size = replica.tape.record_size;
@@ -165,7 +165,8 @@ inline std::uint64_t block_of(const catalog::Replica& replica, std::uint64_t off
 }
 
 // The replica of `path` on tape `serial`.
-inline catalog::Replica replica_on(Fixture& f, const std::string& path, const std::string& serial) {
+inline catalog::LocatedCopy replica_on(Fixture& f, const std::string& path,
+                                       const std::string& serial) {
   for (const auto& r : f.replicas(path))
     if (r.tape.serial == serial) return r;
   throw Error(path + " has no copy on " + serial);

@@ -227,7 +227,7 @@ TEST_F(FormatTwoTest, ABrokenChainRecoversWhatItReachesAndSaysWhere) {
   auto first = catalog.archive_by_file(catalog.tape_by_serial("L00001")->id, 2);
   ASSERT_TRUE(first);
   std::size_t restored = 0;
-  catalog.for_each_copy_on_tape(first->tape_id, [&](const catalog::TapeCopy& c) {
+  catalog.for_each_copy_on_tape(first->tape_id, [&](const catalog::CopyWithVersion& c) {
     if (c.archive_file == 2) ++restored;
   });
   EXPECT_GT(restored, 0u);

@@ -116,7 +116,7 @@ class Tape {
   const crypto::AgeDecryptKeys& keys() const { return keys_; }
 
   Placement place(const std::string& path) {
-    const catalog::Replica c = f_.replicas(path).at(0);
+    const catalog::LocatedCopy c = f_.replicas(path).at(0);
     const catalog::VersionRow v = f_.version(path);
     format::ArchiveGeometry g;
     g.first_block = c.archive.first_block;

@@ -170,7 +170,7 @@ class Fixture {
   }
 
   // The replicas of the newest version of a path, by tape serial.
-  std::vector<catalog::Replica> replicas(const std::string& path) {
+  std::vector<catalog::LocatedCopy> replicas(const std::string& path) {
     auto catalog = catalog::Catalog::open_read_only(this->catalog());
     auto entry = catalog.resolve(path);
     if (!entry || entry->is_dir) throw Error(path + " is not a file in the catalog");
@@ -186,7 +186,7 @@ class Fixture {
 
   // Flips one byte of the ciphertext at plaintext offset `offset` of the
   // replica's archive, in its tape image (the record headers skipped).
-  void flip(const catalog::Replica& replica, std::uint64_t offset) {
+  void flip(const catalog::LocatedCopy& replica, std::uint64_t offset) {
     format::ArchiveGeometry geometry;
     geometry.first_block = replica.archive.first_block;
     geometry.record_size = replica.tape.record_size;
