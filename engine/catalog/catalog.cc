@@ -14,13 +14,10 @@
 
 namespace mixtape::catalog {
 
-using internal::bind_id;
-using internal::check_name;
 using internal::check_path;
 using internal::damaged;
 using internal::quote;
 using internal::sqlite_reason;
-using internal::subtree_bounds;
 
 namespace {
 

@@ -46,10 +46,8 @@ std::optional<std::string> prefix_end(std::string prefix) {
 std::optional<VersionRow> Catalog::version_in_snapshot(Id file_id, Id run_id) {
   auto r = run(run_id);
   if (!r || !in_scope(file_path(file_id), r->roots)) return std::nullopt;
-  auto s = stmts_->get(sql::kVersionInSnapshot);
-  s->bind(1, file_id).bind(2, run_id);
-  if (!s->step()) return std::nullopt;
-  return internal::read_version(*s, 0);
+  return internal::first_row(*stmts_, sql::kVersionInSnapshot, internal::read_version, file_id,
+                             run_id);
 }
 
 std::vector<Catalog::SnapshotChange> Catalog::changes_between(Id from_run, Id to_run) {

@@ -13,12 +13,8 @@
 
 namespace mixtape::catalog {
 
-using internal::bind_id;
 using internal::check_name;
 using internal::check_path;
-using internal::damaged;
-using internal::quote;
-using internal::sqlite_reason;
 using internal::subtree_bounds;
 
 // ---------------------------------------------------------------- namespace
@@ -38,17 +34,11 @@ Id Catalog::ensure_file(Id dir_id, std::string_view name) {
 }
 
 std::optional<DirRow> Catalog::dir(Id dir_id) {
-  auto s = stmts_->get(sql::kDirById);
-  s->bind(1, dir_id);
-  if (!s->step()) return std::nullopt;
-  return internal::read_dir(*s, 0);
+  return internal::first_row(*stmts_, sql::kDirById, internal::read_dir, dir_id);
 }
 
 std::optional<DirRow> Catalog::dir_by_path(std::string_view path) {
-  auto s = stmts_->get(sql::kDirByPath);
-  s->bind(1, path);
-  if (!s->step()) return std::nullopt;
-  return internal::read_dir(*s, 0);
+  return internal::first_row(*stmts_, sql::kDirByPath, internal::read_dir, path);
 }
 
 std::optional<FileRow> Catalog::file(Id file_id) {
@@ -246,17 +236,11 @@ RecordedVersion Catalog::record_version(Id file_id, const VersionRow& version, I
 }
 
 std::optional<VersionRow> Catalog::version(Id version_id) {
-  auto s = stmts_->get(sql::kVersionById);
-  s->bind(1, version_id);
-  if (!s->step()) return std::nullopt;
-  return internal::read_version(*s, 0);
+  return internal::first_row(*stmts_, sql::kVersionById, internal::read_version, version_id);
 }
 
 std::optional<VersionRow> Catalog::latest_version(Id file_id) {
-  auto s = stmts_->get(sql::kLatestVersion);
-  s->bind(1, file_id);
-  if (!s->step()) return std::nullopt;
-  return internal::read_version(*s, 0);
+  return internal::first_row(*stmts_, sql::kLatestVersion, internal::read_version, file_id);
 }
 
 std::vector<VersionRow> Catalog::versions_of(Id file_id) {

@@ -121,8 +121,8 @@ inline constexpr int kDirColumns = 12;
   "v.id, v.file_id, v.kind, v.size, v.hash, v.mtime_ns, v.mode, v.uid, v.gid, v.uname, " \
   "v.gname, v.symlink_target, v.first_seen_run, v.last_seen_run, v.copies, v.goal"
 inline constexpr int kVersionColumns = 16;
-#define MIXTAPE_TAPE_COLUMNS                                                        \
-  "t.id, t.serial, t.capacity, t.record_size, t.encrypted, t.state, t.bytes_used, " \
+#define MIXTAPE_TAPE_COLUMNS                                                         \
+  "t.id, t.serial, t.capacity, t.record_size, t.encrypted, t.state, t.bytes_used, "  \
   "t.append_file, t.append_block, t.labelled_at_ns, t.written_at_ns, t.foreign_id, " \
   "t.location, t.retired_reason, t.retired_at_ns"
 inline constexpr int kTapeColumns = 15;
@@ -139,6 +139,20 @@ VersionRow read_version(const sqlite::Statement& s, int first);
 TapeRow read_tape(const sqlite::Statement& s, int first);
 ArchiveRow read_archive(const sqlite::Statement& s, int first);
 CopyRow read_copy(const sqlite::Statement& s, int first);
+// A row of kCopiesOnTape and kCopiesInArchive: copy, archive file, version, path.
+CopyWithVersion read_copy_with_version(const sqlite::Statement& s);
+
+// The first row a cached query gives for its keys (bound as ?1, ?2, ...),
+// read by `read` from column 0; none when there is no row.
+template <typename Row, typename... Keys>
+std::optional<Row> first_row(StatementCache& stmts, std::string_view query,
+                             Row (*read)(const sqlite::Statement&, int), const Keys&... keys) {
+  auto s = stmts.get(query);
+  int index = 0;
+  (s->bind(++index, keys), ...);
+  if (!s->step()) return std::nullopt;
+  return read(*s, 0);
+}
 
 // ------------------------------------------------------------------ shared steps
 
@@ -153,6 +167,8 @@ void refresh_goals_below(StatementCache& stmts, std::string_view prefix);
 Id insert_version(StatementCache& stmts, const VersionRow& v, std::string_view path, Id id);
 // Adds a copy row and the tape_dirs rows that lead to it.
 Id insert_copy(StatementCache& stmts, const CopyRow& copy, Id id);
+// Inserts an archive row as it is (written_at_ns included); `id` 0 = new id.
+Id insert_archive(StatementCache& stmts, const ArchiveRow& a, Id id);
 std::optional<Id> dir_id_by_path(StatementCache& stmts, std::string_view path);
 Id ensure_dir(StatementCache& stmts, std::string_view path, Id preferred_id);
 Id ensure_file(StatementCache& stmts, Id dir_id, std::string_view name, Id preferred_id);

@@ -670,28 +670,8 @@ class IndexMerger {
         if (s->step()) to = s->column_int(0);
       }
       if (!to) {
-        auto s = stmts_.get(sql::kInsertArchive);
-        Id keep = keep_id("SELECT 1 FROM archives WHERE id = ?1", from);
-        (keep ? s->bind(1, keep) : s->bind_null(1))
-            .bind(2, a.tape_id)
-            .bind(3, a.index_file)
-            .bind(4, a.index_block)
-            .bind(5, a.archive_file)
-            .bind(6, a.first_block)
-            .bind(7, a.encrypted ? 1 : 0)
-            .bind(8, a.age_header_len)
-            .bind(9, a.cipher_bytes)
-            .bind(10, a.plain_bytes)
-            .bind(11, a.members)
-            .bind(12, a.written_at_ns);
-        a.run_id ? s->bind(13, a.run_id) : s->bind_null(13);
-        if (a.is_foreign()) {
-          s->bind(14, a.foreign_format).bind(15, a.record_size);
-        } else {
-          s->bind_null(14).bind_null(15);
-        }
-        s->run();
-        to = db_.last_insert_rowid();
+        to = internal::insert_archive(stmts_, a,
+                                      keep_id("SELECT 1 FROM archives WHERE id = ?1", from));
         ++stats_.archives;
       }
       r.check_map(archives_, from, to);

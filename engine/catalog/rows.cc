@@ -168,6 +168,16 @@ VersionRow normalised_version(const VersionRow& version) {
   return v;
 }
 
+CopyWithVersion read_copy_with_version(const sqlite::Statement& s) {
+  CopyWithVersion c;
+  c.copy = read_copy(s, 0);
+  c.archive_file = s.column_int(kCopyColumns);
+  c.version = read_version(s, kCopyColumns + 1);
+  c.path = join_path(s.column_text(kCopyColumns + 1 + kVersionColumns),
+                     s.column_text(kCopyColumns + 2 + kVersionColumns));
+  return c;
+}
+
 bool same_content(const VersionRow& a, const VersionRow& b) {
   return a.kind == b.kind && a.size == b.size && a.hash == b.hash && a.attrs == b.attrs &&
          a.symlink_target == b.symlink_target;

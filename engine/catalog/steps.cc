@@ -136,6 +136,30 @@ Id insert_version(StatementCache& stmts, const VersionRow& v, std::string_view p
   return stmts.db().last_insert_rowid();
 }
 
+Id insert_archive(StatementCache& stmts, const ArchiveRow& a, Id id) {
+  auto s = stmts.get(sql::kInsertArchive);
+  bind_id(*s, 1, id)
+      .bind(2, a.tape_id)
+      .bind(3, a.index_file)
+      .bind(4, a.index_block)
+      .bind(5, a.archive_file)
+      .bind(6, a.first_block)
+      .bind(7, a.encrypted ? 1 : 0)
+      .bind(8, a.age_header_len)
+      .bind(9, a.cipher_bytes)
+      .bind(10, a.plain_bytes)
+      .bind(11, a.members)
+      .bind(12, a.written_at_ns);
+  bind_id(*s, 13, a.run_id);
+  if (a.is_foreign()) {
+    s->bind(14, a.foreign_format).bind(15, a.record_size);
+  } else {
+    s->bind_null(14).bind_null(15);
+  }
+  s->run();
+  return stmts.db().last_insert_rowid();
+}
+
 Id insert_copy(StatementCache& stmts, const CopyRow& copy, Id id) {
   Id tape_id = 0;
   Id dir_id = 0;

@@ -14,12 +14,7 @@
 namespace mixtape::catalog {
 
 using internal::bind_id;
-using internal::check_name;
-using internal::check_path;
-using internal::damaged;
 using internal::quote;
-using internal::sqlite_reason;
-using internal::subtree_bounds;
 
 // ---------------------------------------------------------------- planning
 
@@ -116,24 +111,15 @@ void Catalog::retire_tape(Id tape_id, std::string_view reason) {
 }
 
 std::optional<TapeRow> Catalog::tape(Id tape_id) {
-  auto s = stmts_->get(sql::kTapeById);
-  s->bind(1, tape_id);
-  if (!s->step()) return std::nullopt;
-  return internal::read_tape(*s, 0);
+  return internal::first_row(*stmts_, sql::kTapeById, internal::read_tape, tape_id);
 }
 
 std::optional<TapeRow> Catalog::tape_by_serial(std::string_view serial) {
-  auto s = stmts_->get(sql::kTapeBySerial);
-  s->bind(1, serial);
-  if (!s->step()) return std::nullopt;
-  return internal::read_tape(*s, 0);
+  return internal::first_row(*stmts_, sql::kTapeBySerial, internal::read_tape, serial);
 }
 
 std::optional<TapeRow> Catalog::tape_by_foreign_id(std::string_view foreign_id) {
-  auto s = stmts_->get(sql::kTapeByForeignId);
-  s->bind(1, foreign_id);
-  if (!s->step()) return std::nullopt;
-  return internal::read_tape(*s, 0);
+  return internal::first_row(*stmts_, sql::kTapeByForeignId, internal::read_tape, foreign_id);
 }
 
 std::vector<TapeRow> Catalog::tapes() {
@@ -145,42 +131,19 @@ std::vector<TapeRow> Catalog::tapes() {
 
 // ---------------------------------------------------------------- archives, copies
 
-Id Catalog::add_archive(const ArchiveRow& a) {
-  auto s = stmts_->get(sql::kInsertArchive);
-  s->bind_null(1)
-      .bind(2, a.tape_id)
-      .bind(3, a.index_file)
-      .bind(4, a.index_block)
-      .bind(5, a.archive_file)
-      .bind(6, a.first_block)
-      .bind(7, a.encrypted ? 1 : 0)
-      .bind(8, a.age_header_len)
-      .bind(9, a.cipher_bytes)
-      .bind(10, a.plain_bytes)
-      .bind(11, a.members)
-      .bind(12, a.written_at_ns ? a.written_at_ns : now_ns());
-  bind_id(*s, 13, a.run_id);
-  if (a.foreign_format.empty()) {
-    s->bind_null(14).bind_null(15);
-  } else {
-    s->bind(14, a.foreign_format).bind(15, a.record_size);
-  }
-  s->run();
-  return db_->last_insert_rowid();
+Id Catalog::add_archive(const ArchiveRow& archive) {
+  ArchiveRow a = archive;
+  if (a.written_at_ns == 0) a.written_at_ns = now_ns();
+  return internal::insert_archive(*stmts_, a, 0);
 }
 
 std::optional<ArchiveRow> Catalog::archive(Id archive_id) {
-  auto s = stmts_->get(sql::kArchiveById);
-  s->bind(1, archive_id);
-  if (!s->step()) return std::nullopt;
-  return internal::read_archive(*s, 0);
+  return internal::first_row(*stmts_, sql::kArchiveById, internal::read_archive, archive_id);
 }
 
 std::optional<ArchiveRow> Catalog::archive_by_file(Id tape_id, std::int64_t archive_file) {
-  auto s = stmts_->get(sql::kArchiveByFile);
-  s->bind(1, tape_id).bind(2, archive_file);
-  if (!s->step()) return std::nullopt;
-  return internal::read_archive(*s, 0);
+  return internal::first_row(*stmts_, sql::kArchiveByFile, internal::read_archive, tape_id,
+                             archive_file);
 }
 
 std::vector<ArchiveRow> Catalog::archives_of_tape(Id tape_id) {
@@ -219,34 +182,20 @@ std::vector<LocatedCopy> Catalog::copies_of(Id version_id) {
 
 void Catalog::for_each_copy_on_tape(Id tape_id,
                                     const std::function<void(const CopyWithVersion&)>& fn) {
-  using internal::kCopyColumns;
-  using internal::kVersionColumns;
   auto s = db_->prepare(sql::kCopiesOnTape);
   s.bind(1, tape_id);
   while (s.step()) {
-    CopyWithVersion c;
-    c.copy = internal::read_copy(s, 0);
-    c.archive_file = s.column_int(kCopyColumns);
-    c.version = internal::read_version(s, kCopyColumns + 1);
-    c.path = internal::join_path(s.column_text(kCopyColumns + 1 + kVersionColumns),
-                                 s.column_text(kCopyColumns + 2 + kVersionColumns));
+    const CopyWithVersion c = internal::read_copy_with_version(s);
     fn(c);
   }
 }
 
 void Catalog::for_each_copy_in_archive(Id archive_id,
                                        const std::function<bool(const CopyWithVersion&)>& fn) {
-  using internal::kCopyColumns;
-  using internal::kVersionColumns;
   auto s = db_->prepare(sql::kCopiesInArchive);
   s.bind(1, archive_id);
   while (s.step()) {
-    CopyWithVersion c;
-    c.copy = internal::read_copy(s, 0);
-    c.archive_file = s.column_int(kCopyColumns);
-    c.version = internal::read_version(s, kCopyColumns + 1);
-    c.path = internal::join_path(s.column_text(kCopyColumns + 1 + kVersionColumns),
-                                 s.column_text(kCopyColumns + 2 + kVersionColumns));
+    const CopyWithVersion c = internal::read_copy_with_version(s);
     if (!fn(c)) return;
   }
 }

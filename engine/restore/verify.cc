@@ -73,27 +73,6 @@ int severity(VerifyResult r) {
   return 3;
 }
 
-class TempPath {
- public:
-  TempPath()
-      : path_([] {
-          const char* tmp = std::getenv("TMPDIR");
-          return std::string(tmp && *tmp ? tmp : "/tmp") + "/mixtape-verify-" +
-                 std::to_string(::getpid()) + "-" + std::to_string(now_ns()) + ".db";
-        }()) {}
-  TempPath(const TempPath&) = delete;
-  TempPath& operator=(const TempPath&) = delete;
-  ~TempPath() {
-    std::error_code ignored;
-    std::filesystem::remove(path_, ignored);
-    std::filesystem::remove(path_ + "-journal", ignored);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
 // What a check of an index found: ok, or a problem and how bad it is
 // (unreadable: it could not be read or decrypted; mismatch: it reads, but
 // says something else than the catalog).
@@ -272,7 +251,7 @@ class TapeVerifier {
     if (archive.index_block == 0) return "the catalog does not know where the index is";
     cursor_.seek(archive.index_block, tape_.record_size, 0);
     reader_.stream().reset();
-    TempPath path;
+    ScratchFile path(temp_directory(), "verify");
     format::read_index_from_tape(cursor_, keys_, path.path());
     format::IndexReader index(path.path());
     const format::IndexHeader& h = index.header();
@@ -311,7 +290,7 @@ class TapeVerifier {
     if (!tape_.append_block) return "the catalog does not know where it is";
     cursor_.seek(*tape_.append_block, tape_.record_size, 0);
     reader_.stream().reset();
-    TempPath path;
+    ScratchFile path(temp_directory(), "verify");
     format::read_index_from_tape(cursor_, keys_, path.path());
     format::IndexReader index(path.path());
     const format::IndexHeader& h = index.header();
