@@ -146,6 +146,7 @@ restore::RecallHandle RecallContent::request(const catalog::VersionRow& version,
   request.version_id = version.id;
   request.priority = priority;
   request.tape_id = tape_id;
+  request.version = version;  // the tree read it; the queue reads only its copies
   auto handle = queue_.request(request);
   handles_[version.id] = handle;
   return handle;

@@ -90,7 +90,7 @@ Tree::Tree(std::string catalog_path, bool tape_at_root)
 }
 
 Tree::Lease Tree::borrow() {
-  std::unique_ptr<catalog::Catalog> connection;
+  std::unique_ptr<catalog::Reader> connection;
   {
     std::lock_guard lock(mutex_);
     if (!idle_.empty()) {
@@ -109,7 +109,7 @@ Tree::Lease::~Lease() {
   tree_.idle_.push_back(std::move(connection_));
 }
 
-catalog::Catalog& Tree::catalog() {
+catalog::Reader& Tree::catalog() {
   std::lock_guard lock(mutex_);
   auto& slot = connections_[std::this_thread::get_id()];
   if (!slot)
@@ -181,7 +181,7 @@ std::uint32_t view_of_root(const Node& node) {
   return node.view;
 }
 
-std::optional<catalog::Entry> Tree::file_entry(catalog::Catalog& cat, const Node& node) {
+std::optional<catalog::Entry> Tree::file_entry(catalog::Reader& cat, const Node& node) {
   auto file = cat.file(static_cast<catalog::Id>(node.id));
   if (!file) return std::nullopt;
   auto entry = cat.lookup(file->dir, file->name, view_of(node.view));
@@ -204,7 +204,7 @@ Attr Tree::getattr(Ino ino) {
   return attr_of(*connection, ino);
 }
 
-Attr Tree::attr_of(catalog::Catalog& cat, Ino ino) {
+Attr Tree::attr_of(catalog::Reader& cat, Ino ino) {
   Node node = decode(ino);
   switch (node.kind) {
     case NodeKind::kRoot:
@@ -272,7 +272,7 @@ Attr Tree::attr_of(catalog::Catalog& cat, Ino ino) {
   throw FsError(ENOENT, "no such inode");
 }
 
-std::vector<DirEntry> Tree::special_children(catalog::Catalog& cat, const Node& node) {
+std::vector<DirEntry> Tree::special_children(catalog::Reader& cat, const Node& node) {
   std::vector<DirEntry> out;
   auto add = [&](std::string name, Node child) {
     Ino ino = encode(child);
@@ -320,7 +320,7 @@ std::vector<DirEntry> Tree::special_children(catalog::Catalog& cat, const Node& 
   return out;
 }
 
-std::vector<DirEntry> Tree::version_entries(catalog::Catalog& cat, const Node& node) {
+std::vector<DirEntry> Tree::version_entries(catalog::Reader& cat, const Node& node) {
   auto file = cat.file(static_cast<catalog::Id>(node.id));
   if (!file) throw FsError(ENOENT, "no such file");
   std::vector<DirEntry> out;
@@ -332,7 +332,7 @@ std::vector<DirEntry> Tree::version_entries(catalog::Catalog& cat, const Node& n
   return out;
 }
 
-std::vector<DirEntry> Tree::replica_entries(catalog::Catalog& cat, const Node& node) {
+std::vector<DirEntry> Tree::replica_entries(catalog::Reader& cat, const Node& node) {
   auto entry = file_entry(cat, {NodeKind::kFile, node.view, node.id});
   if (!entry) throw FsError(ENOENT, "no such file");
   std::vector<DirEntry> out;
@@ -348,7 +348,7 @@ std::optional<DirEntry> Tree::lookup(Ino parent, const std::string& name) {
   Node node = decode(parent);
   if (name == "." || name == "..") return std::nullopt;
   auto connection = borrow();
-  catalog::Catalog& cat = *connection;
+  catalog::Reader& cat = *connection;
   catalog::Id dir_id = dir_of_node(node);
   if (dir_id != 0) {
     std::uint32_t view = view_of_root(node);
@@ -376,7 +376,7 @@ std::optional<DirEntry> Tree::lookup(Ino parent, const std::string& name) {
   return std::nullopt;
 }
 
-std::vector<DirEntry> Tree::small_dir_children(catalog::Catalog& cat, const Node& node) {
+std::vector<DirEntry> Tree::small_dir_children(catalog::Reader& cat, const Node& node) {
   switch (node.kind) {
     case NodeKind::kVersionsDir:
       return version_entries(cat, node);
@@ -392,7 +392,7 @@ std::vector<DirEntry> Tree::small_dir_children(catalog::Catalog& cat, const Node
   }
 }
 
-std::string Tree::resume_after(catalog::Catalog& cat, catalog::Id dir_id, std::uint64_t cookie) {
+std::string Tree::resume_after(catalog::Reader& cat, catalog::Id dir_id, std::uint64_t cookie) {
   const auto id = static_cast<catalog::Id>(cookie & kIdMask);
   if (cookie >> 40 == 1) {
     auto dir = cat.dir(id);
@@ -412,7 +412,7 @@ void Tree::list(Ino dir, std::uint64_t cookie,
   // The call that only confirms the end: one per directory, no query.
   if (dir_id != 0 && (cookie & kEndCookie)) return;
   auto connection = borrow();
-  catalog::Catalog& cat = *connection;
+  catalog::Reader& cat = *connection;
   if (dir_id == 0) {
     // Few entries, computed whole: the cookie is an index.
     std::vector<DirEntry> children = small_dir_children(cat, node);
@@ -450,7 +450,7 @@ std::string Tree::readlink(Ino ino) {
   return link_target(*connection, ino);
 }
 
-std::string Tree::link_target(catalog::Catalog& cat, Ino ino) {
+std::string Tree::link_target(catalog::Reader& cat, Ino ino) {
   Node node = decode(ino);
   if (node.kind == NodeKind::kSnapshotsLatest) {
     std::optional<catalog::RunRow> newest;
@@ -473,7 +473,7 @@ std::string Tree::link_target(catalog::Catalog& cat, Ino ino) {
 Content Tree::content(Ino ino) {
   Node node = decode(ino);
   auto connection = borrow();
-  catalog::Catalog& cat = *connection;
+  catalog::Reader& cat = *connection;
   Content out;
   switch (node.kind) {
     case NodeKind::kFile: {
@@ -506,7 +506,7 @@ std::map<std::string, std::string> Tree::xattrs(Ino ino, const std::string& stat
       node.kind != NodeKind::kReplica)
     return {};
   auto connection = borrow();
-  catalog::Catalog& cat = *connection;
+  catalog::Reader& cat = *connection;
   std::optional<catalog::VersionRow> version;
   if (node.kind == NodeKind::kFile) {
     if (auto entry = file_entry(cat, node)) version = entry->version;

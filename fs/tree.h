@@ -134,7 +134,7 @@ class Tree {
   // The bytes a regular file node stands for; FsError(EISDIR/EINVAL) otherwise.
   Content content(Ino ino);
 
-  catalog::Catalog& catalog();  // this thread's connection
+  catalog::Reader& catalog();  // this thread's connection
 
  private:
   // A pooled connection lent for one request, given back when destroyed.
@@ -143,20 +143,20 @@ class Tree {
   // page cache rather than spreading them over one cold cache per thread.
   class Lease {
    public:
-    Lease(Tree& tree, std::unique_ptr<catalog::Catalog> connection)
+    Lease(Tree& tree, std::unique_ptr<catalog::Reader> connection)
         : tree_(tree), connection_(std::move(connection)) {}
     Lease(const Lease&) = delete;
     Lease& operator=(const Lease&) = delete;
     ~Lease();
-    catalog::Catalog& operator*() const { return *connection_; }
+    catalog::Reader& operator*() const { return *connection_; }
 
    private:
     Tree& tree_;
-    std::unique_ptr<catalog::Catalog> connection_;
+    std::unique_ptr<catalog::Reader> connection_;
   };
   Lease borrow();
-  Attr attr_of(catalog::Catalog& cat, Ino ino);
-  std::string link_target(catalog::Catalog& cat, Ino ino);
+  Attr attr_of(catalog::Reader& cat, Ino ino);
+  std::string link_target(catalog::Reader& cat, Ino ino);
   Attr dir_attr(Ino ino, const catalog::DirRow& dir);
   Attr file_attr(Ino ino, const catalog::VersionRow& version);
   Attr synthetic_dir(Ino ino);
@@ -165,21 +165,21 @@ class Tree {
   std::uint32_t view_for_tape(catalog::Id tape) const;
   catalog::Id dir_of_node(const Node& node);
   // The name a listing of dir_id resumes after, from an entry's cookie.
-  std::string resume_after(catalog::Catalog& cat, catalog::Id dir_id, std::uint64_t cookie);
-  std::optional<catalog::Entry> file_entry(catalog::Catalog& cat, const Node& node);
+  std::string resume_after(catalog::Reader& cat, catalog::Id dir_id, std::uint64_t cookie);
+  std::optional<catalog::Entry> file_entry(catalog::Reader& cat, const Node& node);
   // Children of the directories that are not catalog directories (the
   // root, .mixtape, snapshots, tapes, name.versions, name.replicas): few.
-  std::vector<DirEntry> small_dir_children(catalog::Catalog& cat, const Node& node);
-  std::vector<DirEntry> special_children(catalog::Catalog& cat, const Node& node);
-  std::vector<DirEntry> version_entries(catalog::Catalog& cat, const Node& node);
-  std::vector<DirEntry> replica_entries(catalog::Catalog& cat, const Node& node);
+  std::vector<DirEntry> small_dir_children(catalog::Reader& cat, const Node& node);
+  std::vector<DirEntry> special_children(catalog::Reader& cat, const Node& node);
+  std::vector<DirEntry> version_entries(catalog::Reader& cat, const Node& node);
+  std::vector<DirEntry> replica_entries(catalog::Reader& cat, const Node& node);
   std::string version_name(const catalog::FileRow& file, const catalog::VersionRow& v, int n);
   std::string snapshot_name(const catalog::RunRow& run);
 
   std::string catalog_path_;
   std::mutex mutex_;
-  std::unordered_map<std::thread::id, std::unique_ptr<catalog::Catalog>> connections_;
-  std::vector<std::unique_ptr<catalog::Catalog>> idle_;  // the pool, most recent last
+  std::unordered_map<std::thread::id, std::unique_ptr<catalog::Reader>> connections_;
+  std::vector<std::unique_ptr<catalog::Reader>> idle_;  // the pool, most recent last
   std::int64_t mount_time_ns_;
   bool tape_at_root_ = false;
 };

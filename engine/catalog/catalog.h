@@ -429,7 +429,47 @@ std::string integrity_stamp_path(const std::string& stamp_dir, const std::string
 // counter); empty when the file cannot be read.
 std::string catalog_identity(const std::string& catalog_path);
 
-class Catalog {
+// What the mount and the recall queue may do with a catalog: read it. They
+// hold this, not a Catalog, so the writer's methods (scan, plan, commit,
+// settings) are out of their reach by type, not only by a read-only
+// connection (restic's narrow Lister and Loader are the model). Catalog
+// implements it; Catalog::open_read_only gives one to hold as a Reader.
+class Reader {
+ public:
+  virtual ~Reader() = default;
+  virtual std::string catalog_id() = 0;
+  virtual CatalogConfig config() = 0;
+  virtual std::optional<RunRow> run(Id run_id) = 0;
+  virtual std::vector<RunRow> runs() = 0;
+  virtual std::optional<DirRow> dir(Id dir_id) = 0;
+  virtual std::optional<FileRow> file(Id file_id) = 0;
+  virtual std::string file_path(Id file_id) = 0;
+  virtual std::optional<VersionRow> version(Id version_id) = 0;
+  virtual std::vector<VersionRow> versions_of(Id file_id) = 0;
+  virtual std::optional<TapeRow> tape(Id tape_id) = 0;
+  virtual std::optional<TapeRow> tape_by_serial(std::string_view serial) = 0;
+  virtual std::vector<TapeRow> tapes() = 0;
+  virtual std::vector<ArchiveRow> archives_of_tape(Id tape_id) = 0;
+  virtual std::vector<LocatedCopy> copies_of(Id version_id) = 0;
+  virtual void for_each_copy_on_tape(Id tape_id,
+                                     const std::function<void(const CopyWithVersion&)>& fn) = 0;
+  virtual void for_each_copy_in_archive(Id archive_id,
+                                        const std::function<bool(const CopyWithVersion&)>& fn) = 0;
+  virtual std::vector<Entry> list_dir(Id dir_id, const View& view, std::string_view after = {},
+                                      std::size_t limit = 1024) = 0;
+  virtual std::optional<Entry> lookup(Id dir_id, std::string_view name, const View& view) = 0;
+  virtual std::optional<Entry> resolve(std::string_view path,
+                                       const View& view = View::latest()) = 0;
+  virtual void walk(std::string_view path, const View& view,
+                    const std::function<void(const std::string& path, const Entry&)>& fn) = 0;
+
+ protected:
+  Reader() = default;
+  Reader(const Reader&) = default;
+  Reader& operator=(const Reader&) = default;
+};
+
+class Catalog final : public Reader {
  public:
   // Creates a new catalog file; refuses an existing path.
   static Catalog create(const std::string& path, const CatalogConfig& config);
@@ -483,16 +523,16 @@ class Catalog {
   sqlite::Database& database() { return *db_; }
 
   // ---- config
-  std::string catalog_id();  // 32 lower-case hex digits, random at creation
-  CatalogConfig config();
+  std::string catalog_id() override;  // 32 lower-case hex digits, random at creation
+  CatalogConfig config() override;
   std::optional<std::string> get_config(std::string_view key);
   void set_config(std::string_view key, std::string_view value);
 
   // ---- runs
   Id begin_run(RunKind kind, const std::vector<std::string>& roots);
   void finish_run(Id run_id);
-  std::optional<RunRow> run(Id run_id);
-  std::vector<RunRow> runs();  // oldest first
+  std::optional<RunRow> run(Id run_id) override;
+  std::vector<RunRow> runs() override;  // oldest first
   // The newest run started at or before time_ns (restore --at).
   std::optional<RunRow> run_at(std::int64_t time_ns);
   // The run before run_id (0: none).
@@ -503,11 +543,11 @@ class Catalog {
   // ---- namespace
   Id ensure_dir(std::string_view path);  // makes missing ancestors
   Id ensure_file(Id dir_id, std::string_view name);
-  std::optional<DirRow> dir(Id dir_id);
+  std::optional<DirRow> dir(Id dir_id) override;
   std::optional<DirRow> dir_by_path(std::string_view path);
-  std::optional<FileRow> file(Id file_id);
+  std::optional<FileRow> file(Id file_id) override;
   std::optional<Id> file_by_path(std::string_view path);
-  std::string file_path(Id file_id);
+  std::string file_path(Id file_id) override;
 
   // ---- scan
   // A directory seen by run_id with these attributes: writes only when they
@@ -539,9 +579,9 @@ class Catalog {
   // goes on (reopened, with a gap if a run in between covered the path
   // without seeing it). Otherwise a new version is added.
   RecordedVersion record_version(Id file_id, const VersionRow& version, Id run_id);
-  std::optional<VersionRow> version(Id version_id);
+  std::optional<VersionRow> version(Id version_id) override;
   std::optional<VersionRow> latest_version(Id file_id);
-  std::vector<VersionRow> versions_of(Id file_id);  // oldest first
+  std::vector<VersionRow> versions_of(Id file_id) override;  // oldest first
 
   // ---- copy goals
   // Sets the goal of a path prefix (a directory or a file; "/" is the
@@ -576,41 +616,42 @@ class Catalog {
   // is recounted), while they stay in the catalog and can still be read.
   // Refuses a tape already retired.
   void retire_tape(Id tape_id, std::string_view reason);
-  std::optional<TapeRow> tape(Id tape_id);
-  std::optional<TapeRow> tape_by_serial(std::string_view serial);
+  std::optional<TapeRow> tape(Id tape_id) override;
+  std::optional<TapeRow> tape_by_serial(std::string_view serial) override;
   std::optional<TapeRow> tape_by_foreign_id(std::string_view foreign_id);
-  std::vector<TapeRow> tapes();  // by serial
+  std::vector<TapeRow> tapes() override;  // by serial
 
   // ---- archives and copies
   Id add_archive(const ArchiveRow& archive);  // id ignored
   std::optional<ArchiveRow> archive(Id archive_id);
   std::optional<ArchiveRow> archive_by_file(Id tape_id, std::int64_t archive_file);
-  std::vector<ArchiveRow> archives_of_tape(Id tape_id);  // by archive_file
-  Id add_copy(const CopyRow& copy);                      // id ignored
-  std::vector<LocatedCopy> copies_of(Id version_id);     // by tape serial
+  std::vector<ArchiveRow> archives_of_tape(Id tape_id) override;  // by archive_file
+  Id add_copy(const CopyRow& copy);                               // id ignored
+  std::vector<LocatedCopy> copies_of(Id version_id) override;     // by tape serial
   // In tape order: archive_file, then data_offset.
-  void for_each_copy_on_tape(Id tape_id, const std::function<void(const CopyWithVersion&)>& fn);
+  void for_each_copy_on_tape(Id tape_id,
+                             const std::function<void(const CopyWithVersion&)>& fn) override;
   // The copies of one archive in tape order (data_offset), until fn
   // returns false.
   void for_each_copy_in_archive(Id archive_id,
-                                const std::function<bool(const CopyWithVersion&)>& fn);
+                                const std::function<bool(const CopyWithVersion&)>& fn) override;
 
   // ---- the mount's views
   // Up to `limit` entries with names after `after` ("" = from the start), by
   // name (byte order). Fewer than limit means the end (the mount relies on
   // it to answer the readdir that confirms the end without a query).
   std::vector<Entry> list_dir(Id dir_id, const View& view, std::string_view after = {},
-                              std::size_t limit = 1024);
-  std::optional<Entry> lookup(Id dir_id, std::string_view name, const View& view);
+                              std::size_t limit = 1024) override;
+  std::optional<Entry> lookup(Id dir_id, std::string_view name, const View& view) override;
   // The directory rows below dir_id (every one ever seen, whatever the
   // view), by name after `after`, up to limit: what a scan compares with
   // the disk, without reading the directory's files and their versions.
   // Fewer than limit means the end.
   std::vector<DirRow> subdirs(Id dir_id, std::string_view after = {}, std::size_t limit = 1024);
-  std::optional<Entry> resolve(std::string_view path, const View& view = View::latest());
+  std::optional<Entry> resolve(std::string_view path, const View& view = View::latest()) override;
   // Every entry below path (depth first, by name), with its full path.
   void walk(std::string_view path, const View& view,
-            const std::function<void(const std::string& path, const Entry&)>& fn);
+            const std::function<void(const std::string& path, const Entry&)>& fn) override;
 
   // ---- history: what changed between runs, files by name
   // The version snapshot run_id shows of a file (none: not in it).

@@ -139,8 +139,9 @@ class RecallQueue::Impl {
         keys_(std::move(keys)),
         cache_(cache),
         options_(options),
-        catalog_(catalog::Catalog::open_read_only(catalog_path)),
-        catalog_id_(catalog_.catalog_id()) {
+        catalog_(
+            std::make_unique<catalog::Catalog>(catalog::Catalog::open_read_only(catalog_path))),
+        catalog_id_(catalog_->catalog_id()) {
     const std::size_t drives = library_.drive_count();
     stats_.staged_by_drive.resize(drives);
     loaded_.resize(drives);
@@ -171,13 +172,14 @@ class RecallQueue::Impl {
   RecallHandle request(const RecallRequest& request) {
     auto r = std::make_shared<Request>();
     {
+      // What the caller resolved already is not read again.
       std::lock_guard lock(catalog_mutex_);
-      auto version = catalog_.version(request.version_id);
-      if (!version)
+      auto version = request.version ? request.version : catalog_->version(request.version_id);
+      if (!version || version->id != request.version_id)
         throw RestoreError("no version " + std::to_string(request.version_id) + " in the catalog");
       r->version = *version;
-      r->path = catalog_.file_path(version->file_id);
-      r->copies = catalog_.copies_of(request.version_id);
+      r->path = request.path.empty() ? catalog_->file_path(version->file_id) : request.path;
+      r->copies = catalog_->copies_of(request.version_id);
     }
     {
       std::lock_guard lock(mutex_);
@@ -687,8 +689,8 @@ class RecallQueue::Impl {
   RecallOptions options_;
   detail::KeyCache key_cache_;
 
-  std::mutex catalog_mutex_;  // request() only
-  catalog::Catalog catalog_;
+  std::mutex catalog_mutex_;                  // request() only
+  std::unique_ptr<catalog::Reader> catalog_;  // read only: the queue never writes
   std::string catalog_id_;
 
   std::mutex library_mutex_;  // taken after mutex_ when both are held
@@ -717,7 +719,10 @@ RecallQueue::RecallQueue(const std::string& catalog_path, tape::Library& library
 RecallQueue::~RecallQueue() = default;
 
 RecallHandle RecallQueue::request(catalog::Id version_id, int priority) {
-  return impl_->request({version_id, priority, nullptr, std::nullopt});
+  RecallRequest request;
+  request.version_id = version_id;
+  request.priority = priority;
+  return impl_->request(request);
 }
 
 RecallHandle RecallQueue::request(const RecallRequest& request) {

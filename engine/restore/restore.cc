@@ -190,7 +190,8 @@ RestoreReport restore(const std::string& catalog_path, tape::Library& library,
         }
         auto sink = std::make_shared<CountingSink>(file_sink(destination, name, item.version.attrs),
                                                    counters, item.path);
-        pending.emplace_back(&item, queue.request({item.version.id, 0, sink, std::nullopt}));
+        pending.emplace_back(&item, queue.request({item.version.id, 0, sink, std::nullopt,
+                                                   item.version, item.path}));
       } catch (const Error& e) {
         report.failures.push_back({item.path, e.what()});
       }

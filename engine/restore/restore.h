@@ -307,6 +307,11 @@ struct RecallRequest {
   // Read only the copy on this tape (the mount's tapes/<serial>/ and
   // name.replicas/<serial>); none: any copy.
   std::optional<catalog::Id> tape_id;
+  // What the caller has resolved already (the mount's tree, a restore's
+  // plan), so that the queue does not read it again: the version's row and
+  // its catalog path. Empty: the queue reads them.
+  std::optional<catalog::VersionRow> version;
+  std::string path;
 };
 
 struct RecallQueueStats {

@@ -122,7 +122,7 @@ class MultiDriveRecallTest : public ::testing::Test {
     std::vector<Recalled> out;
     for (const auto& [path, id] : versions) {
       auto sink = std::make_shared<CollectingSink>(concurrency_, out.size() < waiting_first);
-      out.push_back({path, sink, queue.request({id, 0, sink, std::nullopt})});
+      out.push_back({path, sink, queue.request({id, 0, sink, std::nullopt, {}, {}})});
     }
     concurrency_.queued();
     for (auto& r : out)

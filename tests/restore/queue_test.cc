@@ -114,7 +114,7 @@ class QueueTest : public ::testing::Test {
                        std::function<void()> on_begin = {}) {
     auto sink = std::make_shared<RecordingSink>(journal_, path, std::move(on_begin));
     sinks_[path] = sink;
-    return queue.request({f_.version(path).id, 0, sink, std::nullopt});
+    return queue.request({f_.version(path).id, 0, sink, std::nullopt, {}, {}});
   }
   void wait_until_begun(std::size_t count) {
     std::unique_lock lock(journal_.mutex);
@@ -281,6 +281,30 @@ TEST_F(QueueTest, ATapeOutsideTheLibraryIsNotMadeUp) {
   ASSERT_EQ(status.state, RecallState::kFailed);
   EXPECT_NE(status.error.find("L00001 is not in the library"), std::string::npos) << status.error;
   EXPECT_FALSE(fs::exists(f_.image("L00001"))) << "no blank tape was made";
+}
+
+TEST_F(QueueTest, ARequestCarriesWhatItsCallerResolved) {
+  // The mount's tree and a restore's plan have read the version and its
+  // path already: the queue takes them as given (its messages name the
+  // path given) and reads only the copies; a row of another version is
+  // refused.
+  make(1, 0);
+  fs::remove(f_.image("L00001"));
+  tape::ImageLibrary library(f_.library());
+  RecallQueue queue(f_.catalog(), library, keys_, nullptr);
+  const catalog::VersionRow version = f_.version(f_.src() + "/big.bin");
+  RecallRequest carried;
+  carried.version_id = version.id;
+  carried.version = version;
+  carried.path = "/as/the/caller/named/it";
+  carried.sink = std::make_shared<RecordingSink>(journal_, carried.path, std::function<void()>{});
+  RecallStatus status = queue.request(carried).wait();
+  ASSERT_EQ(status.state, RecallState::kFailed);
+  EXPECT_EQ(status.error.rfind("/as/the/caller/named/it: ", 0), 0u) << status.error;
+
+  RecallRequest mismatched = carried;
+  mismatched.version_id = version.id + 1000;
+  EXPECT_THROW_MESSAGE(queue.request(mismatched), RestoreError, "no version");
 }
 
 TEST_F(QueueTest, AnEmptyFileNeedsNoTape) {
