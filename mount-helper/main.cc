@@ -63,40 +63,55 @@ void print_drive_notice(const std::string& line) {
   std::fprintf(stderr, "mount.mixtape: %s\n", line.c_str());
 }
 
-// The first mount of a tape mixtape did not write reads all of it: what it
-// has done, every few seconds on a terminal (the caller's, until the daemon
-// is ready), and what it left out.
-class IndexProgress final : public Progress {
+// The progress of a found tape's first pass (the caller's terminal until
+// the daemon is ready): the front ends' one line, with the whole pass's
+// totals, on a terminal; in a pipe only what it is doing and its warnings,
+// at most kShown of those (a damaged tar can have thousands).
+class FoundTapeProgress final : public Progress {
  public:
-  void phase(const std::string& name, std::uint64_t, std::uint64_t) override {
-    name_ = name;
-    std::fprintf(stderr, "mount.mixtape: %s: one pass over the tape (later mounts read none)\n",
-                 name.c_str());
-  }
-  void advance(std::uint64_t bytes, std::uint64_t items, const std::string&) override {
-    bytes_ += bytes;
-    members_ += items;
-    const auto now = std::chrono::steady_clock::now();
-    if (!::isatty(STDERR_FILENO) || now - last_ < std::chrono::seconds(2)) return;
-    last_ = now;
-    std::fprintf(stderr, "mount.mixtape: %s: %s, %llu members\n", name_.c_str(),
-                 format_size(bytes_).c_str(), static_cast<unsigned long long>(members_));
-  }
-  void warning(const std::string& message) override {
-    if (++warnings_ <= kShown)
-      std::fprintf(stderr, "mount.mixtape: warning: %s\n", message.c_str());
-  }
-  ~IndexProgress() override {
-    if (warnings_ > kShown)
+  FoundTapeProgress()
+      : line_([] {
+          ProgressLine::Options options;
+          options.draw = ::isatty(STDERR_FILENO);
+          options.program = "mount.mixtape";
+          return options;
+        }()) {}
+  ~FoundTapeProgress() override {
+    if (warnings_ > kShown) {
+      line_.clear();
       std::fprintf(stderr, "mount.mixtape: %llu more warnings\n",
                    static_cast<unsigned long long>(warnings_ - kShown));
+    }
+  }
+  FoundTapeProgress(const FoundTapeProgress&) = delete;
+  FoundTapeProgress& operator=(const FoundTapeProgress&) = delete;
+
+  // A tar tape's index pass says what it is doing once, line or not.
+  void announce_one_pass() { announce_ = true; }
+
+  void phase(const std::string& name, std::uint64_t total_bytes,
+             std::uint64_t total_items) override {
+    if (announce_) {
+      line_.clear();
+      std::fprintf(stderr, "mount.mixtape: %s: one pass over the tape (later mounts read none)\n",
+                   name.c_str());
+    }
+    line_.phase(name, total_bytes, total_items);
+  }
+  void totals(std::uint64_t bytes, std::uint64_t items) override { line_.totals(bytes, items); }
+  void tape(const std::string& serial) override { line_.tape(serial); }
+  void advance(std::uint64_t bytes, std::uint64_t items, const std::string& current) override {
+    line_.advance(bytes, items, current);
+  }
+  void warning(const std::string& message) override {
+    if (++warnings_ <= kShown) line_.warning(message);
   }
 
  private:
   static constexpr std::uint64_t kShown = 20;
-  std::string name_;
-  std::uint64_t bytes_ = 0, members_ = 0, warnings_ = 0;
-  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+  ProgressLine line_;
+  bool announce_ = false;
+  std::uint64_t warnings_ = 0;
 };
 
 crypto::AgeDecryptKeys keys_from(const Options& options) {
@@ -148,7 +163,8 @@ class Mount {
       if (foreign::identify(*found_drive) == foreign::TapeKind::kForeign) {
         // A tape mixtape never wrote (tar archives): indexed in one pass
         // into the cache folder the first time, shown as file1/, file2/...
-        IndexProgress progress;
+        FoundTapeProgress progress;
+        progress.announce_one_pass();
         foreign::IndexOptions indexing;
         indexing.progress = &progress;
         catalog_path_ =
@@ -157,10 +173,7 @@ class Mount {
       } else {
         // Reading the tape's trailing index (or walking its indexes) takes
         // a while on a real drive: its progress, on the caller's terminal.
-        ProgressLine::Options line_options;
-        line_options.draw = ::isatty(STDERR_FILENO);
-        line_options.program = "mount.mixtape";
-        ProgressLine progress(line_options);
+        FoundTapeProgress progress;
         recover::RecoverOptions recover_options;
         recover_options.progress = &progress;
         catalog_path_ =

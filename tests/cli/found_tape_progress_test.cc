@@ -38,5 +38,32 @@ TEST(FoundTape, MountingOneShowsItsIndexPassOnATerminal) {
   EXPECT_EQ(run_shell("fusermount3 -u " + shell_quote(mnt)).status, 0);
 }
 
+TEST(FoundTape, ATarTapesFirstPassShowsTheLineToo) {
+  // A tape mixtape did not write: the one pass that indexes it says so, and
+  // draws the same line (its total is not known before the pass: files
+  // and the current file, no percent).
+  Operator op;
+  const std::string tar = op.path("photos.tar");
+  const std::string image = op.path("found.tap");
+  ASSERT_EQ(
+      run_shell("tar -cf " + shell_quote(tar) + " -C " + shell_quote(op.data()) + " .").status, 0);
+  ASSERT_EQ(run_shell(std::string("python3 ") + MIXTAPE_SOURCE_DIR "/tests/foreign/tar_tap.py " +
+                      shell_quote(image) + " 10240:" + shell_quote(tar))
+                .status,
+            0);
+  const std::string mnt = op.path("mnt");
+  fs::create_directories(mnt);
+  PtyResult p = run_in_pty({kMountHelper, image, mnt, "-o", "cache=" + op.path("cache")},
+                           {{"HOME", op.home()}, {"PATH", "/usr/bin:/bin"}}, op.home());
+  ASSERT_EQ(p.status, 0) << p.output;
+  ASSERT_TRUE(mounted(mnt)) << p.output;
+  EXPECT_NE(p.output.find("one pass over the tape"), std::string::npos) << p.output;
+  EXPECT_TRUE(std::regex_search(p.output,
+                                std::regex(R"(\r\x1b\[Kindex tar-[0-9a-f]+  \d+ files  /file1/)")))
+      << p.output;
+  EXPECT_EQ(read_file(mnt + "/file1/notes.txt"), "first draft\n");
+  EXPECT_EQ(run_shell("fusermount3 -u " + shell_quote(mnt)).status, 0);
+}
+
 }  // namespace
 }  // namespace mixtape::cli::testing
