@@ -22,7 +22,8 @@
 #   bench/catalog/incremental.sh [BUILD_DIR]     (default BUILD_DIR: build)
 #   env: MODE=generated|tree FILES=1000000 DIRS=100000 BIG=100000 DATA_FILES=16
 #        DATA_FILE_SIZE=64M RUNS=3 DIR=/var/tmp CATALOG=path (reuse a
-#        gen_catalog catalog of that FILES count)
+#        gen_catalog catalog of that FILES count) IDENTITY=path (the age
+#        identity of CATALOG's recipient; without it a new one is made)
 # Needs root (drop_caches between runs).
 set -euo pipefail
 
@@ -69,7 +70,14 @@ mt() { MIXTAPE_ARCHAEOLOGY_BINARY="$work/bin-stand-in" "$mixtape" "$@"; }
 printf '#!/bin/sh\necho stand-in\n' >"$work/bin-stand-in"
 # Every tape is encrypted, as a catalog made by `mixtape init` encrypts.
 mkdir -p "$HOME/.config/mixtape"
-recipient=$("$mixtape" keygen -o "$HOME/.config/mixtape/identity.txt" 2>&1 | grep -o 'age1[a-z0-9]*')
+# IDENTITY: the identity whose recipient a reused CATALOG encrypts to (its
+# tapes must be recovered with it).
+if [ -n "${IDENTITY:-}" ]; then
+  cp "$IDENTITY" "$HOME/.config/mixtape/identity.txt"
+  recipient=$(sed -n 's/^# public key: //p' "$IDENTITY")
+else
+  recipient=$("$mixtape" keygen -o "$HOME/.config/mixtape/identity.txt" 2>&1 | grep -o 'age1[a-z0-9]*')
+fi
 
 # ---- the data the backups write: DATA_FILES files of DATA_FILE_SIZE, each different
 data="$work/data"
