@@ -94,22 +94,18 @@ void ForeignReader::read(const catalog::LocatedCopy& copy, const catalog::Versio
   }
 }
 
-void ForeignReader::read_raw(const catalog::LocatedCopy& copy, const catalog::VersionRow& version,
-                             RecallSink& sink, const std::function<void(std::uint64_t)>& on_bytes) {
-  stream_.reset();
-  cursor_.seek(copy.archive.first_block, record_size_of(copy), 0);
-  try {
-    sink.begin(version);
-  } catch (...) {
-    throw SinkFailure(std::current_exception());
-  }
-  LimitedSource source(cursor_, version.size);
+void ForeignReader::copy_checked(const std::function<std::size_t(MutableByteSpan)>& read,
+                                 const catalog::VersionRow& version, RecallSink& sink,
+                                 const std::function<void(std::uint64_t)>& on_bytes,
+                                 const ShortRead& short_read) {
   if (buffer_.size() != (1 << 20)) buffer_.resize(1 << 20);
   crypto::Blake2b256 hasher;
   std::uint64_t left = version.size;
   while (left > 0) {
-    std::size_t n = source.read(buffer_);
-    if (n == 0) throw MemberError(MemberError::Kind::kMissing, "the tape file ends early");
+    const std::size_t want =
+        static_cast<std::size_t>(std::min<std::uint64_t>(left, buffer_.size()));
+    const std::size_t n = read(MutableByteSpan(buffer_.data(), want));
+    if (n == 0) throw MemberError(short_read.kind, short_read.what);
     ByteSpan data(buffer_.data(), n);
     hasher.update(data);
     try {
@@ -122,6 +118,20 @@ void ForeignReader::read_raw(const catalog::LocatedCopy& copy, const catalog::Ve
   }
   if (const catalog::Hash digest = hasher.finish(); digest != version.hash)
     throw MemberError(MemberError::Kind::kMismatch, hash_mismatch(version.hash, digest));
+}
+
+void ForeignReader::read_raw(const catalog::LocatedCopy& copy, const catalog::VersionRow& version,
+                             RecallSink& sink, const std::function<void(std::uint64_t)>& on_bytes) {
+  stream_.reset();
+  cursor_.seek(copy.archive.first_block, record_size_of(copy), 0);
+  try {
+    sink.begin(version);
+  } catch (...) {
+    throw SinkFailure(std::current_exception());
+  }
+  LimitedSource source(cursor_, version.size);
+  copy_checked([&](MutableByteSpan room) { return source.read(room); }, version, sink, on_bytes,
+               {MemberError::Kind::kMissing, "the tape file ends early"});
 }
 
 void ForeignReader::read_member(const catalog::LocatedCopy& copy,
@@ -162,26 +172,8 @@ void ForeignReader::read_member(const catalog::LocatedCopy& copy,
   } catch (...) {
     throw SinkFailure(std::current_exception());
   }
-  if (buffer_.size() != (1 << 20)) buffer_.resize(1 << 20);
-  crypto::Blake2b256 hasher;
-  std::uint64_t left = version.size;
-  while (left > 0) {
-    const std::size_t want =
-        static_cast<std::size_t>(std::min<std::uint64_t>(left, buffer_.size()));
-    std::size_t n = stream_->tar->read(MutableByteSpan(buffer_.data(), want));
-    if (n == 0) throw MemberError(MemberError::Kind::kUnreadable, "the member ends early");
-    ByteSpan data(buffer_.data(), n);
-    hasher.update(data);
-    try {
-      sink.write(data);
-    } catch (...) {
-      throw SinkFailure(std::current_exception());
-    }
-    left -= n;
-    if (on_bytes) on_bytes(n);
-  }
-  if (const catalog::Hash digest = hasher.finish(); digest != version.hash)
-    throw MemberError(MemberError::Kind::kMismatch, hash_mismatch(version.hash, digest));
+  copy_checked([&](MutableByteSpan room) { return stream_->tar->read(room); }, version, sink,
+               on_bytes, {MemberError::Kind::kUnreadable, "the member ends early"});
 }
 
 void check_foreign_tape(tape::Drive& drive, const std::string& serial,

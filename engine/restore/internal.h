@@ -274,6 +274,17 @@ class ForeignReader {
                    RecallSink& sink, const std::function<void(std::uint64_t)>& on_bytes);
   void read_raw(const catalog::LocatedCopy& copy, const catalog::VersionRow& version,
                 RecallSink& sink, const std::function<void(std::uint64_t)>& on_bytes);
+  // What a read that ends before the version's size means.
+  struct ShortRead {
+    MemberError::Kind kind;
+    const char* what;
+  };
+  // Copies the version's bytes from `read` to the sink through a hash that
+  // must match.
+  void copy_checked(const std::function<std::size_t(MutableByteSpan)>& read,
+                    const catalog::VersionRow& version, RecallSink& sink,
+                    const std::function<void(std::uint64_t)>& on_bytes,
+                    const ShortRead& short_read);
 
   TapeCursor& cursor_;
   std::uint64_t forward_limit_;

@@ -58,6 +58,18 @@ VerifyResult result_of(detail::MemberError::Kind kind) {
   return VerifyResult::kUnreadable;
 }
 
+// A result to record, checked now (version 0: the archive as a whole).
+catalog::VerificationRow verification(catalog::Id archive, catalog::Id version, VerifyResult result,
+                                      const std::string& detail) {
+  catalog::VerificationRow row;
+  row.archive_id = archive;
+  row.version_id = version;
+  row.checked_at_ns = now_ns();
+  row.result = result;
+  row.detail = detail;
+  return row;
+}
+
 // Worse results win: ok < mismatch < missing < unreadable.
 int severity(VerifyResult r) {
   switch (r) {
@@ -150,13 +162,7 @@ class TapeVerifier {
  private:
   void record(catalog::Id archive, catalog::Id version, VerifyResult result,
               const std::string& detail) {
-    catalog::VerificationRow row;
-    row.archive_id = archive;
-    row.version_id = version;
-    row.checked_at_ns = now_ns();
-    row.result = result;
-    row.detail = detail;
-    rows_.push_back(row);
+    rows_.push_back(verification(archive, version, result, detail));
   }
 
   void verify_archive(const catalog::ArchiveRow& archive,
@@ -327,13 +333,7 @@ std::vector<catalog::VerificationRow> verify_foreign_tape(
   std::vector<catalog::VerificationRow> rows;
   auto record = [&](catalog::Id archive, catalog::Id version, VerifyResult result,
                     const std::string& detail) {
-    catalog::VerificationRow row;
-    row.archive_id = archive;
-    row.version_id = version;
-    row.checked_at_ns = now_ns();
-    row.result = result;
-    row.detail = detail;
-    rows.push_back(row);
+    rows.push_back(verification(archive, version, result, detail));
   };
   if (options.quick) {
     for (const auto& archive : archives) {
