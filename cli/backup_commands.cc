@@ -210,14 +210,18 @@ void label(LabelArgs& args) {
               format_size(tape.capacity).c_str(), format_size(tape.record_size).c_str());
 }
 
-struct ScanArgs {
+// What scan and backup both walk, and how.
+struct TreeArgs {
   std::string catalog;
   std::vector<std::string> roots;
   std::vector<std::string> excludes;
   std::vector<std::string> exclude_files;
   bool cross = false;
-  bool hash = true;
   ProgressFlags progress_flags;
+};
+
+struct ScanArgs : TreeArgs {
+  bool hash = true;
 };
 
 void scan(ScanArgs& args) {
@@ -293,14 +297,8 @@ void throw_unless_done(const backup::BackupReport& report, std::uint64_t dirty_f
   throw Error(line + "; run backup again");
 }
 
-struct BackupArgs {
-  std::string catalog;
-  std::vector<std::string> roots;
-  std::vector<std::string> excludes;
-  std::vector<std::string> exclude_files;
+struct BackupArgs : TreeArgs {
   bool dry_run = false;
-  ProgressFlags progress_flags;
-  bool cross = false;
   std::optional<int> copies;
   std::string archive_size;
   bool paranoid = false;
@@ -384,9 +382,8 @@ void run_backup(BackupArgs& args) {
 }  // namespace
 
 void add_backup_commands(CLI::App& app) {
-  auto init_args = std::make_shared<InitArgs>();
-  auto* init_cmd = app.add_subcommand("init", "Create the catalog");
-  add_catalog_option(init_cmd, init_args->catalog);
+  auto [init_cmd, init_args] =
+      add_catalog_command<InitArgs>(app, "init", "Create the catalog", init);
   init_cmd->add_option("--recipient", init_args->recipients, "Encrypt to this age1... recipient");
   init_cmd->add_option("--passphrase-file", init_args->passphrase_file,
                        "Encrypt with the passphrase in this file");
@@ -398,11 +395,9 @@ void add_backup_commands(CLI::App& app) {
                        "Default copy goal (default: copies in the config file, else 2)");
   init_cmd->add_option("--record-size", init_args->record_size,
                        "Tape record size, a multiple of 512 up to 1M (default 512K)");
-  init_cmd->callback([init_args] { init(*init_args); });
 
-  auto label_args = std::make_shared<LabelArgs>();
-  auto* label_cmd = app.add_subcommand("label", "Write file 0 to a blank tape and register it");
-  add_catalog_option(label_cmd, label_args->catalog);
+  auto [label_cmd, label_args] = add_catalog_command<LabelArgs>(
+      app, "label", "Write file 0 to a blank tape and register it", label);
   label_cmd->add_option("--serial", label_args->serial, "Tape serial (e.g. L00042)")->required();
   label_cmd->add_option("--passphrase-file", label_args->passphrase_file, "Passphrase file");
   label_cmd->add_flag("--force", label_args->force,
@@ -410,21 +405,17 @@ void add_backup_commands(CLI::App& app) {
                       "program's");
   add_drive_options(label_cmd, label_args->drive);
   add_writer_options(label_cmd, label_args->drive);
-  label_cmd->callback([label_args] { label(*label_args); });
 
-  auto scan_args = std::make_shared<ScanArgs>();
-  auto* scan_cmd = app.add_subcommand("scan", "Update the catalog from disk (no tape)");
-  add_catalog_option(scan_cmd, scan_args->catalog);
+  auto [scan_cmd, scan_args] =
+      add_catalog_command<ScanArgs>(app, "scan", "Update the catalog from disk (no tape)", scan);
   scan_cmd->add_option("roots", scan_args->roots, "Folders to scan")->required();
   add_exclude_options(scan_cmd, scan_args->excludes, scan_args->exclude_files);
   add_progress_options(scan_cmd, scan_args->progress_flags);
   scan_cmd->add_flag("--cross-filesystems", scan_args->cross, "Descend into other filesystems");
   scan_cmd->add_flag("!--no-hash", scan_args->hash, "Only compare metadata, hash nothing");
-  scan_cmd->callback([scan_args] { scan(*scan_args); });
 
-  auto backup_args = std::make_shared<BackupArgs>();
-  auto* backup_cmd = app.add_subcommand("backup", "Scan, hash and write to tape");
-  add_catalog_option(backup_cmd, backup_args->catalog);
+  auto [backup_cmd, backup_args] =
+      add_catalog_command<BackupArgs>(app, "backup", "Scan, hash and write to tape", run_backup);
   backup_cmd->add_option("roots", backup_args->roots, "Folders to back up")->required();
   add_exclude_options(backup_cmd, backup_args->excludes, backup_args->exclude_files);
   backup_cmd->add_flag("-n,--dry-run", backup_args->dry_run,
@@ -444,7 +435,6 @@ void add_backup_commands(CLI::App& app) {
                          "only at the end of each tape's session)");
   add_drive_options(backup_cmd, backup_args->drive);
   add_writer_options(backup_cmd, backup_args->drive);
-  backup_cmd->callback([backup_args] { run_backup(*backup_args); });
 }
 
 }  // namespace mixtape::cli

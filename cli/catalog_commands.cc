@@ -297,30 +297,25 @@ void add_catalog_commands(CLI::App& app) {
     std::string catalog;
     bool json = false;
   };
-  auto status_args = std::make_shared<StatusArgs>();
-  auto* status_cmd = app.add_subcommand("status", "Totals, files below their copy goal, tapes");
-  add_catalog_option(status_cmd, status_args->catalog);
+  auto [status_cmd, status_args] =
+      add_catalog_command<StatusArgs>(app, "status", "Totals, files below their copy goal, tapes",
+                                      [](StatusArgs& a) { status(a.catalog, a.json); });
   add_json_option(status_cmd, status_args->json);
-  status_cmd->callback([status_args] { status(status_args->catalog, status_args->json); });
 
-  auto ls_args = std::make_shared<LsArgs>();
-  auto* ls_cmd = app.add_subcommand("ls", "List what the catalog holds");
-  add_catalog_option(ls_cmd, ls_args->catalog);
+  auto [ls_cmd, ls_args] =
+      add_catalog_command<LsArgs>(app, "ls", "List what the catalog holds", ls);
   ls_cmd->add_option("path", ls_args->path,
                      "Path (default /; a relative one is taken from the working directory)");
   ls_cmd->add_flag("--versions", ls_args->versions, "List every version of each file");
   ls_cmd->add_flag("--replicas", ls_args->replicas, "List the tape copies (serial:file:block)");
   ls_cmd->add_flag("-R,--recursive", ls_args->recursive, "Everything below PATH");
   add_json_option(ls_cmd, ls_args->json);
-  ls_cmd->callback([ls_args] { ls(*ls_args); });
 
-  auto tapes_args = std::make_shared<TapesArgs>();
-  auto* tapes_cmd = app.add_subcommand("tapes", "Every tape: serial, state, use, location");
-  add_catalog_option(tapes_cmd, tapes_args->catalog);
+  auto [tapes_cmd, tapes_args] = add_catalog_command<TapesArgs>(
+      app, "tapes", "Every tape: serial, state, use, location", tapes);
   tapes_cmd->add_option("--location", tapes_args->location,
                         "Only tapes whose location matches this pattern (e.g. 'offsite*')");
   add_json_option(tapes_cmd, tapes_args->json);
-  tapes_cmd->callback([tapes_args] { tapes(*tapes_args); });
 }
 
 }  // namespace mixtape::cli

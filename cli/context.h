@@ -132,6 +132,20 @@ std::unique_ptr<ProgressLine> make_progress(const ProgressFlags& flags = {});
 // --json: the result as one JSON document on stdout (docs/CLI.md).
 void add_json_option(CLI::App* command, bool& json);
 
+// A command on the catalog: NAME under PARENT, --catalog its first option
+// (so first in --help), run(ARGS&) its callback. The ARGS the options fill
+// live as long as the callback that reads them; the pointer returned is for
+// adding the command's other options.
+template <typename Args, typename Run>
+std::pair<CLI::App*, Args*> add_catalog_command(CLI::App& parent, std::string name,
+                                                std::string description, Run run) {
+  auto args = std::make_shared<Args>();
+  CLI::App* command = parent.add_subcommand(std::move(name), std::move(description));
+  add_catalog_option(command, args->catalog);
+  command->callback([args, run] { run(*args); });
+  return {command, args.get()};
+}
+
 // "90d", "12h", "2w", "30m", "45s" or bare seconds, as seconds.
 std::int64_t parse_duration(const std::string& text);
 // 95 days as "95 days", 3 hours as "3 hours": the largest whole unit.

@@ -135,17 +135,15 @@ std::string foreign_tape_catalog(const std::string& catalog_path, const DriveFla
 }
 
 void add_import_command(CLI::App& app) {
-  auto args = std::make_shared<ImportArgs>();
-  auto* cmd = app.add_subcommand(
-      "import",
-      "Add a tape mixtape did not write (tar archives) to the catalog as a read-only source");
-  add_catalog_option(cmd, args->catalog);
+  auto [cmd, args] = add_catalog_command<ImportArgs>(
+      app, "import",
+      "Add a tape mixtape did not write (tar archives) to the catalog as a read-only source",
+      run_import);
   cmd->add_option("--serial", args->serial,
                   "The tape's serial (default: its name in the library, or tar-<fingerprint> "
                   "in a single drive); with --library, import only this tape");
   add_drive_options(cmd, args->drive);
   add_progress_options(cmd, args->progress);
-  cmd->callback([args] { run_import(*args); });
 }
 
 }  // namespace mixtape::cli

@@ -37,12 +37,9 @@ void snapshots(SnapshotsArgs& args) {
     for (const auto& run : runs) {
       json.begin_object()
           .field("id", run.id)
-          .key("started_at")
-          .time(run.started_at_ns)
-          .key("finished_at")
-          .time(run.finished_at_ns)
-          .key("roots")
-          .strings(run.roots)
+          .time_field("started_at", run.started_at_ns)
+          .time_field("finished_at", run.finished_at_ns)
+          .field("roots", run.roots)
           .key("files");
       run.files ? json.value(*run.files) : json.null();
       json.key("bytes");
@@ -157,29 +154,22 @@ void find(FindArgs& args) {
 }  // namespace
 
 void add_history_commands(CLI::App& app) {
-  auto snapshots_args = std::make_shared<SnapshotsArgs>();
-  auto* snapshots_cmd = app.add_subcommand(
-      "snapshots", "The backup runs: when, which roots, how many files and bytes they found");
-  add_catalog_option(snapshots_cmd, snapshots_args->catalog);
+  auto [snapshots_cmd, snapshots_args] = add_catalog_command<SnapshotsArgs>(
+      app, "snapshots", "The backup runs: when, which roots, how many files and bytes they found",
+      snapshots);
   add_json_option(snapshots_cmd, snapshots_args->json);
-  snapshots_cmd->callback([snapshots_args] { snapshots(*snapshots_args); });
 
-  auto diff_args = std::make_shared<DiffArgs>();
-  auto* diff_cmd = app.add_subcommand(
-      "diff", "Files added, removed and changed (by hash) between two snapshots, from the catalog");
-  add_catalog_option(diff_cmd, diff_args->catalog);
+  auto [diff_cmd, diff_args] = add_catalog_command<DiffArgs>(
+      app, "diff",
+      "Files added, removed and changed (by hash) between two snapshots, from the catalog", diff);
   diff_cmd->add_option("from", diff_args->from, "Snapshot: run id, latest, or a UTC time")
       ->required();
   diff_cmd->add_option("to", diff_args->to, "Snapshot: run id, latest, or a UTC time")->required();
-  diff_cmd->callback([diff_args] { diff(*diff_args); });
 
-  auto find_args = std::make_shared<FindArgs>();
-  auto* find_cmd = app.add_subcommand(
-      "find", "Files whose name matches a pattern, every version: time, size, tapes");
-  add_catalog_option(find_cmd, find_args->catalog);
+  auto [find_cmd, find_args] = add_catalog_command<FindArgs>(
+      app, "find", "Files whose name matches a pattern, every version: time, size, tapes", find);
   find_cmd->add_option("pattern", find_args->pattern, "Name pattern (*, ?, [...]), e.g. '*.raw'")
       ->required();
-  find_cmd->callback([find_args] { find(*find_args); });
 }
 
 }  // namespace mixtape::cli

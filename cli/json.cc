@@ -107,30 +107,29 @@ void JsonWriter::before_value() {
   }
 }
 
+JsonWriter& JsonWriter::open(std::string_view bracket) {
+  scalar(bracket);
+  first_.push_back(true);
+  return *this;
+}
+
+JsonWriter& JsonWriter::close(std::string_view bracket) {
+  put(bracket);
+  first_.pop_back();
+  return *this;
+}
+
 JsonWriter& JsonWriter::begin_object() {
-  before_value();
-  put("{");
-  first_.push_back(true);
-  return *this;
+  return open("{");
 }
-
 JsonWriter& JsonWriter::end_object() {
-  put("}");
-  first_.pop_back();
-  return *this;
+  return close("}");
 }
-
 JsonWriter& JsonWriter::begin_array() {
-  before_value();
-  put("[");
-  first_.push_back(true);
-  return *this;
+  return open("[");
 }
-
 JsonWriter& JsonWriter::end_array() {
-  put("]");
-  first_.pop_back();
-  return *this;
+  return close("]");
 }
 
 JsonWriter& JsonWriter::key(std::string_view name) {
@@ -141,34 +140,26 @@ JsonWriter& JsonWriter::key(std::string_view name) {
   return *this;
 }
 
+JsonWriter& JsonWriter::scalar(std::string_view text) {
+  before_value();
+  put(text);
+  return *this;
+}
+
 JsonWriter& JsonWriter::value(std::string_view text) {
-  before_value();
-  put(json_string(text));
-  return *this;
+  return scalar(json_string(text));
 }
-
 JsonWriter& JsonWriter::value(std::uint64_t number) {
-  before_value();
-  put(std::to_string(number));
-  return *this;
+  return scalar(std::to_string(number));
 }
-
 JsonWriter& JsonWriter::value(std::int64_t number) {
-  before_value();
-  put(std::to_string(number));
-  return *this;
+  return scalar(std::to_string(number));
 }
-
 JsonWriter& JsonWriter::value(bool flag) {
-  before_value();
-  put(flag ? "true" : "false");
-  return *this;
+  return scalar(flag ? "true" : "false");
 }
-
 JsonWriter& JsonWriter::null() {
-  before_value();
-  put("null");
-  return *this;
+  return scalar("null");
 }
 
 JsonWriter& JsonWriter::time(std::int64_t ns) {

@@ -41,6 +41,7 @@ class JsonWriter {
   // A time in nanoseconds as rfc3339_ns, or null when 0 (never).
   JsonWriter& time(std::int64_t ns);
   JsonWriter& strings(const std::vector<std::string>& texts);
+  JsonWriter& value(const std::vector<std::string>& texts) { return strings(texts); }
 
   // key(name).value(v) in one call.
   template <typename T>
@@ -48,10 +49,27 @@ class JsonWriter {
     key(name);
     return value(v);
   }
+  // An object whose members members(*this) writes, or null when !present.
+  template <typename Members>
+  JsonWriter& object_or_null(bool present, Members members) {
+    if (!present) return null();
+    begin_object();
+    members(*this);
+    return end_object();
+  }
+  // key(name).time(ns): a time, where field would write the number.
+  JsonWriter& time_field(std::string_view name, std::int64_t ns) {
+    key(name);
+    return time(ns);
+  }
 
  private:
   void before_value();
   void put(std::string_view text);
+  // A value written as it is: a number, a literal, a quoted string, a bracket.
+  JsonWriter& scalar(std::string_view text);
+  JsonWriter& open(std::string_view bracket);  // an object or array, its first member to come
+  JsonWriter& close(std::string_view bracket);
 
   std::FILE* out_;
   std::vector<bool> first_;  // per open container: no member written yet

@@ -18,6 +18,23 @@ catalog::TapeRow tape_named(Catalog& catalog, const std::string& serial) {
   return *tape;
 }
 
+// retire and tape location change one tape's row: under the writer lock,
+// with the tape looked up by serial before anything changes.
+struct TapeChangeArgs {
+  std::string catalog;
+  std::string serial;
+  std::string text;  // retire: the reason; tape location: where it is
+};
+
+using TapeChange = void (*)(Catalog&, const catalog::TapeRow&, const std::string& text);
+
+void change_tape(TapeChangeArgs& args, TapeChange change) {
+  apply_settings(args.catalog);
+  auto lock = lock_catalog(args.catalog);
+  auto catalog = open_catalog(args.catalog);
+  change(catalog, tape_named(catalog, args.serial), args.text);
+}
+
 std::string count(std::uint64_t n, const char* one, const char* many) {
   return std::to_string(n) + " " + (n == 1 ? one : many);
 }
@@ -35,23 +52,13 @@ std::pair<std::uint64_t, std::uint64_t> below_goal_on_disk(Catalog& catalog) {
 
 // ------------------------------------------------------------ retire
 
-struct RetireArgs {
-  std::string catalog;
-  std::string serial;
-  std::string reason;
-};
-
-void retire(RetireArgs& args) {
-  apply_settings(args.catalog);
-  auto lock = lock_catalog(args.catalog);
-  auto catalog = open_catalog(args.catalog);
-  const catalog::TapeRow tape = tape_named(catalog, args.serial);
+void retire(Catalog& catalog, const catalog::TapeRow& tape, const std::string& reason) {
   const auto before = catalog.below_goal();
-  catalog.retire_tape(tape.id, args.reason);
+  catalog.retire_tape(tape.id, reason);
   const auto [versions, bytes] = catalog.below_goal();
   const auto [on_disk, on_disk_bytes] = below_goal_on_disk(catalog);
   std::printf("retired tape %s (%s): it is never written again; its copies no longer count\n",
-              tape.serial.c_str(), args.reason.c_str());
+              tape.serial.c_str(), reason.c_str());
   std::printf("%s (%s) %s below their copy goal now, %llu more than before\n",
               count(versions, "version", "versions").c_str(), format_size(bytes).c_str(),
               versions == 1 ? "is" : "are",
@@ -68,22 +75,12 @@ void retire(RetireArgs& args) {
 
 // ------------------------------------------------------------ tape location
 
-struct LocationArgs {
-  std::string catalog;
-  std::string serial;
-  std::string location;
-};
-
-void set_location(LocationArgs& args) {
-  apply_settings(args.catalog);
-  auto lock = lock_catalog(args.catalog);
-  auto catalog = open_catalog(args.catalog);
-  const catalog::TapeRow tape = tape_named(catalog, args.serial);
-  catalog.set_tape_location(tape.id, args.location);
-  if (args.location.empty())
+void set_location(Catalog& catalog, const catalog::TapeRow& tape, const std::string& location) {
+  catalog.set_tape_location(tape.id, location);
+  if (location.empty())
     std::printf("tape %s: location cleared\n", tape.serial.c_str());
   else
-    std::printf("tape %s: %s\n", tape.serial.c_str(), printable(args.location).c_str());
+    std::printf("tape %s: %s\n", tape.serial.c_str(), printable(location).c_str());
 }
 
 // ------------------------------------------------------------ check
@@ -164,39 +161,35 @@ void check(CheckArgs& args) {
 }  // namespace
 
 void add_tape_location_command(CLI::App* tape_command) {
-  auto args = std::make_shared<LocationArgs>();
-  auto* command = tape_command->add_subcommand(
-      "location", "Record where a tape is kept (shown and filtered by `mixtape tapes`)");
-  add_catalog_option(command, args->catalog);
+  auto [command, args] = add_catalog_command<TapeChangeArgs>(
+      *tape_command, "location",
+      "Record where a tape is kept (shown and filtered by `mixtape tapes`)",
+      [](TapeChangeArgs& a) { change_tape(a, set_location); });
   command->add_option("serial", args->serial, "The tape")->required();
   command
-      ->add_option("location", args->location,
+      ->add_option("location", args->text,
                    "Where it is, e.g. \"offsite: bank box 12\" (\"\" clears it)")
       ->required();
-  command->callback([args] { set_location(*args); });
 }
 
 void add_lifecycle_commands(CLI::App& app) {
-  auto retire_args = std::make_shared<RetireArgs>();
-  auto* retire_cmd = app.add_subcommand(
-      "retire", "Take a tape out of service: its copies stop counting, it is never written again");
-  add_catalog_option(retire_cmd, retire_args->catalog);
+  auto [retire_cmd, retire_args] = add_catalog_command<TapeChangeArgs>(
+      app, "retire",
+      "Take a tape out of service: its copies stop counting, it is never written again",
+      [](TapeChangeArgs& a) { change_tape(a, retire); });
   retire_cmd->add_option("serial", retire_args->serial, "The tape")->required();
-  retire_cmd->add_option("--reason", retire_args->reason, "Why")
+  retire_cmd->add_option("--reason", retire_args->text, "Why")
       ->required()
       ->check(CLI::IsMember({"lost", "destroyed", "bad", "worn"}));
-  retire_cmd->callback([retire_args] { retire(*retire_args); });
 
-  auto check_args = std::make_shared<CheckArgs>();
-  auto* check_cmd = app.add_subcommand(
-      "check",
+  auto [check_cmd, check_args] = add_catalog_command<CheckArgs>(
+      app, "check",
       "Exit 1, one line per problem, when versions are below goal or verifies fail or "
-      "are overdue");
-  add_catalog_option(check_cmd, check_args->catalog);
+      "are overdue",
+      check);
   check_cmd->add_option("--max-age", check_args->max_age,
                         "A tape not verified in full within this long is a problem (e.g. 90d)");
   add_json_option(check_cmd, check_args->json);
-  check_cmd->callback([check_args] { check(*check_args); });
 }
 
 }  // namespace mixtape::cli

@@ -59,17 +59,15 @@ struct RestoreArgs {
 
 void print_restore_json(const restore::RestoreReport& report, const std::string& destination) {
   JsonWriter json;
-  json.begin_object().field("destination", destination).key("snapshot");
-  if (report.snapshot) {
-    json.begin_object()
-        .field("id", report.snapshot->id)
-        .key("started_at")
-        .time(report.snapshot->started_at_ns)
-        .end_object();
-  } else {
-    json.null();
-  }
-  json.field("files", report.files)
+  json.begin_object()
+      .field("destination", destination)
+      .key("snapshot")
+      .object_or_null(report.snapshot.has_value(),
+                      [&](JsonWriter& snapshot) {
+                        snapshot.field("id", report.snapshot->id)
+                            .time_field("started_at", report.snapshot->started_at_ns);
+                      })
+      .field("files", report.files)
       .field("bytes", report.bytes)
       .field("symlinks", report.symlinks)
       .field("directories", report.directories)
@@ -218,19 +216,15 @@ void print_verify_json(const restore::VerifyReport& report, const VerifyArgs& ar
   JsonWriter json;
   json.begin_object()
       .field("quick", args.quick)
-      .key("asked")
-      .strings(asked)
+      .field("asked", asked)
       .field("tapes", report.tapes)
       .field("archives", report.archives)
       .field("files_ok", report.files_ok)
       .field("files_bad", report.files_bad)
       .field("indexes_ok", report.indexes_ok)
-      .key("problems")
-      .strings(report.problems)
-      .key("skipped_tapes")
-      .strings(report.skipped_tapes)
-      .key("key_problems")
-      .strings(report.key_problems)
+      .field("problems", report.problems)
+      .field("skipped_tapes", report.skipped_tapes)
+      .field("key_problems", report.key_problems)
       .field("ok", report.ok())
       .end_object();
 }
@@ -461,30 +455,31 @@ void run_recover(RecoverArgs& args) {
   if (created) std::fprintf(stderr, "mixtape: created catalog %s\n", args.catalog.c_str());
 }
 
+// The options restore and verify share as readers of tapes.
+template <typename Args>
+void add_reader_options(CLI::App* command, Args& args) {
+  add_json_option(command, args.json);
+  add_progress_options(command, args.progress);
+  add_read_ahead_option(command, args.read_ahead);
+  add_key_options(command, args.keys);
+  add_drive_options(command, args.drive);
+}
+
 }  // namespace
 
 void add_restore_commands(CLI::App& app) {
-  auto restore_args = std::make_shared<RestoreArgs>();
-  auto* restore_cmd =
-      app.add_subcommand("restore", "Restore files from tape in tape order, verifying every hash");
-  add_catalog_option(restore_cmd, restore_args->catalog);
+  auto [restore_cmd, restore_args] = add_catalog_command<RestoreArgs>(
+      app, "restore", "Restore files from tape in tape order, verifying every hash", run_restore);
   restore_cmd->add_option("paths", restore_args->paths, "Paths to restore (files or folders)")
       ->required();
   restore_cmd->add_option("--to", restore_args->to, "Directory to restore into")->required();
   restore_cmd->add_option("--at", restore_args->at,
                           "Restore the snapshot as of this UTC time (2026-11-21T10:00:00Z)");
   restore_cmd->add_flag("--overwrite", restore_args->overwrite, "Replace existing files");
-  add_json_option(restore_cmd, restore_args->json);
-  add_progress_options(restore_cmd, restore_args->progress);
-  add_read_ahead_option(restore_cmd, restore_args->read_ahead);
-  add_key_options(restore_cmd, restore_args->keys);
-  add_drive_options(restore_cmd, restore_args->drive);
-  restore_cmd->callback([restore_args] { run_restore(*restore_args); });
+  add_reader_options(restore_cmd, *restore_args);
 
-  auto verify_args = std::make_shared<VerifyArgs>();
-  auto* verify_cmd =
-      app.add_subcommand("verify", "Re-read tapes and check every file against the catalog");
-  add_catalog_option(verify_cmd, verify_args->catalog);
+  auto [verify_cmd, verify_args] = add_catalog_command<VerifyArgs>(
+      app, "verify", "Re-read tapes and check every file against the catalog", run_verify);
   verify_cmd->add_option("--serial", verify_args->serial,
                          "Verify this tape only (a retired one too)");
   verify_cmd
@@ -496,17 +491,11 @@ void add_restore_commands(CLI::App& app) {
                          "With --oldest: seconds to wait for each tape asked for (default: as "
                          "long as it takes on a terminal, not at all otherwise)");
   verify_cmd->add_flag("--quick", verify_args->quick, "Check the indexes only");
-  add_json_option(verify_cmd, verify_args->json);
-  add_progress_options(verify_cmd, verify_args->progress);
-  add_read_ahead_option(verify_cmd, verify_args->read_ahead);
-  add_key_options(verify_cmd, verify_args->keys);
-  add_drive_options(verify_cmd, verify_args->drive);
-  verify_cmd->callback([verify_args] { run_verify(*verify_args); });
+  add_reader_options(verify_cmd, *verify_args);
 
-  auto recover_args = std::make_shared<RecoverArgs>();
-  auto* recover_cmd = app.add_subcommand(
-      "recover", "Rebuild the catalog from a tape's trailing index (or its indexes)");
-  add_catalog_option(recover_cmd, recover_args->catalog);
+  auto [recover_cmd, recover_args] = add_catalog_command<RecoverArgs>(
+      app, "recover", "Rebuild the catalog from a tape's trailing index (or its indexes)",
+      run_recover);
   recover_cmd->add_option("--serial", recover_args->serial,
                           "Tape of the library to recover (default: every tape)");
   recover_cmd->add_flag("--force", recover_args->force,
@@ -518,7 +507,6 @@ void add_restore_commands(CLI::App& app) {
   add_progress_options(recover_cmd, recover_args->progress);
   add_key_options(recover_cmd, recover_args->keys);
   add_drive_options(recover_cmd, recover_args->drive);
-  recover_cmd->callback([recover_args] { run_recover(*recover_args); });
 }
 
 }  // namespace mixtape::cli

@@ -36,30 +36,24 @@ void write_tape_json(JsonWriter& json, catalog::Catalog& catalog, const catalog:
       .field("serial", t.serial)
       .field("state", catalog::to_string(t.state))
       .field("location", t.location)
-      .key("retired");
-  if (t.state == catalog::TapeState::kRetired) {
-    json.begin_object().field("reason", t.retired_reason).key("at").time(t.retired_at_ns);
-    json.end_object();
-  } else {
-    json.null();
-  }
-  json.field("capacity", t.capacity)
+      .key("retired")
+      .object_or_null(t.state == catalog::TapeState::kRetired,
+                      [&](JsonWriter& retired) {
+                        retired.field("reason", t.retired_reason).time_field("at", t.retired_at_ns);
+                      })
+      .field("capacity", t.capacity)
       .field("bytes_used", t.bytes_used)
       .field("archives", usage.archives)
       .field("files", usage.members)
       .field("plain_bytes", usage.plain_bytes)
       .field("encrypted", t.encrypted)
-      .key("labelled_at")
-      .time(t.labelled_at_ns)
-      .key("written_at")
-      .time(t.written_at_ns)
+      .time_field("labelled_at", t.labelled_at_ns)
+      .time_field("written_at", t.written_at_ns)
       .key("verify")
       .begin_object()
       .field("archives_verified", v.verified)
-      .key("verified_at")
-      .time(v.verified_at_ns)
-      .key("last_at")
-      .time(v.newest_ns)
+      .time_field("verified_at", v.verified_at_ns)
+      .time_field("last_at", v.newest_ns)
       .field("result", v.verified == 0 ? "never"
                        : v.failed      ? catalog::to_string(v.result)
                                        : "ok");

@@ -22,9 +22,12 @@
 
 #include <sys/stat.h>
 
+#include "bench/catalog/layout.h"
 #include "engine/catalog/catalog.h"
 
 using namespace mixtape::catalog;
+using mixtape::bench::layout_from_args;
+using mixtape::bench::num;
 
 namespace {
 
@@ -33,12 +36,6 @@ std::uint64_t splitmix(std::uint64_t& x) {
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
   return z ^ (z >> 31);
-}
-
-std::string num(const char* prefix, std::uint64_t n, int width) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%s%0*llu", prefix, width, static_cast<unsigned long long>(n));
-  return buf;
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -54,11 +51,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string path = argv[1];
-  const std::uint64_t files = argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 1000000;
-  const std::uint64_t dirs = argc > 3 ? std::strtoull(argv[3], nullptr, 10) : 100000;
-  const std::uint64_t big =
-      std::min<std::uint64_t>(files, argc > 4 ? std::strtoull(argv[4], nullptr, 10) : 100000);
-  const std::uint64_t spread = files - big;
+  const auto [files, dirs, big, spread] = layout_from_args(argc, argv);
   const std::uint64_t batch = 50000;  // files per transaction
   const std::uint64_t archive_members = 10000;
   const std::int64_t mtime = 1700000000LL * 1000000000LL;

@@ -21,13 +21,12 @@
 #include <stdexcept>
 #include <string>
 
-namespace {
+#include "bench/catalog/layout.h"
 
-std::string num(const char* prefix, std::uint64_t n, int width) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%s%0*llu", prefix, width, static_cast<unsigned long long>(n));
-  return buf;
-}
+using mixtape::bench::layout_from_args;
+using mixtape::bench::num;
+
+namespace {
 
 void make_dir(const std::string& path) {
   if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST)
@@ -48,11 +47,7 @@ int main(int argc, char** argv) try {
     return 2;
   }
   const std::string root = argv[1];
-  const std::uint64_t files = argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 1000000;
-  const std::uint64_t dirs = argc > 3 ? std::strtoull(argv[3], nullptr, 10) : 100000;
-  const std::uint64_t big =
-      std::min<std::uint64_t>(files, argc > 4 ? std::strtoull(argv[4], nullptr, 10) : 100000);
-  const std::uint64_t spread = files - big;
+  const auto [files, dirs, big, spread] = layout_from_args(argc, argv);
   const auto t0 = std::chrono::steady_clock::now();
 
   make_dir(root);

@@ -26,36 +26,28 @@
 #        identity of CATALOG's recipient; without it a new one is made)
 # Needs root (drop_caches between runs).
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/../lib.sh"
 
-root=$(cd "$(dirname "$0")/../.." && pwd)
-build=${1:-$root/build}
 mode=${MODE:-generated}
-files=${FILES:-1000000}
-dirs=${DIRS:-100000}
-big=${BIG:-100000}
+catalog_layout
 data_files=${DATA_FILES:-16}
 data_file_size=${DATA_FILE_SIZE:-64M}
 runs=${RUNS:-3}
 DIR=${DIR:-/var/tmp}
-[ "$(id -u)" = 0 ] || { echo "incremental.sh: needs root (drop_caches)" >&2; exit 1; }
+need_root drop_caches
 
 cmake --build "$build" --target gen_catalog gen_tree mixtape >/dev/null
 gen="$build/bench/catalog/gen_catalog"
 gen_tree="$build/bench/catalog/gen_tree"
 mixtape="$build/cli/mixtape"
-work=$(mktemp -d "$DIR/mixtape-incremental-bench.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-export HOME="$work/home"
+make_work incremental-bench
+work_home
 
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
-load() { cut -d' ' -f1 /proc/loadavg; }
-drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 bytes_of() { du -cb "$@" 2>/dev/null | tail -1 | cut -f1; }
 stat_of() { sed -n "s/.*\"$2\": *\([0-9.e+-]*\).*/\1/p" "$1" | head -1; }
 # Runs a command, recording its wall and CPU seconds into t[NAME_wall] and
 # t[NAME_cpu] (children included: mixtape's threads).
-declare -A t
 timed() {
   local name=$1 t0 times
   shift
@@ -124,12 +116,12 @@ setup_s=$(since "$t0")
 catalog_mb=$(du -m "$base/catalog.db" | cut -f1)
 versions=$(sqlite3 "$base/catalog.db" 'SELECT count(*) FROM versions')
 
-load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+load_before=$(load3)
 for ((run = 1; run <= runs; run++)); do
   echo "run $run/$runs ..." >&2
   # incremental
   rm -rf "$work/inc" && cp -a "$base" "$work/inc"
-  drop
+  drop_caches
   t[load]+="$(load) "
   MIXTAPE_CATALOG="$work/inc/catalog.db" timed inc \
     mt backup "$src_root" --library "$work/inc/lib" --capacity 200G --stats-json "$work/inc.json"
@@ -138,12 +130,12 @@ for ((run = 1; run <= runs; run++)); do
   rm -rf "$work/fresh" && mkdir -p "$work/fresh"
   MIXTAPE_CATALOG="$work/fresh/catalog.db" mt init --recipient "$recipient" --copies 1 \
     >/dev/null 2>&1
-  drop
+  drop_caches
   MIXTAPE_CATALOG="$work/fresh/catalog.db" timed fresh \
     mt backup "$data" --library "$work/fresh/lib" --new-library --capacity 200G --stats-json "$work/fresh.json"
   t[fresh_tape]+="$(stat_of "$work/fresh.json" bytes_written) "
   if [ "$mode" = tree ]; then
-    drop
+    drop_caches
     timed statwalk sh -c "find '$work/tree' -path '$data' -prune -o -printf '%s %T@ %C@ %i\n' | wc -l"
   fi
 done
@@ -156,20 +148,18 @@ for how in trailing walk; do
   rm -f "$work/rec.db"*
   args=(recover --catalog "$work/rec.db" --device "$image" --stats-json "$work/rec.json")
   [ "$how" = walk ] && args+=(--walk-indexes)
-  drop
+  drop_caches
   timed "rec_$how" mt "${args[@]}"
   t[rec_${how}_tape_s]="$(stat_of "$work/rec.json" tape_seconds)"
   t[rec_${how}_read]="$(stat_of "$work/rec.json" bytes_read)"
 done
-load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+load_after=$(load3)
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
-m() { echo "${t[$1]:-}" | median; }
 mb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1e6 }'; }
 
 echo
-echo "Incremental backup, MODE=$mode: $versions file versions in the catalog ($catalog_mb MB), then $data_files x $data_file_size new ($(mb "$data_bytes") MB); median of $runs runs, interleaved; $DIR ($(df --output=source "$DIR" | tail -1))"
-echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), kernel $(uname -r); load $load_before -> $load_after (at run starts: ${t[load]})"
+echo "Incremental backup, MODE=$mode: $versions file versions in the catalog ($catalog_mb MB), then $data_files x $data_file_size new ($(mb "$data_bytes") MB); median of $runs runs, interleaved; $DIR ($(device_of "$DIR"))"
+echo "machine: $(machine); load $load_before -> $load_after (at run starts: ${t[load]})"
 echo "setup (not timed): $setup_s s"
 printf '%-44s %12s %12s %8s\n' "measure" "incremental" "fresh" "ratio"
 fresh_wall=$(m fresh_wall)

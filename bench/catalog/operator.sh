@@ -13,21 +13,19 @@
 #   bench/catalog/operator.sh [BUILD_DIR]     (default BUILD_DIR: build)
 #   env: FILES=1000000 DIRS=100000 BIG=100000 CHANGED=1000 DIR=/var/tmp
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/../lib.sh"
 
-root=$(cd "$(dirname "$0")/../.." && pwd)
-build=${1:-$root/build}
-files=${FILES:-1000000}
-dirs=${DIRS:-100000}
-big=${BIG:-100000}
+catalog_layout
 changed=${CHANGED:-1000}
 DIR=${DIR:-/var/tmp}
 
 cmake --build "$build" --target gen_catalog mixtape >/dev/null
-work=$(mktemp -d "$DIR/mixtape-operator-bench.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+make_work operator-bench
+work_home
 catalog="$work/catalog.db"
-export HOME="$work/home" MIXTAPE_CATALOG="$catalog"
-mkdir -p "$HOME" "$work/tree"
+export MIXTAPE_CATALOG="$catalog"
+mkdir -p "$work/tree"
 for i in $(seq 1 100); do echo "$i" > "$work/tree/f$i"; done
 
 "$build/bench/catalog/gen_catalog" "$catalog" "$files" "$dirs" "$big" >/dev/null

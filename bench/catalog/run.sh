@@ -29,23 +29,17 @@
 #        CATALOG=path (reuse a generated catalog; its counts must match)
 # Needs root (drop_caches), fusermount3; archivemount and tar for the peer.
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/../lib.sh"
 
-root=$(cd "$(dirname "$0")/../.." && pwd)
-build=${1:-$root/build}
-files=${FILES:-1000000}
-dirs=${DIRS:-100000}
-big=${BIG:-100000}
+catalog_layout
 runs=${RUNS:-3}
 DIR=${DIR:-/var/tmp}
 ls_timeout=${LS_TIMEOUT:-120}
 do_scan=${SCAN:-1}
 do_peer=${PEER:-1}
-[ "$(id -u)" = 0 ] || { echo "run.sh: needs root (drop_caches)" >&2; exit 1; }
-if [ "$do_peer" = 1 ]; then
-  for tool in archivemount tar; do
-    command -v "$tool" >/dev/null || { echo "run.sh: $tool not found (PEER=0 skips the peer)" >&2; exit 1; }
-  done
-fi
+need_root drop_caches
+[ "$do_peer" != 1 ] || need_tools -h "PEER=0 skips the peer" archivemount tar
 
 cmake --build "$build" --target gen_catalog gen_tree walk_tree mixtape mount.mixtape >/dev/null
 gen="$build/bench/catalog/gen_catalog"
@@ -53,23 +47,10 @@ gen_tree="$build/bench/catalog/gen_tree"
 walk_tree="$build/bench/catalog/walk_tree"
 mixtape="$build/cli/mixtape"
 mounter="$build/mount-helper/mount.mixtape"
-work=$(mktemp -d "$DIR/mixtape-catalog-bench.XXXXXX")
+make_work catalog-bench mnt amnt
 mnt="$work/mnt" amnt="$work/amnt"
-mkdir -p "$mnt" "$amnt" "$work/home" "$work/cache"
-cleanup() {
-  mountpoint -q "$mnt" && fusermount3 -u "$mnt"
-  mountpoint -q "$amnt" && fusermount3 -u "$amnt"
-  rm -rf "$work"
-}
-trap cleanup EXIT
-export HOME="$work/home"
-
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
-load() { cut -d' ' -f1 /proc/loadavg; }
-cpu_of() { awk '{ printf "%.2f", ($14 + $15) / 100 }' "/proc/$1/stat"; }  # user + sys of a pid
-drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
-declare -A t
+mkdir -p "$work/cache"
+work_home
 
 gen_s="-"
 if [ -n "${CATALOG:-}" ]; then
@@ -100,7 +81,7 @@ measure_mount() {  # measure_mount NAME MOUNTPOINT TOP BIGDIR PID_PATTERN START.
   # TOP is what find walks; the mount counts as ready once TOP answers.
   local name=$1 point=$2 top=$3 bigdir=$4 pattern=$5 t0 n pid cpu0 times
   shift 5
-  drop
+  drop_caches
   t[${name}_load]+="$(load) "
   t0=$(now)
   "$@"
@@ -128,7 +109,7 @@ measure_mount() {  # measure_mount NAME MOUNTPOINT TOP BIGDIR PID_PATTERN START.
   while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
 }
 
-load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+load_before=$(load3)
 for ((run = 1; run <= runs; run++)); do
   echo "run $run/$runs: mount ..." >&2
   measure_mount mixtape "$mnt" "$mnt/latest" "$mnt/latest/bench/big" "[m]ount.mixtape $cat_db $mnt" \
@@ -169,15 +150,13 @@ if [ "$do_scan" = 1 ]; then
     t[statwalk]+="$(since "$t0") "
   done
 fi
-load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+load_after=$(load3)
 
-median() { tr ' ' '\n' | grep -v '^$' | sed 's/^>/9e9 >/' | sort -g | awk '{ a[NR] = $NF } END { print a[int((NR + 1) / 2)] }'; }
-m() { echo "${t[$1]:-}" | median; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0 && b !~ />/) printf "%.2fx", b / a; else print "-" }'; }
 
 echo
-echo "Catalog scale: $files files, $dirs directories + one of $big entries; catalog $db_mb MB in $DIR ($(df --output=source "$DIR" | tail -1)); median of $runs runs"
-echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), kernel $(uname -r); load $load_before -> $load_after"
+echo "Catalog scale: $files files, $dirs directories + one of $big entries; catalog $db_mb MB in $DIR ($(device_of "$DIR")); median of $runs runs"
+echo "machine: $(machine); load $load_before -> $load_after"
 echo "generation (gen_catalog): ${gen_s} s"
 printf '%-36s %10s %12s %8s %10s\n' "measure" "mixtape" "archivemount" "ratio" "target"
 row() { printf '%-36s %10s %12s %8s %10s\n' "$1" "$2" "$3" "$4" "$5"; }
@@ -195,11 +174,11 @@ row "daemon CPU s (mount..ls -l)" "$(m mixtape_cpu)" "$(peer cpu)" "" "-"
 row "mixtape status (s)" "$(m status)" "" "" "-"
 row "mixtape ls of the big dir (s)" "$(m lsbig)" "" "" "-"
 if [ "$do_scan" = 1 ]; then
-  echo "scan of the unchanged tree ($files files on $(df --output=source "$DIR" | tail -1)); first scan: $first_scan_s s"
+  echo "scan of the unchanged tree ($files files on $(device_of "$DIR")); first scan: $first_scan_s s"
   printf '%-36s %10s %12s %8s\n' "measure" "mixtape" "find -printf" "ratio"
   row "scan, nothing changed (s)" "$(m scan)" "$(m statwalk)" "$(ratio "$(m statwalk)" "$(m scan)")" ""
 fi
 echo "ratio: archivemount time / mixtape time (above 1: mixtape faster); scan: mixtape / find"
 echo "published (not measured here): ratarmount, 1.26M files: find 1m50s (110 s)"
 echo "all runs:"
-for key in $(printf '%s\n' "${!t[@]}" | sort); do echo "  $key: ${t[$key]}"; done
+dump_runs

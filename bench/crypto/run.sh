@@ -11,30 +11,22 @@
 #   bench/crypto/run.sh [BUILD_DIR]         (default BUILD_DIR: build)
 #   env: SIZE_MB=1024 RUNS=3 THREADS=2 DIR=/dev/shm (tmpfs if present, else /tmp)
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/../lib.sh"
 
-root=$(cd "$(dirname "$0")/../.." && pwd)
-# shellcheck source=bench/cpu.sh
-. "$root/bench/cpu.sh"
-build=${1:-$root/build}
 size_mb=${SIZE_MB:-1024}
 runs=${RUNS:-3}
 threads=${THREADS:-2}
-if [ -z "${DIR:-}" ]; then
-  if [ -d /dev/shm ] && [ -w /dev/shm ]; then DIR=/dev/shm; else DIR=/tmp; fi
-fi
-for tool in age age-keygen b2sum cmake split; do
-  command -v "$tool" >/dev/null || { echo "run.sh: $tool not found (scripts/install-deps.sh)" >&2; exit 1; }
-done
+default_dir_tmpfs
+need_tools -h scripts/install-deps.sh age age-keygen b2sum cmake split
 
 cmake --build "$build" --target crypto_bench >/dev/null
 bench="$build/bench/crypto/crypto_bench"
-work=$(mktemp -d "$DIR/mixtape-crypto-bench.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+make_work crypto-bench
 
 echo "preparing $size_mb MiB of random data in $DIR ..." >&2
 head -c $((size_mb * 1048576)) /dev/urandom >"$work/plain"
-age-keygen -o "$work/key" 2>/dev/null
-recipient=$(age-keygen -y "$work/key")
+age_key
 # The same bytes as 1 MiB files, for hashing many files (the writer's case).
 mkdir "$work/files"
 (cd "$work/files" && split -b 1M -a 5 "$work/plain" part.)
@@ -42,37 +34,22 @@ files=("$work"/files/part.*)
 # Both decryptors read the same file, written by the age CLI.
 age -r "$recipient" -o "$work/peer.age" "$work/plain"
 
-# "wall user sys" seconds of a command (output discarded), via bash's time.
-time_cmd() {
-  local TIMEFORMAT='%R %U %S'
-  { time "$@" >/dev/null 2>&1; } 2>&1
-}
-
-declare -A wall cpu
-record() {  # record NAME COMMAND...
-  local name=$1 w u s
-  shift
-  read -r w u s < <(time_cmd "$@")
-  wall[$name]+="$w "
-  cpu[$name]+="$(awk -v u="$u" -v s="$s" 'BEGIN { print u + s }') "
-}
-
-load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+load_before=$(load3)
 for ((run = 1; run <= runs; run++)); do
   echo "run $run/$runs ..." >&2
-  record mixtape_encrypt "$bench" encrypt "$recipient" "$work/plain" "$work/mixtape.age" "$threads"
-  record age_encrypt age -r "$recipient" -o "$work/age-out.age" "$work/plain"
-  record mixtape_decrypt "$bench" decrypt "$work/key" "$work/peer.age" "$work/mixtape.out" "$threads"
-  record age_decrypt age -d -i "$work/key" -o "$work/age.out" "$work/peer.age"
-  record mixtape_hash "$bench" hash "$work/plain"
-  record libb2_hash "$bench" hash-libb2 "$work/plain"
-  record b2sum_hash b2sum -l 256 "$work/plain"
-  record mixtape_hash_files "$bench" hash-files "${files[@]}"
-  record mixtape_hash_files_avx2 with_cpu avx2 "$bench" hash-files "${files[@]}"
-  record b2sum_hash_files b2sum -l 256 "${files[@]}"
+  time_into mixtape_encrypt "$bench" encrypt "$recipient" "$work/plain" "$work/mixtape.age" "$threads"
+  time_into age_encrypt age -r "$recipient" -o "$work/age-out.age" "$work/plain"
+  time_into mixtape_decrypt "$bench" decrypt "$work/key" "$work/peer.age" "$work/mixtape.out" "$threads"
+  time_into age_decrypt age -d -i "$work/key" -o "$work/age.out" "$work/peer.age"
+  time_into mixtape_hash "$bench" hash "$work/plain"
+  time_into libb2_hash "$bench" hash-libb2 "$work/plain"
+  time_into b2sum_hash b2sum -l 256 "$work/plain"
+  time_into mixtape_hash_files "$bench" hash-files "${files[@]}"
+  time_into mixtape_hash_files_avx2 with_cpu avx2 "$bench" hash-files "${files[@]}"
+  time_into b2sum_hash_files b2sum -l 256 "${files[@]}"
 done
 
-load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+load_after=$(load3)
 
 # The outputs must be right for the numbers to mean anything.
 cmp -s "$work/mixtape.out" "$work/plain" || { echo "run.sh: mixtape decrypt output differs" >&2; exit 1; }
@@ -88,13 +65,12 @@ cmp -s <(with_cpu avx2 "$bench" hash-files "${files[@]}") <(b2sum -l 256 "${file
 cmp -s <("$bench" hash-files "${files[@]}") <(b2sum -l 256 "${files[@]}") ||
   { echo "run.sh: BLAKE2b-256 digests of the 1 MiB files differ" >&2; exit 1; }
 
-median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 bytes=$((size_mb * 1048576))
 
 cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 echo
 echo "crypto benchmark: $size_mb MiB of random data in $DIR, median of $runs runs, THREADS=$threads"
-echo "machine: nproc=$(nproc), $cpu_model ($(lscpu | sed -n 's/^Model name: *//p')); age $(age --version); $(b2sum --version | head -1)"
+echo "machine: nproc=$(nproc), $cpu_model ($(cpu_name)); age $(age --version); $(b2sum --version | head -1)"
 echo "load average (1/5/15 min): $load_before before, $load_after after"
 echo
 printf '| %-15s | %-20s | %-7s | %-12s | %-20s | %-7s | %-12s |\n' operation "mixtape (wall)" "CPU s" peer "peer (wall)" "CPU s" "mixtape/peer"

@@ -11,30 +11,22 @@
 #        run, all threads together) THREADS=8 RUNS=3 DIR=/var/tmp
 # Needs root (FUSE), fusermount3, python3. Prints medians and the ratio.
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/../lib.sh"
 
-root=$(cd "$(dirname "$0")/../.." && pwd)
-build=${1:-$root/build}
 files=${FILES:-256}
 opens=${OPENS:-20000}
 threads=${THREADS:-8}
 runs=${RUNS:-3}
 DIR=${DIR:-/var/tmp}
-for tool in fusermount3 python3 cmake; do
-  command -v "$tool" >/dev/null || { echo "opens.sh: $tool not found" >&2; exit 1; }
-done
+need_tools fusermount3 python3 cmake
 
 cmake --build "$build" --target mixtape mount.mixtape >/dev/null
-mixtape="$build/cli/mixtape"
-mounter="$build/mount-helper/mount.mixtape"
-work=$(mktemp -d "$DIR/mixtape-opens-bench.XXXXXX")
+make_work opens-bench mnt
 mnt="$work/mnt"
-mkdir -p "$work/src" "$work/home" "$mnt"
-cleanup() {
-  mountpoint -q "$mnt" && fusermount3 -u "$mnt"
-  rm -rf "$work"
-}
-trap cleanup EXIT
-export MIXTAPE_CATALOG="$work/cat.db" HOME="$work/home"
+mkdir -p "$work/src"
+work_home
+export MIXTAPE_CATALOG="$work/cat.db"
 
 python3 - "$work/src" "$files" <<'EOF'
 import os, random, sys
@@ -46,9 +38,8 @@ for i in range(count):
     with open(os.path.join(d, "f%d" % i), "wb") as f:
         f.write(rng.randbytes(1024 + (i * 977) % 40000))
 EOF
-"$mixtape" init --copies 1 --identity-out "$work/id.txt" >/dev/null 2>&1
-"$mixtape" backup "$work/src" --library "$work/tapes" --new-library --capacity 1G >/dev/null 2>&1
-"$mounter" "$work/cat.db" "$mnt" -o "library=$work/tapes,identity=$work/id.txt,cache=$work/cache"
+backup_src --new-library --capacity 1G
+mount_lib "$work/cache"
 through="$mnt/latest$work/src"
 echo "staging $files files ..." >&2
 # Read every file once (recalled, staged) and check it against its source.
@@ -76,20 +67,18 @@ print("%.4f" % (time.monotonic() - start))
 EOF
 }
 
-load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-declare -A t
+load_before=$(load3)
 for ((run = 1; run <= runs; run++)); do
   echo "run $run/$runs ..." >&2
   t[direct]+="$(opens_seconds "$work/src") "
   t[mixtape]+="$(opens_seconds "$through") "
 done
-load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+load_after=$(load3)
 read_after=$(grep -o '"bytes_read": [0-9]*' "$mnt/.mixtape/stats")
 [ "$read_before" = "$read_after" ] || { echo "opens.sh: the opens read the tape" >&2; exit 1; }
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-direct=$(echo "${t[direct]}" | median)
-mixtape_s=$(echo "${t[mixtape]}" | median)
+direct=$(m direct)
+mixtape_s=$(m mixtape)
 echo
 echo "opens of staged files: $opens opens of $files files (1-40 KiB), $threads threads, median of $runs runs"
 echo "load average before: $load_before; after: $load_after"

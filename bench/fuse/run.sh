@@ -23,16 +23,15 @@
 # Needs root (drop_caches), fusermount3, b2sum, archivemount (installed with
 # apt-get if missing).
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/../lib.sh"
 
 cases=${CASES:-read cp}
 if [[ " $cases " == *" cp "* ]]; then
-  SIZE_MB=${CP_MB:-1024} WAYS="restore cp" \
-    "$(dirname "$0")/../restore/speed.sh" "${1:-$(cd "$(dirname "$0")/../.." && pwd)/build}"
+  SIZE_MB=${CP_MB:-1024} WAYS="restore cp" "$root/bench/restore/speed.sh" "$build"
 fi
 [[ " $cases " == *" read "* ]] || exit 0
 
-root=$(cd "$(dirname "$0")/../.." && pwd)
-build=${1:-$root/build}
 size_mb=${SIZE_MB:-1024}
 runs=${RUNS:-3}
 DIR=${DIR:-/var/tmp}
@@ -41,40 +40,29 @@ ra_kb=${RA_KB:-1024}
 # first AM_MB MiB of the file (its MB/s is computed on what it read).
 am_mb=${AM_MB:-64}
 [ "$am_mb" -le "$size_mb" ] || am_mb=$size_mb
-[ "$(id -u)" = 0 ] || { echo "run.sh: needs root (drop_caches)" >&2; exit 1; }
+need_root drop_caches
 if ! command -v archivemount >/dev/null; then
   apt-get install -y archivemount >/dev/null 2>&1 || { echo "run.sh: cannot install archivemount" >&2; exit 1; }
 fi
-for tool in fusermount3 b2sum tar dd cmake; do
-  command -v "$tool" >/dev/null || { echo "run.sh: $tool not found" >&2; exit 1; }
-done
+need_tools fusermount3 b2sum tar dd cmake
 
 cmake --build "$build" --target mixtape mount.mixtape >/dev/null
-mixtape="$build/cli/mixtape"
-mounter="$build/mount-helper/mount.mixtape"
-work=$(mktemp -d "$DIR/mixtape-fuse-bench.XXXXXX")
+make_work fuse-bench mnt amnt
 mnt="$work/mnt" amnt="$work/amnt"
-mkdir -p "$work/src" "$work/home" "$mnt" "$amnt"
-cleanup() {
-  mountpoint -q "$mnt" && fusermount3 -u "$mnt"
-  mountpoint -q "$amnt" && fusermount3 -u "$amnt"
-  rm -rf "$work"
-}
-trap cleanup EXIT
-export MIXTAPE_CATALOG="$work/cat.db" HOME="$work/home"
+mkdir -p "$work/src"
+work_home
+export MIXTAPE_CATALOG="$work/cat.db"
 
 echo "preparing $size_mb MiB of random data in $work ..." >&2
 head -c $((size_mb * 1048576)) /dev/urandom >"$work/src/big.bin"
 bytes=$((size_mb * 1048576))
 hash=$(b2sum -l 256 "$work/src/big.bin" | cut -d' ' -f1)
 tar -cf "$work/plain.tar" -C "$work/src" big.bin
-"$mixtape" init --copies 1 --identity-out "$work/id.txt" >/dev/null 2>&1
 mkdir -p "$work/tapes"
-"$mixtape" backup "$work/src" --library "$work/tapes" --capacity 8G >/dev/null 2>&1
+backup_src --capacity 8G
 rm -f "$work/src/big.bin"   # from here on only the tape, the cache and the tar hold it
 
-"$mounter" "$work/cat.db" "$mnt" \
-  -o "library=$work/tapes,identity=$work/id.txt,cache=$work/cache"
+mount_lib "$work/cache"
 archivemount -o ro "$work/plain.tar" "$amnt"
 baseline=${BASELINE:-}
 through_mount="$mnt/latest$work/src/big.bin"
@@ -91,23 +79,21 @@ stats_before=$(cat "$mnt/.mixtape/stats")
 bdi="/sys/class/bdi/$(mountpoint -d "$mnt")"
 ra_default=$(cat "$bdi/read_ahead_kb" 2>/dev/null || echo "?")
 
-drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 secs() {  # wall seconds of dd bs=1M of $1 (first $2 MiB, default all) to /dev/null
   local TIMEFORMAT='%R' count=()
   [ -n "${2:-}" ] && count=(count="$2")
   { time dd if="$1" of=/dev/null bs=1M status=none "${count[@]}"; } 2>&1
 }
-declare -A t
 record() {  # record NAME MODE FILE [BACKING]
   local name=$1 mode=$2 file=$3 backing=${4:-}
-  drop
+  drop_caches
   if [ "$mode" = warm ] && [ -n "$backing" ]; then cat "$backing" >/dev/null; fi
   local limit=
   [ "${name%%_*}" = archivemount ] && limit=$am_mb
   t[$name]+="$(secs "$file" $limit) "
 }
 
-load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+load_before=$(load3)
 for ((run = 1; run <= runs; run++)); do
   echo "run $run/$runs ..." >&2
   for mode in cold warm; do
@@ -118,11 +104,11 @@ for ((run = 1; run <= runs; run++)); do
   if [ -n "$baseline" ]; then
     # The cache folder takes one process at a time: swap the daemons.
     fusermount3 -u "$mnt"
-    "$baseline" "$work/cat.db" "$mnt" -o "library=$work/tapes,identity=$work/id.txt,cache=$work/cache"
+    mount_lib "$work/cache" "$baseline"
     record "baseline_cold" cold "$through_mount"
     record "baseline_warm" warm "$through_mount" "$cached"
     fusermount3 -u "$mnt"
-    "$mounter" "$work/cat.db" "$mnt" -o "library=$work/tapes,identity=$work/id.txt,cache=$work/cache"
+    mount_lib "$work/cache"
     bdi="/sys/class/bdi/$(mountpoint -d "$mnt")"
   fi
   if [ -w "$bdi/read_ahead_kb" ]; then
@@ -132,33 +118,32 @@ for ((run = 1; run <= runs; run++)); do
     echo "$ra_default" >"$bdi/read_ahead_kb"
   fi
 done
-load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+load_after=$(load3)
 stats_after=$(cat "$mnt/.mixtape/stats")
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 mbps() { awk -v b="$2" -v s="$1" 'BEGIN { printf "%.0f", b / s / 1e6 }'; }
 
 echo
-echo "FUSE sequential read, $size_mb MiB staged file, dd bs=1M, median of $runs runs ($work on $(df --output=source "$DIR" | tail -1))"
-echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), kernel $(uname -r), load $load_before -> $load_after"
+echo "FUSE sequential read, $size_mb MiB staged file, dd bs=1M, median of $runs runs ($work on $(device_of "$DIR"))"
+echo "machine: $(machine), load $load_before -> $load_after"
 echo "mount bdi read_ahead_kb default: $ra_default"
 printf '%-44s %9s %9s %10s\n' "reader" "seconds" "MB/s" "vs direct"
 for mode in cold warm; do
-  d=$(echo "${t[direct_$mode]}" | median)
+  d=$(m "direct_$mode")
   dmbps=$(mbps "$d" "$bytes")
   rows=("direct_$mode:direct read of the cache object" "mixtape_$mode:mount.mixtape" "archivemount_$mode:archivemount on the tar (first $am_mb MiB)")
   [ -n "${t[mixtape_ra_$mode]:-}" ] && rows+=("mixtape_ra_$mode:mount.mixtape, read_ahead_kb=$ra_kb")
   [ -n "${t[baseline_$mode]:-}" ] && rows+=("baseline_$mode:baseline mount.mixtape")
   for row in "${rows[@]}"; do
     key=${row%%:*} label=${row#*:}
-    m=$(echo "${t[$key]}" | median)
+    med=$(m "$key")
     b=$bytes
     [ "${key%%_*}" = archivemount ] && b=$((am_mb * 1048576))
-    r=$(mbps "$m" "$b")
-    printf '%-44s %9s %9s %9.2fx\n' "$mode: $label" "$m" "$r" "$(awk -v a="$r" -v b="$dmbps" 'BEGIN { print a / b }')"
+    r=$(mbps "$med" "$b")
+    printf '%-44s %9s %9s %9.2fx\n' "$mode: $label" "$med" "$r" "$(awk -v a="$r" -v b="$dmbps" 'BEGIN { print a / b }')"
   done
 done
 echo "all runs (s):"
-for key in "${!t[@]}"; do echo "  $key: ${t[$key]}"; done | sort
+dump_runs
 echo "stats before: $stats_before"
 echo "stats after:  $stats_after"

@@ -41,42 +41,32 @@
 #        CASES="tape speed"   tape: recall, single, full, recover; speed: speed.sh
 #        SPEED_MB=1024 FILE_MB=64 CPUS="native avx2" DROP=0: passed to speed.sh
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/../lib.sh"
 
 cases=${CASES:-tape speed}
 if [[ " $cases " == *" speed "* ]]; then
-  SIZE_MB=${SPEED_MB:-1024} "$(dirname "$0")/speed.sh" "${1:-$(cd "$(dirname "$0")/../.." && pwd)/build}"
+  SIZE_MB=${SPEED_MB:-1024} "$root/bench/restore/speed.sh" "$build"
 fi
 [[ " $cases " == *" tape "* ]] || exit 0
 
-root=$(cd "$(dirname "$0")/../.." && pwd)
-build=${1:-$root/build}
 size_mb=${SIZE_MB:-2048}
 runs=${RUNS:-3}
 DIR=${DIR:-/var/tmp}
 seed=${SEED:-1}
 single_at=${SINGLE_AT:-0.05 0.5 0.78 0.95 1.05 1.25}
-[ "$(id -u)" = 0 ] || { echo "run.sh: needs root (FUSE mounts)" >&2; exit 1; }
-for tool in jq getfattr fusermount3 cmp shuf split sqlite3; do
-  command -v "$tool" >/dev/null || { echo "run.sh: $tool not found" >&2; exit 1; }
-done
+need_root "FUSE mounts"
+need_tools jq getfattr fusermount3 cmp shuf split sqlite3
 
 cmake --build "$build" --target mixtape mount.mixtape >/dev/null
 mixtape="$build/cli/mixtape"
 mounter="$build/mount-helper/mount.mixtape"
-work=$(mktemp -d "$DIR/mixtape-restore-bench.XXXXXX")
+make_work restore-bench mnt
 mnt="$work/mnt"
-mkdir -p "$mnt" "$work/home"
-cleanup() {
-  mountpoint -q "$mnt" && fusermount3 -u "$mnt"
-  rm -rf "$work"
-}
-trap cleanup EXIT
-export MIXTAPE_CATALOG="$work/cat.db" HOME="$work/home"
+work_home
+export MIXTAPE_CATALOG="$work/cat.db"
 lib="$work/tapes" id="$work/id.txt"
-
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
-load() { cut -d' ' -f1 /proc/loadavg; }
+since_places=2  # its tables give seconds to the hundredth
 # Model constants (engine/tape TimingModel defaults).
 rate=160e6 load_s=12 locate_base=10 locate_rate=25e9
 
@@ -90,9 +80,8 @@ for f in "$work"/src/f*; do
   mv "$f" "$work/src/$d/"
   i=$((i + 1))
 done
-"$mixtape" init --copies 1 --identity-out "$id" >/dev/null 2>&1
 mkdir -p "$lib"
-"$mixtape" backup "$work/src" --library "$lib" --capacity 64G >/dev/null 2>&1
+backup_src --capacity 64G
 serial=$(basename "$(ls "$lib"/*.tap | head -1)" .tap)
 record_size=$(sqlite3 "$work/cat.db" "SELECT value FROM config WHERE key = 'record_size'")
 image_bytes=$(stat -c %s "$lib/$serial.tap")
@@ -100,11 +89,7 @@ archives=$(sqlite3 "$work/cat.db" "SELECT count(*) FROM archives")
 find "$work/src" -type f | sort >"$work/all.txt"
 nfiles=$(wc -l <"$work/all.txt")
 
-mount_lib() {  # mount_lib CACHE_DIR
-  "$mounter" "$work/cat.db" "$mnt" -o "library=$lib,identity=$id,cache=$1"
-}
 stat_of() { jq -r ".$1" "$2"; }
-declare -A t
 
 # Where each file's copy is: serial:archive_file:block of its first byte.
 mount_lib "$work/cache0"
@@ -266,13 +251,11 @@ full_read=$(awk -v b="$image_bytes" -v r="$rate" -v l="$load_s" 'BEGIN { printf 
 # end (there is one) cover the whole tape instead of this image.
 lto6=2.5e12
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
-m() { echo "${t[$1]}" | median; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
 
 echo
 echo "Restore: $nfiles files of 1 MiB ($size_mb MiB) on one tape ($serial, $archives archives, image $image_bytes bytes, records of $record_size), age-encrypted; median of $runs runs; LTO-6 timing model"
-echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), kernel $(uname -r), work in $DIR ($(df --output=source "$DIR" | tail -1))"
+echo "machine: $(machine), work in $DIR ($(device_of "$DIR"))"
 echo
 echo "recall of 200 random files (load per run: ${t[recall_load]})"
 printf '%-46s %9s %14s %9s\n' "" "locates" "tape_seconds" "wall s"
@@ -303,4 +286,4 @@ echo "  peer, bscan-style full read: mixtape verify $(m verify_tape) s; model, e
 echo "  (filemark spaces ${t[recover_spaces]}, rewinds ${t[recover_rewinds]}: one of them from the end)"
 echo "  full LTO-6 tape (2.5 TB), same model: recovery $(awk -v m="$(m recover_tape)" -v b="$image_bytes" -v t="$lto6" -v l="$load_s" -v lr="$locate_rate" 'BEGIN { printf "%.0f", m + l + (t - b) / lr + 60 * (t - b) / t }') s (this run's + load + the longer space to EOD and rewind; target < 300), full read $(awk -v r="$rate" -v l="$load_s" -v t="$lto6" 'BEGIN { printf "%.0f", l + t / r }') s"
 echo "all runs:"
-for key in $(printf '%s\n' "${!t[@]}" | sort); do echo "  $key: ${t[$key]}"; done
+dump_runs

@@ -20,11 +20,9 @@
 #        WAYS="restore cp stock"
 # Needs root (FUSE mounts, drop_caches), age, tar, b2sum, fusermount3.
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/../lib.sh"
 
-root=$(cd "$(dirname "$0")/../.." && pwd)
-# shellcheck source=bench/cpu.sh
-. "$root/bench/cpu.sh"
-build=${1:-$root/build}
 size_mb=${SIZE_MB:-1024}
 file_mb=${FILE_MB:-64}
 runs=${RUNS:-3}
@@ -33,61 +31,38 @@ drop=${DROP:-0}
 cpus=${CPUS:-native avx2}
 ways=${WAYS:-restore cp stock}
 cpu_settings_check $cpus
-[ "$(id -u)" = 0 ] || { echo "speed.sh: needs root (FUSE mounts, drop_caches)" >&2; exit 1; }
-for tool in age tar b2sum fusermount3 sqlite3 split; do
-  command -v "$tool" >/dev/null || { echo "speed.sh: $tool not found" >&2; exit 1; }
-done
+need_root "FUSE mounts, drop_caches"
+need_tools age tar b2sum fusermount3 sqlite3 split
 
 cmake --build "$build" --target mixtape mount.mixtape >/dev/null
 mixtape="$build/cli/mixtape"
-mounter="$build/mount-helper/mount.mixtape"
-work=$(mktemp -d "$DIR/mixtape-restore-speed.XXXXXX")
+make_work restore-speed mnt
 mnt="$work/mnt"
-mkdir -p "$mnt" "$work/home" "$work/src"
-cleanup() {
-  mountpoint -q "$mnt" && fusermount3 -u "$mnt"
-  rm -rf "$work"
-}
-trap cleanup EXIT
-export MIXTAPE_CATALOG="$work/cat.db" HOME="$work/home"
+mkdir -p "$work/src"
+work_home
+export MIXTAPE_CATALOG="$work/cat.db"
 lib="$work/tapes" id="$work/id.txt" out="$work/out"
 
 echo "preparing $size_mb MiB of random data as $((size_mb / file_mb)) files of $file_mb MiB ..." >&2
-head -c $((size_mb * 1048576)) /dev/urandom | split -b "${file_mb}M" -a 5 -d - "$work/src/f"
-"$mixtape" init --copies 1 --identity-out "$id" >/dev/null 2>&1
-"$mixtape" backup "$work/src" --library "$lib" --capacity 64G >/dev/null 2>&1
+random_files "$work/src" "$size_mb" "$file_mb"
+backup_src --capacity 64G
 tape=$(ls "$lib"/*.tap | head -1)
 mapfile -t archive_files < <(sqlite3 "$work/cat.db" "SELECT archive_file FROM archives ORDER BY archive_file")
 b2sum -l 256 "$work"/src/f* | sed "s|$work/src/||" | sort >"$work/expected.b2"
 bytes=$((size_mb * 1048576))
 
-drop_caches() {
-  sync
-  if [ "$drop" = 1 ]; then echo 3 >/proc/sys/vm/drop_caches; fi
-}
 check_out() {  # check_out DIR: the files restored there are the source's
   (cd "$1" && b2sum -l 256 f* | sort) | cmp -s - "$work/expected.b2" ||
     { echo "speed.sh: $2 restored other bytes" >&2; exit 1; }
 }
-cpu_of() { awk '{ printf "%.2f", ($14 + $15) / 100 }' "/proc/$1/stat"; }
 
-declare -A wall cpu loads
-# "wall user sys" of a command, via bash's time (children included).
-time_cmd() {
-  local TIMEFORMAT='%R %U %S'
-  { time "$@" >/dev/null 2>"$work/last.err"; } 2>&1
-}
 record() {  # record NAME EXTRA_CPU_CMD COMMAND...: EXTRA_CPU_CMD prints CPU s to add (or "")
-  local name=$1 extra=$2 w u s more=0
+  local name=$1 extra_cpu=$2
   shift 2
   rm -rf "$out"
-  drop_caches
-  loads[$name]+="$(cut -d' ' -f1 /proc/loadavg) "
-  read -r w u s < <(time_cmd "$@") ||
-    { echo "speed.sh: $name failed:" >&2; cat "$work/last.err" >&2; exit 1; }
-  [ -z "$extra" ] || more=$($extra)
-  wall[$name]+="$w "
-  cpu[$name]+="$(awk -v u="$u" -v s="$s" -v m="$more" 'BEGIN { print u + s + m }') "
+  # DROP=1: the image is read from disk; otherwise only the last run's writes are flushed.
+  if [ "$drop" = 1 ]; then drop_caches; else sync; fi
+  time_into "$name" "$@"
 }
 
 way_restore() {  # way_restore CPU
@@ -95,7 +70,7 @@ way_restore() {  # way_restore CPU
 }
 way_cp() {  # way_cp CPU: mount (fresh cache), cp -r; the daemon's CPU in $work/daemon.cpu
   rm -rf "$work/cache"
-  with_cpu "$1" "$mounter" "$work/cat.db" "$mnt" -o "library=$lib,identity=$id,cache=$work/cache"
+  mount_lib "$work/cache" with_cpu "$1" "$build/mount-helper/mount.mixtape"
   cp -r "$mnt/latest$work/src" "$out"
   cpu_of "$(pgrep -f "[m]ount.mixtape $work/cat.db $mnt" | head -1)" >"$work/daemon.cpu"
 }
@@ -118,7 +93,7 @@ way_stock() {
   (cd "$out$work/src" && b2sum -l 256 f* >/dev/null)
 }
 
-load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+load_before=$(load3)
 for ((run = 1; run <= runs; run++)); do
   echo "run $run/$runs ..." >&2
   for setting in $cpus; do
@@ -136,14 +111,13 @@ for ((run = 1; run <= runs; run++)); do
     check_out "$out$work/src" "the stock pipeline"
   fi
 done
-load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+load_after=$(load3)
 rm -rf "$out"
 
-median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-m() { median "${wall[$1]:-}"; }
+mw() { median "${wall[$1]:-}"; }
 echo
-echo "restore speed: $((size_mb / file_mb)) files of $file_mb MiB ($size_mb MiB) on one tape (${#archive_files[@]} archives), restored into $DIR ($(df --output=source "$DIR" | tail -1))$([ "$drop" = 1 ] && echo ", page cache dropped before each run"); median of $runs runs"
-echo "machine: nproc=$(nproc), $(lscpu | sed -n 's/^Model name: *//p'), kernel $(uname -r); age $(age --version); $(tar --version | head -1)"
+echo "restore speed: $((size_mb / file_mb)) files of $file_mb MiB ($size_mb MiB) on one tape (${#archive_files[@]} archives), restored into $DIR ($(device_of "$DIR"))$([ "$drop" = 1 ] && echo ", page cache dropped before each run"); median of $runs runs"
+echo "machine: nproc=$(nproc), $(cpu_name), kernel $(uname -r); age $(age --version); $(tar --version | head -1)"
 echo "load average (1/5/15 min): $load_before before, $load_after after"
 echo
 printf '| %-22s | %-20s | %-6s | %-9s | %-9s |\n' "way, CPU" "wall" "ms/MB" "vs stock" "vs restore"
@@ -151,8 +125,8 @@ printf '|%s|%s|%s|%s|%s|\n' ------------------------ ---------------------- ----
 row() {  # row LABEL KEY [RESTORE_KEY]
   local label=$1 key=$2 against=${3:-}
   [ -n "${wall[$key]:-}" ] || return 0
-  awk -v label="$label" -v w="$(m "$key")" -v c="$(median "${cpu[$key]}")" -v bytes="$bytes" \
-    -v s="$(m stock)" -v r="$( [ -n "$against" ] && m "$against")" 'BEGIN {
+  awk -v label="$label" -v w="$(mw "$key")" -v c="$(median "${cpu[$key]}")" -v bytes="$bytes" \
+    -v s="$(mw stock)" -v r="$( [ -n "$against" ] && mw "$against")" 'BEGIN {
       mb = bytes / 1e6
       vs = s > 0 ? sprintf("%8.2fx", s / w) : "        -"
       vr = r > 0 ? sprintf("%9.2fx", r / w) : "         -"
@@ -169,5 +143,5 @@ echo "for cp the daemon's too) per 10^6 bytes. vs stock = stock time / this time
 echo "mixtape restore's time / cp's time (same CPU setting): above 1, faster."
 echo "all runs (wall s; CPU s; load):"
 for key in $(printf '%s\n' "${!wall[@]}" | sort); do
-  echo "  $key: ${wall[$key]}; ${cpu[$key]}; ${loads[$key]}"
+  echo "  $key: ${wall[$key]}; ${cpu[$key]}; ${run_loads[$key]}"
 done

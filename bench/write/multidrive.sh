@@ -11,29 +11,23 @@
 #   bench/write/multidrive.sh [BUILD_DIR]     (default BUILD_DIR: build)
 #   env: SIZE_MB=1024 FILE_MB=8 RUNS=3 DIR=/dev/shm (tmpfs if present, else /tmp)
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/../lib.sh"
 
-root=$(cd "$(dirname "$0")/../.." && pwd)
-build=${1:-$root/build}
 size_mb=${SIZE_MB:-1024}
 file_mb=${FILE_MB:-8}
 runs=${RUNS:-3}
-if [ -z "${DIR:-}" ]; then
-  if [ -d /dev/shm ] && [ -w /dev/shm ]; then DIR=/dev/shm; else DIR=/tmp; fi
-fi
-for tool in age-keygen cmake split python3; do
-  command -v "$tool" >/dev/null || { echo "multidrive.sh: $tool not found (scripts/install-deps.sh)" >&2; exit 1; }
-done
+default_dir_tmpfs
+need_tools -h scripts/install-deps.sh age-keygen cmake split python3
 
 cmake --build "$build" --target mixtape >/dev/null
 mixtape="$build/cli/mixtape"
-work=$(mktemp -d "$DIR/mixtape-multidrive-bench.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-age-keygen -o "$work/key" 2>/dev/null
-recipient=$(age-keygen -y "$work/key")
+make_work multidrive-bench
+age_key
 
 echo "preparing $size_mb MiB of random data as $((size_mb / file_mb)) files of $file_mb MiB in $DIR ..." >&2
 mkdir -p "$work/src"
-head -c $((size_mb * 1048576)) /dev/urandom | split -b "${file_mb}M" -a 5 -d - "$work/src/f"
+random_files "$work/src" "$size_mb" "$file_mb"
 files=$((size_mb / file_mb))
 
 # One run from scratch with DRIVES drives: a new catalog, a new library.
@@ -70,11 +64,9 @@ for ((run = 1; run <= runs; run++)); do
   backup_run 1
 done
 
-median() {  # median of column $2 of file $1
-  awk -v c="$2" '{print $c}' "$1" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
-}
+column_median() { awk -v c="$2" '{print $c}' "$1" | median; }  # of column $2 of file $1
 bytes=$((size_mb * 1048576))
-load=$(cut -d' ' -f1-3 /proc/loadavg)
+load=$(load3)
 cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 echo
 echo "multi-drive write benchmark: backup --copies 2 of $size_mb MiB ($files files of $file_mb MiB)"
@@ -87,8 +79,8 @@ printf '|%s|%s|%s|%s|%s|\n' -------- ------------------------- --------- -------
   ----------------------------------
 for drives in 2 1; do
   f="$work/$drives.txt"
-  awk -v d="$drives" -v bytes="$bytes" -v w="$(median "$f" 1)" -v c="$(median "$f" 2)" \
-    -v r="$(median "$f" 3)" -v m="$(median "$f" 4)" 'BEGIN {
+  awk -v d="$drives" -v bytes="$bytes" -v w="$(column_median "$f" 1)" -v c="$(column_median "$f" 2)" \
+    -v r="$(column_median "$f" 3)" -v m="$(column_median "$f" 4)" 'BEGIN {
       printf "| %-6s | %5.0f MB/s (%7.2f s) | %7.2f | %10.0f (%.2f x data) | %6.1f s %-23s |\n",
         d, 2 * bytes / w / 1e6, w, c, r, r / bytes, m, (d > 1 ? "(busiest drive)" : "(one drive, both tapes)") }'
 done

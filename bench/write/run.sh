@@ -23,54 +23,32 @@
 # CPU ms/MB (user + sys of the whole process per 10^6 bytes) is the measure
 # to compare on a shared machine; wall-clock MB/s depends on the load.
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/../lib.sh"
 
-root=$(cd "$(dirname "$0")/../.." && pwd)
-# shellcheck source=bench/cpu.sh
-. "$root/bench/cpu.sh"
-build=${1:-$root/build}
 size_mb=${SIZE_MB:-2048}
 runs=${RUNS:-3}
-if [ -z "${DIR:-}" ]; then
-  if [ -d /dev/shm ] && [ -w /dev/shm ]; then DIR=/dev/shm; else DIR=/tmp; fi
-fi
+default_dir_tmpfs
 src_dir=${SRC_DIR:-$DIR}
 drop=${DROP:-0}
 cpus=${CPUS:-native avx2}
 cpu_settings_check $cpus
-for tool in age age-keygen b2sum tar tee cmake split; do
-  command -v "$tool" >/dev/null || { echo "run.sh: $tool not found (scripts/install-deps.sh)" >&2; exit 1; }
-done
+need_tools -h scripts/install-deps.sh age age-keygen b2sum tar tee cmake split
 if [ "$drop" = 1 ] && [ "$(id -u)" != 0 ]; then echo "run.sh: DROP=1 needs root" >&2; exit 1; fi
 
 cmake --build "$build" --target mixtape >/dev/null
 mixtape="$build/cli/mixtape"
 baseline=${BASELINE:-}
 [ -z "$baseline" ] || [ -x "$baseline" ] || { echo "run.sh: BASELINE $baseline is not executable" >&2; exit 1; }
-work=$(mktemp -d "$DIR/mixtape-write-bench.XXXXXX")
+make_work write-bench
 srcwork=$(mktemp -d "$src_dir/mixtape-write-src.XXXXXX")
-trap 'rm -rf "$work" "$srcwork"' EXIT
-age-keygen -o "$work/key" 2>/dev/null
-recipient=$(age-keygen -y "$work/key")
+bench_dirs+=("$srcwork")
+age_key
 src="$srcwork/src"
 
-drop_caches() { if [ "$drop" = 1 ]; then sync; echo 3 >/proc/sys/vm/drop_caches; fi; }
-
-# "wall user sys" seconds of a command (output discarded), via bash's time.
-time_cmd() {
-  local TIMEFORMAT='%R %U %S'
-  { time "$@" >/dev/null 2>"$work/last.err"; } 2>&1
-}
-
-declare -A wall cpu loads
 record() {  # record NAME COMMAND...
-  local name=$1 w u s
-  shift
-  drop_caches
-  loads[$name]+="$(cut -d' ' -f1 /proc/loadavg) "
-  read -r w u s < <(time_cmd "$@") ||
-    { echo "run.sh: $* failed:" >&2; cat "$work/last.err" >&2; exit 1; }
-  wall[$name]+="$w "
-  cpu[$name]+="$(awk -v u="$u" -v s="$s" 'BEGIN { print u + s }') "
+  [ "$drop" != 1 ] || drop_caches
+  time_into "$@"
 }
 
 # One mixtape run from scratch: a new catalog (encrypting to the same key as
@@ -98,7 +76,6 @@ peer_concurrent() {
   wait $!
 }
 
-median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 bytes=$((size_mb * 1048576))
 rows=()
 
@@ -107,7 +84,7 @@ bench_set() {  # bench_set LABEL FILE_MB
   rm -rf "$src"
   mkdir -p "$src"
   echo "preparing $size_mb MiB of random data as $((size_mb / file_mb)) files of $file_mb MiB in $src_dir ..." >&2
-  head -c $((size_mb * 1048576)) /dev/urandom | split -b "${file_mb}M" -a 5 -d - "$src/f"
+  random_files "$src" "$size_mb" "$file_mb"
   sync
   local kinds=()
   [ -z "$baseline" ] || kinds+=(x)
@@ -151,18 +128,18 @@ bench_set() {  # bench_set LABEL FILE_MB
           mb / c, c, cc * 1000 / mb, p / m, c / m }')")
   done
   for kind in "${kinds[@]}" t b c; do
-    echo "$label $kind: wall s: ${wall[$kind$label]}; CPU s: ${cpu[$kind$label]}; load: ${loads[$kind$label]}" >&2
+    echo "$label $kind: wall s: ${wall[$kind$label]}; CPU s: ${cpu[$kind$label]}; load: ${run_loads[$kind$label]}" >&2
   done
   rm -rf "$src" "$work/peer.b2" "$work/peer.tar.b2"
 }
 
-load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+load_before=$(load3)
 for set_mb in ${SETS:-1 256}; do bench_set "$set_mb MiB" "$set_mb"; done
-load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+load_after=$(load3)
 
 echo
-echo "write benchmark: $size_mb MiB of random files in $src_dir ($(df --output=source "$src_dir" | tail -1)$([ "$drop" = 1 ] && echo ", page cache dropped before each run")) to a .tap library in $DIR, median of $runs runs"
-echo "machine: nproc=$(nproc), $(lscpu | sed -n 's/^Model name: *//p'); age $(age --version); $(tar --version | head -1); $(b2sum --version | head -1)"
+echo "write benchmark: $size_mb MiB of random files in $src_dir ($(device_of "$src_dir")$([ "$drop" = 1 ] && echo ", page cache dropped before each run")) to a .tap library in $DIR, median of $runs runs"
+echo "machine: nproc=$(nproc), $(cpu_name); age $(age --version); $(tar --version | head -1); $(b2sum --version | head -1)"
 echo "load average (1/5/15 min): $load_before before, $load_after after"
 echo
 printf '| %-17s | %-3s | %-20s | %-5s | %-4s | %-20s | %-4s | %-20s | %-4s | %-6s | %-6s |\n' "files, CPU" arc \
