@@ -100,7 +100,7 @@ work_home() {
 # in $work/id.txt), and $work/src backed up to the library $work/tapes.
 backup_src() {
   "$build/cli/mixtape" init --copies 1 --identity-out "$work/id.txt" >/dev/null 2>&1
-  "$build/cli/mixtape" backup "$work/src" --library "$work/tapes" "$@" >/dev/null 2>&1
+  "$build/cli/mixtape" backup "$work/src" --library "$work/tapes" --new-library "$@" >/dev/null 2>&1
 }
 # mount_lib CACHE [DAEMON...]: mounts $work/cat.db and its library at $mnt
 # (the script's) with the stage cache CACHE, by DAEMON (default: this

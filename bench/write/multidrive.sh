@@ -40,7 +40,7 @@ backup_run() {
     >/dev/null 2>&1
   local TIMEFORMAT='%R %U %S'
   read -r w u s < <({ time MIXTAPE_CATALOG="$work/catalog.db" "$mixtape" backup "$work/src" \
-    --library "$work/tapes" --drives "$drives" --capacity 1T --temp-dir "$work/scratch" \
+    --library "$work/tapes" --new-library --drives "$drives" --capacity 1T --temp-dir "$work/scratch" \
     --stats-json "$work/stats.json" >"$work/mixtape.out" 2>"$work/last.err"; } 2>&1) ||
     { echo "multidrive.sh: backup with $drives drive(s) failed:" >&2; cat "$work/last.err" >&2; exit 1; }
   grep -q "backed up $((2 * files)) file copies" "$work/mixtape.out" ||
