@@ -364,9 +364,7 @@ void add_mkimage(CLI::App* tape_command) {
     tape::ImageGeometry geometry;
     geometry.capacity = parse_size(args->capacity);
     geometry.early_warning = args->early_warning.empty() ? 0 : parse_size(args->early_warning);
-    tape::ImageDrive::create(args->device, geometry);
-    std::unique_ptr<tape::ImageDrive> drive = tape::ImageDrive::open(args->device, true);
-    tape::ImageGeometry made = drive->geometry();
+    const tape::ImageGeometry made = tape::create_image(args->device, geometry);
     std::cout << "created " << args->device << ": capacity " << format_size(made.capacity)
               << ", early warning " << format_size(made.early_warning) << "\n";
   });

@@ -59,12 +59,12 @@ void run(const std::uint8_t* data, std::size_t size) {
   if (paths.empty()) return;
   tape::OpenDriveOptions options;
   options.read_only = true;
-  tape::SingleDriveLibrary library(tape::open_drive(image, options), serial_reader());
+  auto library = tape::single_drive_library(tape::open_drive(image, options), serial_reader());
   restore::RestoreOptions restore_options;
   restore_options.paths = paths;
   restore_options.destination = out;
   SilentProgress progress;
-  auto report = restore::restore(catalog_path, library, {}, restore_options, progress);
+  auto report = restore::restore(catalog_path, *library, {}, restore_options, progress);
   for (const auto& f : report.failures) {
     // A member the pass hashed must read back the same; only what cannot be
     // made on disk (a name the file system refuses) may fail.

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "engine/format/format.h"
+#include "engine/tape/image_drive.h"
 #include "engine/tape/tape.h"
 #include "fuzz/fuzz_util.h"
 

@@ -21,6 +21,7 @@
 #include <cstring>
 #include <string>
 
+#include "engine/tape/image_drive.h"
 #include "engine/tape/tape.h"
 #include "fuzz/fuzz_util.h"
 

@@ -193,11 +193,10 @@ class Mount {
     // all): no other tape can come, so a file elsewhere fails at once.
     const bool nothing_named = spec.device.empty() && spec.library.empty() && spec.changer.empty();
     if (found_drive && nothing_named) {
-      library_ = std::make_unique<tape::SingleDriveLibrary>(
-          std::move(found_drive), foreign::serial_reader(),
-          [source = options.source, drive_options] {
-            return tape::open_drive(source, drive_options);
-          });
+      library_ = tape::single_drive_library(std::move(found_drive), foreign::serial_reader(),
+                                            [source = options.source, drive_options] {
+                                              return tape::open_drive(source, drive_options);
+                                            });
     } else {
       if (spec.device.empty() && spec.library.empty()) {
         // No drive named: nothing can be recalled until one is, and reads of

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "engine/tape/libraries.h"
 #include "engine/tape/tape.h"
 
 extern char** environ;

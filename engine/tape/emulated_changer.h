@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "engine/tape/emulated_st_device.h"
+#include "engine/tape/libraries.h"
 #include "engine/tape/tape.h"
 
 namespace mixtape::tape {

@@ -3,6 +3,7 @@
 // Fault paths may reposition the inner drive (a locate to the injected end of
 // data), which shows in its counters; tests of counters use no faults.
 // FaultInjectingLibrary keeps one such wrapper per drive of a library.
+#include "engine/tape/libraries.h"
 #include "engine/tape/tape.h"
 
 namespace mixtape::tape {

@@ -3,6 +3,7 @@
 // for distance along the tape when the model prices a movement.
 #include <algorithm>
 
+#include "engine/tape/image_drive.h"
 #include "engine/tape/image_medium.h"
 #include "engine/tape/tape.h"
 
@@ -17,6 +18,12 @@ std::uint64_t distance(std::uint64_t a, std::uint64_t b) {
 
 void ImageDrive::create(const std::string& path, const ImageGeometry& geometry) {
   detail::create_image(path, geometry);
+}
+
+ImageGeometry create_image(const std::string& path, const ImageGeometry& geometry) {
+  ImageDrive::create(path, geometry);
+  // The geometry as stored, read back the way any later use will read it.
+  return ImageDrive::open(path, true)->geometry();
 }
 
 std::unique_ptr<ImageDrive> ImageDrive::open(const std::string& path, bool write_protected,

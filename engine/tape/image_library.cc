@@ -9,6 +9,7 @@
 #include <cstring>
 #include <thread>
 
+#include "engine/tape/libraries.h"
 #include "engine/tape/tape.h"
 
 namespace mixtape::tape {

@@ -7,6 +7,7 @@
 #include <ostream>
 #include <thread>
 
+#include "engine/tape/libraries.h"
 #include "engine/tape/tape.h"
 
 namespace mixtape::tape {

@@ -5,6 +5,7 @@
 #include <regex>
 #include <sstream>
 
+#include "engine/tape/libraries.h"
 #include "engine/tape/tape.h"
 
 namespace mixtape::tape {

@@ -1,6 +1,8 @@
-// SingleDriveLibrary and open_library: libraries as the command line names them.
+// SingleDriveLibrary, single_drive_library and open_library: libraries as
+// the command line names them.
 #include <filesystem>
 
+#include "engine/tape/libraries.h"
 #include "engine/tape/tape.h"
 
 namespace mixtape::tape {
@@ -75,6 +77,12 @@ DriveStats SingleDriveLibrary::stats() const {
 
 std::optional<std::string> SingleDriveLibrary::loaded_serial(std::size_t) const {
   return known_;
+}
+
+std::unique_ptr<Library> single_drive_library(std::unique_ptr<Drive> drive,
+                                              SerialReader read_serial, DriveOpener reopen) {
+  return std::make_unique<SingleDriveLibrary>(std::move(drive), std::move(read_serial),
+                                              std::move(reopen));
 }
 
 namespace {

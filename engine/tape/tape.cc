@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <limits>
 
+#include "engine/tape/image_drive.h"
 #include "engine/tape/st_drive.h"
 #include "engine/tape/tape.h"
 

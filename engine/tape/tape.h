@@ -10,18 +10,24 @@
 //   ImageDrive          a SIMH .tap image, byte-for-byte readable by any
 //                       SIMH-aware tool, with an index sidecar for O(1) locate,
 //                       and a timing model of an LTO-6 drive (tape_seconds).
-//   StDrive             /dev/nstN through the TapeSyscalls seam (st_drive.h,
-//                       reached through open_drive); tested against an
-//                       in-memory emulation of the st driver that fails as st
-//                       does on real hardware.
+//   StDrive             /dev/nstN through the TapeSyscalls seam; tested
+//                       against an in-memory emulation of the st driver that
+//                       fails as st does on real hardware.
 //   FaultInjectingDrive a wrapper around any Drive that injects bad records,
 //                       premature end of data and end of medium (LevelDB's
 //                       SpecialEnv).
 //
 // Libraries hand out drives with a tape loaded: ImageLibrary (a folder of
-// images), MtxChanger (a SCSI changer through mtx) and ManualChanger (an
-// operator and one drive). RecordWriter and TapeFileReader adapt a drive to
-// the ByteSink/ByteSource pipelines of engine/common.
+// images), MtxChanger (a SCSI changer through mtx), ManualChanger (an
+// operator and one drive) and SingleDriveLibrary (one drive and whatever tape
+// is in it). RecordWriter and TapeFileReader adapt a drive to the
+// ByteSink/ByteSource pipelines of engine/common.
+//
+// This header is the contract; the implementations are private to the module
+// and its tests (image_drive.h, st_drive.h, libraries.h), as LevelDB keeps
+// PosixEnv behind Env::Default(). Everyone else gets a drive from
+// open_drive(), a library from open_library() or single_drive_library(), and
+// a new image from create_image().
 //
 // Positions are logical blocks as in SCSI: block 0 is the beginning of tape
 // (BOT), every record and every filemark occupies one block, and end of data
@@ -39,10 +45,8 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
-#include <iosfwd>
 #include <memory>
 #include <optional>
-#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -323,7 +327,7 @@ class Drive {
   virtual std::optional<std::uint64_t> capacity() const { return std::nullopt; }
 };
 
-// --------------------------------------------------------------- ImageDrive
+// ------------------------------------------------------------ image geometry
 
 // Size and early-warning zone of an image, fixed when it is created and
 // stored in the "<image>.meta" sidecar, since the .tap itself stays pure SIMH.
@@ -333,148 +337,6 @@ struct ImageGeometry {
   // Bytes before the physical end where early warning starts; 0 chooses the
   // default, capacity / 64.
   std::uint64_t early_warning = 0;
-};
-
-namespace detail {
-class ImageMedium;
-}
-
-// A drive whose cartridge is a SIMH .tap image (docs/TAPE.md). Besides the
-// image it keeps "<image>.idx", the position of every block, so locate and
-// filemark spacing never scan; a missing, stale or damaged index is rebuilt by
-// scanning the image. Reading understands the whole SIMH standard format
-// (erase gaps, end-of-medium marker, private records are skipped; bad-data
-// records read as media errors; a truncated trailing record is ignored).
-class ImageDrive final : public Drive {
- public:
-  // Makes a blank image at path (and its .meta). Throws if path exists.
-  static void create(const std::string& path, const ImageGeometry& geometry);
-
-  // A drive with the image at path already loaded, at BOT, like a tape that
-  // was in the drive when mixtape started (not counted as a load). Its block
-  // index is kept at index_path (default "<path>.idx").
-  static std::unique_ptr<ImageDrive> open(const std::string& path, bool write_protected = false,
-                                          TimingModel timing = {},
-                                          const std::string& index_path = {});
-
-  // An empty drive.
-  explicit ImageDrive(TimingModel timing = {});
-  ImageDrive(const ImageDrive&) = delete;
-  ImageDrive& operator=(const ImageDrive&) = delete;
-  // Saves the index sidecar.
-  ~ImageDrive() override;
-
-  // Puts the image at path into the empty drive, which loads it (a counted
-  // load, as LTO drives load on insertion). Another process or drive holding
-  // the image writable makes this fail (kDeviceError naming the process).
-  // An image that cannot be opened for writing goes in write-protected.
-  void insert(const std::string& path, bool write_protected = false);
-  // Takes the cartridge out, unloading it first if loaded; returns its path.
-  std::optional<std::string> eject();
-
-  // The inserted image, if any.
-  std::optional<std::string> image_path() const;
-  // Geometry of the inserted image (throws kNotLoaded when empty).
-  ImageGeometry geometry() const;
-  // pread calls made on image files: lets tests prove locate never scans.
-  std::uint64_t image_reads() const;
-
-  std::string name() const override;
-  WriteResult write_record(ByteSpan data) override;
-  WriteResult write_record_gathered(std::span<const ByteSpan> pieces) override;
-  WriteResult write_filemarks(std::uint32_t count = 1) override;
-  ReadResult read_record(MutableByteSpan buffer) override;
-  void space_filemarks_forward(std::uint32_t count) override;
-  void space_filemarks_backward(std::uint32_t count) override;
-  void locate(std::uint64_t block) override;
-  std::uint64_t tell() override;
-  void rewind() override;
-  void space_to_eod() override;
-  DriveStatus status() override;
-  void load() override;
-  void unload() override;
-  DriveStats stats() const override { return stats_; }
-  TimingModel timing() const override { return timing_; }
-  std::optional<std::uint64_t> capacity() const override;
-
- private:
-  detail::ImageMedium& medium();  // the loaded medium, or kNotLoaded
-  std::uint64_t position_bytes() const;
-  void move_to(std::uint64_t block);  // updates position, no counters
-
-  TimingModel timing_;
-  DriveStats stats_;
-  std::unique_ptr<detail::ImageMedium> medium_;
-  bool loaded_ = false;
-  std::uint64_t position_ = 0;  // logical block
-  std::uint64_t reads_of_ejected_ = 0;
-};
-
-// ------------------------------------------------------------------ StDrive
-
-// StDrive, a Linux st tape (/dev/nstN), and its system-call seam are in
-// engine/tape/st_drive.h: front ends reach it through open_drive().
-
-// ------------------------------------------------------ FaultInjectingDrive
-
-// Wraps any Drive and injects faults for tests, LevelDB SpecialEnv style.
-// With no faults set it passes everything through unchanged.
-class FaultInjectingDrive final : public Drive {
- public:
-  explicit FaultInjectingDrive(Drive& inner) : inner_(inner) {}
-
-  // Reading block N throws kMediaError naming block N; the record is
-  // consumed, so the next read returns block N + 1.
-  void add_bad_record(std::uint64_t block) { bad_records_.insert(block); }
-  // The tape seems to end at block N: reads there return kEndOfData, spacing
-  // and locating stop there. Writes are passed through.
-  void set_end_of_data(std::uint64_t block) { end_of_data_ = block; }
-  // Writing block N or any later block reports early warning.
-  void set_early_warning_at(std::uint64_t block) { early_warning_at_ = block; }
-  // Writing block N or any later block is refused with kPhysicalEnd.
-  void set_physical_end_at(std::uint64_t block) { physical_end_at_ = block; }
-  // A bad spot: a write (record or filemark) that would occupy block N
-  // throws kMediaError naming block N and writes nothing, every time.
-  void add_bad_write(std::uint64_t block) { bad_writes_.insert(block); }
-  // The drive dies after `writes` more successful writes (records or
-  // filemark commands): the next write, and every command after it except
-  // name(), status() (not loaded) and stats(), throws kDeviceError.
-  void fail_after_writes(std::uint64_t writes) { writes_until_failure_ = writes; }
-  bool dead() const { return dead_; }
-  // Also brings a dead drive back.
-  void clear_faults();
-
-  std::string name() const override { return inner_.name(); }
-  WriteResult write_record(ByteSpan data) override;
-  WriteResult write_filemarks(std::uint32_t count = 1) override;
-  ReadResult read_record(MutableByteSpan buffer) override;
-  void space_filemarks_forward(std::uint32_t count) override;
-  void space_filemarks_backward(std::uint32_t count) override;
-  void locate(std::uint64_t block) override;
-  std::uint64_t tell() override;
-  void rewind() override;
-  void space_to_eod() override;
-  DriveStatus status() override;
-  void load() override;
-  void unload() override;
-  DriveStats stats() const override { return inner_.stats(); }
-  TimingModel timing() const override { return inner_.timing(); }
-  std::optional<std::uint64_t> capacity() const override { return inner_.capacity(); }
-
- private:
-  void check_alive() const;
-  void check_write(std::uint64_t blocks);
-  void count_write();
-  WriteResult with_early_warning(WriteResult result);
-
-  Drive& inner_;
-  std::set<std::uint64_t> bad_records_;
-  std::set<std::uint64_t> bad_writes_;
-  std::optional<std::uint64_t> end_of_data_;
-  std::optional<std::uint64_t> early_warning_at_;
-  std::optional<std::uint64_t> physical_end_at_;
-  std::optional<std::uint64_t> writes_until_failure_;
-  bool dead_ = false;
 };
 
 // ---------------------------------------------------------------- libraries
@@ -502,156 +364,10 @@ class Library {
 // become file names and mtx arguments).
 void check_serial(std::string_view serial);
 
-struct ImageLibraryOptions {
-  // Reading only: images go into drives write-protected (a read-only file
-  // system or 0444 images then read fine), none is ever made, and the
-  // folder must exist.
-  bool read_only = false;
-  // How long load() waits for an image another process holds (a mount
-  // that has the tape loaded) before it fails naming that process; 0:
-  // fail at once. on_wait, if set, is told once per load that waits.
-  std::chrono::milliseconds busy_wait{0};
-  std::function<void(const std::string&)> on_wait;
-};
-
-// A folder of "<serial>.tap" images with `drives` image drives. Loading a
-// serial that has no image makes a blank one with blank_geometry (unless
-// read-only). Unloading a drive closes its image, so other processes can
-// use that tape.
-class ImageLibrary final : public Library {
- public:
-  explicit ImageLibrary(std::string directory, std::size_t drives = 1,
-                        ImageGeometry blank_geometry = {}, TimingModel timing = {},
-                        ImageLibraryOptions options = {});
-
-  std::string image_path(const std::string& serial) const;
-  // Loads that took the tape out of another drive first. A robot cannot do
-  // that while the other drive is in use, so callers that share a library
-  // between drives (the recall queue, the writer) keep this at 0.
-  std::uint64_t moves() const { return moves_; }
-
-  std::size_t drive_count() const override { return drives_.size(); }
-  Drive& drive(std::size_t index) override;
-  std::vector<std::string> serials() override;
-  Drive& load(const std::string& serial, std::size_t index = 0) override;
-  void unload(std::size_t index = 0) override;
-  std::optional<std::string> loaded_serial(std::size_t index = 0) const override;
-  DriveStats stats() const override;
-
- private:
-  void insert(std::size_t index, const std::string& path);
-
-  std::string directory_;
-  ImageGeometry blank_geometry_;
-  ImageLibraryOptions options_;
-  std::vector<std::unique_ptr<ImageDrive>> drives_;
-  std::vector<std::optional<std::string>> loaded_;
-  std::uint64_t moves_ = 0;
-};
-
-// Runs argv[0] with arguments, returning exit status and stdout+stderr. The
-// seam between MtxChanger and the real mtx.
-struct CommandResult {
-  int exit_status = 0;
-  std::string output;
-};
-using CommandRunner = std::function<CommandResult(const std::vector<std::string>& argv)>;
-// fork/exec without a shell (PATH lookup); exit_status 127 if not found.
-CommandResult run_command(const std::vector<std::string>& argv);
-
-// `mtx status` parsed. Drives are numbered from 0, slots from 1 (mtx's own
-// numbering, as its load/unload arguments expect).
-struct MtxElement {
-  int number = 0;
-  bool full = false;
-  bool import_export = false;
-  std::string volume_tag;          // barcode, e.g. "L00042L6"; empty if none
-  std::optional<int> source_slot;  // drives: the slot the tape came from
-};
-struct MtxStatus {
-  int drive_count = 0;
-  int slot_count = 0;
-  int import_export_count = 0;
-  std::vector<MtxElement> drives;
-  std::vector<MtxElement> slots;
-};
-// Throws kDeviceError on text that is not mtx status output.
-MtxStatus parse_mtx_status(std::string_view text);
-// Barcode "L00042L6" (or "L00042") names serial "L00042".
-bool volume_tag_matches(std::string_view volume_tag, std::string_view serial);
-
 // Reads the serial from the label (tape file 0) of the tape in a drive;
 // nullopt for a blank tape; throws for a foreign one. Provided by the label
 // module.
 using SerialReader = std::function<std::optional<std::string>(Drive&)>;
-
-// A SCSI media changer driven with `mtx -f /dev/sgN status|load|unload`;
-// drives[i] is data transfer element i. Tapes are found by barcode. With
-// read_serial, every load reads the label of the tape in the drive it hands
-// out, and one labelled with another serial is refused (kDeviceError): the
-// devices were given in another order than the changer's drives, and
-// writing would overwrite another cartridge.
-class MtxChanger final : public Library {
- public:
-  MtxChanger(std::string changer_device, std::vector<std::unique_ptr<Drive>> drives,
-             CommandRunner runner = run_command, SerialReader read_serial = {});
-
-  MtxStatus status();
-
-  std::size_t drive_count() const override { return drives_.size(); }
-  Drive& drive(std::size_t index) override;
-  std::vector<std::string> serials() override;
-  Drive& load(const std::string& serial, std::size_t index = 0) override;
-  void unload(std::size_t index = 0) override;
-  std::optional<std::string> loaded_serial(std::size_t index = 0) const override;
-  DriveStats stats() const override;
-
- private:
-  std::string mtx(const std::vector<std::string>& arguments);
-  void unload_to_slot(const MtxStatus& status, std::size_t index);
-  Drive& verified(std::size_t index, const std::string& serial);
-
-  std::string changer_device_;
-  std::vector<std::unique_ptr<Drive>> drives_;
-  CommandRunner runner_;
-  SerialReader read_serial_;
-  std::vector<std::optional<std::string>> loaded_;
-  std::uint64_t robot_loads_ = 0;  // the drive loads on insertion, unseen by it
-};
-
-struct ManualChangerOptions {
-  std::chrono::milliseconds poll_interval{2000};
-  std::chrono::milliseconds timeout{std::chrono::hours(1)};
-};
-
-// One drive and a person: load() writes which tape to insert to `prompt`,
-// then polls the drive until it holds a tape whose label names the serial
-// (ejecting wrong tapes), or throws kTimeout when no tape came within the
-// timeout. A tape that is in the drive but not ready yet is waited for by
-// the drive (Drive::load), not by this timeout; a tape whose label cannot
-// be read is not taken for a wrong one: the error is thrown, the tape stays.
-class ManualChanger final : public Library {
- public:
-  ManualChanger(Drive& drive, std::ostream& prompt, SerialReader read_serial,
-                ManualChangerOptions options = {});
-
-  std::size_t drive_count() const override { return 1; }
-  Drive& drive(std::size_t index) override;
-  std::vector<std::string> serials() override;
-  Drive& load(const std::string& serial, std::size_t index = 0) override;
-  void unload(std::size_t index = 0) override;
-  std::optional<std::string> loaded_serial(std::size_t index = 0) const override;
-  DriveStats stats() const override;
-
- private:
-  std::optional<std::string> serial_in_drive();
-
-  Drive& drive_;
-  std::ostream& prompt_;
-  SerialReader read_serial_;
-  ManualChangerOptions options_;
-  std::optional<std::string> loaded_;
-};
 
 // ------------------------------------------------------- record streaming
 
@@ -717,32 +433,6 @@ class TapeFileReader final : public ByteSource {
   std::uint64_t bytes_read_ = 0;
 };
 
-// Any library whose drives inject faults: drive i is inner's drive i inside
-// a FaultInjectingDrive that stays with the drive across tape swaps (a bad
-// drive, not a bad tape; on_load can set faults per tape).
-class FaultInjectingLibrary final : public Library {
- public:
-  explicit FaultInjectingLibrary(Library& inner);
-
-  FaultInjectingDrive& faults(std::size_t index);
-  // Called after every load, with the serial and the drive index.
-  std::function<void(const std::string& serial, std::size_t index, FaultInjectingDrive&)> on_load;
-
-  std::size_t drive_count() const override { return drives_.size(); }
-  Drive& drive(std::size_t index) override { return faults(index); }
-  std::vector<std::string> serials() override { return inner_.serials(); }
-  Drive& load(const std::string& serial, std::size_t index = 0) override;
-  void unload(std::size_t index = 0) override;
-  std::optional<std::string> loaded_serial(std::size_t index = 0) const override {
-    return inner_.loaded_serial(index);
-  }
-  DriveStats stats() const override { return inner_.stats(); }
-
- private:
-  Library& inner_;
-  std::vector<std::unique_ptr<FaultInjectingDrive>> drives_;
-};
-
 // ------------------------------------------------------ tape-level checks
 
 // Whether the tape in `drive` is blank: rewinds and reads block 0, which must
@@ -782,7 +472,15 @@ struct OpenDriveOptions {
 // ImageDrive::open semantics), so images on /dev/shm work too.
 std::unique_ptr<Drive> open_drive(const std::string& device, const OpenDriveOptions& options = {});
 
+// Makes a blank image at path (and its .meta sidecar); throws if path exists.
+// Returns the geometry the image was made with, early warning resolved (0
+// in `geometry` chooses capacity / 64). `mixtape tape mkimage`.
+ImageGeometry create_image(const std::string& path, const ImageGeometry& geometry);
+
 // ------------------------------------------------------------ from flags
+
+// Opens a drive again after a library released it.
+using DriveOpener = std::function<std::unique_ptr<Drive>()>;
 
 // One drive and whatever tape is in it (`--device`): its serial comes from
 // the label; a blank tape answers to any serial, so a writer can label it.
@@ -790,29 +488,8 @@ std::unique_ptr<Drive> open_drive(const std::string& device, const OpenDriveOpti
 // operator which tape to insert. With `reopen`, unload() closes the device
 // (or image), so that another process may use it, and the next use opens
 // it again with reopen(); without, unload() does nothing.
-class SingleDriveLibrary final : public Library {
- public:
-  using Opener = std::function<std::unique_ptr<Drive>()>;
-  SingleDriveLibrary(std::unique_ptr<Drive> drive, SerialReader read_serial, Opener reopen = {});
-
-  std::size_t drive_count() const override { return 1; }
-  Drive& drive(std::size_t index) override;
-  std::vector<std::string> serials() override;
-  Drive& load(const std::string& serial, std::size_t index = 0) override;
-  void unload(std::size_t index = 0) override;
-  std::optional<std::string> loaded_serial(std::size_t index = 0) const override;
-  DriveStats stats() const override;
-
- private:
-  std::optional<std::string> serial_in_drive();
-  Drive& opened();
-
-  std::unique_ptr<Drive> drive_;  // null while released
-  SerialReader read_serial_;
-  Opener reopen_;
-  DriveStats released_stats_;  // of the drive objects closed so far
-  std::optional<std::string> known_;
-};
+std::unique_ptr<Library> single_drive_library(std::unique_ptr<Drive> drive,
+                                              SerialReader read_serial, DriveOpener reopen = {});
 
 // What --device / --library / --changer name (cli.md), and mount -o alike.
 struct LibrarySpec {
@@ -825,7 +502,7 @@ struct LibrarySpec {
   std::size_t drives = 1;        // of an image library
   ImageGeometry blank_geometry;  // of images made on demand
   bool read_only = false;
-  // An image library's: see ImageLibraryOptions.
+  // An image library's: see ImageLibraryOptions (libraries.h).
   std::chrono::milliseconds busy_wait{0};
   std::function<void(const std::string&)> on_wait;
   // Where tape devices say what they wait for (StDriveOptions::notice).
@@ -836,7 +513,7 @@ struct LibrarySpec {
 // TapeError(kInvalidArgument) otherwise. A read-only spec never makes
 // anything: a missing library folder is kNotLoaded ("no tape library at
 // DIR"), and so is a missing image. A single drive can be released
-// (SingleDriveLibrary::unload) and is opened again when next used.
+// (unload) and is opened again when next used, as single_drive_library's.
 std::unique_ptr<Library> open_library(const LibrarySpec& spec, SerialReader read_serial);
 
 }  // namespace mixtape::tape

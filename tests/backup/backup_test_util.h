@@ -27,6 +27,7 @@
 #include "engine/common/common.h"
 #include "engine/crypto/crypto.h"
 #include "engine/format/format.h"
+#include "engine/tape/image_drive.h"
 #include "engine/tape/tape.h"
 #include "tests/support/test_support.h"
 

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <sstream>
 
+#include "engine/tape/image_drive.h"
 #include "tests/backup/backup_test_util.h"
 
 namespace mixtape::backup::testing {

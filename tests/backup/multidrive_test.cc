@@ -11,6 +11,8 @@
 #include <set>
 
 #include "engine/restore/restore.h"
+#include "engine/tape/image_drive.h"
+#include "engine/tape/libraries.h"
 #include "tests/backup/backup_test_util.h"
 
 namespace mixtape::backup::testing {

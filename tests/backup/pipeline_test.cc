@@ -8,6 +8,8 @@
 
 #include <functional>
 
+#include "engine/tape/image_drive.h"
+#include "engine/tape/libraries.h"
 #include "tests/backup/backup_test_util.h"
 #include "tests/support/test_support.h"
 

@@ -16,6 +16,7 @@
 #include "engine/restore/restore.h"
 #include "engine/tape/emulated_changer.h"
 #include "engine/tape/emulated_st_device.h"
+#include "engine/tape/libraries.h"
 #include "engine/tape/st_drive.h"
 #include "tests/backup/backup_test_util.h"
 

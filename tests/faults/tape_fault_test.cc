@@ -11,6 +11,8 @@
 
 #include "engine/recover/recover.h"
 #include "engine/restore/restore.h"
+#include "engine/tape/image_drive.h"
+#include "engine/tape/libraries.h"
 #include "tests/faults/faults_test_util.h"
 
 namespace mixtape::faults::testing {

@@ -9,6 +9,7 @@
 
 #include "engine/foreign/foreign.h"
 #include "engine/restore/restore.h"
+#include "engine/tape/libraries.h"
 #include "tests/foreign/foreign_util.h"
 
 namespace mixtape::foreign::testing {

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "engine/recover/recover.h"
+#include "engine/tape/image_drive.h"
 #include "tests/restore/test_util.h"
 
 namespace mixtape::restore::testing {

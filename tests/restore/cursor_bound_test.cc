@@ -19,6 +19,7 @@
 #include "engine/backup/backup.h"
 #include "engine/crypto/crypto.h"
 #include "engine/restore/restore.h"
+#include "engine/tape/libraries.h"
 #include "tests/restore/test_util.h"
 
 namespace mixtape::restore::testing {

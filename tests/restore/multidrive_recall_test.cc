@@ -15,6 +15,7 @@
 
 #include "engine/crypto/crypto.h"
 #include "engine/restore/restore.h"
+#include "engine/tape/libraries.h"
 #include "tests/restore/test_util.h"
 
 namespace mixtape::restore::testing {

@@ -5,6 +5,7 @@
 // an ImageDrive.
 #include <gtest/gtest.h>
 
+#include "engine/tape/image_drive.h"
 #include "tests/tape/tape_test_util.h"
 
 namespace mixtape::tape::testing {

@@ -3,6 +3,7 @@
 // covered in image_drive_test.cc.)
 #include <gtest/gtest.h>
 
+#include "engine/tape/image_drive.h"
 #include "tests/tape/tape_test_util.h"
 
 namespace mixtape::tape::testing {

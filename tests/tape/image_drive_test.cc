@@ -9,6 +9,7 @@
 #include <cstdio>
 
 #include "engine/crypto/crypto.h"
+#include "engine/tape/image_drive.h"
 #include "tests/tape/tape_test_util.h"
 
 namespace mixtape::tape::testing {

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "engine/tape/emulated_changer.h"
+#include "engine/tape/libraries.h"
 #include "tests/tape/tape_test_util.h"
 
 namespace mixtape::tape::testing {

@@ -2,6 +2,7 @@
 // back file by file.
 #include <gtest/gtest.h>
 
+#include "engine/tape/image_drive.h"
 #include "tests/tape/tape_test_util.h"
 
 namespace mixtape::tape::testing {

@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 
+#include "engine/tape/image_drive.h"
 #include "tests/tape/tape_test_util.h"
 
 namespace mixtape::tape::testing {

@@ -19,6 +19,7 @@
 
 #include "engine/common/common.h"
 #include "engine/tape/emulated_st_device.h"
+#include "engine/tape/image_drive.h"
 #include "engine/tape/tape.h"
 #include "tests/support/test_support.h"
 
