@@ -469,6 +469,14 @@ class RecallQueue::Impl {
     std::exception_ptr error;
     bool in_drive = false;
     bool loaded_now = false;
+    // Read before library_mutex_ is taken: that one is always taken after
+    // mutex_, never the other way round (choose_tape holds mutex_ while it
+    // lists the library).
+    std::string foreign_id;
+    {
+      std::lock_guard lock(mutex_);
+      if (auto f = foreign_ids_.find(serial); f != foreign_ids_.end()) foreign_id = f->second;
+    }
     {
       std::lock_guard lock(library_mutex_);
       try {
@@ -479,11 +487,6 @@ class RecallQueue::Impl {
         }
         if (options_.check_labels && label_checked_[drive] != serial) {
           label_checked_[drive].clear();
-          std::string foreign_id;
-          {
-            std::lock_guard lock(mutex_);
-            if (auto f = foreign_ids_.find(serial); f != foreign_ids_.end()) foreign_id = f->second;
-          }
           // A tape mixtape did not write has no label: its first records
           // must be the ones indexed.
           if (!foreign_id.empty()) {
