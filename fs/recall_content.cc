@@ -397,7 +397,7 @@ std::string RecallContent::stats_json() {
         << ", \"recalls_failed\": " << q.failed << ", \"copy_failures\": " << q.copy_failures
         << ", \"tape_passes\": " << q.passes << ", \"opens\": " << opens
         << ", \"cache_hits\": " << hits << ", \"cache_bytes\": " << c.used_bytes
-        << ", \"cache_files\": " << c.files << "}";
+        << ", \"cache_files\": " << c.files << ", \"cache_persisting\": " << c.persisting << "}";
   auto brace = drive.rfind('}');
   return drive.substr(0, brace) + extra.str() + "\n";
 }

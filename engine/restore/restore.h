@@ -220,8 +220,9 @@ class StageCache {
   struct Stats {
     std::uint64_t used_bytes = 0;  // staged and being staged
     std::uint64_t capacity = 0;
-    std::uint64_t files = 0;
-    std::uint64_t staged = 0;  // files staged (verified) since start
+    std::uint64_t files = 0;       // durable, in objects/
+    std::uint64_t persisting = 0;  // verified, being made durable (not in files yet)
+    std::uint64_t staged = 0;      // files staged (verified) since start
     std::uint64_t evicted = 0;
     std::uint64_t failed = 0;
   };

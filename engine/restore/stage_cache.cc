@@ -124,7 +124,6 @@ class StageCache::Impl {
     }
   }
 
-
   ~Impl() { stop(); }
 
   // ---- the persister
@@ -649,6 +648,7 @@ StageCache::Stats StageCache::stats() const {
   s.used_bytes = impl_->used_;
   s.capacity = impl_->options_.capacity;
   s.files = impl_->lru_.size();
+  s.persisting = impl_->to_persist_.size() + impl_->persisting_;
   return s;
 }
 

@@ -50,8 +50,10 @@ class MountOfflineTest : public ::testing::Test {
         [&] {
           const std::string before = read_file(mnt() + "/.mixtape/stats");
           const std::string status = read_file(mnt() + "/.mixtape/status");
+          // Staged files become durable (cache_files) in the background.
           const bool idle = control_.waiting(mnt()) == 0 &&
                             status.find("queue: 0 files waiting") != std::string::npos &&
+                            stat_in(before, "cache_persisting") == 0 &&
                             stat_in(before, "recalls") == stat_in(before, "recalls_staged") +
                                                               stat_in(before, "recalls_failed");
           stats = read_file(mnt() + "/.mixtape/stats");
