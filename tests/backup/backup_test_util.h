@@ -35,15 +35,7 @@ namespace mixtape::backup::testing {
 
 inline constexpr char kMixtape[] = MIXTAPE_BINARY_DIR "/cli/mixtape";
 
-using test_support::CommandResult;
-using test_support::hash_hex;
-using test_support::have_tool;
-using test_support::random_text;
-using test_support::read_file;
-using test_support::run_shell;
-using test_support::shell_quote;
-using test_support::TempDir;
-using test_support::write_file;
+using namespace mixtape::test_support;
 
 // How to run the mixtape binary: environment, and optionally as another user.
 struct MixtapeEnv {
@@ -102,6 +94,83 @@ inline CommandResult run_mixtape(const MixtapeEnv& env, const std::vector<std::s
   std::string out = scratch_dir + "/.mixtape-stdout", err = scratch_dir + "/.mixtape-stderr";
   return wait_mixtape(spawn_mixtape(env, args, out, err), out, err);
 }
+
+// ------------------------------------------------------------ fixtures
+
+// A test of the mixtape binary, run in a scratch directory that holds its
+// catalog, its home (and so its key), its temporary files, the files it
+// backs up (src_) and the tape images it writes (library_).
+class MixtapeCliTest : public ::testing::Test {
+ protected:
+  MixtapeCliTest() {
+    env_.catalog = dir_.file("catalog.db");
+    env_.home = dir_.file("home");
+    env_.tmpdir = dir_.path();
+  }
+
+  CommandResult mixtape(const std::vector<std::string>& args) {
+    return run_mixtape(env_, args, dir_.path());
+  }
+  // The key `mixtape init` made.
+  crypto::X25519Identity identity() {
+    return crypto::load_identities(env_.home + "/.config/mixtape/identity.txt").at(0);
+  }
+
+  TempDir dir_;
+  MixtapeEnv env_;
+  std::string src_ = dir_.file("src");
+  std::string library_ = dir_.file("tapes");
+};
+
+// A catalog's settings for backups to `identity` in records of
+// `record_size`, two copies of everything.
+inline catalog::CatalogConfig two_copy_config(const crypto::X25519Identity& identity,
+                                              std::uint64_t record_size) {
+  catalog::CatalogConfig config;
+  config.recipients = {identity.recipient().to_string()};
+  config.record_size = record_size;
+  config.default_copies = 2;
+  return config;
+}
+
+// Options backing up `src` with scratch space in `dir`. File 0 carries two
+// small files made there instead of the (large) test binary.
+inline BackupOptions small_label_options(const TempDir& dir, const std::string& src,
+                                         std::uint64_t capacity, std::uint64_t archive_size) {
+  write_file(dir.file("small-binary"), "a binary");
+  write_file(dir.file("small-source.tar.gz"), "the source");
+  BackupOptions options;
+  options.label.binary_path = dir.file("small-binary");
+  options.label.source_tarball_path = dir.file("small-source.tar.gz");
+  options.label.capacity = capacity;
+  options.roots = {src};
+  options.archive_size = archive_size;
+  options.temp_dir = dir.path();
+  return options;
+}
+
+// A test of the backup engine writing tape images into library_: a catalog
+// for identity_ (records of 64 KiB), and options_ backing up src_ onto
+// tapes of geometry_ in archives of `archive_size`.
+class ImageBackupTest : public ::testing::Test {
+ protected:
+  explicit ImageBackupTest(std::uint64_t archive_size)
+      : identity_(crypto::X25519Identity::generate()) {
+    catalog_.emplace(
+        catalog::Catalog::create(dir_.file("catalog.db"), two_copy_config(identity_, 64 << 10)));
+    options_ = small_label_options(dir_, src_, geometry_.capacity, archive_size);
+    std::filesystem::create_directories(src_);
+    std::filesystem::create_directories(library_);
+  }
+
+  TempDir dir_;
+  crypto::X25519Identity identity_;
+  std::optional<catalog::Catalog> catalog_;
+  std::string src_ = dir_.file("src");
+  std::string library_ = dir_.file("tapes");
+  tape::ImageGeometry geometry_{64 << 20, 0};
+  BackupOptions options_;
+};
 
 // ------------------------------------------------------------ reading tapes
 

@@ -28,21 +28,8 @@ double stat(const std::string& path, const std::string& key) {
   return std::strtod(text.c_str() + at + key.size() + 3, nullptr);
 }
 
-class CheckpointTest : public ::testing::Test {
+class CheckpointTest : public MixtapeCliTest {
  protected:
-  CheckpointTest() {
-    env_.catalog = dir_.file("catalog.db");
-    env_.home = dir_.file("home");
-    env_.tmpdir = dir_.path();
-  }
-
-  CommandResult mixtape(const std::vector<std::string>& args) {
-    return run_mixtape(env_, args, dir_.path());
-  }
-  crypto::X25519Identity identity() {
-    std::string text = read_file(env_.home + "/.config/mixtape/identity.txt");
-    return crypto::X25519Identity::parse(text.substr(text.find("AGE-SECRET-KEY-1"), 74));
-  }
   // `count` files of `size` bytes, each different (a counter at its start).
   void make_files(int count, std::size_t size) {
     std::string body = random_text(size, 42);
@@ -68,11 +55,6 @@ class CheckpointTest : public ::testing::Test {
             "--stats-json",
             dir_.file("stats.json")};
   }
-
-  TempDir dir_;
-  std::string src_ = dir_.file("src");
-  std::string library_ = dir_.file("tapes");
-  MixtapeEnv env_;
 };
 
 // The drill: 1 GiB, --commit-every 128M, killed once about 70% is on

@@ -11,27 +11,16 @@
 namespace mixtape::backup::testing {
 namespace {
 
-class CliTest : public ::testing::Test {
+class CliTest : public MixtapeCliTest {
  protected:
-  CliTest() {
-    env_.catalog = dir_.file("catalog.db");
-    env_.home = dir_.file("home");
-    env_.tmpdir = dir_.path();
-    std::filesystem::create_directories(src_);
-  }
+  CliTest() { std::filesystem::create_directories(src_); }
 
-  CommandResult mixtape(const std::vector<std::string>& args) {
-    return run_mixtape(env_, args, dir_.path());
-  }
   CommandResult backup(std::vector<std::string> extra = {}) {
     std::vector<std::string> args = {"backup",        src_,         "--library", library_,
                                      "--new-library", "--capacity", "64M",       "--archive-size",
                                      "256K"};
     args.insert(args.end(), extra.begin(), extra.end());
     return mixtape(args);
-  }
-  crypto::X25519Identity identity() {
-    return crypto::load_identities(env_.home + "/.config/mixtape/identity.txt").at(0);
   }
   // The catalog as the test sees it (read-only, as the mount would).
   catalog::Catalog open_catalog() { return catalog::Catalog::open_read_only(env_.catalog); }
@@ -45,11 +34,6 @@ class CliTest : public ::testing::Test {
     return !err.empty() && err.back() == '\n' && count(err, "\n") == 1 &&
            err.rfind("mixtape: ", 0) == 0;
   }
-
-  TempDir dir_;
-  MixtapeEnv env_;
-  std::string src_ = dir_.file("src");
-  std::string library_ = dir_.file("tapes");
 };
 
 TEST_F(CliTest, RecordSizesAboveOneMebibyteAreRefused) {

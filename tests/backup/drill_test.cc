@@ -9,14 +9,11 @@ namespace {
 
 constexpr char kSplit[] = MIXTAPE_SOURCE_DIR "/tests/backup/simh_split.py";
 
-class Drill : public ::testing::Test {
+class Drill : public MixtapeCliTest {
  protected:
   void SetUp() override {
     for (const char* tool : {"python3", "age", "sqlite3", "tar", "b2sum"})
       ASSERT_TRUE(have_tool(tool)) << tool << " not installed (scripts/install-deps.sh)";
-    env_.catalog = dir_.file("catalog.db");
-    env_.home = dir_.file("home");
-    env_.tmpdir = dir_.path();
   }
 
   CommandResult sh(const std::string& command) {
@@ -27,12 +24,6 @@ class Drill : public ::testing::Test {
     EXPECT_EQ(r.status, 0) << command << "\n" << r.err;
     return r.out;
   }
-  CommandResult mixtape(const std::vector<std::string>& args) {
-    return run_mixtape(env_, args, dir_.path());
-  }
-
-  TempDir dir_;
-  MixtapeEnv env_;
 };
 
 TEST_F(Drill, EveryFileComesBackWithStockToolsAlone) {

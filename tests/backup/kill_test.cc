@@ -34,13 +34,9 @@ std::uint64_t library_bytes(const std::string& library) {
   return total;
 }
 
-class KillTest : public ::testing::Test {
+class KillTest : public MixtapeCliTest {
  protected:
-  KillTest() : rng_(20261121) {
-    env_.catalog = dir_.file("catalog.db");
-    env_.home = dir_.file("home");
-    env_.tmpdir = dir_.path();
-  }
+  KillTest() : rng_(20261121) {}
 
   std::vector<std::string> backup_args() {
     // Checkpoints every few archives: kills land in them too.
@@ -141,10 +137,6 @@ class KillTest : public ::testing::Test {
     if (!mid_write && !uncommitted_trailing) ++after_commit_;
   }
 
-  crypto::X25519Identity identity() {
-    return crypto::load_identities(env_.home + "/.config/mixtape/identity.txt").at(0);
-  }
-
   // After a complete run: every file on disk has its two copies of what it
   // holds now, read back from tape; every tape ends in a trailing index; a
   // tape the catalog does not know is one whose labelling was killed, and
@@ -174,10 +166,6 @@ class KillTest : public ::testing::Test {
     }
   }
 
-  TempDir dir_;
-  MixtapeEnv env_;
-  std::string src_ = dir_.file("src");
-  std::string library_ = dir_.file("tapes");
   std::mt19937 rng_;
   std::vector<std::string> present_;
   int before_tape_ = 0, mid_write_ = 0, after_trailing_ = 0, after_commit_ = 0;

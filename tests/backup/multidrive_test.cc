@@ -31,26 +31,9 @@ class WarningLog final : public Progress {
   std::vector<std::string> warnings;
 };
 
-class MultiDriveTest : public ::testing::Test {
+class MultiDriveTest : public ImageBackupTest {
  protected:
-  MultiDriveTest() : identity_(crypto::X25519Identity::generate()) {
-    catalog::CatalogConfig config;
-    config.recipients = {identity_.recipient().to_string()};
-    config.record_size = 64 << 10;
-    config.default_copies = 2;
-    catalog_.emplace(Catalog::create(dir_.file("catalog.db"), config));
-    // File 0 carries these instead of the (large) test binary.
-    write_file(dir_.file("small-binary"), "a binary");
-    write_file(dir_.file("small-source.tar.gz"), "the source");
-    options_.label.binary_path = dir_.file("small-binary");
-    options_.label.source_tarball_path = dir_.file("small-source.tar.gz");
-    options_.label.capacity = geometry_.capacity;
-    options_.roots = {src_};
-    options_.archive_size = 1 << 20;
-    options_.temp_dir = dir_.path();
-    std::filesystem::create_directories(src_);
-    std::filesystem::create_directories(library_);
-  }
+  MultiDriveTest() : ImageBackupTest(1 << 20) {}
 
   // `count` files of 150-450 KB under a few directories; returns their bytes.
   std::uint64_t make_files(int first, int count) {
@@ -146,14 +129,6 @@ class MultiDriveTest : public ::testing::Test {
 
   catalog::TapeRow tape(const std::string& serial) { return *catalog_->tape_by_serial(serial); }
   std::string image(const std::string& serial) { return library_ + "/" + serial + ".tap"; }
-
-  TempDir dir_;
-  crypto::X25519Identity identity_;
-  std::optional<Catalog> catalog_;
-  std::string src_ = dir_.file("src");
-  std::string library_ = dir_.file("tapes");
-  tape::ImageGeometry geometry_{64 << 20, 0};
-  BackupOptions options_;
 };
 
 TEST_F(MultiDriveTest, TwoCopiesAreWrittenInOnePassFromOneReadAndEachTapeRestoresAlone) {
@@ -375,27 +350,14 @@ TEST_F(MultiDriveTest, AMediaErrorWhileWritingAbandonsTheArchiveAndTheFilesGoToT
 
 // ------------------------------------------------------------ the commands
 
-class MultiDriveCliTest : public ::testing::Test {
+class MultiDriveCliTest : public MixtapeCliTest {
  protected:
-  MultiDriveCliTest() {
-    env_.catalog = dir_.file("catalog.db");
-    env_.home = dir_.file("home");
-    env_.tmpdir = dir_.path();
-  }
-  CommandResult mixtape(const std::vector<std::string>& args) {
-    return run_mixtape(env_, args, dir_.path());
-  }
   // A counter from a --stats-json file: the first "key": value in it.
   static double stat(const std::string& json, const std::string& key) {
     auto at = json.find("\"" + key + "\":");
     if (at == std::string::npos) return -1;
     return std::strtod(json.c_str() + at + key.size() + 3, nullptr);
   }
-
-  TempDir dir_;
-  MixtapeEnv env_;
-  std::string src_ = dir_.file("src");
-  std::string library_ = dir_.file("tapes");
 };
 
 TEST_F(MultiDriveCliTest, BackupAndRestoreWithTwoDrives) {

@@ -65,26 +65,9 @@ class HookProgress final : public Progress {
   std::string phase_;
 };
 
-class PipelineTest : public ::testing::Test {
+class PipelineTest : public ImageBackupTest {
  protected:
-  PipelineTest() : identity_(crypto::X25519Identity::generate()) {
-    catalog::CatalogConfig config;
-    config.recipients = {identity_.recipient().to_string()};
-    config.record_size = 64 << 10;
-    config.default_copies = 2;
-    catalog_.emplace(Catalog::create(dir_.file("catalog.db"), config));
-    // File 0 carries these instead of the (large) test binary.
-    write_file(dir_.file("small-binary"), "a binary");
-    write_file(dir_.file("small-source.tar.gz"), "the source");
-    options_.label.binary_path = dir_.file("small-binary");
-    options_.label.source_tarball_path = dir_.file("small-source.tar.gz");
-    options_.label.capacity = geometry_.capacity;
-    options_.roots = {src_};
-    options_.archive_size = 256 << 10;
-    options_.temp_dir = dir_.path();
-    std::filesystem::create_directories(src_);
-    std::filesystem::create_directories(library_);
-  }
+  PipelineTest() : ImageBackupTest(256 << 10) {}
 
   BackupReport run(Progress& progress) {
     FaultyLibrary library(library_, geometry_);
@@ -152,13 +135,6 @@ class PipelineTest : public ::testing::Test {
 
   std::vector<catalog::TapeRow> tapes() { return catalog_->tapes(); }
 
-  TempDir dir_;
-  crypto::X25519Identity identity_;
-  std::optional<Catalog> catalog_;
-  std::string src_ = dir_.file("src");
-  std::string library_ = dir_.file("tapes");
-  tape::ImageGeometry geometry_{64 << 20, 0};
-  BackupOptions options_;
   std::function<void(const std::string&, tape::FaultInjectingDrive&)> on_load_;
 };
 

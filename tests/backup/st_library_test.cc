@@ -19,6 +19,7 @@
 #include "engine/tape/libraries.h"
 #include "engine/tape/st_drive.h"
 #include "tests/backup/backup_test_util.h"
+#include "tests/tape/tape_test_util.h"
 
 namespace mixtape::backup::testing {
 namespace {
@@ -31,6 +32,7 @@ using tape::EmulatedStDevice;
 using tape::StDrive;
 using tape::TapeError;
 using tape::TapeErrorKind;
+using tape::testing::expect_tape_error;
 
 constexpr std::uint64_t kCapacity = 64 << 20;
 
@@ -41,18 +43,6 @@ EmulatedCartridge blank() {
   return c;
 }
 
-template <typename F>
-std::optional<TapeError> expect_tape_error(TapeErrorKind kind, F&& statement) {
-  try {
-    statement();
-  } catch (const TapeError& e) {
-    EXPECT_EQ(e.kind(), kind) << e.what();
-    return e;
-  }
-  ADD_FAILURE() << "expected TapeError(" << tape::to_string(kind) << ")";
-  return std::nullopt;
-}
-
 class StLibraryTest : public ::testing::Test {
  protected:
   StLibraryTest()
@@ -60,19 +50,9 @@ class StLibraryTest : public ::testing::Test {
         nst0_("/dev/nst0"),
         nst1_("/dev/nst1"),
         robot_("/dev/sg3", {&nst0_, &nst1_}, 6) {
-    catalog::CatalogConfig config;
-    config.recipients = {identity_.recipient().to_string()};
-    config.record_size = 256 << 10;
-    config.default_copies = 2;
-    catalog_.emplace(Catalog::create(dir_.file("catalog.db"), config));
-    write_file(dir_.file("small-binary"), "a binary");
-    write_file(dir_.file("small-source.tar.gz"), "the source");
-    options_.label.binary_path = dir_.file("small-binary");
-    options_.label.source_tarball_path = dir_.file("small-source.tar.gz");
-    options_.label.capacity = kCapacity;
-    options_.roots = {src_};
-    options_.archive_size = 1 << 20;
-    options_.temp_dir = dir_.path();
+    catalog_.emplace(
+        Catalog::create(dir_.file("catalog.db"), two_copy_config(identity_, 256 << 10)));
+    options_ = small_label_options(dir_, src_, kCapacity, 1 << 20);
     std::filesystem::create_directories(src_);
     for (std::size_t slot = 1; slot <= 4; ++slot)
       robot_.put(slot, "L0000" + std::to_string(slot) + "L6", blank());
@@ -122,6 +102,25 @@ class StLibraryTest : public ::testing::Test {
 
   catalog::TapeRow tape(const std::string& serial) { return *catalog_->tape_by_serial(serial); }
 
+  // A first run onto L00001 and L00002, which stay in the drives, and new
+  // files for the next run; what the tapes hold then is kept, for
+  // expect_nothing_written().
+  void back_up_onto_both_tapes_then_add_files() {
+    make_files(6, 0, 50000);
+    {
+      auto changer = library();
+      ASSERT_EQ(run(*changer).tapes, (std::vector<std::string>{"L00001", "L00002"}));
+    }
+    blocks_before_[0] = nst0_.cartridge()->blocks.size();
+    blocks_before_[1] = nst1_.cartridge()->blocks.size();
+    make_files(6, 100, 50000);
+  }
+
+  void expect_nothing_written() const {
+    EXPECT_EQ(nst0_.cartridge()->blocks.size(), blocks_before_[0]);
+    EXPECT_EQ(nst1_.cartridge()->blocks.size(), blocks_before_[1]);
+  }
+
   TempDir dir_;
   crypto::X25519Identity identity_;
   crypto::AgeDecryptKeys keys_;
@@ -132,6 +131,7 @@ class StLibraryTest : public ::testing::Test {
   EmulatedChanger robot_;
   std::vector<std::string> notices_;
   std::vector<std::string> warnings_;
+  std::size_t blocks_before_[2] = {};
 };
 
 TEST_F(StLibraryTest, BackupRestoreVerifyAndRecoverThroughStDrive) {
@@ -195,14 +195,8 @@ TEST_F(StLibraryTest, BackupRestoreVerifyAndRecoverThroughStDrive) {
 }
 
 TEST_F(StLibraryTest, DevicesListedOutOfTheChangersOrderNeverWriteOnTheWrongTape) {
-  make_files(6, 0, 50000);
-  {
-    auto changer = library();
-    ASSERT_EQ(run(*changer).tapes, (std::vector<std::string>{"L00001", "L00002"}));
-  }
-  // Both tapes stay in the drives; the next run lists /dev/nst1 first.
-  const auto l1 = nst0_.cartridge()->blocks.size(), l2 = nst1_.cartridge()->blocks.size();
-  make_files(6, 100, 50000);
+  ASSERT_NO_FATAL_FAILURE(back_up_onto_both_tapes_then_add_files());
+  // The next run lists /dev/nst1 first.
   BackupReport report;
   {
     auto changer = library(/*swapped=*/true);
@@ -212,8 +206,7 @@ TEST_F(StLibraryTest, DevicesListedOutOfTheChangersOrderNeverWriteOnTheWrongTape
   EXPECT_NE(report.failed_drives[0].find("holds tape L0000"), std::string::npos)
       << report.failed_drives[0];
   EXPECT_EQ(report.copies, 0u);
-  EXPECT_EQ(nst0_.cartridge()->blocks.size(), l1);
-  EXPECT_EQ(nst1_.cartridge()->blocks.size(), l2);
+  expect_nothing_written();
   // In the right order, the run goes through.
   auto changer = library();
   EXPECT_EQ(run(*changer).below_goal, 0u);
@@ -223,13 +216,7 @@ TEST_F(StLibraryTest, DevicesListedOutOfTheChangersOrderNeverWriteOnTheWrongTape
 // of the changer's order, with a changer that does not check labels itself,
 // write nothing onto the wrong cartridges.
 TEST_F(StLibraryTest, EverySessionChecksTheTapeBeforeItsFirstWrite) {
-  make_files(6, 0, 50000);
-  {
-    auto changer = library();
-    ASSERT_EQ(run(*changer).tapes, (std::vector<std::string>{"L00001", "L00002"}));
-  }
-  const auto l1 = nst0_.cartridge()->blocks.size(), l2 = nst1_.cartridge()->blocks.size();
-  make_files(6, 100, 50000);
+  ASSERT_NO_FATAL_FAILURE(back_up_onto_both_tapes_then_add_files());
   BackupReport report;
   {
     std::vector<std::unique_ptr<tape::Drive>> drives;
@@ -240,8 +227,7 @@ TEST_F(StLibraryTest, EverySessionChecksTheTapeBeforeItsFirstWrite) {
   }
   EXPECT_EQ(report.copies, 0u);
   EXPECT_TRUE(warned("holds tape L00002, not tape L00001")) << ::testing::PrintToString(warnings_);
-  EXPECT_EQ(nst0_.cartridge()->blocks.size(), l1);
-  EXPECT_EQ(nst1_.cartridge()->blocks.size(), l2);
+  expect_nothing_written();
 }
 
 TEST_F(StLibraryTest, AResetWhileWritingLeavesTheTapeOpen) {

@@ -6,11 +6,7 @@
 namespace mixtape::catalog {
 namespace {
 
-using testing::add_tape_with_archive;
-using testing::file_version;
-using testing::make_file;
-using testing::TempDir;
-using testing::test_config;
+using namespace testing;
 
 // "added /d/x" for each change, in order.
 std::vector<std::string> described(const std::vector<Catalog::SnapshotChange>& changes) {

@@ -13,12 +13,7 @@
 namespace mixtape::catalog {
 namespace {
 
-using testing::add_copy;
-using testing::add_tape_with_archive;
-using testing::file_version;
-using testing::make_file;
-using testing::TempDir;
-using testing::test_config;
+using namespace testing;
 
 // A fresh index file as the format module makes it: its own tables first.
 void make_index_file(const std::string& path) {

@@ -8,12 +8,7 @@
 namespace mixtape::catalog {
 namespace {
 
-using testing::add_copy;
-using testing::add_tape_with_archive;
-using testing::file_version;
-using testing::make_file;
-using testing::TempDir;
-using testing::test_config;
+using namespace testing;
 
 TEST(Tapes, AddFindUpdate) {
   TempDir tmp;

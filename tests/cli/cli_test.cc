@@ -12,12 +12,7 @@ namespace {
 using backup::testing::kMixtape;
 using backup::testing::MixtapeEnv;
 using backup::testing::run_mixtape;
-using test_support::CommandResult;
-using test_support::read_file;
-using test_support::run_shell;
-using test_support::shell_quote;
-using test_support::TempDir;
-using test_support::write_file;
+using namespace mixtape::test_support;
 
 namespace fs = std::filesystem;
 
@@ -117,18 +112,10 @@ TEST_F(CliInit, ACatalogThatCannotBeMadeTakesTheNewKeyAndFoldersWithIt) {
 
 // ------------------------------------------------------------ restore
 
-class CliRestore : public ::testing::Test {
+class CliRestore : public backup::testing::MixtapeCliTest {
  protected:
-  CliRestore() {
-    env_.catalog = dir_.file("catalog.db");
-    env_.home = dir_.file("home");
-    env_.tmpdir = dir_.path();
-    fs::create_directories(src_);
-  }
+  CliRestore() { fs::create_directories(src_); }
 
-  CommandResult mixtape(const std::vector<std::string>& args) {
-    return run_mixtape(env_, args, dir_.path());
-  }
   CommandResult backup() {
     return mixtape({"backup", src_, "--library", library_, "--new-library", "--capacity", "64M"});
   }
@@ -138,11 +125,6 @@ class CliRestore : public ::testing::Test {
   static std::string last_line(const std::string& text) {
     return text.substr(text.rfind('\n', text.size() - 2) + 1);
   }
-
-  TempDir dir_;
-  MixtapeEnv env_;
-  std::string src_ = dir_.file("src");
-  std::string library_ = dir_.file("tapes");
 };
 
 TEST_F(CliRestore, FilesNeverBackedUpAreNamedAndTheExitStatusIsOne) {

@@ -25,14 +25,7 @@
 namespace mixtape::cli {
 namespace {
 
-using test_support::CommandResult;
-using test_support::hash_hex;
-using test_support::random_text;
-using test_support::read_file;
-using test_support::run_shell;
-using test_support::shell_quote;
-using test_support::TempDir;
-using test_support::write_file;
+using namespace mixtape::test_support;
 
 namespace fs = std::filesystem;
 

@@ -21,12 +21,7 @@
 namespace mixtape::cli {
 namespace {
 
-using test_support::CommandResult;
-using test_support::read_file;
-using test_support::run_shell;
-using test_support::shell_quote;
-using test_support::TempDir;
-using test_support::write_file;
+using namespace mixtape::test_support;
 
 constexpr char kMixtape[] = MIXTAPE_BINARY_DIR "/cli/mixtape";
 constexpr char kMountHelper[] = MIXTAPE_BINARY_DIR "/mount-helper/mount.mixtape";

@@ -53,8 +53,26 @@ class DailyTest : public ::testing::Test {
     ASSERT_LT(n, files.size());
     restore::testing::flip_byte(image, blocks[files[n]].data_offset + 300);
   }
+  // A backup of a tree with a 40 MB file (of `seed`), whose one tape a
+  // restore then holds, stopped mid-read (reader_), and a new file for the
+  // next backup to write.
+  void tape_held_by_a_stopped_restore(std::uint32_t seed) {
+    f_.make_tree(4);
+    write_file(f_.src() + "/huge.bin", random_text(40'000'000, seed));
+    f_.init(1);
+    f_.backup("64M");
+    BackgroundRun& reader =
+        reader_.emplace(f_, std::vector<std::string>{"restore", f_.src(), "--to", f_.file("out"),
+                                                     "--library", f_.library()});
+    ASSERT_TRUE(
+        poll_until([&] { return !open_images(reader.pid()).empty() || !reader.running(); }));
+    reader.stop();
+    ASSERT_FALSE(open_images(reader.pid()).empty());
+    write_file(f_.src() + "/new.txt", "new\n");
+  }
 
   Fixture f_;
+  std::optional<BackgroundRun> reader_;  // after f_: it ends before f_'s files go
 };
 
 // ------------------------------------------------------------ item 3
@@ -355,16 +373,8 @@ TEST_F(DailyTest, BackingUpTheFolderOfTheCatalogAndTapesSkipsThem) {
 // Invariant: a backup that finds its tape held by another process waits
 // for it (saying so) and then does its work.
 TEST_F(DailyTest, ABackupWaitsForATapeAnotherProcessHolds) {
-  f_.make_tree(4);
-  write_file(f_.src() + "/huge.bin", random_text(40'000'000, 7));
-  f_.init(1);
-  f_.backup("64M");
-  BackgroundRun reader(f_,
-                       {"restore", f_.src(), "--to", f_.file("out"), "--library", f_.library()});
-  ASSERT_TRUE(poll_until([&] { return !open_images(reader.pid()).empty() || !reader.running(); }));
-  reader.stop();
-  ASSERT_FALSE(open_images(reader.pid()).empty());
-  write_file(f_.src() + "/new.txt", "new\n");
+  ASSERT_NO_FATAL_FAILURE(tape_held_by_a_stopped_restore(7));
+  BackgroundRun& reader = *reader_;
   MixtapeEnv env;
   env.catalog = f_.catalog();
   env.home = f_.file("home");
@@ -387,16 +397,8 @@ TEST_F(DailyTest, ABackupWaitsForATapeAnotherProcessHolds) {
 // non-zero and says what is left; here its only tape is held by another
 // process (named) past --drive-wait.
 TEST_F(DailyTest, ABackupThatCouldNotWriteExitsNonZeroNamingTheHolder) {
-  f_.make_tree(4);
-  write_file(f_.src() + "/huge.bin", random_text(40'000'000, 8));
-  f_.init(1);
-  f_.backup("64M");
-  BackgroundRun reader(f_,
-                       {"restore", f_.src(), "--to", f_.file("out"), "--library", f_.library()});
-  ASSERT_TRUE(poll_until([&] { return !open_images(reader.pid()).empty() || !reader.running(); }));
-  reader.stop();
-  ASSERT_FALSE(open_images(reader.pid()).empty());
-  write_file(f_.src() + "/new.txt", "new\n");
+  ASSERT_NO_FATAL_FAILURE(tape_held_by_a_stopped_restore(8));
+  BackgroundRun& reader = *reader_;
   CommandResult r = f_.mixtape("backup " + shell_quote(f_.src()) + lib() + " --drive-wait 0");
   EXPECT_NE(r.status, 0) << r.out;
   EXPECT_NE(r.err.find("in use by process " + std::to_string(reader.pid()) + " (" +

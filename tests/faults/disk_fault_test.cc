@@ -31,6 +31,16 @@ std::string last_line(const std::string& text) {
 
 class DiskFaultTest : public ::testing::Test {
  protected:
+  // The run failed with one line, saying the disk is full; that line.
+  static std::string expect_one_line_disk_full(const CommandResult& r) {
+    EXPECT_NE(r.status, 0) << r.out;
+    EXPECT_EQ(count_lines(r.err), 1u) << r.err;
+    const std::string line = last_line(r.err);
+    EXPECT_TRUE(line.find("disk is full") != std::string::npos ||
+                line.find("No space left") != std::string::npos)
+        << line;
+    return line;
+  }
   // Many files with long names: their catalog rows take some hundreds of
   // KB, more than a small disk has left.
   void many_files(int count) {
@@ -111,12 +121,7 @@ TEST_P(CatalogDiskFullTest, TheRunFailsWithOneLineAndTheCatalogStaysWhole) {
   const std::string command =
       std::string(GetParam()) == "scan" ? "scan " + shell_quote(f_.src()) : backup_args();
   CommandResult r = mixtape(catalog, command);
-  EXPECT_NE(r.status, 0) << r.out;
-  EXPECT_EQ(count_lines(r.err), 1u) << r.err;
-  const std::string line = last_line(r.err);
-  EXPECT_TRUE(line.find("disk is full") != std::string::npos ||
-              line.find("No space left") != std::string::npos)
-      << line;
+  const std::string line = expect_one_line_disk_full(r);
   EXPECT_NE(line.find(catalog), std::string::npos) << line;
   EXPECT_EQ(integrity_check(catalog), "ok\n");
   EXPECT_EQ(mixtape(catalog, "status").status, 0);
@@ -163,12 +168,7 @@ TEST_F(DiskFaultTest, ACatalogDiskFullAtTheCommitClaimsNothingAndTheNextBackupCo
   disk.fill(0);
   run.resume();
   CommandResult r = run.wait();
-  EXPECT_NE(r.status, 0) << r.out;
-  EXPECT_EQ(count_lines(r.err), 1u) << r.err;
-  const std::string line = last_line(r.err);
-  EXPECT_TRUE(line.find("disk is full") != std::string::npos ||
-              line.find("No space left") != std::string::npos)
-      << line;
+  const std::string line = expect_one_line_disk_full(r);
   // The failure came once the tape was being written: it holds an archive.
   // (Whether at the commit or at the next index, whose catalog copy marks
   // the catalog first, depends on when the disk filled: either way nothing

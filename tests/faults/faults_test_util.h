@@ -29,14 +29,7 @@ namespace mixtape::faults::testing {
 using restore::testing::Fixture;
 using restore::testing::ImageBlock;
 using restore::testing::parse_image;
-using test_support::CommandResult;
-using test_support::poll_until;
-using test_support::random_text;
-using test_support::read_file;
-using test_support::run_shell;
-using test_support::shell_quote;
-using test_support::TempDir;
-using test_support::write_file;
+using namespace mixtape::test_support;
 
 // A tmpfs of a fixed size on a fresh directory: a disk that fills up. Needs
 // root (the tests run as root); unmounted (lazily) when destroyed.

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "tests/faults/faults_test_util.h"
 #include "tests/fs/mount_util.h"
@@ -108,6 +109,34 @@ class MountDailyTest : public ::testing::Test {
       if (line.find(" " + mnt() + " ") != std::string::npos) return line;
     return "";
   }
+  // A one-copy backup of a small tree, mounted with `options`, and a file
+  // read through the mount, so that its daemon has had the tape.
+  void back_up_mount_and_read(LiveMount& mount, const std::string& options) {
+    f_.make_tree(4);
+    f_.init(1);
+    f_.backup();
+    CommandResult r = mount.mount(f_.catalog(), options);
+    ASSERT_EQ(r.status, 0) << r.err;
+    std::string data;
+    ASSERT_EQ(read_whole(latest(f_.src() + "/d1/f1"), data), 0);
+  }
+
+  // A backed-up small tree mounted with its tapes away (library= an empty
+  // folder), and a `cat` of d1/f1 through the mount (reader) waiting for
+  // the tape nobody brings.
+  void read_waiting_for_an_absent_tape(LiveMount& mount, std::optional<Spawned>& reader) {
+    f_.make_tree(4);
+    f_.init(1);
+    f_.backup();
+    fs::create_directories(f_.file("away"));
+    CommandResult r = mount.mount(f_.catalog(), fstab("", f_.file("away")));
+    ASSERT_EQ(r.status, 0) << r.err;
+    const std::string file = f_.src() + "/d1/f1";
+    reader.emplace(std::vector<std::string>{"cat", latest(file)}, f_.file("cat.out"),
+                   f_.file("cat.err"));
+    ASSERT_TRUE(poll_until([&] { return status().find("waiting: " + file) != std::string::npos; }))
+        << status();
+  }
 
   Fixture f_;
 };
@@ -118,19 +147,13 @@ class MountDailyTest : public ::testing::Test {
 // (exit status 1) naming the mount's process and what it left undone; it
 // never backs up nothing and calls that success.
 TEST_F(MountDailyTest, ABackupWhileTheMountHoldsItsTapeFailsNamingTheMount) {
-  f_.make_tree(4);
-  f_.init(1);
-  f_.backup();
   LiveMount mount(mnt());
-  CommandResult r = mount.mount(f_.catalog(), fstab("idle=600"));
-  ASSERT_EQ(r.status, 0) << r.err;
-  std::string data;
-  ASSERT_EQ(read_whole(latest(f_.src() + "/d1/f1"), data), 0);
+  ASSERT_NO_FATAL_FAILURE(back_up_mount_and_read(mount, fstab("idle=600")));
   const pid_t daemon = mount.daemon();
   ASSERT_FALSE(open_images(daemon).empty()) << "the mount does not hold the tape after a read";
   write_file(f_.src() + "/new.txt", "new\n");
-  r = f_.mixtape("backup " + shell_quote(f_.src()) + " --library " + shell_quote(f_.library()) +
-                 " --drive-wait 0");
+  CommandResult r = f_.mixtape("backup " + shell_quote(f_.src()) + " --library " +
+                               shell_quote(f_.library()) + " --drive-wait 0");
   EXPECT_NE(r.status, 0) << r.out;
   EXPECT_NE(r.err.find("in use by process " + std::to_string(daemon) + " (" + kMountHelper),
             std::string::npos)
@@ -142,23 +165,19 @@ TEST_F(MountDailyTest, ABackupWhileTheMountHoldsItsTapeFailsNamingTheMount) {
 // go of its tape after idle= seconds, so the nightly backup runs and
 // succeeds, and the mount then reads what it wrote.
 TEST_F(MountDailyTest, AnIdleMountLetsTheNightlyBackupRun) {
-  f_.make_tree(4);
-  f_.init(1);
-  f_.backup();
   LiveMount mount(mnt());
-  CommandResult r = mount.mount(f_.catalog(), fstab("idle=1"));
-  ASSERT_EQ(r.status, 0) << r.err;
-  std::string data;
-  ASSERT_EQ(read_whole(latest(f_.src() + "/d1/f1"), data), 0);
+  ASSERT_NO_FATAL_FAILURE(back_up_mount_and_read(mount, fstab("idle=1")));
   const pid_t daemon = mount.daemon();
   EXPECT_TRUE(poll_until([&] { return open_images(daemon).empty(); }))
       << "the idle mount keeps its tape";
   EXPECT_NE(status().find("drive 0: empty"), std::string::npos) << status();
 
   write_file(f_.src() + "/new.txt", "new\n");
-  r = f_.mixtape("backup " + shell_quote(f_.src()) + " --library " + shell_quote(f_.library()));
+  CommandResult r =
+      f_.mixtape("backup " + shell_quote(f_.src()) + " --library " + shell_quote(f_.library()));
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("backed up 1 file copy"), std::string::npos) << r.out;
+  std::string data;
   EXPECT_EQ(read_whole(latest(f_.src() + "/new.txt"), data), 0);
   EXPECT_EQ(data, "new\n");
 }
@@ -167,16 +186,11 @@ TEST_F(MountDailyTest, AnIdleMountLetsTheNightlyBackupRun) {
 // an idle mount closes it, looking at the mount does not take it back, and
 // a backup to that drive runs.
 TEST_F(MountDailyTest, AnIdleMountOfADeviceLetsTheBackupRun) {
-  f_.make_tree(4);
-  f_.init(1);
-  f_.backup();
   const std::string device = f_.image("L00001");
   LiveMount mount(mnt());
-  CommandResult r = mount.mount(f_.catalog(), "identity=" + f_.identity() + ",device=" + device +
-                                                  ",cache=" + f_.file("cache") + ",idle=1");
-  ASSERT_EQ(r.status, 0) << r.err;
-  std::string data;
-  ASSERT_EQ(read_whole(latest(f_.src() + "/d1/f1"), data), 0);
+  ASSERT_NO_FATAL_FAILURE(
+      back_up_mount_and_read(mount, "identity=" + f_.identity() + ",device=" + device +
+                                        ",cache=" + f_.file("cache") + ",idle=1"));
   const pid_t daemon = mount.daemon();
   EXPECT_TRUE(poll_until([&] { return open_images(daemon).empty(); }))
       << "the idle mount keeps its drive";
@@ -184,8 +198,8 @@ TEST_F(MountDailyTest, AnIdleMountOfADeviceLetsTheBackupRun) {
   EXPECT_EQ(xattr(latest(f_.src() + "/d2/f2"), "user.mixtape.state"), "offline");
   EXPECT_TRUE(open_images(daemon).empty()) << "looking at the mount took the drive back";
   write_file(f_.src() + "/new.txt", "new\n");
-  r = f_.mixtape("backup " + shell_quote(f_.src()) + " --device " + shell_quote(device) +
-                 " --drive-wait 0");
+  CommandResult r = f_.mixtape("backup " + shell_quote(f_.src()) + " --device " +
+                               shell_quote(device) + " --drive-wait 0");
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("backed up 1 file copy"), std::string::npos) << r.out;
 }
@@ -197,21 +211,13 @@ TEST_F(MountDailyTest, AnIdleMountOfADeviceLetsTheBackupRun) {
 // mount is unmounted, mount.mixtape exits and lets go of the cache, so the
 // same mount can be made again.
 TEST_F(MountDailyTest, AReadWaitingForAnAbsentTapeEndsWithTheUnmount) {
-  f_.make_tree(4);
-  f_.init(1);
-  f_.backup();
-  fs::create_directories(f_.file("away"));  // the tapes are elsewhere
   {
     LiveMount mount(mnt());
-    CommandResult r = mount.mount(f_.catalog(), fstab("", f_.file("away")));
-    ASSERT_EQ(r.status, 0) << r.err;
+    std::optional<Spawned> reader;
+    ASSERT_NO_FATAL_FAILURE(read_waiting_for_an_absent_tape(mount, reader));
     const pid_t daemon = mount.daemon();
-    const std::string file = f_.src() + "/d1/f1";
-    Spawned reader({"cat", latest(file)}, f_.file("cat.out"), f_.file("cat.err"));
-    ASSERT_TRUE(poll_until([&] { return status().find("waiting: " + file) != std::string::npos; }))
-        << status();
-    ::kill(reader.pid(), SIGKILL);
-    reader.wait();
+    ::kill(reader->pid(), SIGKILL);
+    reader->wait();
     EXPECT_TRUE(
         poll_until([&] { return run_shell("fusermount3 -u " + shell_quote(mnt())).status == 0; }));
     const bool gone = poll_until([&] { return ended(daemon); });
@@ -226,23 +232,15 @@ TEST_F(MountDailyTest, AReadWaitingForAnAbsentTapeEndsWithTheUnmount) {
 
 // Invariant: SIGTERM ends a mount whose read waits for a tape.
 TEST_F(MountDailyTest, SigtermEndsAMountWhoseReadWaitsForATape) {
-  f_.make_tree(4);
-  f_.init(1);
-  f_.backup();
-  fs::create_directories(f_.file("away"));
   LiveMount mount(mnt());
-  CommandResult r = mount.mount(f_.catalog(), fstab("", f_.file("away")));
-  ASSERT_EQ(r.status, 0) << r.err;
+  std::optional<Spawned> reader;
+  ASSERT_NO_FATAL_FAILURE(read_waiting_for_an_absent_tape(mount, reader));
   const pid_t daemon = mount.daemon();
-  const std::string file = f_.src() + "/d1/f1";
-  Spawned reader({"cat", latest(file)}, f_.file("cat.out"), f_.file("cat.err"));
-  ASSERT_TRUE(poll_until([&] { return status().find("waiting: " + file) != std::string::npos; }))
-      << status();
   ::kill(daemon, SIGTERM);
   const bool gone = poll_until([&] { return ended(daemon); });
   EXPECT_TRUE(gone) << "mount.mixtape ignored SIGTERM";
   if (!gone) ::kill(daemon, SIGKILL);  // or the reader waits for ever
-  EXPECT_NE(reader.wait(), 0);
+  EXPECT_NE(reader->wait(), 0);
 }
 
 // Invariant: a found tape mounted alone fails a read of a file whose only

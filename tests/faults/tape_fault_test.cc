@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <memory>
+#include <optional>
 #include <set>
 
 #include "engine/recover/recover.h"
@@ -20,20 +22,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class TapeFaultTest : public ::testing::Test {
+class TapeFaultTest : public restore::testing::TreeTest {
  protected:
-  void SetUp() override { f_.make_tree(); }
-
   CommandResult restore(const std::string& what, const std::string& to = "out") {
-    return f_.mixtape("restore " + shell_quote(what) + " --to " + shell_quote(f_.file(to)) +
-                      " --library " + shell_quote(f_.library()) + " --stats-json " +
-                      shell_quote(f_.file("stats.json")));
-  }
-  std::string restored(const std::string& path, const std::string& to = "out") {
-    return f_.file(to) + path;
-  }
-  bool same(const std::string& path, const std::string& to = "out") {
-    return fs::exists(restored(path, to)) && read_file(restored(path, to)) == read_file(path);
+    return restore_into(shell_quote(what), to);
   }
   crypto::AgeDecryptKeys keys() {
     crypto::AgeDecryptKeys k;
@@ -61,7 +53,24 @@ class TapeFaultTest : public ::testing::Test {
     return block_of(r, next_chunk) < block;
   }
 
-  Fixture f_;
+  // A one-copy backup whose tape, L00001, then ends early: a drive wrapper
+  // reports end of data at cut_ (break_block), and is the one drive of the
+  // library returned.
+  tape::SingleDriveLibrary& backed_up_tape_ending_early() {
+    f_.init(1);
+    f_.backup();
+    cut_ = break_block("L00001");
+    image_ = tape::ImageDrive::open(f_.image("L00001"), /*write_protected=*/true);
+    auto faulty = std::make_unique<tape::FaultInjectingDrive>(*image_);
+    faulty->set_end_of_data(cut_);
+    faulty_ = faulty.get();
+    return library_.emplace(std::move(faulty), format::label_serial_reader());
+  }
+
+  std::uint64_t cut_ = 0;
+  std::unique_ptr<tape::ImageDrive> image_;
+  tape::FaultInjectingDrive* faulty_ = nullptr;
+  std::optional<tape::SingleDriveLibrary> library_;
 };
 
 // Invariant: a tape that ends early (the image cut at a record boundary in
@@ -116,13 +125,8 @@ TEST_F(TapeFaultTest, PrematureEndOfDataLosesOnlyWhatIsPastItAndTheOtherCopyServ
 // bytes lie past it, naming tape and block, and restore every other file
 // whole; nothing half-written stays in the destination.
 TEST_F(TapeFaultTest, PrematureEndOfDataThroughTheDriveWrapper) {
-  f_.init(1);
-  f_.backup();
-  const std::uint64_t cut = break_block("L00001");
-  auto image = tape::ImageDrive::open(f_.image("L00001"), /*write_protected=*/true);
-  auto faulty = std::make_unique<tape::FaultInjectingDrive>(*image);
-  faulty->set_end_of_data(cut);
-  tape::SingleDriveLibrary library(std::move(faulty), format::label_serial_reader());
+  tape::SingleDriveLibrary& library = backed_up_tape_ending_early();
+  const std::uint64_t cut = cut_;
   restore::RestoreOptions options;
   options.paths = {f_.src()};
   options.destination = f_.file("out");
@@ -154,14 +158,9 @@ TEST_F(TapeFaultTest, PrematureEndOfDataThroughTheDriveWrapper) {
 // hold whole: every archive it lists ends before the break, and every copy
 // it claims restores through the same faulty drive with its hash checked.
 TEST_F(TapeFaultTest, RecoverFromATapeThatEndsEarlyClaimsOnlyWhatIsWhole) {
-  f_.init(1);
-  f_.backup();
-  const std::uint64_t cut = break_block("L00001");
-  auto image = tape::ImageDrive::open(f_.image("L00001"), /*write_protected=*/true);
-  auto faulty = std::make_unique<tape::FaultInjectingDrive>(*image);
-  faulty->set_end_of_data(cut);
-  tape::FaultInjectingDrive* drive = faulty.get();
-  tape::SingleDriveLibrary library(std::move(faulty), format::label_serial_reader());
+  tape::SingleDriveLibrary& library = backed_up_tape_ending_early();
+  tape::FaultInjectingDrive* drive = faulty_;
+  const std::uint64_t cut = cut_;
 
   const std::string recovered = f_.file("recovered.db");
   {

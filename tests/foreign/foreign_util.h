@@ -21,20 +21,6 @@ inline constexpr char kMixtape[] = MIXTAPE_BINARY_DIR "/cli/mixtape";
 inline constexpr char kMountHelper[] = MIXTAPE_BINARY_DIR "/mount-helper/mount.mixtape";
 inline constexpr char kTarTap[] = MIXTAPE_SOURCE_DIR "/tests/foreign/tar_tap.py";
 
-// "key": number pairs of a --stats-json file or .mixtape/stats.
-inline std::map<std::string, double> read_stats_text(const std::string& text) {
-  std::map<std::string, double> stats;
-  std::size_t pos = 0;
-  while ((pos = text.find('"', pos)) != std::string::npos) {
-    std::size_t end = text.find('"', pos + 1);
-    std::string key = text.substr(pos + 1, end - pos - 1);
-    std::size_t colon = text.find(':', end);
-    stats[key] = std::strtod(text.c_str() + colon + 1, nullptr);
-    pos = text.find_first_of(",}", colon);
-  }
-  return stats;
-}
-
 class ForeignFixture {
  public:
   std::string file(const std::string& name) const { return dir_.file(name); }

@@ -13,13 +13,7 @@
 namespace mixtape::format {
 namespace {
 
-using testing::hash_hex;
-using testing::have_tool;
-using testing::read_file;
-using testing::run_shell;
-using testing::shell_quote;
-using testing::TempDir;
-using testing::write_file;
+using namespace testing;
 
 const std::string kSource = MIXTAPE_SOURCE_DIR;
 

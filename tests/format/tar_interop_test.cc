@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include <map>
-#include <random>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -18,38 +17,7 @@
 namespace mixtape::format {
 namespace {
 
-using testing::hash_hex;
-using testing::read_file;
-using testing::run_shell;
-using testing::shell_quote;
-using testing::TempDir;
-using testing::write_file;
-
-struct Sample {
-  MemberInfo info;
-  std::string data;
-};
-
-std::string random_bytes(std::size_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::string s(n, '\0');
-  for (auto& c : s) c = static_cast<char>(rng());
-  return s;
-}
-
-MemberInfo file_info(std::string path, const std::string& data, std::int64_t mtime_ns) {
-  MemberInfo info;
-  info.path = std::move(path);
-  info.size = data.size();
-  info.mode = 0640;
-  info.uid = 1000;
-  info.gid = 100;
-  info.uname = "alice";
-  info.gname = "users";
-  info.mtime_ns = mtime_ns;
-  info.blake2b256 = hash_hex(data);
-  return info;
-}
+using namespace testing;
 
 std::vector<Sample> samples() {
   std::vector<Sample> out;
@@ -61,13 +29,9 @@ std::vector<Sample> samples() {
   add("dir with spaces/file name.txt", "spaces\n", 1700000001000000001);
   add("new\nline", "newline in name\n", 1700000002999999999);
   add("bad\xff\xfeutf8", "not UTF-8\n", 1700000003000000000);
-  std::string deep;
-  for (int i = 0; deep.size() < 3700; ++i)
-    deep += std::string(249, static_cast<char>('a' + i)) + "/";
-  deep += std::string(4000 - deep.size(), 'z');
-  add(deep, "deep\n", 1700000004000000000);
+  add(long_path(), "deep\n", 1700000004000000000);
   add("zero", "", 1700000005000000000);
-  add("random.bin", random_bytes(200000, 3), 1700000006500000000);
+  add("random.bin", random_text(200000, 3), 1700000006500000000);
   add("old", "before 1970\n", -1500000000);
   {
     Sample s{file_info("\xc3\xbcnic\xc3\xb6"
@@ -79,24 +43,8 @@ std::vector<Sample> samples() {
     s.info.mode = 0755;
     out.push_back(s);
   }
-  MemberInfo link;
-  link.path = "link";
-  link.type = MemberType::kSymlink;
-  link.linkpath = "plain.txt";
-  link.mode = 0777;
-  link.mtime_ns = 1700000008000000000;
-  link.uname = link.gname = "root";
-  out.push_back({link, ""});
-  link.path = "long-link";
-  link.linkpath = std::string(300, 'q') + "/target";
-  out.push_back({link, ""});
-  MemberInfo dir;
-  dir.path = "empty dir";
-  dir.type = MemberType::kDirectory;
-  dir.mode = 0750;
-  dir.mtime_ns = 1600000000500000000;
-  dir.uname = dir.gname = "root";
-  out.push_back({dir, ""});
+  add_symlinks(out, 1700000008000000000);
+  out.push_back(empty_dir());
   return out;
 }
 
@@ -309,7 +257,7 @@ TEST_P(GnuTarArchives, ReadByTarReader) {
       {"short.txt", "short\n"},
       {std::string(150, 'n') + ".txt", "long name\n"},
       {std::string(120, 'd') + "/" + std::string(140, 'e') + "/" + std::string(200, 'f'),
-       random_bytes(3000, 5)},
+       random_text(3000, 5)},
       {"with space \xc3\xa9.txt", "accent\n"},
       {"zero", ""},
   };

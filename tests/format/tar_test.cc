@@ -14,43 +14,7 @@
 namespace mixtape::format {
 namespace {
 
-using testing::hash_hex;
-
-struct Sample {
-  MemberInfo info;
-  std::string data;
-};
-
-std::string random_bytes(std::size_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::string s(n, '\0');
-  for (auto& c : s) c = static_cast<char>(rng());
-  return s;
-}
-
-MemberInfo file_info(std::string path, const std::string& data) {
-  MemberInfo info;
-  info.path = std::move(path);
-  info.size = data.size();
-  info.mode = 0640;
-  info.uid = 1000;
-  info.gid = 100;
-  info.uname = "alice";
-  info.gname = "users";
-  info.mtime_ns = 1700000000123456789;
-  info.blake2b256 = hash_hex(data);
-  return info;
-}
-
-// A 4000-byte path of 250-byte components (each within NAME_MAX).
-std::string long_path() {
-  std::string path;
-  for (int i = 0; path.size() < 3700; ++i) {
-    path += std::string(249, static_cast<char>('a' + i)) + "/";
-  }
-  path += std::string(4000 - path.size(), 'z');
-  return path;
-}
+using namespace testing;
 
 std::vector<Sample> samples() {
   std::vector<Sample> out;
@@ -65,7 +29,7 @@ std::vector<Sample> samples() {
   add_file(long_path(), "deep\n");
   add_file("zero", "");
   add_file("exactly-one-block", std::string(512, 'x'));
-  add_file("random.bin", random_bytes(70000, 1));
+  add_file("random.bin", random_text(70000, 1));
   {
     Sample s{file_info("\xc3\xbcnic\xc3\xb6"
                        "de/\xc3\xa4.txt",
@@ -87,30 +51,8 @@ std::vector<Sample> samples() {
     s.info.mode = 04755;
     out.push_back(s);
   }
-  {
-    MemberInfo link;
-    link.path = "link";
-    link.type = MemberType::kSymlink;
-    link.linkpath = "plain.txt";
-    link.mode = 0777;
-    link.mtime_ns = 1700000001000000000;
-    link.uname = "root";
-    link.gname = "root";
-    out.push_back({link, ""});
-    link.path = "long-link";
-    link.linkpath = std::string(300, 'q') + "/target";
-    out.push_back({link, ""});
-  }
-  {
-    MemberInfo dir;
-    dir.path = "empty dir";
-    dir.type = MemberType::kDirectory;
-    dir.mode = 0750;
-    dir.mtime_ns = 1600000000500000000;
-    dir.uname = "root";
-    dir.gname = "root";
-    out.push_back({dir, ""});
-  }
+  add_symlinks(out, 1700000001000000000);
+  out.push_back(empty_dir());
   return out;
 }
 
@@ -311,7 +253,7 @@ TEST(PaxWriter, PassesDataStraightThrough) {
 // The writer's zero-copy path: data the caller puts into the sink itself
 // and declares with data_written_directly() gives the same tar as write_data.
 TEST(PaxWriter, DataWrittenDirectlyMakesTheSameTarAsWriteData) {
-  const std::string data = random_bytes(70000, 5);
+  const std::string data = random_text(70000, 5);
   MemorySink through;
   {
     PaxWriter writer(through);
@@ -481,50 +423,6 @@ TEST(ReadMemberAt, RefusesOffsetsThatAreNotHeaders) {
 
 // ------------------------------------------------------------ hostile input
 
-// Builds raw tar bytes for the hostile cases.
-class RawTar {
- public:
-  // A ustar header with the given fields, checksummed.
-  static tar::Block header(std::string_view name, char type, std::int64_t size) {
-    tar::Block b{};
-    tar::put_string(b, tar::kName, name);
-    tar::put_number(b, tar::kMode, 0644);
-    tar::put_number(b, tar::kUid, 0);
-    tar::put_number(b, tar::kGid, 0);
-    tar::put_number(b, tar::kSize, size);
-    tar::put_number(b, tar::kMtime, 1700000000);
-    b[tar::kTypeflag.offset] = static_cast<std::uint8_t>(type);
-    tar::put_string(b, tar::kMagic, std::string_view("ustar\0", 6));
-    tar::put_string(b, tar::kVersion, "00");
-    tar::put_checksum(b);
-    return b;
-  }
-  RawTar& block(const tar::Block& b) {
-    bytes_.insert(bytes_.end(), b.begin(), b.end());
-    return *this;
-  }
-  RawTar& data(std::string_view d) {
-    bytes_.insert(bytes_.end(), d.begin(), d.end());
-    bytes_.resize(tar::padded(bytes_.size()), 0);
-    return *this;
-  }
-  RawTar& member(std::string_view name, std::string_view d, char type = '0') {
-    return block(header(name, type, static_cast<std::int64_t>(d.size()))).data(d);
-  }
-  RawTar& pax(std::string_view records) {
-    return block(header("PaxHeaders/x", 'x', static_cast<std::int64_t>(records.size())))
-        .data(records);
-  }
-  RawTar& end() {
-    bytes_.resize(bytes_.size() + 1024, 0);
-    return *this;
-  }
-  Bytes& bytes() { return bytes_; }
-
- private:
-  Bytes bytes_;
-};
-
 // Reads every member and its data; returns the error message, or "" if none.
 std::string read_error(const Bytes& bytes) {
   MemorySource source(bytes);
@@ -543,6 +441,29 @@ std::string read_error(const Bytes& bytes) {
     EXPECT_NE(error.find(text), std::string::npos)       \
         << "error: '" << error << "', want: " << (text); \
   } while (0)
+
+// The first member of `bytes` is refused with an error holding each of
+// `needles`, and the reader goes on to member "good" (holding "fine") and
+// the end: a hostile member costs only itself.
+void expect_first_refused_then_good(const Bytes& bytes,
+                                    std::initializer_list<std::string_view> needles) {
+  MemorySource source(bytes);
+  TarReader reader(source, "hostile.tar");
+  try {
+    reader.next();
+    FAIL() << "no error";
+  } catch (const FormatError& e) {
+    const std::string what = e.what();
+    for (std::string_view needle : needles) {
+      EXPECT_NE(what.find(needle), std::string::npos) << what;
+    }
+  }
+  auto good = reader.next();
+  ASSERT_TRUE(good);
+  EXPECT_EQ(good->info.path, "good");
+  EXPECT_EQ(read_all(reader), "fine");
+  EXPECT_FALSE(reader.next());
+}
 
 TEST(TarReaderHostile, WellFormedRawArchiveReads) {
   RawTar t;
@@ -630,36 +551,9 @@ TEST(TarReaderHostile, NegativeSize) {
 }
 
 TEST(TarReaderHostile, MalformedOctal) {
-  tar::Block b = RawTar::header("a", '0', 5);
-  tar::put_string(b, tar::kSize, "0000000009x");
-  tar::put_checksum(b);
   RawTar t;
-  t.block(b).data("alpha").end();
+  t.block(with_field(RawTar::header("a", '0', 5), tar::kSize, "0000000009x")).data("alpha").end();
   EXPECT_ERROR_HAS(t.bytes(), "size field");
-}
-
-TEST(TarReaderHostile, PaxLengthLongerThanHeader) {
-  RawTar t;
-  t.pax("99 path=a\n").member("a", "x").end();
-  EXPECT_ERROR_HAS(t.bytes(), "does not fit");
-}
-
-TEST(TarReaderHostile, PaxLengthShorterThanRecord) {
-  RawTar t;
-  t.pax("9 path=abc\n").member("a", "x").end();
-  EXPECT_ERROR_HAS(t.bytes(), "newline");
-}
-
-TEST(TarReaderHostile, PaxLengthNotANumber) {
-  RawTar t;
-  t.pax("1x path=abc\n").member("a", "x").end();
-  EXPECT_ERROR_HAS(t.bytes(), "bad length");
-}
-
-TEST(TarReaderHostile, PaxRecordWithoutKeyword) {
-  RawTar t;
-  t.pax("7 =abc\n").member("a", "x").end();
-  EXPECT_ERROR_HAS(t.bytes(), "no keyword");
 }
 
 TEST(TarReaderHostile, ExtendedHeaderTooLarge) {
@@ -688,30 +582,54 @@ TEST(TarReaderHostile, ExtendedHeaderWithoutMember) {
   EXPECT_ERROR_HAS(t.bytes(), "extended header");
 }
 
+// A pax header the reader must refuse, before a member of one byte, and
+// what the refusal must say.
+struct HostilePax {
+  const char* name;  // the test's
+  std::string records;
+  const char* error;
+  const char* member = "a";
+};
+
+// By name: ctest lists each case with its parameter.
+void PrintTo(const HostilePax& pax, std::ostream* out) {
+  *out << pax.name;
+}
+
+class TarReaderHostilePax : public ::testing::TestWithParam<HostilePax> {};
+
+TEST_P(TarReaderHostilePax, IsRefused) {
+  RawTar t;
+  t.pax(GetParam().records).member(GetParam().member, "x").end();
+  EXPECT_ERROR_HAS(t.bytes(), GetParam().error);
+}
+
+const std::string kHashA(64, 'a'), kHashB(64, 'b');
+
+INSTANTIATE_TEST_SUITE_P(
+    TarReaderHostile, TarReaderHostilePax,
+    ::testing::Values(HostilePax{"PaxLengthLongerThanHeader", "99 path=a\n", "does not fit"},
+                      HostilePax{"PaxLengthShorterThanRecord", "9 path=abc\n", "newline"},
+                      HostilePax{"PaxLengthNotANumber", "1x path=abc\n", "bad length"},
+                      HostilePax{"PaxRecordWithoutKeyword", "7 =abc\n", "no keyword"},
+                      HostilePax{"AbsolutePathViaPax", "20 path=/etc/shadow\n",
+                                 "unsafe member name", "innocent"},
+                      HostilePax{"MalformedHash", "33 MIXTAPE.blake2b256=not-a-hash\n",
+                                 "malformed MIXTAPE.blake2b256"},
+                      HostilePax{"MalformedHashInFormatTwosKeyword",
+                                 "51 SCHILY.xattr.user.mixtape.blake2b256=not-a-hash\n",
+                                 "malformed SCHILY.xattr.user.mixtape.blake2b256"},
+                      HostilePax{"TwoDifferentHashesAreRefused",
+                                 "106 SCHILY.xattr.user.mixtape.blake2b256=" + kHashA +
+                                     "\n87 MIXTAPE.blake2b256=" + kHashB + "\n",
+                                 "two different BLAKE2b-256 hashes"},
+                      HostilePax{"SparseIsUnsupported", "22 GNU.sparse.major=1\n", "sparse"}),
+    [](const ::testing::TestParamInfo<HostilePax>& info) { return std::string(info.param.name); });
+
 TEST(TarReaderHostile, DotDotPathIsRefusedButReadingContinues) {
   RawTar t;
   t.member("../../etc/passwd", "root::0:0::/:/bin/sh\n").member("good", "fine").end();
-  MemorySource source(t.bytes());
-  TarReader reader(source, "hostile.tar");
-  try {
-    reader.next();
-    FAIL() << "no error";
-  } catch (const FormatError& e) {
-    std::string what = e.what();
-    EXPECT_NE(what.find("unsafe member name"), std::string::npos) << what;
-    EXPECT_NE(what.find("../../etc/passwd"), std::string::npos) << what;
-  }
-  auto good = reader.next();
-  ASSERT_TRUE(good);
-  EXPECT_EQ(good->info.path, "good");
-  EXPECT_EQ(read_all(reader), "fine");
-  EXPECT_FALSE(reader.next());
-}
-
-TEST(TarReaderHostile, AbsolutePathViaPax) {
-  RawTar t;
-  t.pax("20 path=/etc/shadow\n").member("innocent", "x").end();
-  EXPECT_ERROR_HAS(t.bytes(), "unsafe member name");
+  expect_first_refused_then_good(t.bytes(), {"unsafe member name", "../../etc/passwd"});
 }
 
 TEST(TarReaderHostile, DotDotViaGnuLongName) {
@@ -721,33 +639,9 @@ TEST(TarReaderHostile, DotDotViaGnuLongName) {
 }
 
 TEST(TarReaderHostile, HardlinkToUnsafeTarget) {
-  tar::Block b = RawTar::header("link", '1', 0);
-  tar::put_string(b, tar::kLinkname, "../../etc/passwd");
-  tar::put_checksum(b);
   RawTar t;
-  t.block(b).end();
+  t.block(with_field(RawTar::header("link", '1', 0), tar::kLinkname, "../../etc/passwd")).end();
   EXPECT_ERROR_HAS(t.bytes(), "hard link to an unsafe name");
-}
-
-TEST(TarReaderHostile, MalformedHash) {
-  RawTar t;
-  t.pax("33 MIXTAPE.blake2b256=not-a-hash\n").member("a", "x").end();
-  EXPECT_ERROR_HAS(t.bytes(), "malformed MIXTAPE.blake2b256");
-}
-
-TEST(TarReaderHostile, MalformedHashInFormatTwosKeyword) {
-  RawTar t;
-  t.pax("51 SCHILY.xattr.user.mixtape.blake2b256=not-a-hash\n").member("a", "x").end();
-  EXPECT_ERROR_HAS(t.bytes(), "malformed SCHILY.xattr.user.mixtape.blake2b256");
-}
-
-TEST(TarReaderHostile, TwoDifferentHashesAreRefused) {
-  const std::string a = std::string(64, 'a'), b = std::string(64, 'b');
-  RawTar t;
-  t.pax("106 SCHILY.xattr.user.mixtape.blake2b256=" + a + "\n87 MIXTAPE.blake2b256=" + b + "\n")
-      .member("a", "x")
-      .end();
-  EXPECT_ERROR_HAS(t.bytes(), "two different BLAKE2b-256 hashes");
 }
 
 // Format-1 archives carry the hash under the old keyword.
@@ -765,32 +659,12 @@ TEST(TarReader, ReadsFormatOnesHashKeyword) {
 TEST(TarReaderHostile, MalformedHashLosesOnlyThatMember) {
   RawTar t;
   t.pax("33 MIXTAPE.blake2b256=not-a-hash\n").member("bad", "x").member("good", "fine").end();
-  MemorySource source(t.bytes());
-  TarReader reader(source, "hostile.tar");
-  try {
-    reader.next();
-    FAIL() << "no error";
-  } catch (const FormatError& e) {
-    EXPECT_NE(std::string(e.what()).find("member skipped"), std::string::npos) << e.what();
-  }
-  auto good = reader.next();
-  ASSERT_TRUE(good);
-  EXPECT_EQ(good->info.path, "good");
-  EXPECT_EQ(read_all(reader), "fine");
-}
-
-TEST(TarReaderHostile, SparseIsUnsupported) {
-  RawTar t;
-  t.pax("22 GNU.sparse.major=1\n").member("a", "x").end();
-  EXPECT_ERROR_HAS(t.bytes(), "sparse");
+  expect_first_refused_then_good(t.bytes(), {"member skipped"});
 }
 
 TEST(TarReaderHostile, UnknownMagic) {
-  tar::Block b = RawTar::header("a", '0', 0);
-  tar::put_string(b, tar::kMagic, "xxxxx");
-  tar::put_checksum(b);
   RawTar t;
-  t.block(b).end();
+  t.block(with_field(RawTar::header("a", '0', 0), tar::kMagic, "xxxxx")).end();
   EXPECT_ERROR_HAS(t.bytes(), "magic");
 }
 
@@ -860,11 +734,10 @@ TEST(TarReader, GlobalHeaderAppliesAndLocalOverrides) {
 }
 
 TEST(TarReader, UstarPrefixIsJoined) {
-  tar::Block b = RawTar::header("name.txt", '0', 1);
-  tar::put_string(b, tar::kPrefix, "some/prefix");
-  tar::put_checksum(b);
   RawTar t;
-  t.block(b).data("x").end();
+  t.block(with_field(RawTar::header("name.txt", '0', 1), tar::kPrefix, "some/prefix"))
+      .data("x")
+      .end();
   MemorySource source(t.bytes());
   TarReader reader(source, "prefix.tar");
   EXPECT_EQ(reader.next()->info.path, "some/prefix/name.txt");

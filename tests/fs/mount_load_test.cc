@@ -27,11 +27,7 @@ namespace mixtape::fs {
 namespace {
 
 using restore::testing::Fixture;
-using test_support::random_text;
-using test_support::read_file;
-using test_support::run_shell;
-using test_support::shell_quote;
-using test_support::write_file;
+using namespace mixtape::test_support;
 using testing::daemon_pid;
 using testing::describe;
 using testing::LiveMount;

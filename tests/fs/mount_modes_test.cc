@@ -16,10 +16,7 @@ namespace mixtape::fs {
 namespace {
 
 using restore::testing::Fixture;
-using test_support::CommandResult;
-using test_support::read_file;
-using test_support::shell_quote;
-using test_support::write_file;
+using namespace mixtape::test_support;
 using testing::LiveMount;
 using testing::read_whole;
 

@@ -17,10 +17,7 @@ namespace {
 
 namespace stdfs = std::filesystem;
 using faults::testing::Fixture;
-using faults::testing::poll_until;
-using faults::testing::random_text;
-using faults::testing::read_file;
-using faults::testing::write_file;
+using namespace mixtape::test_support;
 using faults::testing::xattr;
 using testing::LiveMount;
 using testing::read_whole;

@@ -16,9 +16,7 @@ namespace mixtape::fs {
 namespace {
 
 using restore::testing::Fixture;
-using restore::testing::random_text;
-using restore::testing::read_file;
-using restore::testing::shell_quote;
+using namespace mixtape::test_support;
 
 constexpr char kMountHelper[] = MIXTAPE_BINARY_DIR "/mount-helper/mount.mixtape";
 
@@ -45,6 +43,17 @@ class MountRecallTest : public ::testing::Test {
                           " 2> " + shell_quote(f_.file("mount.err"));
     ASSERT_EQ(sh(command), 0) << read_file(f_.file("mount.err"));
     mounted_ = true;
+  }
+  // big.bin backed up in `copies` copies, the first damaged in its middle,
+  // and the catalog mounted.
+  void mount_with_first_copy_of_big_damaged(std::size_t copies) {
+    f_.make_tree(8);
+    f_.init(static_cast<int>(copies));
+    f_.backup();
+    auto replicas = f_.replicas(f_.src() + "/big.bin");
+    ASSERT_EQ(replicas.size(), copies);
+    f_.flip(replicas[0], replicas[0].copy.data_offset + 1'500'000);
+    mount(f_.catalog(), "library=" + f_.library());
   }
 
   Fixture f_;
@@ -98,13 +107,7 @@ TEST_F(MountRecallTest, PathsWrittenToRecallAreStagedAndNothingElseIsWritable) {
 }
 
 TEST_F(MountRecallTest, ADamagedOnlyCopyIsEioForThatFileAlone) {
-  f_.make_tree(8);
-  f_.init(1);
-  f_.backup();
-  auto replicas = f_.replicas(f_.src() + "/big.bin");
-  ASSERT_EQ(replicas.size(), 1u);
-  f_.flip(replicas[0], replicas[0].copy.data_offset + 1'500'000);
-  mount(f_.catalog(), "library=" + f_.library());
+  ASSERT_NO_FATAL_FAILURE(mount_with_first_copy_of_big_damaged(1));
   EXPECT_NE(sh("cat " + shell_quote(latest() + "/big.bin") + " > /dev/null 2> " +
                shell_quote(f_.file("cat.err"))),
             0);
@@ -115,13 +118,7 @@ TEST_F(MountRecallTest, ADamagedOnlyCopyIsEioForThatFileAlone) {
 }
 
 TEST_F(MountRecallTest, ADamagedCopyIsReadFromTheOtherTape) {
-  f_.make_tree(8);
-  f_.init(2);
-  f_.backup();
-  auto replicas = f_.replicas(f_.src() + "/big.bin");
-  ASSERT_EQ(replicas.size(), 2u);
-  f_.flip(replicas[0], replicas[0].copy.data_offset + 1'500'000);
-  mount(f_.catalog(), "library=" + f_.library());
+  ASSERT_NO_FATAL_FAILURE(mount_with_first_copy_of_big_damaged(2));
   // A reader that already saw bytes of the damaged copy gets EIO rather than
   // a mix of two copies; the file itself comes back from the other tape, so
   // reading it again (or a first read after the recall) gives all of it.

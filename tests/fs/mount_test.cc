@@ -11,12 +11,7 @@
 namespace mixtape::fs {
 namespace {
 
-using backup::testing::hash_hex;
-using backup::testing::read_file;
-using backup::testing::run_shell;
-using backup::testing::shell_quote;
-using backup::testing::TempDir;
-using backup::testing::write_file;
+using namespace mixtape::test_support;
 
 constexpr char kMountHelper[] = MIXTAPE_BINARY_DIR "/mount-helper/mount.mixtape";
 constexpr char kMixtape[] = MIXTAPE_BINARY_DIR "/cli/mixtape";

@@ -76,14 +76,7 @@ void garble_last_file(const std::string& image) {
 class FormatTwoTest : public ::testing::Test {
  protected:
   CommandResult mixtape(const std::string& args) { return f_.mixtape(args); }
-  std::string listing() {
-    CommandResult r = mixtape("ls -R --versions --replicas");
-    EXPECT_EQ(r.status, 0) << r.err;
-    return r.out;
-  }
-  void drop_catalog() {
-    for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(f_.catalog() + suffix);
-  }
+  std::string listing() { return f_.listing(); }
   // Two backup runs to one tape, each several archives, the second after
   // files changed, went away and were added.
   void two_runs() {
@@ -105,7 +98,7 @@ TEST_F(FormatTwoTest, WithItsTrailingIndexDestroyedATapeIsRecoveredFromItsIndexe
   const std::string before = listing();
   const std::string image = f_.image("L00001");
   garble_last_file(image);
-  drop_catalog();
+  f_.drop_catalog();
   CommandResult r = mixtape("recover --library " + shell_quote(f_.library()));
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.err.find("trailing index is not usable"), std::string::npos) << r.err;
@@ -214,7 +207,7 @@ TEST_F(FormatTwoTest, ABrokenChainRecoversWhatItReachesAndSaysWhere) {
   // ... and the second archive index.
   auto blocks = parse_image(image);
   flip_byte(image, blocks[tape_files(blocks)[3]].data_offset + 300);
-  drop_catalog();
+  f_.drop_catalog();
   CommandResult r = mixtape("recover --library " + shell_quote(f_.library()));
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.err.find("the index at tape file 3"), std::string::npos) << r.err;
@@ -247,11 +240,7 @@ class FormatOneTest : public FormatTwoTest {
     fs::copy_file(data_ + "identity.txt", f_.identity());
   }
   std::string expected_listing() { return read_file(data_ + "ls.txt"); }
-  std::string listing() {
-    CommandResult r = mixtape("ls -R --versions --replicas /tmp/f1/src");
-    EXPECT_EQ(r.status, 0) << r.err;
-    return r.out;
-  }
+  std::string listing() { return f_.listing("/tmp/f1/src"); }
   // b2sum lines of the files as they were after the second run, and of the
   // one deleted before it (the latest view holds it too).
   std::string expected_sums() {
@@ -278,7 +267,7 @@ class FormatOneTest : public FormatTwoTest {
 TEST_F(FormatOneTest, RecoverRestoreAndVerifyReadAFormatOneTape) {
   for (const char* how : {"", " --walk-indexes"}) {
     SCOPED_TRACE(how);
-    drop_catalog();
+    f_.drop_catalog();
     CommandResult r = mixtape("recover --library " + shell_quote(f_.library()) + how);
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(listing(), expected_listing());
@@ -322,7 +311,7 @@ TEST_F(FormatOneTest, AnOldCatalogIsUpgradedAndItsTapeTakesFormatTwoAppends) {
   const std::string after = listing();
   for (const char* how : {"", " --walk-indexes"}) {
     SCOPED_TRACE(how);
-    drop_catalog();
+    f_.drop_catalog();
     CommandResult r = mixtape("recover --library " + shell_quote(f_.library()) + how);
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(listing(), after);

@@ -43,17 +43,9 @@ class ModesTest : public ::testing::TestWithParam<Mode> {
     r = f_.mixtape("backup " + shell_quote(f_.src()) + " --library " + shell_quote(f_.library()) +
                    " --new-library --capacity 64M --archive-size 1M" + keys_);
     ASSERT_EQ(r.status, 0) << r.err << r.out;
-    before_ = listing();
+    before_ = f_.listing();
   }
 
-  std::string listing() {
-    CommandResult r = f_.mixtape("ls -R --versions --replicas");
-    EXPECT_EQ(r.status, 0) << r.err;
-    return r.out;
-  }
-  void drop_catalog() {
-    for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(f_.catalog() + suffix);
-  }
   std::string library() const { return " --library " + shell_quote(f_.library()); }
 
   Fixture f_;
@@ -83,21 +75,21 @@ TEST_P(ModesTest, VerifyReadsEveryCopyAndFindsDamage) {
 }
 
 TEST_P(ModesTest, RecoverFromTheLibraryGivesTheCatalogBack) {
-  drop_catalog();
+  f_.drop_catalog();
   CommandResult r = f_.mixtape("recover" + library() + keys_);
   ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_EQ(listing(), before_);
+  EXPECT_EQ(f_.listing(), before_);
   EXPECT_EQ(f_.restore_differences("out", keys_), "");
 }
 
 TEST_P(ModesTest, RecoverFromAFoundTapeAlone) {
-  drop_catalog();
+  f_.drop_catalog();
   CommandResult r = f_.mixtape("recover --device " + shell_quote(f_.image("L00001")) + keys_);
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("recovered tape L00001 from its trailing index"), std::string::npos)
       << r.out;
   // Everything, with the one copy that tape holds.
-  const std::string found = listing();
+  const std::string found = f_.listing();
   EXPECT_NE(found.find("replica L00001"), std::string::npos) << found;
   EXPECT_EQ(found.find("replica L00002"), std::string::npos) << found;
   fs::remove(f_.image("L00002"));

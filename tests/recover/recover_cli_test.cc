@@ -12,23 +12,13 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class RecoverCliTest : public ::testing::Test {
+class RecoverCliTest : public TreeTest {
  protected:
-  void SetUp() override { f_.make_tree(); }
-
   CommandResult recover(const std::string& args) {
     CommandResult r =
         f_.mixtape("recover " + args + " --stats-json " + shell_quote(f_.file("stats.json")));
     stats_ = read_stats(f_.file("stats.json"));
     return r;
-  }
-  std::string listing() {
-    CommandResult r = f_.mixtape("ls -R --versions --replicas");
-    EXPECT_EQ(r.status, 0) << r.err;
-    return r.out;
-  }
-  void drop_catalog() {
-    for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(f_.catalog() + suffix);
   }
   // Blocks (records) and bytes of the last tape file of an image.
   std::pair<std::uint64_t, std::uint64_t> last_file(const std::string& image) {
@@ -42,15 +32,14 @@ class RecoverCliTest : public ::testing::Test {
     return {records, bytes};
   }
 
-  Fixture f_;
   std::map<std::string, double> stats_;
 };
 
 TEST_F(RecoverCliTest, AFoundTapeCostsItsTrailingIndexAndNothingElse) {
   f_.init(1);
   f_.backup();
-  const std::string before = listing();
-  drop_catalog();
+  const std::string before = f_.listing();
+  f_.drop_catalog();
   CommandResult r = recover("--device " + shell_quote(f_.image("L00001")));
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("from its trailing index"), std::string::npos) << r.out;
@@ -65,7 +54,7 @@ TEST_F(RecoverCliTest, AFoundTapeCostsItsTrailingIndexAndNothingElse) {
   EXPECT_EQ(stats_["records_read"], static_cast<double>(records));
   EXPECT_EQ(stats_["bytes_read"], static_cast<double>(bytes));
   EXPECT_LT(stats_["bytes_read"], static_cast<double>(fs::file_size(f_.image("L00001")) / 10));
-  EXPECT_EQ(listing(), before);
+  EXPECT_EQ(f_.listing(), before);
   // Not only listed: every file comes back from the tape through it.
   EXPECT_EQ(f_.restore_differences("out"), "");
 }
@@ -73,12 +62,12 @@ TEST_F(RecoverCliTest, AFoundTapeCostsItsTrailingIndexAndNothingElse) {
 TEST_F(RecoverCliTest, DeletedCatalogComesBackFromTheLibraryExactly) {
   f_.init(2);
   f_.backup();
-  const std::string before = listing();
+  const std::string before = f_.listing();
   const std::string status_before = f_.mixtape("status").out;
-  drop_catalog();
+  f_.drop_catalog();
   CommandResult r = recover("--library " + shell_quote(f_.library()));
   ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_EQ(listing(), before);
+  EXPECT_EQ(f_.listing(), before);
   // Again: the union of the same tapes adds nothing.
   r = recover("--library " + shell_quote(f_.library()));
   ASSERT_EQ(r.status, 0) << r.err;
@@ -86,7 +75,7 @@ TEST_F(RecoverCliTest, DeletedCatalogComesBackFromTheLibraryExactly) {
                        "0 copies"),
             std::string::npos)
       << r.out;
-  EXPECT_EQ(listing(), before);
+  EXPECT_EQ(f_.listing(), before);
   EXPECT_EQ(f_.mixtape("status").out, status_before);
   EXPECT_EQ(f_.restore_differences("out"), "");
 }
@@ -94,32 +83,32 @@ TEST_F(RecoverCliTest, DeletedCatalogComesBackFromTheLibraryExactly) {
 TEST_F(RecoverCliTest, TapesMergeIntoTheirUnion) {
   f_.init(2);
   f_.backup();
-  const std::string before = listing();
-  drop_catalog();
+  const std::string before = f_.listing();
+  f_.drop_catalog();
   // L00001 was written first: its trailing index knows nothing of L00002.
   CommandResult r = recover("--library " + shell_quote(f_.library()) + " --serial L00001");
   ASSERT_EQ(r.status, 0) << r.err;
-  const std::string half = listing();
+  const std::string half = f_.listing();
   EXPECT_NE(half.find("copies 1/2"), std::string::npos) << half;
   EXPECT_EQ(half.find("replica L00002"), std::string::npos) << half;
   r = recover("--library " + shell_quote(f_.library()) + " --serial L00002");
   ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_EQ(listing(), before);
+  EXPECT_EQ(f_.listing(), before);
   EXPECT_EQ(f_.restore_differences("out"), "");
 }
 
 TEST_F(RecoverCliTest, ADamagedTrailingIndexFallsBackToWalkingTheIndexes) {
   f_.init(1);
   f_.backup();
-  const std::string before = listing();
-  drop_catalog();
+  const std::string before = f_.listing();
+  f_.drop_catalog();
   auto blocks = parse_image(f_.image("L00001"));
   flip_byte(f_.image("L00001"), blocks[tape_files(blocks).back()].data_offset + 5000);
   CommandResult r = recover("--device " + shell_quote(f_.image("L00001")));
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.err.find("trailing index is not usable"), std::string::npos) << r.err;
   EXPECT_NE(r.out.find("from a walk over"), std::string::npos) << r.out;
-  EXPECT_EQ(listing(), before);
+  EXPECT_EQ(f_.listing(), before);
   // The archives themselves were passed over, not read.
   EXPECT_LT(stats_["bytes_read"], static_cast<double>(fs::file_size(f_.image("L00001")) / 2));
   EXPECT_EQ(f_.restore_differences("out"), "");
@@ -128,19 +117,19 @@ TEST_F(RecoverCliTest, ADamagedTrailingIndexFallsBackToWalkingTheIndexes) {
 TEST_F(RecoverCliTest, WalkingTheIndexesGivesTheSameCatalog) {
   f_.init(2);
   f_.backup();
-  const std::string before = listing();
-  drop_catalog();
+  const std::string before = f_.listing();
+  f_.drop_catalog();
   CommandResult r = recover("--library " + shell_quote(f_.library()) + " --walk-indexes");
   ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_EQ(listing(), before);
+  EXPECT_EQ(f_.listing(), before);
   EXPECT_EQ(f_.restore_differences("out"), "");
 }
 
 TEST_F(RecoverCliTest, AnInterruptedSessionKeepsItsCompleteArchives) {
   f_.init(1);
   f_.backup();
-  const std::string before = listing();
-  drop_catalog();
+  const std::string before = f_.listing();
+  f_.drop_catalog();
   // The tape ends after the last archive's filemark: the trailing index
   // was never written.
   auto blocks = parse_image(f_.image("L00001"));
@@ -149,7 +138,7 @@ TEST_F(RecoverCliTest, AnInterruptedSessionKeepsItsCompleteArchives) {
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.err.find("not an index"), std::string::npos) << r.err;
   EXPECT_NE(r.out.find("from a walk over"), std::string::npos) << r.out;
-  EXPECT_EQ(listing(), before);
+  EXPECT_EQ(f_.listing(), before);
   // Only the first records of the last archive were read to tell it is not
   // an index (the age decryptor reads ahead a few MiB).
   EXPECT_LT(stats_["bytes_read"], static_cast<double>(fs::file_size(f_.image("L00001")) / 2));
@@ -173,7 +162,7 @@ TEST_F(RecoverCliTest, ATruncatedTapeGivesBackWhatIsWhole) {
     last_archive =
         catalog.archives_of_tape(catalog.tape_by_serial("L00001")->id).back().archive_file;
   }
-  drop_catalog();
+  f_.drop_catalog();
   auto blocks = parse_image(f_.image("L00001"));
   auto starts = tape_files(blocks);
   fs::resize_file(f_.image("L00001"), blocks[starts[last_archive] + 1].data_offset + 10);
@@ -217,7 +206,7 @@ TEST_F(RecoverCliTest, ATruncatedTapeGivesBackWhatIsWhole) {
 TEST_F(RecoverCliTest, AWrongIdentityIsRefusedAndLeavesNoCatalog) {
   f_.init(1);
   f_.backup();
-  drop_catalog();
+  f_.drop_catalog();
   ASSERT_EQ(f_.mixtape("keygen -o " + shell_quote(f_.file("other.txt"))).status, 0);
   CommandResult r = recover("--device " + shell_quote(f_.image("L00001")) + " -i " +
                             shell_quote(f_.file("other.txt")));
@@ -229,7 +218,7 @@ TEST_F(RecoverCliTest, AWrongIdentityIsRefusedAndLeavesNoCatalog) {
 TEST_F(RecoverCliTest, ATapeOfAnotherCatalogIsRefusedUnlessForced) {
   f_.init(1);
   f_.backup();
-  const std::string before = listing();
+  const std::string before = f_.listing();
   Fixture other;
   other.make_tree();
   other.init(1);
@@ -239,7 +228,7 @@ TEST_F(RecoverCliTest, ATapeOfAnotherCatalogIsRefusedUnlessForced) {
   CommandResult r = recover("--device " + shell_quote(other.image("L00001")) + identities);
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find("belongs to catalog"), std::string::npos) << r.err;
-  EXPECT_EQ(listing(), before);
+  EXPECT_EQ(f_.listing(), before);
   r = recover("--device " + shell_quote(other.image("L00001")) + identities + " --force");
   ASSERT_EQ(r.status, 0) << r.err;
 }

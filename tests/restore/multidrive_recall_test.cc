@@ -130,6 +130,13 @@ class MultiDriveRecallTest : public ::testing::Test {
       EXPECT_EQ(r.handle.wait().state, RecallState::kStaged) << r.handle.status().error;
     return out;
   }
+  // Every file recalled through a queue over `library`, the first alone
+  // before the rest; the queue's counters, taken before it goes.
+  RecallQueueStats recall_through_a_queue(tape::Library& library, std::vector<Recalled>& recalled) {
+    RecallQueue queue(f_.catalog(), library, keys_, nullptr);
+    recalled = recall_all(queue, 1);
+    return queue.stats();
+  }
   void expect_right_bytes(const std::vector<Recalled>& recalled) {
     for (const auto& r : recalled) EXPECT_EQ(r.sink->data(), read_file(r.path)) << r.path;
   }
@@ -144,15 +151,10 @@ TEST_F(MultiDriveRecallTest, TwoCopiesAreRecalledOnTwoDrivesAtOnceWithTheRightBy
   tape::ImageLibrary library(f_.library(), 2);
   ASSERT_EQ(library.serials(), (std::vector<std::string>{"L00001", "L00002"}));
   std::vector<Recalled> recalled;
-  RecallQueueStats stats;
-  {
-    RecallQueue queue(f_.catalog(), library, keys_, nullptr);
-    // Every file is on both tapes: the first drive takes one tape, the
-    // second the other (never the same one), from the middle of the shared
-    // requests, so both serve a share.
-    recalled = recall_all(queue, 1);
-    stats = queue.stats();
-  }
+  // Every file is on both tapes: the first drive takes one tape, the
+  // second the other (never the same one), from the middle of the shared
+  // requests, so both serve a share.
+  const RecallQueueStats stats = recall_through_a_queue(library, recalled);
   expect_right_bytes(recalled);
   EXPECT_EQ(concurrency_.most, 2);
   ASSERT_EQ(stats.staged_by_drive.size(), 2u);
@@ -200,12 +202,7 @@ TEST_F(MultiDriveRecallTest, ATapeInOneDriveIsNeverLoadedIntoTheOther) {
   // L00001 sits in drive 1 when the queue starts.
   library.load("L00001", 1);
   std::vector<Recalled> recalled;
-  RecallQueueStats stats;
-  {
-    RecallQueue queue(f_.catalog(), library, keys_, nullptr);
-    recalled = recall_all(queue, 1);
-    stats = queue.stats();
-  }
+  const RecallQueueStats stats = recall_through_a_queue(library, recalled);
   expect_right_bytes(recalled);
   EXPECT_EQ(concurrency_.most, 2);
   EXPECT_EQ(library.moves(), 0u);

@@ -18,23 +18,13 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class RestoreCliTest : public ::testing::Test {
+class RestoreCliTest : public TreeTest {
  protected:
-  void SetUp() override { f_.make_tree(); }
-
   // Restores args into DIR; the --stats-json counters land in stats_.
   CommandResult restore(const std::string& args, const std::string& to = "out") {
-    CommandResult r = f_.mixtape("restore " + args + " --to " + shell_quote(f_.file(to)) +
-                                 " --library " + shell_quote(f_.library()) + " --stats-json " +
-                                 shell_quote(f_.file("stats.json")));
+    CommandResult r = restore_into(args, to);
     stats_ = read_stats(f_.file("stats.json"));
     return r;
-  }
-  std::string restored(const std::string& path, const std::string& to = "out") {
-    return f_.file(to) + path;
-  }
-  bool same(const std::string& path, const std::string& to = "out") {
-    return fs::exists(restored(path, to)) && read_file(restored(path, to)) == read_file(path);
   }
   std::vector<std::string> regular_files() {
     std::vector<std::string> out;
@@ -44,7 +34,6 @@ class RestoreCliTest : public ::testing::Test {
     return out;
   }
 
-  Fixture f_;
   std::map<std::string, double> stats_;
 };
 

@@ -28,27 +28,7 @@ namespace mixtape::restore::testing {
 
 inline constexpr char kMixtape[] = MIXTAPE_BINARY_DIR "/cli/mixtape";
 
-using test_support::CommandResult;
-using test_support::random_text;
-using test_support::read_file;
-using test_support::shell_quote;
-using test_support::TempDir;
-using test_support::write_file;
-
-// Counters of a --stats-json file.
-inline std::map<std::string, double> read_stats(const std::string& path) {
-  std::map<std::string, double> stats;
-  std::string text = read_file(path);
-  std::size_t pos = 0;
-  while ((pos = text.find('"', pos)) != std::string::npos) {
-    std::size_t end = text.find('"', pos + 1);
-    std::string key = text.substr(pos + 1, end - pos - 1);
-    std::size_t colon = text.find(':', end);
-    stats[key] = std::strtod(text.c_str() + colon + 1, nullptr);
-    pos = text.find_first_of(",}", colon);
-  }
-  return stats;
-}
+using namespace mixtape::test_support;
 
 // One block of a SIMH image: where its bytes are.
 struct ImageBlock {
@@ -124,6 +104,18 @@ class Fixture {
     run.out = read_file(out);
     run.err = read_file(err);
     return run;
+  }
+
+  // `ls -R --versions --replicas [paths]`: every version and copy the
+  // catalog claims, to compare before and after.
+  std::string listing(const std::string& paths = "") {
+    CommandResult r = mixtape("ls -R --versions --replicas" + (paths.empty() ? "" : " " + paths));
+    EXPECT_EQ(r.status, 0) << r.err;
+    return r.out;
+  }
+  // The catalog gone, with its WAL, as with a lost disk.
+  void drop_catalog() {
+    for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(catalog() + suffix);
   }
 
   // A tree: big.bin (3 MB), `small` files of 1-150 KB spread over dirs
@@ -206,6 +198,30 @@ class Fixture {
 
  private:
   TempDir dir_;
+};
+
+// A test over Fixture's tree, made before each test.
+class TreeTest : public ::testing::Test {
+ protected:
+  void SetUp() override { f_.make_tree(); }
+
+  // `mixtape restore ARGS` (shell words) from the library into file(to),
+  // its --stats-json counters left in file("stats.json").
+  CommandResult restore_into(const std::string& args, const std::string& to) {
+    return f_.mixtape("restore " + args + " --to " + shell_quote(f_.file(to)) + " --library " +
+                      shell_quote(f_.library()) + " --stats-json " +
+                      shell_quote(f_.file("stats.json")));
+  }
+  std::string restored(const std::string& path, const std::string& to = "out") {
+    return f_.file(to) + path;
+  }
+  // Whether `path` came back into file(to) with its bytes.
+  bool same(const std::string& path, const std::string& to = "out") {
+    return std::filesystem::exists(restored(path, to)) &&
+           read_file(restored(path, to)) == read_file(path);
+  }
+
+  Fixture f_;
 };
 
 }  // namespace mixtape::restore::testing

@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <random>
 #include <sstream>
@@ -95,6 +96,25 @@ inline std::string shell_quote(const std::string& text) {
   std::string out = "'";
   for (char c : text) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
   return out + "'";
+}
+
+// "key": number pairs of a --stats-json file or .mixtape/stats.
+inline std::map<std::string, double> read_stats_text(const std::string& text) {
+  std::map<std::string, double> stats;
+  std::size_t pos = 0;
+  while ((pos = text.find('"', pos)) != std::string::npos) {
+    std::size_t end = text.find('"', pos + 1);
+    std::string key = text.substr(pos + 1, end - pos - 1);
+    std::size_t colon = text.find(':', end);
+    stats[key] = std::strtod(text.c_str() + colon + 1, nullptr);
+    pos = text.find_first_of(",}", colon);
+  }
+  return stats;
+}
+
+// The counters of a --stats-json file.
+inline std::map<std::string, double> read_stats(const std::string& path) {
+  return read_stats_text(read_file(path));
 }
 
 struct CommandResult {
