@@ -7,8 +7,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "engine/foreign/foreign.h"
 #include "cli/settings.h"
+#include "engine/foreign/foreign.h"
 #include "engine/format/format.h"
 #include "engine/restore/restore.h"
 

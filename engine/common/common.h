@@ -291,10 +291,10 @@ std::string printable(std::string_view bytes, std::size_t limit = std::string_vi
 // bytes done of its total, percent, rate, time left (h:mm:ss), files done
 // of their total, the tape and the current file, cut to the terminal's
 // width. Redrawn at most five times a second as work advances, at once
-// when the tape changes, and once a second while nothing advances (the rate and time left stay true during a
-// locate or a tape change). The rate and time left count from the stage's
-// first byte, so a slow start (loading a tape) or a tiny first file cannot
-// make them absurd; until a stage has run a moment the time left shows as
+// when the tape changes, and once a second while nothing advances (the rate and time left stay true
+// during a locate or a tape change). The rate and time left count from the stage's first byte, so a
+// slow start (loading a tape) or a tiny first file cannot make them absurd; until a stage has run a
+// moment the time left shows as
 // -:--:--. Warnings always go out, on their own line. Without `draw` (a
 // pipe, --quiet) nothing else is shown.
 class ProgressLine final : public Progress {
