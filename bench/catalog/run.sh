@@ -27,6 +27,8 @@
 #   env: FILES=1000000 DIRS=100000 BIG=100000 RUNS=3 DIR=/var/tmp
 #        LS_TIMEOUT=120  SCAN=1  PEER=1 (archivemount; 0 skips it)
 #        CATALOG=path (reuse a generated catalog; its counts must match)
+#        IDENTITY=path (the age identity of an encrypted CATALOG: the mount
+#        refuses an encrypted catalog without one)
 # Needs root (drop_caches), fusermount3; archivemount and tar for the peer.
 set -euo pipefail
 # shellcheck source=bench/lib.sh
@@ -113,7 +115,7 @@ load_before=$(load3)
 for ((run = 1; run <= runs; run++)); do
   echo "run $run/$runs: mount ..." >&2
   measure_mount mixtape "$mnt" "$mnt/latest" "$mnt/latest/bench/big" "[m]ount.mixtape $cat_db $mnt" \
-    "$mounter" "$cat_db" "$mnt" -o "cache=$work/cache"
+    "$mounter" "$cat_db" "$mnt" -o "cache=$work/cache${IDENTITY:+,identity=$IDENTITY}"
   if [ "$do_peer" = 1 ]; then
     echo "run $run/$runs: archivemount ..." >&2
     measure_mount peer "$amnt" "$amnt/bench" "$amnt/bench/big" "[a]rchivemount .*$work/tree.tar" \
