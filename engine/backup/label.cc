@@ -172,8 +172,8 @@ catalog::TapeRow label_tape(catalog::Catalog& catalog, tape::Drive& drive,
   // An image knows its real size; for a drive the caller's figure is all
   // there is. Planning trusts this number, so it must not be larger than
   // the medium.
-  std::uint64_t capacity = drive.capacity().value_or(
-      options.capacity ? options.capacity : tape::kLto6NativeBytes);
+  std::uint64_t capacity =
+      drive.capacity().value_or(options.capacity ? options.capacity : tape::kLto6NativeBytes);
 
   // A new tape is where a drive is first written: check that the drive
   // keeps records and block numbers as mixtape needs before trusting it.

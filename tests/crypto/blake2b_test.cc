@@ -1,6 +1,6 @@
 // BLAKE2b-256 must equal `b2sum -l 256`, the tool the archaeology drill uses.
-#include <sodium.h>
 #include <gtest/gtest.h>
+#include <sodium.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -54,9 +54,9 @@ TEST_P(Blake2bFiles, MatchesB2sum) {
   }
   // libsodium, a third implementation, agrees.
   Blake2b256Digest reference{};
-  ASSERT_EQ(crypto_generichash(reference.data(), reference.size(), data.data(), data.size(),
-                               nullptr, 0),
-            0);
+  ASSERT_EQ(
+      crypto_generichash(reference.data(), reference.size(), data.data(), data.size(), nullptr, 0),
+      0);
   EXPECT_EQ(to_hex(reference), expected);
 
   // Fed in uneven pieces through a HashingSink, the digest is the same.
