@@ -92,6 +92,7 @@ std::vector<std::string> own_files(const std::string& catalog_path, const DriveF
   std::vector<std::string> out;
   for (const char* suffix : {"", "-wal", "-shm", "-journal"}) add_own(out, catalog_path + suffix);
   add_own(out, catalog::WriterLock::path_for(catalog_path));
+  add_own(out, catalog_path + ".tapecopy");  // the last copy on tape (engine/catalog/last_copy.cc)
   if (const std::string stamps = catalog::integrity_stamp_dir(); !stamps.empty())
     add_own(out, stamps);
   if (drive && !drive->library.empty()) add_own(out, drive->library);

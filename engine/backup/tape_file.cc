@@ -1,5 +1,7 @@
 #include "engine/backup/tape_file.h"
 
+#include <filesystem>
+
 namespace mixtape::backup {
 namespace {
 
@@ -23,6 +25,30 @@ format::IndexHeader index_header(catalog::Catalog& catalog, const catalog::TapeR
 // rollback journal) would only stall the drive.
 void scratch_settings(sqlite::Database& index) {
   index.exec("PRAGMA synchronous = OFF");
+}
+
+// A full copy of the catalog in a new index at `path`: the last full copy
+// this catalog put on tape brought up to date (a file copy and what changed
+// since) where there is one, else one INSERT ... SELECT per table, about a
+// second per million files. Returns what the index holds.
+catalog::CopyMark start_full_copy(catalog::Catalog& catalog,
+                                  std::optional<format::IndexWriter>& writer,
+                                  const std::string& path, const format::IndexHeader& header) {
+  if (std::optional<catalog::LastTapeCopy> last = catalog.last_tape_copy()) {
+    try {
+      writer.emplace(path, header, last->path);
+      scratch_settings(writer->database());
+      return catalog.refresh_copy(writer->database(), last->holds);
+    } catch (const Error&) {
+      // Unusable (damaged, or another layout): the copy is made anew.
+      writer.reset();
+      std::error_code ignored;
+      for (const char* suffix : {"", "-journal"}) std::filesystem::remove(path + suffix, ignored);
+    }
+  }
+  writer.emplace(path, header);
+  scratch_settings(writer->database());
+  return catalog.copy_into(writer->database());
 }
 
 }  // namespace
@@ -67,15 +93,18 @@ ArchiveIndex build_archive_index(catalog::Catalog& catalog, const ArchiveIndexPl
   }
   ArchiveIndex index;
   index.file = std::make_unique<ScratchFile>(temp_dir, "index-" + tape.serial);
-  format::IndexWriter writer(index.file->path(), header);
-  scratch_settings(writer.database());
-  for (const auto& member : members) writer.add_member(member);
-  writer.set_archive(record);
   index.mark.index_file = place.index_file;
-  index.mark.holds = catalog.copy_into(
-      writer.database(),
-      place.base ? std::optional<catalog::CopyMark>(place.base->holds) : std::nullopt);
-  index.first_block = writer.finish_at(place.index_block, sealing, age_header_length);
+  std::optional<format::IndexWriter> writer;
+  if (place.base) {
+    writer.emplace(index.file->path(), header);
+    scratch_settings(writer->database());
+    index.mark.holds = catalog.copy_into(writer->database(), place.base->holds);
+  } else {
+    index.mark.holds = start_full_copy(catalog, writer, index.file->path(), header);
+  }
+  for (const auto& member : members) writer->add_member(member);
+  writer->set_archive(record);
+  index.first_block = writer->finish_at(place.index_block, sealing, age_header_length);
   return index;
 }
 
@@ -85,22 +114,28 @@ TrailingIndex::TrailingIndex(catalog::Catalog& catalog, const catalog::TapeRow& 
     : catalog_(catalog),
       sealing_(sealing),
       record_size_(static_cast<std::size_t>(tape.record_size)),
+      full_(scope == format::CatalogCopy::kFull),
       file_(temp_dir, "trailing-" + tape.serial) {
   format::IndexHeader header =
       index_header(catalog, tape, format::IndexKind::kTrailing, index_file, sealing);
   header.catalog = scope;
+  if (full_) {
+    mark_ = start_full_copy(catalog, writer_, file_.path(), header);
+    return;
+  }
   writer_.emplace(file_.path(), header);
   scratch_settings(writer_->database());
-  mark_ = catalog.copy_into(writer_->database(),
-                            scope == format::CatalogCopy::kTapes
-                                ? std::optional<catalog::CopyMark>(catalog::CopyMark::nothing_new())
-                                : std::nullopt);
+  mark_ = catalog.copy_into(writer_->database(), catalog::CopyMark::nothing_new());
 }
 
 format::WrittenIndex TrailingIndex::write(tape::Drive& drive) {
-  catalog_.add_changes_into(writer_->database(), mark_);
+  const catalog::CopyMark holds = catalog_.add_changes_into(writer_->database(), mark_);
   writer_->finish();
-  return format::write_index_to_tape(drive, record_size_, sealing_, file_.path());
+  writer_.reset();  // closed: the file is complete and moves on
+  format::WrittenIndex written =
+      format::write_index_to_tape(drive, record_size_, sealing_, file_.path());
+  if (full_) catalog_.keep_tape_copy(file_.path(), holds);
+  return written;
 }
 
 }  // namespace mixtape::backup

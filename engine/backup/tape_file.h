@@ -46,8 +46,9 @@ ArchiveIndex build_archive_index(catalog::Catalog& catalog, const ArchiveIndexPl
 
 // A tape's trailing index (docs/FORMAT.md section 2), made in two steps
 // around the transaction that commits a session: the committed catalog is
-// copied when this is made (one INSERT ... SELECT per table; no transaction
-// may be open on `catalog`), and write(), inside that transaction, adds what
+// copied when this is made (the last full copy on tape brought up to date,
+// or one INSERT ... SELECT per table; no transaction may be open on
+// `catalog`), and write(), inside that transaction, adds what
 // the transaction changed and puts the index on tape; the transaction
 // commits only once the tape holds it.
 class TrailingIndex {
@@ -56,12 +57,15 @@ class TrailingIndex {
   // (there is no file of the catalog on it to describe yet).
   TrailingIndex(catalog::Catalog& catalog, const catalog::TapeRow& tape, std::int64_t index_file,
                 format::CatalogCopy scope, const Sealing& sealing, const std::string& temp_dir);
+  // A full index, once on tape, becomes the catalog's last copy (in the
+  // caller's transaction): the next one starts from it.
   format::WrittenIndex write(tape::Drive& drive);
 
  private:
   catalog::Catalog& catalog_;
   const Sealing& sealing_;
   std::size_t record_size_;
+  bool full_;
   ScratchFile file_;
   std::optional<format::IndexWriter> writer_;
   catalog::CopyMark mark_;

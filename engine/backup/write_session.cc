@@ -384,6 +384,7 @@ void WriteSession::commit_at(Lane& lane, const Outcome& outcome, std::uint64_t t
   if (!lane.pending.empty()) catalog_.set_index_mark(tape.id, lane.pending.back().mark);
   trailing.write(drive);
   transaction.commit();
+  catalog_.drop_stale_tape_copies();
   // Committed: the tape's row and base are what the catalog now says.
   lane.out.target.tape = tape;
   lane.committed_base = lane.base();

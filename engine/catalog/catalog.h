@@ -368,6 +368,13 @@ struct CopyMark {
   bool operator==(const CopyMark&) const = default;
 };
 
+// The catalog's last full copy on tape, kept beside the catalog: the file
+// and what it holds.
+struct LastTapeCopy {
+  std::string path;
+  CopyMark holds;
+};
+
 // The last archive index on a tape: its tape file and what it holds.
 struct IndexMark {
   std::int64_t index_file = 0;
@@ -695,7 +702,24 @@ class Catalog final : public Reader {
   // Adds to an index that copy_into() filled what changed since its mark,
   // read through this connection: the rows of a write transaction open on
   // it come along (the trailing index, on tape before its session commits).
-  void add_changes_into(sqlite::Database& index, const CopyMark& since);
+  // Returns the mark of what the index now holds.
+  CopyMark add_changes_into(sqlite::Database& index, const CopyMark& since);
+  // copy_into() for an index that already holds the catalog as of `held`
+  // (one started from last_tape_copy()): brings it up to date in place,
+  // the changed rows replaced and the small tables whole. Costs what
+  // changed, not the catalog's size.
+  CopyMark refresh_copy(sqlite::Database& index, const CopyMark& held);
+  // The catalog's last full copy on tape, kept beside the catalog by
+  // keep_tape_copy() (<catalog>.tapecopy/<token>.db), if it is there and
+  // of this layout; removes older ones. No transaction may be open.
+  std::optional<LastTapeCopy> last_tape_copy();
+  // Inside the transaction that commits a full trailing index already on
+  // tape: keeps its file (moved from index_path) as the last copy, holding
+  // `holds`. If it cannot be kept (a full disk), the next copy is made
+  // from the catalog: nothing else depends on it.
+  void keep_tape_copy(const std::string& index_path, const CopyMark& holds);
+  // Removes kept copies other than the one the committed catalog names.
+  void drop_stale_tape_copies();
   // The last archive index on a tape and what it holds (local: a recovered
   // catalog has none, and the next index on the tape is a full copy).
   std::optional<IndexMark> index_mark(Id tape_id);
@@ -710,6 +734,7 @@ class Catalog final : public Reader {
 
  private:
   Catalog(std::string path, std::unique_ptr<sqlite::Database> db, bool read_only);
+  CopyMark fill_copy(sqlite::Database& index, const std::optional<CopyMark>& since, bool in_place);
 
   std::string path_;
   std::unique_ptr<sqlite::Database> db_;

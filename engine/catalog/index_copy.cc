@@ -258,9 +258,18 @@ CopyMark CopyMark::nothing_new() {
 }
 
 CopyMark Catalog::copy_into(sqlite::Database& index, const std::optional<CopyMark>& since) {
+  return fill_copy(index, since, false);
+}
+
+CopyMark Catalog::refresh_copy(sqlite::Database& index, const CopyMark& held) {
+  return fill_copy(index, held, true);
+}
+
+CopyMark Catalog::fill_copy(sqlite::Database& index, const std::optional<CopyMark>& since,
+                            bool in_place) {
   if (db_->in_transaction()) {
     throw CatalogError(
-        "internal error: copy_into reads the committed catalog, but a "
+        "internal error: copying the catalog into an index reads the committed catalog, but a "
         "transaction is open on this connection");
   }
   CopyMark mark;
@@ -278,11 +287,17 @@ CopyMark Catalog::copy_into(sqlite::Database& index, const std::optional<CopyMar
   sqlite::WriteScope out(index);
   for (const CopiedTable& table : kTables) {
     const std::string name = std::string("catalog_") + table.name;
-    index.exec("DROP TABLE IF EXISTS " + name);
-    index.exec(table.definition);
-    index.exec("INSERT INTO " + name + " (" + table.columns + ") SELECT " +
-               source_columns_of(table) + " FROM copied_catalog." + source_of(table) +
-               changed_rows(table, since));
+    std::string insert = "INSERT INTO ";
+    if (!in_place) {
+      index.exec("DROP TABLE IF EXISTS " + name);
+      index.exec(table.definition);
+    } else if (table.changes == Changes::kWhole) {
+      index.exec("DELETE FROM " + name);
+    } else {
+      insert = "INSERT OR REPLACE INTO ";
+    }
+    index.exec(insert + name + " (" + table.columns + ") SELECT " + source_columns_of(table) +
+               " FROM copied_catalog." + source_of(table) + changed_rows(table, since));
     if (table.id_mark) {
       mark.*table.id_mark = max_id(index, "copied_catalog." + std::string(table.name));
     }
@@ -291,11 +306,12 @@ CopyMark Catalog::copy_into(sqlite::Database& index, const std::optional<CopyMar
   return mark;
 }
 
-void Catalog::add_changes_into(sqlite::Database& index, const CopyMark& since) {
+CopyMark Catalog::add_changes_into(sqlite::Database& index, const CopyMark& since) {
   // One snapshot for all tables (the caller's open transaction, with its
   // uncommitted rows); one transaction on the index.
   sqlite::ReadScope snapshot(*db_);
   sqlite::WriteScope out(index);
+  CopyMark holds = since;
   for (const CopiedTable& table : kTables) {
     const std::string name = std::string("catalog_") + table.name;
     if (table.changes == Changes::kWhole) index.exec("DELETE FROM " + name);
@@ -309,8 +325,10 @@ void Catalog::add_changes_into(sqlite::Database& index, const CopyMark& since) {
       out_row.run();
       out_row.reset();
     }
+    if (table.id_mark) holds.*table.id_mark = std::max(since.*table.id_mark, max_id(index, name));
   }
   out.commit();
+  return holds;
 }
 
 std::optional<IndexMark> Catalog::index_mark(Id tape_id) {
@@ -343,6 +361,22 @@ void Catalog::set_index_mark(Id tape_id, const std::optional<IndexMark>& mark) {
       .bind(7, m.verifications);
   s.run();
 }
+
+namespace internal {
+
+bool holds_copy_tables(sqlite::Database& file) {
+  auto s = file.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1");
+  for (const CopiedTable& table : kTables) {
+    s.reset();
+    s.bind(1, std::string("catalog_") + table.name);
+    std::string_view definition = table.definition;
+    while (definition.starts_with('\n')) definition.remove_prefix(1);
+    if (!s.step() || s.column_text(0) != definition) return false;
+  }
+  return true;
+}
+
+}  // namespace internal
 
 // ------------------------------------------------------------ CatalogChain
 

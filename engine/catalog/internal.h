@@ -187,5 +187,12 @@ IntegrityCheck check_integrity(sqlite::Database& db, const std::string& path,
 // Never throws (a damaged file is the next open's to refuse).
 void refresh_integrity_stamp(const std::string& path, const std::string& stamp_dir) noexcept;
 
+// ------------------------------------------------------------ index copies
+
+// Whether a file's catalog_* tables are exactly those copy_into() makes
+// (the same definitions, none missing): a kept copy of an older layout is
+// not brought up to date but made anew.
+bool holds_copy_tables(sqlite::Database& file);
+
 }  // namespace internal
 }  // namespace mixtape::catalog

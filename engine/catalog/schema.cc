@@ -372,11 +372,31 @@ ALTER TABLE archives ADD COLUMN record_size INTEGER;  -- bytes per record of thi
 UPDATE config SET value = '4' WHERE key = 'schema_version';
 )sql";
 
+// Version 5: the catalog's last full copy on tape, kept beside it.
+//  - last_tape_copy: the trailing index this catalog last wrote, kept as the
+//    file <catalog>.tapecopy/<token>.db, and what of the catalog it holds; the
+//    next full copy starts from that file and adds what changed since
+//    (docs/DECISIONS.md, "A full copy costs what changed"). Local only: a
+//    file without its row, or a row without its file, is not used.
+constexpr const char* kSchemaV5 = R"sql(
+CREATE TABLE last_tape_copy (  -- at most one row (local only)
+  id            INTEGER PRIMARY KEY CHECK (id = 1),
+  token         TEXT NOT NULL,     -- the file's name ends in it
+  epoch         INTEGER NOT NULL,  -- dirs, versions, gaps changed at this epoch or later are new to it
+  files         INTEGER NOT NULL,  -- the largest ids it holds of these tables
+  archives      INTEGER NOT NULL,
+  copies        INTEGER NOT NULL,
+  verifications INTEGER NOT NULL
+);
+UPDATE config SET value = '5' WHERE key = 'schema_version';
+)sql";
+
 constexpr Migration kMigrations[] = {
     {"initial schema", kSchemaV1},
     {"open versions, change epochs (format 2)", kSchemaV2},
     {"tape locations and retirement, run totals, diff and find indexes", kSchemaV3},
     {"tapes mixtape did not write (foreign tar tapes)", kSchemaV4},
+    {"the last full copy on tape, kept beside the catalog", kSchemaV5},
 };
 
 }  // namespace

@@ -356,7 +356,11 @@ struct IndexedMember {
 // is incomplete until finish() returns.
 class IndexWriter {
  public:
-  IndexWriter(std::string path, const IndexHeader& header);
+  // With a seed (a full trailing index written earlier, e.g. the catalog's
+  // last copy on tape), the file starts as a copy of it: the catalog_*
+  // tables it holds are kept for the catalog module to bring up to date,
+  // and its header is replaced. Only for an index holding a full copy.
+  IndexWriter(std::string path, const IndexHeader& header, const std::string& seed = "");
   void add_member(const IndexedMember& member);
   void set_archive(const ArchiveRecord& archive);
   // The connection, with no transaction open, for the catalog module to copy
@@ -372,6 +376,7 @@ class IndexWriter {
 
  private:
   void commit_pending();
+  void check_seed(const std::string& seed);
 
   std::string path_;
   IndexKind kind_;

@@ -116,10 +116,16 @@ constexpr std::string_view kMemberColumns =
 
 // ------------------------------------------------------------ IndexWriter
 
-IndexWriter::IndexWriter(std::string path, const IndexHeader& header)
+IndexWriter::IndexWriter(std::string path, const IndexHeader& header, const std::string& seed)
     : path_(std::move(path)), kind_(header.kind), record_size_(header.record_size), db_([&] {
         if (std::filesystem::exists(path_)) {
           throw FormatError("index " + path_ + ": file already exists");
+        }
+        if (!seed.empty()) {
+          if (header.catalog != CatalogCopy::kFull) {
+            throw FormatError("index " + path_ + ": only a full copy starts from " + seed);
+          }
+          std::filesystem::copy_file(seed, path_);
         }
         return sqlite::Database(path_, sqlite::OpenMode::kReadWriteCreate);
       }()) {
@@ -129,13 +135,21 @@ IndexWriter::IndexWriter(std::string path, const IndexHeader& header)
   if (header.catalog == CatalogCopy::kChanges && header.catalog_base >= header.index_file) {
     throw FormatError("index " + path_ + ": changes must continue an earlier index");
   }
-  // Settings that make a plain, stock-readable file: rollback journal (no
-  // -wal to lose), 4 KiB pages, our application id for `file(1)`.
-  db_.exec("PRAGMA page_size = 4096; PRAGMA journal_mode = DELETE; PRAGMA application_id = " +
-           std::to_string(kIndexApplicationId) +
-           "; PRAGMA user_version = " + std::to_string(kFormatVersion) + ";");
+  if (seed.empty()) {
+    // Settings that make a plain, stock-readable file: rollback journal (no
+    // -wal to lose), 4 KiB pages, our application id for `file(1)`.
+    db_.exec("PRAGMA page_size = 4096; PRAGMA journal_mode = DELETE; PRAGMA application_id = " +
+             std::to_string(kIndexApplicationId) +
+             "; PRAGMA user_version = " + std::to_string(kFormatVersion) + ";");
+  } else {
+    check_seed(seed);
+  }
   sqlite::Transaction transaction(db_);
-  db_.exec(kSchema);
+  if (seed.empty()) {
+    db_.exec(kSchema);
+  } else {
+    db_.exec("DELETE FROM format");
+  }
   auto insert = db_.prepare("INSERT INTO format (key, value) VALUES (?, ?)");
   auto put = [&](std::string_view key, std::string_view value) {
     insert.reset();
@@ -159,6 +173,34 @@ IndexWriter::IndexWriter(std::string path, const IndexHeader& header)
     put("catalog_base", std::to_string(header.catalog_base));
   }
   transaction.commit();
+}
+
+// A seed is a full trailing index this format wrote: the same settings and
+// tables, no archive and no members; what it holds of the catalog is the
+// catalog module's to bring up to date.
+void IndexWriter::check_seed(const std::string& seed) {
+  auto number = [&](const char* pragma) {
+    auto s = db_.prepare(std::string("PRAGMA ") + pragma);
+    return s.step() ? s.column_int(0) : -1;
+  };
+  auto count = [&](const char* table) {
+    auto s = db_.prepare(std::string("SELECT count(*) FROM ") + table);
+    return s.step() ? s.column_int(0) : -1;
+  };
+  std::string why;
+  if (number("application_id") != kIndexApplicationId) {
+    why = "not a mixtape index";
+  } else if (number("user_version") != kFormatVersion || number("page_size") != 4096) {
+    why = "written in another format";
+  } else {
+    auto s = db_.prepare("SELECT value FROM format WHERE key = 'kind'");
+    if (!s.step() || s.column_text(0) != kind_name(IndexKind::kTrailing) || count("archive") != 0 ||
+        count("member") != 0) {
+      why = "not a trailing index";
+    }
+  }
+  if (!why.empty())
+    throw FormatError("index " + path_ + ": cannot start from " + seed + ": " + why);
 }
 
 void IndexWriter::add_member(const IndexedMember& member) {
@@ -253,13 +295,20 @@ void IndexWriter::finish() {
   }
   commit_pending();
   insert_member_.reset();
-  // Compact: no free pages. Tables filled once, in key order, are that
-  // already (a full catalog copy: VACUUM would rewrite 150 MB for nothing);
-  // anything dropped or rewritten on the way leaves free pages, and then
-  // VACUUM makes the file anew. With the rollback journal the file is
-  // complete on disk either way; no side file remains.
-  auto free_pages = db_.prepare("PRAGMA freelist_count");
-  if (free_pages.step() && free_pages.column_int(0) > 0) db_.exec("VACUUM");
+  // Compact: tables filled once, in key order, have no free pages (a full
+  // catalog copy: VACUUM would rewrite 150 MB for nothing); anything dropped
+  // or rewritten on the way leaves some, and then VACUUM makes the file
+  // anew. A copy brought up to date from a seed keeps up to 1% free (rows
+  // replaced in place leave few, and later updates reuse them): rewriting
+  // the whole copy for less would cost what the seed saves. With the
+  // rollback journal the file is complete on disk either way; no side file
+  // remains.
+  auto pages = [&](const char* pragma) {
+    auto s = db_.prepare(std::string("PRAGMA ") + pragma);
+    return s.step() ? s.column_int(0) : 0;
+  };
+  const std::int64_t free_pages = pages("freelist_count");
+  if (free_pages > 0 && free_pages * 100 > pages("page_count")) db_.exec("VACUUM");
   finished_ = true;
 }
 

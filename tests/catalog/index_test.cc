@@ -1,5 +1,6 @@
 // The catalog copied into on-tape indexes, and merged back from them.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -109,6 +110,47 @@ const char* const kCopiedTables[] = {"config", "runs",     "run_roots", "copy_go
                                      "tapes",  "dirs",     "files",     "versions",
                                      "gaps",   "archives", "copies",    "verifications"};
 
+// Every kind of change after populate(c, "photos", "L00001"): new rows,
+// versions closed and reopened, a directory gone, tapes and runs updated,
+// verifications.
+void change_everything(Catalog& c) {
+  populate(c, "video", "L00002");
+  Id run = c.begin_run(RunKind::kBackup, {"/photos"});
+  Id f = *c.file_by_path("/photos/sub/file\nname");
+  c.mark_dirty(f, c.previous_run(run));
+  c.mark_dir_absent(c.dir_by_path("/video/sub")->id, c.previous_run(run));
+  c.set_tape_state(c.tape_by_serial("L00001")->id, TapeState::kFull);
+  Id link = *c.file_by_path("/photos/link");
+  c.mark_absent(link, c.previous_run(run));
+  c.finish_run(run);
+  Id back = c.begin_run(RunKind::kBackup, {"/photos"});
+  VersionRow same_link;
+  same_link.kind = VersionKind::kSymlink;
+  same_link.symlink_target = "sub/file";
+  c.record_version(link, same_link, back);  // back unchanged: a gap for `run`
+}
+
+void change_goals(Catalog& c) {
+  c.set_copy_goal("/video", 5);
+  c.remove_copy_goal("/photos/sub");
+}
+
+// Two index files' catalog_* tables hold the same rows, value for value
+// (EXCEPT tells 5 from '5'), and none is empty.
+void expect_same_copy(const std::string& expected, const std::string& actual) {
+  sqlite::Database db(expected, sqlite::OpenMode::kReadWrite);
+  auto attach = db.prepare("ATTACH DATABASE ?1 AS actual");
+  attach.bind(1, actual);
+  attach.run();
+  for (const char* t : kCopiedTables) {
+    const std::string table = std::string("catalog_") + t;
+    SCOPED_TRACE(table);
+    EXPECT_GT(count(db, "main." + table), 0);
+    EXPECT_EQ(rows_missing(db, "main." + table, "actual." + table), 0);
+    EXPECT_EQ(rows_missing(db, "actual." + table, "main." + table), 0);
+  }
+}
+
 TEST(CopyInto, AddChangesBringsTheRowsOfAnOpenTransaction) {
   TempDir tmp;
   Catalog c = Catalog::create(tmp.file("c.db"), test_config());
@@ -155,25 +197,9 @@ TEST(CopyInto, ChangesAppliedInOrderGiveTheFullCopy) {
   Catalog c = Catalog::create(tmp.file("c.db"), test_config());
   populate(c, "photos", "L00001");
   CopyMark m1 = copy_to(c, tmp.file("1.db"));
-  // Every kind of change: new rows, versions closed and reopened, a
-  // directory gone, goals, tapes and runs updated, verifications.
-  populate(c, "video", "L00002");
-  Id run = c.begin_run(RunKind::kBackup, {"/photos"});
-  Id f = *c.file_by_path("/photos/sub/file\nname");
-  c.mark_dirty(f, c.previous_run(run));
-  c.mark_dir_absent(c.dir_by_path("/video/sub")->id, c.previous_run(run));
-  c.set_tape_state(c.tape_by_serial("L00001")->id, TapeState::kFull);
-  Id link = *c.file_by_path("/photos/link");
-  c.mark_absent(link, c.previous_run(run));
-  c.finish_run(run);
-  Id back = c.begin_run(RunKind::kBackup, {"/photos"});
-  VersionRow same_link;
-  same_link.kind = VersionKind::kSymlink;
-  same_link.symlink_target = "sub/file";
-  c.record_version(link, same_link, back);  // back unchanged: a gap for `run`
+  change_everything(c);
   CopyMark m2 = copy_to(c, tmp.file("2.db"), m1);
-  c.set_copy_goal("/video", 5);
-  c.remove_copy_goal("/photos/sub");
+  change_goals(c);
   CopyMark m3 = copy_to(c, tmp.file("3.db"), m2);
   EXPECT_LT(m1.epoch, m2.epoch);
   EXPECT_LT(m2.epoch, m3.epoch);
@@ -185,17 +211,8 @@ TEST(CopyInto, ChangesAppliedInOrderGiveTheFullCopy) {
   chain.add(tmp.file("3.db"), false);
   const std::string rebuilt = chain.finish();
 
-  sqlite::Database db(tmp.file("full.db"), sqlite::OpenMode::kReadWrite);
-  auto attach = db.prepare("ATTACH DATABASE ?1 AS rebuilt");
-  attach.bind(1, rebuilt);
-  attach.run();
-  for (const char* t : kCopiedTables) {
-    const std::string table = std::string("catalog_") + t;
-    SCOPED_TRACE(table);
-    EXPECT_GT(count(db, "main." + table), 0);
-    EXPECT_EQ(rows_missing(db, "main." + table, "rebuilt." + table), 0);
-    EXPECT_EQ(rows_missing(db, "rebuilt." + table, "main." + table), 0);
-  }
+  expect_same_copy(tmp.file("full.db"), rebuilt);
+  sqlite::Database db(tmp.file("full.db"), sqlite::OpenMode::kReadOnly);
   // The changes are what changed, not the catalog again.
   sqlite::Database third(tmp.file("3.db"), sqlite::OpenMode::kReadOnly);
   EXPECT_EQ(count(third, "catalog_versions"), 0);
@@ -205,6 +222,110 @@ TEST(CopyInto, ChangesAppliedInOrderGiveTheFullCopy) {
   sqlite::Database second(tmp.file("2.db"), sqlite::OpenMode::kReadOnly);
   EXPECT_LT(count(second, "catalog_versions"), count(db, "main.catalog_versions"));
   EXPECT_GT(count(second, "catalog_versions"), 0);
+}
+
+// The last full copy on tape, kept and brought up to date by what changed
+// (committed, and in an open transaction) is the full copy, twice over.
+TEST(CopyInto, AKeptCopyBroughtUpToDateIsTheFullCopy) {
+  TempDir tmp;
+  Catalog c = Catalog::create(tmp.file("c.db"), test_config());
+  populate(c, "photos", "L00001");
+  CopyMark held = copy_to(c, tmp.file("kept.db"));
+  change_everything(c);
+  std::filesystem::copy_file(tmp.file("kept.db"), tmp.file("second.db"));
+  {
+    sqlite::Database db(tmp.file("second.db"), sqlite::OpenMode::kReadWrite);
+    EXPECT_TRUE(internal::holds_copy_tables(db));
+    held = c.refresh_copy(db, held);
+    auto tx = c.transaction();
+    change_goals(c);
+    held = c.add_changes_into(db, held);
+    tx.commit();
+  }
+  copy_to(c, tmp.file("full2.db"));
+  expect_same_copy(tmp.file("full2.db"), tmp.file("second.db"));
+
+  populate(c, "audio", "L00003");
+  c.set_tape_state(c.tape_by_serial("L00002")->id, TapeState::kFull);
+  std::filesystem::copy_file(tmp.file("second.db"), tmp.file("third.db"));
+  CopyMark third;
+  {
+    sqlite::Database db(tmp.file("third.db"), sqlite::OpenMode::kReadWrite);
+    third = c.refresh_copy(db, held);
+  }
+  const CopyMark full = copy_to(c, tmp.file("full3.db"));
+  expect_same_copy(tmp.file("full3.db"), tmp.file("third.db"));
+  EXPECT_EQ(third.files, full.files);
+  EXPECT_EQ(third.copies, full.copies);
+  EXPECT_EQ(third.archives, full.archives);
+  EXPECT_LT(third.epoch, full.epoch);
+}
+
+TEST(CopyInto, AFileOfAnotherLayoutIsNotBroughtUpToDate) {
+  TempDir tmp;
+  Catalog c = Catalog::create(tmp.file("c.db"), test_config());
+  populate(c, "photos", "L00001");
+  copy_to(c, tmp.file("kept.db"));
+  sqlite::Database db(tmp.file("kept.db"), sqlite::OpenMode::kReadWrite);
+  EXPECT_TRUE(internal::holds_copy_tables(db));
+  db.exec("ALTER TABLE catalog_versions ADD COLUMN later INTEGER");
+  EXPECT_FALSE(internal::holds_copy_tables(db));
+  db.exec("DROP TABLE catalog_versions");
+  EXPECT_FALSE(internal::holds_copy_tables(db));
+}
+
+std::vector<std::string> kept_copies(const TempDir& tmp) {
+  std::vector<std::string> out;
+  std::error_code none;
+  for (const auto& e : std::filesystem::directory_iterator(tmp.file("c.db.tapecopy"), none))
+    out.push_back(e.path());
+  return out;
+}
+
+// Kept by the transaction that commits it only: a session killed before its
+// commit leaves the catalog naming the copy before, which is still there,
+// and an orphan that the next look removes.
+TEST(LastTapeCopy, IsKeptByTheCommittingTransactionOnly) {
+  TempDir tmp;
+  Catalog c = Catalog::create(tmp.file("c.db"), test_config());
+  populate(c, "photos", "L00001");
+  EXPECT_FALSE(c.last_tape_copy());
+  const CopyMark first = copy_to(c, tmp.file("t1.db"));
+  EXPECT_THROW_MESSAGE(c.keep_tape_copy(tmp.file("t1.db"), first), CatalogError,
+                       "belongs in the transaction");
+  {
+    auto tx = c.transaction();
+    c.keep_tape_copy(tmp.file("t1.db"), first);
+    tx.commit();
+  }
+  EXPECT_FALSE(std::filesystem::exists(tmp.file("t1.db")));  // moved, not copied
+  auto last = c.last_tape_copy();
+  ASSERT_TRUE(last);
+  EXPECT_EQ(last->holds, first);
+  EXPECT_EQ(kept_copies(tmp), std::vector<std::string>{last->path});
+  struct stat st {};
+  ASSERT_EQ(::stat(last->path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);  // what the catalog holds, for its owner only
+  ASSERT_EQ(::stat(tmp.file("c.db.tapecopy").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
+
+  change_everything(c);
+  const CopyMark second = copy_to(c, tmp.file("t2.db"));
+  {
+    auto tx = c.transaction();
+    c.keep_tape_copy(tmp.file("t2.db"), second);
+    // Not committed: the session was killed.
+  }
+  EXPECT_EQ(kept_copies(tmp).size(), 2u);
+  auto after = c.last_tape_copy();
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->path, last->path);
+  EXPECT_EQ(after->holds, first);
+  EXPECT_EQ(kept_copies(tmp), std::vector<std::string>{last->path});
+
+  // Damaged on disk: not used.
+  test_support::write_file(last->path, "not a database at all");
+  EXPECT_FALSE(c.last_tape_copy());
 }
 
 TEST(CopyInto, NothingNewHoldsOnlyTheSmallTables) {

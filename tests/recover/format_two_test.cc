@@ -166,6 +166,54 @@ TEST_F(FormatTwoTest, ByHandWithReadmesSqliteProgramTheIndexesGiveTheCatalog) {
             "0\n");
 }
 
+// The catalog's last full copy on tape is kept beside it
+// (<catalog>.tapecopy/<token>.db), and each full copy starts from it: a file
+// copy and what changed, where a copy made from the catalog costs about a
+// second per million files. What goes on tape is the whole catalog all
+// the same.
+TEST_F(FormatTwoTest, EachFullCopyStartsFromTheLastAndHoldsTheWholeCatalog) {
+  two_runs();
+  auto kept = [&] {
+    std::vector<std::string> out;
+    for (const auto& e : fs::directory_iterator(f_.catalog() + ".tapecopy"))
+      out.push_back(e.path());
+    return out;
+  };
+  ASSERT_EQ(kept().size(), 1u);  // the first run's copy is gone
+  TapeOnDisk tape(f_, f_.image("L00001"), f_.file("drill"));
+  EXPECT_EQ(read_file(tape.decrypt(tape.files() - 1, "trailing.db")), read_file(kept()[0]));
+
+  // A mark in the kept copy shows where the next one starts.
+  tape.sqlite(kept()[0], "CREATE TABLE started_from_the_kept_copy (x)");
+  ASSERT_EQ(mixtape("tape location L00001 'shelf 3'").status, 0);
+  write_file(f_.src() + "/third/run.txt", "a third run\n");
+  f_.backup();
+  ASSERT_EQ(kept().size(), 1u);
+  TapeOnDisk again(f_, f_.image("L00001"), f_.file("drill2"));
+  const std::string trailing = again.decrypt(again.files() - 1, "trailing.db");
+  EXPECT_EQ(again.sqlite(trailing, "SELECT count(*) FROM started_from_the_kept_copy"), "0\n");
+  EXPECT_EQ(again.sqlite(trailing, "SELECT location FROM catalog_tape_notes"), "shelf 3\n");
+
+  // A damaged kept copy is not used: the copy is made from the catalog.
+  write_file(kept()[0], random_text(100'000, 9));
+  write_file(f_.src() + "/fourth/run.txt", "and a fourth\n");
+  f_.backup();
+  ASSERT_EQ(kept().size(), 1u);
+  TapeOnDisk last(f_, f_.image("L00001"), f_.file("drill3"));
+  const std::string made = last.decrypt(last.files() - 1, "trailing.db");
+  EXPECT_EQ(read_file(made), read_file(kept()[0]));
+  EXPECT_EQ(last.sqlite(made, "PRAGMA integrity_check"), "ok\n");
+
+  // Each is the whole catalog: the tape alone gives it back.
+  const std::string before = listing();
+  f_.drop_catalog();
+  CommandResult r = mixtape("recover --library " + shell_quote(f_.library()));
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.err.find("not usable"), std::string::npos) << r.err;
+  EXPECT_EQ(listing(), before);
+  EXPECT_NE(before.find("/fourth/run.txt"), std::string::npos);
+}
+
 TEST_F(FormatTwoTest, AnIncrementalsIndexesHoldWhatChangedNotTheCatalog) {
   // 3000 small files: a catalog copy of a few hundred KB.
   for (int i = 0; i < 3000; ++i)
