@@ -247,7 +247,10 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       fi->direct_io = 1;
     } else {
       handle->content = s.content.open(s.tree.content(ino));
-      fi->keep_cache = 1;  // the bytes of a version never change
+      if (handle->content->read_once())
+        fi->direct_io = 1;
+      else
+        fi->keep_cache = 1;  // the bytes of a version never change
     }
     fi->fh = reinterpret_cast<std::uint64_t>(handle.get());
     {

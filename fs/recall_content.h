@@ -69,6 +69,8 @@ class RecallContent final : public ContentSource, public ControlFiles {
   // Whether the version's last recall read a tape and failed (a damaged
   // copy): read-ahead passes it over; an open of the file itself retries.
   bool failed_on_tape(catalog::Id version_id);
+  // Whether the version was requested and its recall has not failed.
+  bool queued(catalog::Id version_id);
   // Serials the library can load now, re-read at most once a second.
   std::vector<std::string> present_serials();
 

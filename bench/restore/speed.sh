@@ -18,6 +18,13 @@
 #   env: SIZE_MB=1024 FILE_MB=64 RUNS=3 DIR=/var/tmp CPUS="native avx2"
 #        DROP=0   1: drop the page cache before each run (the image read from disk)
 #        WAYS="restore cp stock"
+#        BASELINE=path/to/another/mount.mixtape  also `cp -r` through that daemon
+#                 (e.g. a copy of the previous commit's), interleaved: row "cp base"
+#        PROFILE=DIR  `perf record -a -g -e cpu-clock` (the whole machine: cp and the
+#                 daemon alike) while each timed command runs, into DIR/NAME.RUN.data;
+#                 the times then include perf's cost (for where the CPU goes, not speed);
+#                 `perf report -i FILE --comm cp,mount.mixtape,...` to read one
+
 # Needs root (FUSE mounts, drop_caches), age, tar, b2sum, fusermount3.
 set -euo pipefail
 # shellcheck source=bench/lib.sh
@@ -62,15 +69,23 @@ record() {  # record NAME EXTRA_CPU_CMD COMMAND...: EXTRA_CPU_CMD prints CPU s t
   rm -rf "$out"
   # DROP=1: the image is read from disk; otherwise only the last run's writes are flushed.
   if [ "$drop" = 1 ]; then drop_caches; else sync; fi
+  local perf_pid=
+  if [ -n "${PROFILE:-}" ]; then
+    mkdir -p "$PROFILE"
+    perf record -a -g -e cpu-clock -F 999 -o "$PROFILE/$name.$run.data" 2>/dev/null &
+    perf_pid=$!
+    sleep 0.5
+  fi
   time_into "$name" "$@"
+  if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
 }
 
 way_restore() {  # way_restore CPU
   with_cpu "$1" "$mixtape" restore "$work/src" --to "$out" --library "$lib" --identity "$id"
 }
-way_cp() {  # way_cp CPU: mount (fresh cache), cp -r; the daemon's CPU in $work/daemon.cpu
+way_cp() {  # way_cp CPU [DAEMON]: mount (fresh cache), cp -r; the daemon's CPU in $work/daemon.cpu
   rm -rf "$work/cache"
-  mount_lib "$work/cache" with_cpu "$1" "$build/mount-helper/mount.mixtape"
+  mount_lib "$work/cache" with_cpu "$1" "${2:-$build/mount-helper/mount.mixtape}"
   cp -r "$mnt/latest$work/src" "$out"
   cpu_of "$(pgrep -f "[m]ount.mixtape $work/cat.db $mnt" | head -1)" >"$work/daemon.cpu"
 }
@@ -104,6 +119,10 @@ for ((run = 1; run <= runs; run++)); do
     if [[ " $ways " == *" cp "* ]]; then
       record "cp.$setting" daemon_cpu way_cp "$setting"
       check_out "$out" "cp from the mount"
+      if [ -n "${BASELINE:-}" ]; then
+        record "cpbase.$setting" daemon_cpu way_cp "$setting" "$BASELINE"
+        check_out "$out" "cp from the baseline's mount"
+      fi
     fi
   done
   if [[ " $ways " == *" stock "* ]]; then
@@ -135,6 +154,7 @@ row() {  # row LABEL KEY [RESTORE_KEY]
 for setting in $cpus; do
   row "mixtape restore, $setting" "restore.$setting"
   row "cp -r from mount, $setting" "cp.$setting" "restore.$setting"
+  row "cp -r, baseline, $setting" "cpbase.$setting" "restore.$setting"
 done
 row "stock pipeline" stock
 echo
