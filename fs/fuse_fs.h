@@ -36,9 +36,9 @@ class OpenContent {
     return std::nullopt;
   }
   // Whether this open's reads should bypass the kernel's page cache of the
-  // mount (FUSE direct_io): content recalled for this open is read once
-  // (cp, a restore), and a reply straight into the reader's buffer saves
-  // filling, then copying out of, pages nobody reads again.
+  // mount (FUSE direct_io): a file opened for the first time is most likely
+  // read once (cp, a copy out), and a reply straight into the reader's
+  // buffer saves filling, then copying out of, pages nobody reads again.
   virtual bool read_once() const { return false; }
 };
 

@@ -159,10 +159,12 @@ restore::RecallHandle RecallContent::request(const catalog::VersionRow& version,
 
 std::unique_ptr<OpenContent> RecallContent::open(const Content& content) {
   bool staged = cache_.contains(content.version.hash);
+  bool first_open;
   {
     std::lock_guard lock(mutex_);
     ++opens_;
     if (staged) ++cache_hits_;
+    first_open = opened_.insert(content.version.id).second;
   }
   // The reader first: it pins the cache entry. A recall that fails at once
   // (no tape in the library) and is gone before a reader pinned the entry
@@ -189,7 +191,7 @@ std::unique_ptr<OpenContent> RecallContent::open(const Content& content) {
   }
   return std::make_unique<CachedFile>(*this, std::move(reader), content.version, content.tape_id,
                                       recall_on_read, options_.wait, options_.tapes_can_arrive,
-                                      content.path, !staged);
+                                      content.path, first_open);
 }
 
 // Members of a foreign archive queued when one of them is opened.
