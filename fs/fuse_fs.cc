@@ -2,7 +2,9 @@
 #include "fs/fuse_fs.h"
 
 #include <fuse_lowlevel.h>
+#include <linux/fuse.h>
 #include <sys/statvfs.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -30,6 +32,10 @@ struct Session {
   ControlFiles& control;
   MountOptions options;
   std::atomic<bool> no_opendir{false};  // the kernel handles opendir itself
+  // The INIT exchange, watched by the session's I/O (direct_io_mmap below).
+  std::atomic<std::uint64_t> init_unique{0};
+  std::atomic<bool> kernel_offers_mmap{false};
+  std::atomic<bool> direct_io_mmap{false};  // FUSE_DIRECT_IO_ALLOW_MMAP agreed
   // Files opened and not yet released. A mount that ends with files still
   // open (a lazy unmount) gets no release for them: they go with the
   // session instead of leaking.
@@ -247,7 +253,13 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       fi->direct_io = 1;
     } else {
       handle->content = s.content.open(s.tree.content(ino));
-      fi->keep_cache = 1;  // the bytes of a version never change
+      // direct_io only where a shared mmap of such a file still works (the
+      // kernel then maps through the page cache): a kernel without
+      // FUSE_DIRECT_IO_ALLOW_MMAP (before 6.6) would refuse it (ENODEV).
+      if (handle->content->read_once() && s.direct_io_mmap.load(std::memory_order_relaxed))
+        fi->direct_io = 1;
+      else
+        fi->keep_cache = 1;  // the bytes of a version never change
     }
     fi->fh = reinterpret_cast<std::uint64_t>(handle.get());
     {
@@ -523,6 +535,53 @@ void raise_read_ahead(const std::string& mountpoint) {
   std::ofstream("/sys/class/bdi/" + device + "/read_ahead_kb") << (2 * kMaxRead >> 10) << '\n';
 }
 
+// The session's I/O: the plain system calls, and the INIT exchange watched.
+// libfuse 3.14 cannot ask for FUSE_DIRECT_IO_ALLOW_MMAP (kernel 6.6+;
+// libfuse 3.16 can): without it a shared mmap of a file opened with
+// direct_io fails with ENODEV. When the kernel offers it (flags2 of its
+// INIT request), the INIT reply accepts it.
+constexpr std::uint64_t kDirectIoAllowMmap = std::uint64_t{1} << 36;  // FUSE_DIRECT_IO_ALLOW_MMAP
+
+ssize_t io_read(int fd, void* buf, size_t len, void* userdata) {
+  const ssize_t n = ::read(fd, buf, len);
+  auto& s = *static_cast<Session*>(userdata);
+  if (n >= static_cast<ssize_t>(sizeof(fuse_in_header) + sizeof(fuse_init_in)) &&
+      s.init_unique.load(std::memory_order_relaxed) == 0) {
+    fuse_in_header header;
+    std::memcpy(&header, buf, sizeof header);
+    if (header.opcode == FUSE_INIT) {
+      fuse_init_in init;
+      std::memcpy(&init, static_cast<const char*>(buf) + sizeof header, sizeof init);
+      const bool offered = (init.flags & FUSE_INIT_EXT) != 0 && init.major == FUSE_KERNEL_VERSION &&
+                           (init.flags2 & (kDirectIoAllowMmap >> 32)) != 0;
+      s.kernel_offers_mmap = offered;
+      s.init_unique = header.unique;
+    }
+  }
+  return n;
+}
+
+ssize_t io_writev(int fd, struct iovec* iov, int count, void* userdata) {
+  auto& s = *static_cast<Session*>(userdata);
+  const std::uint64_t init = s.init_unique.load(std::memory_order_relaxed);
+  if (init != 0 && s.kernel_offers_mmap.load(std::memory_order_relaxed) &&
+      !s.direct_io_mmap.load(std::memory_order_relaxed) && count >= 2 &&
+      iov[0].iov_len == sizeof(fuse_out_header) && iov[1].iov_len >= sizeof(fuse_init_out)) {
+    auto* header = static_cast<fuse_out_header*>(iov[0].iov_base);
+    auto* reply = static_cast<fuse_init_out*>(iov[1].iov_base);
+    if (header->unique == init && header->error == 0 && (reply->flags & FUSE_INIT_EXT) != 0) {
+      reply->flags2 |= static_cast<std::uint32_t>(kDirectIoAllowMmap >> 32);
+      s.direct_io_mmap = true;
+    }
+  }
+  return ::writev(fd, iov, count);
+}
+
+ssize_t io_splice(int fd_in, off_t* off_in, int fd_out, off_t* off_out, size_t len,
+                  unsigned int flags, void*) {
+  return ::splice(fd_in, off_in, fd_out, off_out, len, flags);
+}
+
 struct SessionDeleter {
   void operator()(fuse_session* se) const { fuse_session_destroy(se); }
 };
@@ -560,6 +619,18 @@ int serve(Tree& tree, ContentSource& content, ControlFiles& control, const Mount
   if (fuse_session_mount(se.get(), options.mountpoint.c_str()) != 0) {
     fuse_remove_signal_handlers(se.get());
     throw Error("cannot mount on " + options.mountpoint);
+  }
+  // The same I/O as libfuse's own (splice included), with the INIT
+  // exchange watched (io_read, io_writev).
+  fuse_custom_io io{};
+  io.read = io_read;
+  io.writev = io_writev;
+  io.splice_receive = io_splice;
+  io.splice_send = io_splice;
+  if (fuse_session_custom_io(se.get(), &io, fuse_session_fd(se.get())) != 0) {
+    fuse_session_unmount(se.get());
+    fuse_remove_signal_handlers(se.get());
+    throw Error("cannot set the FUSE session's I/O on " + options.mountpoint);
   }
   raise_read_ahead(options.mountpoint);
   ready();

@@ -35,6 +35,11 @@ class OpenContent {
   virtual std::optional<FileRange> read_range(std::uint64_t /*offset*/, std::size_t /*size*/) {
     return std::nullopt;
   }
+  // Whether this open's reads should bypass the kernel's page cache of the
+  // mount (FUSE direct_io): a file opened for the first time is most likely
+  // read once (cp, a copy out), and a reply straight into the reader's
+  // buffer saves filling, then copying out of, pages nobody reads again.
+  virtual bool read_once() const { return false; }
 };
 
 class ContentSource {

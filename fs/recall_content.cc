@@ -13,7 +13,8 @@ class CachedFile final : public OpenContent {
  public:
   CachedFile(RecallContent& owner, restore::StageCache::Reader reader, catalog::VersionRow version,
              std::optional<catalog::Id> tape_id, bool recall_on_read,
-             std::optional<std::chrono::seconds> wait, bool tapes_can_arrive, std::string path)
+             std::optional<std::chrono::seconds> wait, bool tapes_can_arrive, std::string path,
+             bool read_once)
       : owner_(owner),
         reader_(std::make_shared<restore::StageCache::Reader>(std::move(reader))),
         version_(std::move(version)),
@@ -21,7 +22,10 @@ class CachedFile final : public OpenContent {
         recall_on_read_(recall_on_read),
         wait_(wait),
         tapes_can_arrive_(tapes_can_arrive),
-        path_(std::move(path)) {}
+        path_(std::move(path)),
+        read_once_(read_once) {}
+
+  bool read_once() const override { return read_once_; }
 
   std::size_t read(std::uint64_t offset, MutableByteSpan out) override {
     auto reader = ready_reader(offset, out.size());
@@ -126,6 +130,7 @@ class CachedFile final : public OpenContent {
   std::optional<std::chrono::seconds> wait_;
   bool tapes_can_arrive_;
   std::string path_;
+  bool read_once_;
 };
 
 }  // namespace
@@ -154,10 +159,12 @@ restore::RecallHandle RecallContent::request(const catalog::VersionRow& version,
 
 std::unique_ptr<OpenContent> RecallContent::open(const Content& content) {
   bool staged = cache_.contains(content.version.hash);
+  bool first_open;
   {
     std::lock_guard lock(mutex_);
     ++opens_;
     if (staged) ++cache_hits_;
+    first_open = opened_.insert(content.version.id).second;
   }
   // The reader first: it pins the cache entry. A recall that fails at once
   // (no tape in the library) and is gone before a reader pinned the entry
@@ -184,7 +191,7 @@ std::unique_ptr<OpenContent> RecallContent::open(const Content& content) {
   }
   return std::make_unique<CachedFile>(*this, std::move(reader), content.version, content.tape_id,
                                       recall_on_read, options_.wait, options_.tapes_can_arrive,
-                                      content.path);
+                                      content.path, first_open);
 }
 
 // Members of a foreign archive queued when one of them is opened.
@@ -236,12 +243,26 @@ void RecallContent::read_ahead(const Content& content) {
   for (const auto& entry : entries) {
     if (entry.is_dir || entry.version.kind != catalog::VersionKind::kFile) continue;
     if (cache_.contains(entry.version.hash) || failed_on_tape(entry.version.id)) continue;
+    // Queued by an earlier open's read-ahead (cp opens the files in this
+    // order): counted, and not looked up again (a catalog query each, 256
+    // per open, was most of the daemon's CPU for small files).
+    if (queued(entry.version.id)) {
+      bytes += entry.version.size;
+      if (bytes > options_.read_ahead_bytes) break;
+      continue;
+    }
     auto copies = catalog.copies_of(entry.version.id);
     if (std::none_of(copies.begin(), copies.end(), ahead)) continue;
     bytes += entry.version.size;
     if (bytes > options_.read_ahead_bytes) break;
     request(entry.version, 0);
   }
+}
+
+bool RecallContent::queued(catalog::Id version_id) {
+  std::lock_guard lock(mutex_);
+  auto it = handles_.find(version_id);
+  return it != handles_.end() && it->second.status().state != restore::RecallState::kFailed;
 }
 
 bool RecallContent::failed_on_tape(catalog::Id version_id) {

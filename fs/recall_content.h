@@ -7,6 +7,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <unordered_set>
 
 #include "engine/restore/restore.h"
 #include "fs/fuse_fs.h"
@@ -69,6 +70,8 @@ class RecallContent final : public ContentSource, public ControlFiles {
   // Whether the version's last recall read a tape and failed (a damaged
   // copy): read-ahead passes it over; an open of the file itself retries.
   bool failed_on_tape(catalog::Id version_id);
+  // Whether the version was requested and its recall has not failed.
+  bool queued(catalog::Id version_id);
   // Serials the library can load now, re-read at most once a second.
   std::vector<std::string> present_serials();
 
@@ -81,6 +84,10 @@ class RecallContent final : public ContentSource, public ControlFiles {
   std::map<catalog::Id, restore::RecallHandle> handles_;
   std::vector<std::string> present_;
   std::chrono::steady_clock::time_point present_read_{};
+  // Versions opened in this mount: a version's first open is read once
+  // (OpenContent::read_once: `cp -r`, whether read-ahead staged the file
+  // before or not); from its second on, through the page cache.
+  std::unordered_set<catalog::Id> opened_;
   std::uint64_t opens_ = 0;
   std::uint64_t cache_hits_ = 0;
   std::mutex cancel_mutex_;

@@ -18,6 +18,20 @@
 #   env: SIZE_MB=1024 FILE_MB=64 RUNS=3 DIR=/var/tmp CPUS="native avx2"
 #        DROP=0   1: drop the page cache before each run (the image read from disk)
 #        WAYS="restore cp stock"
+#        BASELINE=path/to/another/mount.mixtape  also `cp -r` through that daemon
+#                 (e.g. a copy of the previous commit's), interleaved: row "cp base"
+#        KEEP=1   every run writes into new folders (its output, the mount's stage
+#                 cache), all deleted at the end (needs SIZE_MB x 2 x runs x ways on
+#                 DIR's disk). The default 0 deletes the last run's just before the
+#                 next, and an ext4 without a journal (this machine's /) then spends a
+#                 creator's time skipping inodes deleted in the last 30 s
+#                 (recently_deleted): with 1 MiB files, seconds per run (restore pays
+#                 it for its files, cp for its files and the stage cache's)
+#        PROFILE=DIR  `perf record -a -g -e cpu-clock` (the whole machine: cp and the
+#                 daemon alike) while each timed command runs, into DIR/NAME.RUN.data;
+#                 the times then include perf's cost (for where the CPU goes, not speed);
+#                 `perf report -i FILE --comm cp,mount.mixtape,...` to read one
+
 # Needs root (FUSE mounts, drop_caches), age, tar, b2sum, fusermount3.
 set -euo pipefail
 # shellcheck source=bench/lib.sh
@@ -41,7 +55,7 @@ mnt="$work/mnt"
 mkdir -p "$work/src"
 work_home
 export MIXTAPE_CATALOG="$work/cat.db"
-lib="$work/tapes" id="$work/id.txt" out="$work/out"
+lib="$work/tapes" id="$work/id.txt" out="$work/out" cache="$work/cache"
 
 echo "preparing $size_mb MiB of random data as $((size_mb / file_mb)) files of $file_mb MiB ..." >&2
 random_files "$work/src" "$size_mb" "$file_mb"
@@ -59,18 +73,29 @@ check_out() {  # check_out DIR: the files restored there are the source's
 record() {  # record NAME EXTRA_CPU_CMD COMMAND...: EXTRA_CPU_CMD prints CPU s to add (or "")
   local name=$1 extra_cpu=$2
   shift 2
-  rm -rf "$out"
+  if [ "${KEEP:-0}" = 1 ]; then
+    out="$work/out.$name.$run" cache="$work/cache.$name.$run"
+  else
+    rm -rf "$out" "$cache"
+  fi
   # DROP=1: the image is read from disk; otherwise only the last run's writes are flushed.
   if [ "$drop" = 1 ]; then drop_caches; else sync; fi
+  local perf_pid=
+  if [ -n "${PROFILE:-}" ]; then
+    mkdir -p "$PROFILE"
+    perf record -a -g -e cpu-clock -F 999 -o "$PROFILE/$name.$run.data" 2>/dev/null &
+    perf_pid=$!
+    sleep 0.5
+  fi
   time_into "$name" "$@"
+  if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
 }
 
 way_restore() {  # way_restore CPU
   with_cpu "$1" "$mixtape" restore "$work/src" --to "$out" --library "$lib" --identity "$id"
 }
-way_cp() {  # way_cp CPU: mount (fresh cache), cp -r; the daemon's CPU in $work/daemon.cpu
-  rm -rf "$work/cache"
-  mount_lib "$work/cache" with_cpu "$1" "$build/mount-helper/mount.mixtape"
+way_cp() {  # way_cp CPU [DAEMON]: mount (fresh cache), cp -r; the daemon's CPU in $work/daemon.cpu
+  mount_lib "$cache" with_cpu "$1" "${2:-$build/mount-helper/mount.mixtape}"
   cp -r "$mnt/latest$work/src" "$out"
   cpu_of "$(pgrep -f "[m]ount.mixtape $work/cat.db $mnt" | head -1)" >"$work/daemon.cpu"
 }
@@ -104,6 +129,10 @@ for ((run = 1; run <= runs; run++)); do
     if [[ " $ways " == *" cp "* ]]; then
       record "cp.$setting" daemon_cpu way_cp "$setting"
       check_out "$out" "cp from the mount"
+      if [ -n "${BASELINE:-}" ]; then
+        record "cpbase.$setting" daemon_cpu way_cp "$setting" "$BASELINE"
+        check_out "$out" "cp from the baseline's mount"
+      fi
     fi
   done
   if [[ " $ways " == *" stock "* ]]; then
@@ -112,7 +141,7 @@ for ((run = 1; run <= runs; run++)); do
   fi
 done
 load_after=$(load3)
-rm -rf "$out"
+rm -rf "$out" "$cache" "$work"/out.* "$work"/cache.*
 
 mw() { median "${wall[$1]:-}"; }
 echo
@@ -135,6 +164,7 @@ row() {  # row LABEL KEY [RESTORE_KEY]
 for setting in $cpus; do
   row "mixtape restore, $setting" "restore.$setting"
   row "cp -r from mount, $setting" "cp.$setting" "restore.$setting"
+  row "cp -r, baseline, $setting" "cpbase.$setting" "restore.$setting"
 done
 row "stock pipeline" stock
 echo

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bitset>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
@@ -185,7 +186,17 @@ class StageCache::Impl {
     const std::string object = object_path(file.hex);
     try {
       if (options_.sync(file.fd->get()) != 0) throw_errno("cannot sync " + file.temp);
-      make_dir(objects_dir() + "/" + file.hex.substr(0, 2));
+      const auto subdir = static_cast<std::size_t>(std::stoul(file.hex.substr(0, 2), nullptr, 16));
+      bool made;
+      {
+        std::lock_guard lock(mutex_);
+        made = subdirs_made_.test(subdir);
+      }
+      if (!made) {  // one mkdir per subdirectory, not one per file
+        make_dir(objects_dir() + "/" + file.hex.substr(0, 2));
+        std::lock_guard lock(mutex_);
+        subdirs_made_.set(subdir);
+      }
       if (::rename(file.temp.c_str(), object.c_str()) != 0)
         throw_errno("cannot rename " + file.temp);
     } catch (const std::exception& e) {
@@ -328,6 +339,7 @@ class StageCache::Impl {
   // The persister's (mutex_): verified files to make durable, in order.
   std::deque<Verified> to_persist_;
   int persisting_ = 0;
+  std::bitset<256> subdirs_made_;  // objects/ab/ known to exist
   bool stopped_ = false;
   std::condition_variable persist_changed_;
   std::thread persister_;  // last: started once the rest is built
@@ -366,31 +378,14 @@ class StageCache::Sink final : public RecallSink {
     cache_->make_room(size_, lock);
     cache_->used_ += size_;
     e.reserved = size_;
-    std::string temp =
-        cache_->temp_dir() + "/" + hex_ + "." + std::to_string(++cache_->temp_counter_);
-    int raw = ::open(temp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (raw < 0) {
-      int code = errno;
-      cache_->used_ -= size_;
-      e.reserved = 0;
-      throw SystemError("cannot create " + temp + " in the stage cache", code);
-    }
-    auto fd = std::make_shared<UniqueFd>(raw);
-    // Claim the space now: a disk that cannot hold the file fails here,
-    // clearly, instead of half-way through the tape read.
-    if (size_ > 0) {
-      int rc = ::posix_fallocate(fd->get(), 0, static_cast<off_t>(size_));
-      if (rc == ENOSPC) {
-        ::unlink(temp.c_str());
-        cache_->used_ -= size_;
-        e.reserved = 0;
-        throw RestoreError("no space left on the disk of stage cache " +
-                           cache_->options_.directory + " for " + format_size(size_));
-      }
-    }
+    // The file itself is created by the first write (file()): begin() runs
+    // on the thread that reads the tape, and creating an inode is not free
+    // (on ext4 without a journal, after many deletions, it was two thirds
+    // of that thread's time for 1 MiB files); write() runs on another.
     e.state = Impl::State::kStaging;
-    e.fd = std::move(fd);
-    e.temp_path = temp;
+    e.fd.reset();
+    e.temp_path = cache_->temp_dir() + "/" + hex_ + "." + std::to_string(++cache_->temp_counter_);
+    file_.reset();
     e.landed = 0;
     e.verified = false;
     e.released = false;
@@ -401,12 +396,11 @@ class StageCache::Sink final : public RecallSink {
 
   void write(ByteSpan data) override {
     if (redundant_ || !active_) return;
-    std::shared_ptr<UniqueFd> fd;
+    const std::shared_ptr<UniqueFd> fd = file();
     std::uint64_t at = 0;
     {
       std::lock_guard lock(cache_->mutex_);
       Impl::Entry& e = cache_->entry(hex_);
-      fd = e.fd;
       at = e.landed;
       if (at + data.size() > size_)
         throw RestoreError("stage cache: more bytes than the file's size for " + hex_);
@@ -443,6 +437,7 @@ class StageCache::Sink final : public RecallSink {
 
   void commit() override {
     if (redundant_ || !active_) return;
+    file();  // an empty file was never written
     std::string temp;
     std::shared_ptr<UniqueFd> fd;
     {
@@ -480,6 +475,7 @@ class StageCache::Sink final : public RecallSink {
     e.landed = 0;
     e.verified = false;
     e.state = Impl::State::kWaiting;
+    file_.reset();
     cache_->changed_.notify_all();
   }
 
@@ -495,10 +491,41 @@ class StageCache::Sink final : public RecallSink {
   }
 
  private:
+  // The temporary file of this attempt, created at the first call. The
+  // space is claimed at once: a disk that cannot hold the file fails here,
+  // clearly, before any of its bytes are written (abort() then removes it
+  // and gives back its reservation).
+  std::shared_ptr<UniqueFd> file() {
+    if (file_) return file_;
+    std::string temp;
+    {
+      std::lock_guard lock(cache_->mutex_);
+      temp = cache_->entry(hex_).temp_path;
+    }
+    const int raw = ::open(temp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (raw < 0) throw_errno("cannot create " + temp + " in the stage cache");
+    auto fd = std::make_shared<UniqueFd>(raw);
+    if (size_ > 0) {
+      const int rc = ::posix_fallocate(fd->get(), 0, static_cast<off_t>(size_));
+      if (rc == ENOSPC) {
+        ::unlink(temp.c_str());
+        throw RestoreError("no space left on the disk of stage cache " +
+                           cache_->options_.directory + " for " + format_size(size_));
+      }
+    }
+    {
+      std::lock_guard lock(cache_->mutex_);
+      cache_->entry(hex_).fd = fd;
+    }
+    file_ = fd;
+    return file_;
+  }
+
   std::shared_ptr<Impl> cache_;
   std::string hex_;
   std::uint64_t size_;
-  std::uint64_t flushed_ = 0;  // bytes handed to writeback
+  std::shared_ptr<UniqueFd> file_;  // this attempt's temporary file, once created
+  std::uint64_t flushed_ = 0;       // bytes handed to writeback
   bool active_ = false;
   bool redundant_ = false;
 };

@@ -2,9 +2,11 @@
 // tape mounted without its catalog, and unmounting while a recall runs.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -233,6 +235,76 @@ TEST_F(MountRecallTest, UnmountDuringARecallLeavesNoProcessBehind) {
   EXPECT_TRUE(test_support::poll_until([&] { return testing::daemon_pid(mnt()) == 0; },
                                        std::chrono::seconds(300), std::chrono::milliseconds(20)))
       << "mount.mixtape still running after unmount";
+}
+
+// The pages of a file through the mount that are in the kernel's page cache
+// (mincore of a shared mapping, which faults nothing in); -1 if it cannot
+// be mapped.
+long resident_pages(const std::string& path, std::size_t size) {
+  UniqueFd fd = open_file(path, O_RDONLY | O_CLOEXEC);
+  void* map = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd.get(), 0);
+  if (map == MAP_FAILED) return -1;
+  const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> in((size + page - 1) / page);
+  long resident = -1;
+  if (::mincore(map, size, in.data()) == 0)
+    resident = std::count_if(in.begin(), in.end(), [](unsigned char c) { return c & 1; });
+  ::munmap(map, size);
+  return resident;
+}
+
+// A file's first open in a mount is most likely its only one (cp, a copy
+// out): its bytes go straight into the reader's buffer (direct_io), not
+// into the mount's page cache, where they would be copied once more for
+// nobody; so for a file recalled for that open and for one read-ahead
+// staged before. Such a file can still be mapped shared (the mount accepts
+// the kernel's FUSE_DIRECT_IO_ALLOW_MMAP). From its second open on, a file
+// is served through the page cache, and kept there between opens.
+TEST_F(MountRecallTest, AFilesFirstOpenIsReadPastThePageCacheAndStillMaps) {
+  f_.make_tree(8);
+  f_.init(1);
+  f_.backup();
+  mount(f_.catalog(), "library=" + f_.library());
+
+  // Mapped shared while it is being recalled: the bytes are the file's.
+  const std::string small = latest() + "/d1/f1";
+  const std::string small_bytes = random_text(1024 + 7919 % 150000, 101);
+  {
+    UniqueFd fd = open_file(small, O_RDONLY | O_CLOEXEC);
+    void* map = ::mmap(nullptr, small_bytes.size(), PROT_READ, MAP_SHARED, fd.get(), 0);
+    ASSERT_NE(map, MAP_FAILED) << "mmap of a file being recalled: " << std::strerror(errno);
+    EXPECT_TRUE(std::string(static_cast<const char*>(map), small_bytes.size()) == small_bytes);
+    ::munmap(map, small_bytes.size());
+  }
+
+  // Staged by the read-ahead of d1/f1's open, then opened and read: not
+  // cached either.
+  const std::string ahead = latest() + "/d1/f5";
+  const std::string ahead_bytes = random_text(1024 + 5 * 7919 % 150000, 105);
+  ASSERT_TRUE(test_support::poll_until(
+      [&] {
+        char value[64];
+        const ssize_t n = ::getxattr(ahead.c_str(), "user.mixtape.state", value, sizeof value);
+        return n > 0 && std::string(value, static_cast<std::size_t>(n)) == "staged";
+      },
+      std::chrono::seconds(300)));
+  std::string data;
+  ASSERT_EQ(testing::read_whole(ahead, data), 0);
+  EXPECT_TRUE(data == ahead_bytes);
+  EXPECT_EQ(resident_pages(ahead, ahead_bytes.size()), 0) << "the read filled the page cache";
+
+  // Read whole by read(2) while recalled: nothing of it is left in the page
+  // cache of the mount (the second open maps it: no fault, no read).
+  const std::string big = latest() + "/big.bin";
+  const std::size_t big_size = 3'000'000;
+  ASSERT_EQ(testing::read_whole(big, data), 0);
+  EXPECT_TRUE(data == random_text(big_size, 1));
+  EXPECT_EQ(resident_pages(big, big_size), 0) << "the read filled the mount's page cache";
+
+  // Opened again, it is read through the page cache (and mincore sees it).
+  ASSERT_EQ(testing::read_whole(big, data), 0);
+  EXPECT_TRUE(data == random_text(big_size, 1));
+  EXPECT_GT(resident_pages(big, big_size), 0) << "a staged file was not cached";
 }
 
 }  // namespace

@@ -308,6 +308,47 @@ TEST_F(StageCacheTest, OpenFilesAreNeverEvictedAndAFullCacheIsAClearError) {
   EXPECT_THROW(cache.stage(hash_of(huge), huge.size())->begin({}), RestoreError);
 }
 
+// begin() runs on the thread that reads the tape: it only reserves the
+// room. The temporary file is created by the first write (the writing
+// thread's), or at commit for an empty file; readers waiting before that
+// see no bytes and no end, and an abort before any write leaves nothing.
+TEST_F(StageCacheTest, TheFileIsCreatedByTheFirstWriteNotByBegin) {
+  StageCache cache(options());
+  const std::string data = random_text(10'000, 16);
+  auto sink = cache.stage(hash_of(data), data.size());
+  sink->begin({});
+  EXPECT_EQ(files_in("tmp"), 0u);
+  EXPECT_EQ(cache.stats().used_bytes, data.size()) << "begin reserves the room";
+  auto reader = cache.open(hash_of(data), data.size());
+  EXPECT_EQ(reader.wait_for(0, 1, soon()), WaitStatus::kTimedOut);
+  EXPECT_EQ(reader.extent(0, 100).length, 0u);
+  sink->write(as_bytes(data).first(4000));
+  EXPECT_EQ(files_in("tmp"), 1u);
+  ASSERT_EQ(reader.wait_for(0, 4000, soon()), WaitStatus::kReady);
+  sink->write(as_bytes(data).subspan(4000));
+  sink->commit();
+  EXPECT_EQ(read_all(reader), data);
+  cache.flush();
+  EXPECT_EQ(files_in("objects"), 1u);
+
+  // Aborted before its first write: no file was ever made.
+  const std::string other = random_text(5'000, 17);
+  auto aborted = cache.stage(hash_of(other), other.size());
+  aborted->begin({});
+  aborted->abort();
+  EXPECT_EQ(files_in("tmp"), 0u);
+  EXPECT_EQ(cache.stats().used_bytes, data.size());
+
+  // An empty file is created at commit.
+  const std::string empty;
+  auto none = cache.stage(hash_of(empty), 0);
+  none->begin({});
+  none->commit();
+  cache.flush();
+  EXPECT_TRUE(cache.contains(hash_of(empty)));
+  EXPECT_EQ(files_in("objects"), 2u);
+}
+
 TEST_F(StageCacheTest, AFullDiskIsAClearErrorAndLeavesNothingThatLooksComplete) {
   StageCacheOptions o = options();
   std::uint64_t written = 0;
