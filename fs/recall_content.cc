@@ -153,6 +153,14 @@ restore::RecallHandle RecallContent::request(const catalog::VersionRow& version,
   request.tape_id = tape_id;
   request.version = version;  // the tree read it; the queue reads only its copies
   auto handle = queue_.request(request);
+  if (handles_.size() >= prune_handles_at_) {
+    // A mount up for a year recalls millions of files: forget those staged
+    // (the cache answers for them), keep what is waiting or failed.
+    std::erase_if(handles_, [](const auto& entry) {
+      return entry.second.status().state == restore::RecallState::kStaged;
+    });
+    prune_handles_at_ = std::max(kPruneHandlesAt, 2 * handles_.size());
+  }
   handles_[version.id] = handle;
   return handle;
 }
@@ -164,6 +172,9 @@ std::unique_ptr<OpenContent> RecallContent::open(const Content& content) {
     std::lock_guard lock(mutex_);
     ++opens_;
     if (staged) ++cache_hits_;
+    // Bounded for a mount that stays up for a year: forgetting only reads
+    // a file's next open past the page cache once more.
+    if (opened_.size() >= kMostRememberedOpens) opened_.clear();
     first_open = opened_.insert(content.version.id).second;
   }
   // The reader first: it pins the cache entry. A recall that fails at once

@@ -82,11 +82,14 @@ class RecallContent final : public ContentSource, public ControlFiles {
   RecallContentOptions options_;
   std::mutex mutex_;
   std::map<catalog::Id, restore::RecallHandle> handles_;
+  static constexpr std::size_t kPruneHandlesAt = 1 << 16;
+  std::size_t prune_handles_at_ = kPruneHandlesAt;
   std::vector<std::string> present_;
   std::chrono::steady_clock::time_point present_read_{};
   // Versions opened in this mount: a version's first open is read once
   // (OpenContent::read_once: `cp -r`, whether read-ahead staged the file
   // before or not); from its second on, through the page cache.
+  static constexpr std::size_t kMostRememberedOpens = 1 << 20;  // about 40 MB at most
   std::unordered_set<catalog::Id> opened_;
   std::uint64_t opens_ = 0;
   std::uint64_t cache_hits_ = 0;
