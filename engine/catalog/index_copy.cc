@@ -337,8 +337,7 @@ std::optional<IndexMark> Catalog::index_mark(Id tape_id) {
       "WHERE tape_id = ?1");
   s.bind(1, tape_id);
   if (!s.step()) return std::nullopt;
-  return IndexMark{s.column_int(0), CopyMark{s.column_int(1), s.column_int(2), s.column_int(3),
-                                             s.column_int(4), s.column_int(5)}};
+  return IndexMark{s.column_int(0), internal::copy_mark_at(s, 1)};
 }
 
 void Catalog::set_index_mark(Id tape_id, const std::optional<IndexMark>& mark) {
@@ -351,18 +350,25 @@ void Catalog::set_index_mark(Id tape_id, const std::optional<IndexMark>& mark) {
   auto s = db_->prepare(
       "INSERT OR REPLACE INTO index_marks (tape_id, index_file, epoch, files, archives, copies, "
       "verifications) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
-  const CopyMark& m = mark->holds;
-  s.bind(1, tape_id)
-      .bind(2, mark->index_file)
-      .bind(3, m.epoch)
-      .bind(4, m.files)
-      .bind(5, m.archives)
-      .bind(6, m.copies)
-      .bind(7, m.verifications);
+  s.bind(1, tape_id).bind(2, mark->index_file);
+  internal::bind_copy_mark(s, 3, mark->holds);
   s.run();
 }
 
 namespace internal {
+
+CopyMark copy_mark_at(const sqlite::Statement& s, int column) {
+  return CopyMark{s.column_int(column), s.column_int(column + 1), s.column_int(column + 2),
+                  s.column_int(column + 3), s.column_int(column + 4)};
+}
+
+void bind_copy_mark(sqlite::Statement& s, int parameter, const CopyMark& mark) {
+  s.bind(parameter, mark.epoch)
+      .bind(parameter + 1, mark.files)
+      .bind(parameter + 2, mark.archives)
+      .bind(parameter + 3, mark.copies)
+      .bind(parameter + 4, mark.verifications);
+}
 
 bool holds_copy_tables(sqlite::Database& file) {
   auto s = file.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1");

@@ -189,6 +189,11 @@ void refresh_integrity_stamp(const std::string& path, const std::string& stamp_d
 
 // ------------------------------------------------------------ index copies
 
+// A CopyMark (epoch, files, archives, copies, verifications) in five
+// columns from `column`, or bound to five parameters from `parameter`.
+CopyMark copy_mark_at(const sqlite::Statement& s, int column);
+void bind_copy_mark(sqlite::Statement& s, int parameter, const CopyMark& mark);
+
 // Whether a file's catalog_* tables are exactly those copy_into() makes
 // (the same definitions, none missing): a kept copy of an older layout is
 // not brought up to date but made anew.

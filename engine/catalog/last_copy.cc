@@ -63,9 +63,7 @@ std::optional<LastTapeCopy> Catalog::last_tape_copy() {
       "SELECT token, epoch, files, archives, copies, verifications FROM last_tape_copy "
       "WHERE id = 1");
   if (!s.step()) return std::nullopt;
-  LastTapeCopy copy{copy_path(path_, s.column_text(0)),
-                    CopyMark{s.column_int(1), s.column_int(2), s.column_int(3), s.column_int(4),
-                             s.column_int(5)}};
+  LastTapeCopy copy{copy_path(path_, s.column_text(0)), internal::copy_mark_at(s, 1)};
   try {
     sqlite::Database file(copy.path, sqlite::OpenMode::kReadOnly);
     if (!internal::holds_copy_tables(file)) return std::nullopt;
@@ -109,12 +107,8 @@ void Catalog::keep_tape_copy(const std::string& index_path, const CopyMark& hold
   auto s = db_->prepare(
       "INSERT OR REPLACE INTO last_tape_copy (id, token, epoch, files, archives, copies, "
       "verifications) VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6)");
-  s.bind(1, token)
-      .bind(2, holds.epoch)
-      .bind(3, holds.files)
-      .bind(4, holds.archives)
-      .bind(5, holds.copies)
-      .bind(6, holds.verifications);
+  s.bind(1, token);
+  internal::bind_copy_mark(s, 2, holds);
   s.run();
 }
 
