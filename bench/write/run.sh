@@ -19,7 +19,8 @@
 #        DROP=0          1: drop the page cache before every timed command
 #                        (source read from the disk; needs root)
 #        BASELINE=/path/to/mixtape: also time that binary (an older build),
-#        interleaved with the others, as rows "... (baseline)", CPU native.
+#        interleaved with the others, as rows "..., baseline CPU", for each
+#        CPU in CPUS.
 # CPU ms/MB (user + sys of the whole process per 10^6 bytes) is the measure
 # to compare on a shared machine; wall-clock MB/s depends on the load.
 set -euo pipefail
@@ -87,14 +88,16 @@ bench_set() {  # bench_set LABEL FILE_MB
   random_files "$src" "$size_mb" "$file_mb"
   sync
   local kinds=()
-  [ -z "$baseline" ] || kinds+=(x)
-  for setting in $cpus; do kinds+=("m.$setting"); done
+  for setting in $cpus; do
+    [ -z "$baseline" ] || kinds+=("x.$setting")
+    kinds+=("m.$setting")
+  done
   for ((run = 1; run <= runs; run++)); do
     echo "$label: run $run/$runs ..." >&2
     local kind
     for kind in "${kinds[@]}"; do
-      if [ "$kind" = x ]; then
-        record "x$label" mixtape_backup native "$baseline"
+      if [ "${kind%%.*}" = x ]; then
+        record "$kind$label" mixtape_backup "${kind#x.}" "$baseline"
       else
         record "$kind$label" mixtape_backup "${kind#m.}"
       fi
@@ -115,8 +118,8 @@ bench_set() {  # bench_set LABEL FILE_MB
   [ "$ours" = "$theirs" ] || { echo "run.sh: hashes differ for $first: $ours vs $theirs" >&2; exit 1; }
   archives=$(grep -o 'in [0-9]* archive' "$work/mixtape.out" | cut -d' ' -f2)
   for kind in "${kinds[@]}"; do
-    local name="$label, ${kind#m.}"
-    [ "$kind" = x ] && name="$label, baseline"
+    local name="$label, ${kind#?.}"
+    [ "${kind%%.*}" = x ] && name="$label, baseline ${kind#x.}"
     rows+=("$(awk -v label="$name" -v archives="$archives" -v bytes="$bytes" \
       -v m="$(median "${wall[$kind$label]}")" -v mc="$(median "${cpu[$kind$label]}")" \
       -v t="$(median "${wall[t$label]}")" -v tc="$(median "${cpu[t$label]}")" \
