@@ -18,6 +18,8 @@
 #        SRC_DIR=$DIR    where the source files are (a disk: SRC_DIR=/var/tmp)
 #        DROP=0          1: drop the page cache before every timed command
 #                        (source read from the disk; needs root)
+#        MIXTAPE_BIN=/path/to/mixtape: time that binary instead of building
+#        BUILD_DIR's (a copy, while the tree is being built)
 #        BASELINE=/path/to/mixtape: also time that binary (an older build),
 #        interleaved with the others, as rows "..., baseline CPU", for each
 #        CPU in CPUS.
@@ -37,8 +39,12 @@ cpu_settings_check $cpus
 need_tools -h scripts/install-deps.sh age age-keygen b2sum tar tee cmake split
 if [ "$drop" = 1 ] && [ "$(id -u)" != 0 ]; then echo "run.sh: DROP=1 needs root" >&2; exit 1; fi
 
-cmake --build "$build" --target mixtape >/dev/null
-mixtape="$build/cli/mixtape"
+if [ -n "${MIXTAPE_BIN:-}" ]; then
+  mixtape=$MIXTAPE_BIN  # a copy of a build, timed as it is (a build of the tree may be under way)
+else
+  cmake --build "$build" --target mixtape >/dev/null
+  mixtape="$build/cli/mixtape"
+fi
 baseline=${BASELINE:-}
 [ -z "$baseline" ] || [ -x "$baseline" ] || { echo "run.sh: BASELINE $baseline is not executable" >&2; exit 1; }
 make_work write-bench

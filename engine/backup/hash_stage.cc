@@ -16,11 +16,15 @@ constexpr std::size_t kLookaheadLanes = 2;
 // than that.
 constexpr std::uint64_t kLookaheadBytes = 1ULL << 30;
 // Files go to the hashing threads a group at a time, and a thread takes a
-// group whole: four lanes are one AVX2 pass, and fewer files cost as much
-// CPU as four (two files side by side take as long as one alone, both
-// about half the speed per byte of four; docs/PERFORMANCE.md). A file is
-// hashed with fewer than three others only when no more are admitted.
-constexpr std::size_t kGroup = 4;
+// group whole: as many files as the kernel hashes in one pass (four lanes
+// of AVX2, eight of AVX-512), since fewer cost as much CPU (two files side
+// by side take as long as one alone, both about half the speed per byte of
+// four; docs/PERFORMANCE.md). A file is hashed in a smaller group only when
+// no more are admitted.
+std::size_t group_for(crypto::Blake2b256Lanes::Kernel kernel) {
+  using Kernel = crypto::Blake2b256Lanes::Kernel;
+  return kernel == Kernel::kAvx512 ? 8 : kernel == Kernel::kAvx2 ? 4 : 1;
+}
 
 std::uint64_t round_up(std::uint64_t n) {
   return (n + format::kTarBlockSize - 1) / format::kTarBlockSize * format::kTarBlockSize;
@@ -34,7 +38,8 @@ std::uint64_t round_up(std::uint64_t n) {
 // are futures, so the caller consumes them in its order.
 class HashPool {
  public:
-  HashPool(unsigned threads, const std::atomic<bool>& cancel) : threads_(threads) {
+  HashPool(unsigned threads, std::size_t group, const std::atomic<bool>& cancel)
+      : threads_(threads), group_(group) {
     for (unsigned i = 0; i < threads; ++i) workers_.emplace_back([this, &cancel] { work(cancel); });
   }
   ~HashPool() {
@@ -50,6 +55,7 @@ class HashPool {
   HashPool& operator=(const HashPool&) = delete;
 
   unsigned threads() const { return threads_; }
+  std::size_t group() const { return group_; }
 
   std::future<HashResult> submit(const std::string& path) {
     return std::move(submit_all({path}).front());
@@ -90,7 +96,7 @@ class HashPool {
         // files of the look-ahead, which would then end together (lanes
         // advance together) while the other thread idles.
         const std::size_t share =
-            std::max(kGroup, (tasks_.size() + in_lanes_ + threads_ - 1) / threads_);
+            std::max(group_, (tasks_.size() + in_lanes_ + threads_ - 1) / threads_);
         const std::size_t mine = FileHasher::kLanes - hasher.free_lanes();
         while (!tasks_.empty() && mine + taken.size() < share &&
                hasher.free_lanes() > taken.size()) {
@@ -127,6 +133,7 @@ class HashPool {
   std::size_t in_lanes_ = 0;  // files the threads took and have not finished
   bool stopping_ = false;
   const unsigned threads_;
+  const std::size_t group_;
   std::vector<std::jthread> workers_;  // last: joined before the rest goes
 };
 
@@ -144,8 +151,11 @@ HashStage::HashStage(const catalog::Catalog& writer, std::vector<Id> tape_ids, I
 void HashStage::run(std::vector<Candidate> candidates, BoundedQueue<ArchiveJob>& out,
                     HashStageResult& result) {
   try {
-    HashPool pool(std::max(1u, std::min(4u, std::thread::hardware_concurrency())), cancel_);
-    lookahead_ = Lookahead::for_stage(pool.threads(), archive_size_, page_cache_share());
+    const crypto::Blake2b256Lanes lanes;  // which kernel FileHasher's lanes run
+    HashPool pool(std::max(1u, std::min(4u, std::thread::hardware_concurrency())),
+                  group_for(lanes.kernel()), cancel_);
+    lookahead_ =
+        Lookahead::for_stage(pool.threads(), pool.group(), archive_size_, page_cache_share());
     produce(candidates, pool, out, result);
   } catch (...) {
     result.error = std::current_exception();
@@ -160,11 +170,12 @@ void HashStage::run(std::vector<Candidate> candidates, BoundedQueue<ArchiveJob>&
   out.close();
 }
 
-Lookahead Lookahead::for_stage(unsigned threads, std::uint64_t archive_size,
+Lookahead Lookahead::for_stage(unsigned threads, std::size_t group, std::uint64_t archive_size,
                                std::uint64_t cache_share) {
   Lookahead out;
   out.least_files = threads;
-  out.group_files = kGroup * threads;
+  out.group = group;
+  out.group_files = group * threads;
   out.group_bytes = std::min(cache_share, kLookaheadBytes * threads);
   out.most_files = kLookaheadLanes * FileHasher::kLanes * threads;
   out.most_bytes = std::min({cache_share, kLookaheadBytes * threads, 2 * archive_size});
@@ -178,7 +189,7 @@ bool Lookahead::admits(std::size_t files_ahead, std::uint64_t bytes_ahead) const
 }
 
 // The dirty files the look-ahead admits, submitted together; a group
-// smaller than kGroup waits for more while the file needed next is already
+// smaller than a thread's group waits for more while the file needed next is already
 // being hashed.
 void HashStage::top_up(const std::vector<Candidate>& candidates, std::size_t from, HashPool& pool,
                        std::map<std::size_t, std::future<HashResult>>& pending) {
@@ -195,7 +206,7 @@ void HashStage::top_up(const std::vector<Candidate>& candidates, std::size_t fro
     bytes += candidate.size;
   }
   const bool needed_now = !group.empty() && group.front() == from;
-  if (group.size() < kGroup && next < candidates.size() && !needed_now) return;
+  if (group.size() < lookahead_.group && next < candidates.size() && !needed_now) return;
   submitted_ = next;
   if (group.empty()) return;
   auto futures = pool.submit_all(paths);

@@ -42,13 +42,15 @@ struct HashStageResult {
 // costs nearly what a group does), so a thread's group is admitted whole
 // while it is not too large.
 struct Lookahead {
+  std::size_t group = 1;        // files submitted together, at least
   std::size_t least_files = 1;  // always this many (one per hashing thread)
   std::size_t group_files = 1;  // this many while they are under group_bytes
   std::uint64_t group_bytes = 0;
   std::size_t most_files = 1;    // never more (the threads' lanes, twice over)
   std::uint64_t most_bytes = 0;  // otherwise: about two archives
 
-  static Lookahead for_stage(unsigned threads, std::uint64_t archive_size,
+  // group: files a thread hashes in one pass of its lanes.
+  static Lookahead for_stage(unsigned threads, std::size_t group, std::uint64_t archive_size,
                              std::uint64_t cache_share);
   // Whether one more file may be submitted with this much already ahead
   // (files and scanned bytes submitted and not yet packed).

@@ -205,8 +205,9 @@ class OpenWatch {
 
 TEST(LookaheadTest, HashesTheArchiveBeingPackedAndTheNextOneOnly) {
   const std::uint64_t mib = 1 << 20;
-  // 2 threads, archives of 128 MiB (a run of 1 GiB), memory to spare.
-  const Lookahead ahead = Lookahead::for_stage(2, 128 * mib, 3072 * mib);
+  // 2 threads of four lanes (AVX2), archives of 128 MiB (a run of 1 GiB),
+  // memory to spare.
+  const Lookahead ahead = Lookahead::for_stage(2, 4, 128 * mib, 3072 * mib);
   EXPECT_EQ(ahead.most_bytes, 256 * mib);  // two archives
   EXPECT_EQ(ahead.most_files, 2 * 2 * FileHasher::kLanes);
   // How many files of one size it takes in: as many as lanes take, for
@@ -224,16 +225,19 @@ TEST(LookaheadTest, HashesTheArchiveBeingPackedAndTheNextOneOnly) {
   EXPECT_EQ(files_of(ahead, 1024 * mib), 2u);
   EXPECT_EQ(files_of(ahead, 4096 * mib), 2u);  // one per thread, whatever its size
   // Small archives: a group per thread still, then two archives' bytes.
-  const Lookahead small = Lookahead::for_stage(2, 256 << 10, 3072 * mib);
+  const Lookahead small = Lookahead::for_stage(2, 4, 256 << 10, 3072 * mib);
   EXPECT_EQ(files_of(small, 64 << 10), 8u);
   EXPECT_EQ(files_of(small, 20 << 10), 26u);  // 512 KiB: two archives
   // Large archives: at most 1 GiB per thread, and what the page cache is
   // trusted to keep for the write stage's second read.
-  EXPECT_EQ(Lookahead::for_stage(2, 4096 * mib, 8192 * mib).most_bytes, 2048 * mib);
-  EXPECT_EQ(Lookahead::for_stage(2, 4096 * mib, 1024 * mib).most_bytes, 1024 * mib);
-  EXPECT_EQ(Lookahead::for_stage(4, 4096 * mib, 8192 * mib).most_bytes, 4096 * mib);
-  EXPECT_EQ(files_of(Lookahead::for_stage(2, 4096 * mib, 8192 * mib), 64 * mib), 32u);
-  EXPECT_EQ(files_of(Lookahead::for_stage(2, 128 * mib, 512 * mib), 256 * mib), 2u);
+  EXPECT_EQ(Lookahead::for_stage(2, 4, 4096 * mib, 8192 * mib).most_bytes, 2048 * mib);
+  EXPECT_EQ(Lookahead::for_stage(2, 4, 4096 * mib, 1024 * mib).most_bytes, 1024 * mib);
+  EXPECT_EQ(Lookahead::for_stage(4, 4, 4096 * mib, 8192 * mib).most_bytes, 4096 * mib);
+  EXPECT_EQ(files_of(Lookahead::for_stage(2, 4, 4096 * mib, 8192 * mib), 64 * mib), 32u);
+  EXPECT_EQ(files_of(Lookahead::for_stage(2, 4, 128 * mib, 512 * mib), 256 * mib), 2u);
+  // Eight lanes to a pass (AVX-512): a group of eight per thread.
+  EXPECT_EQ(files_of(Lookahead::for_stage(2, 8, 128 * mib, 3072 * mib), 64 * mib), 16u);
+  EXPECT_EQ(files_of(Lookahead::for_stage(2, 8, 128 * mib, 3072 * mib), 1 * mib), 32u);
 }
 
 // An archive's index (its members' hashes) precedes it on tape: archive 1
@@ -243,7 +247,7 @@ TEST(LookaheadTest, HashesTheArchiveBeingPackedAndTheNextOneOnly) {
 // everything is hashed.
 TEST_F(PipelineTest, TheFirstArchiveIsWrittenBeforeTheLastFilesAreHashed) {
   options_.copies = 1;
-  constexpr int kFiles = 40;  // 64 KiB each: three to an archive of 256 KiB
+  constexpr int kFiles = 60;  // 64 KiB each: three to an archive of 256 KiB
   for (int i = 0; i < kFiles; ++i)
     write_file(src_ + "/f" + std::to_string(100 + i), random_text(64 << 10, i));
   OpenWatch watch(src_);
@@ -264,7 +268,8 @@ TEST_F(PipelineTest, TheFirstArchiveIsWrittenBeforeTheLastFilesAreHashed) {
   EXPECT_TRUE(early.count("f100"));  // hashed, then read again to be written
   // The writer waits for archive 1 only; the hash stage at most packs two
   // archives more (one queued, one waiting to be), and hashes a group of
-  // files per thread beyond that: about 17 files. None of the last ten.
+  // files per thread beyond that (16 files with 2 threads of AVX-512, 32
+  // with 4): at most f141. None of the last ten.
   for (int i = kFiles - 10; i < kFiles; ++i)
     EXPECT_FALSE(early.count("f" + std::to_string(100 + i))) << "f" << 100 + i;
   // Every file was opened in the end (hashed, then written).
