@@ -15,17 +15,6 @@ constexpr std::size_t kLookaheadLanes = 2;
 // (below) while they are under kLookaheadBytes per thread, and never more
 // than that.
 constexpr std::uint64_t kLookaheadBytes = 1ULL << 30;
-// Files go to the hashing threads a group at a time, and a thread takes a
-// group whole: as many files as the kernel hashes in one pass (four lanes
-// of AVX2, eight of AVX-512), since fewer cost as much CPU (two files side
-// by side take as long as one alone, both about half the speed per byte of
-// four; docs/PERFORMANCE.md). A file is hashed in a smaller group only when
-// no more are admitted.
-std::size_t group_for(crypto::Blake2b256Lanes::Kernel kernel) {
-  using Kernel = crypto::Blake2b256Lanes::Kernel;
-  return kernel == Kernel::kAvx512 ? 8 : kernel == Kernel::kAvx2 ? 4 : 1;
-}
-
 std::uint64_t round_up(std::uint64_t n) {
   return (n + format::kTarBlockSize - 1) / format::kTarBlockSize * format::kTarBlockSize;
 }
@@ -151,9 +140,7 @@ HashStage::HashStage(const catalog::Catalog& writer, std::vector<Id> tape_ids, I
 void HashStage::run(std::vector<Candidate> candidates, BoundedQueue<ArchiveJob>& out,
                     HashStageResult& result) {
   try {
-    const crypto::Blake2b256Lanes lanes;  // which kernel FileHasher's lanes run
-    HashPool pool(std::max(1u, std::min(4u, std::thread::hardware_concurrency())),
-                  group_for(lanes.kernel()), cancel_);
+    HashPool pool(hash_threads(), hash_group(), cancel_);
     lookahead_ =
         Lookahead::for_stage(pool.threads(), pool.group(), archive_size_, page_cache_share());
     produce(candidates, pool, out, result);
@@ -168,6 +155,22 @@ void HashStage::run(std::vector<Candidate> candidates, BoundedQueue<ArchiveJob>&
     if (!result.error) result.error = std::current_exception();
   }
   out.close();
+}
+
+unsigned hash_threads() {
+  return std::max(1u, std::min(4u, std::thread::hardware_concurrency()));
+}
+
+// Files go to the hashing threads a group at a time, and a thread takes a
+// group whole: as many files as the kernel hashes in one pass (four lanes
+// of AVX2, eight of AVX-512), since fewer cost as much CPU (two files side
+// by side take as long as one alone, both about half the speed per byte of
+// four; docs/PERFORMANCE.md). A file is hashed in a smaller group only when
+// no more are admitted.
+std::size_t hash_group() {
+  using Kernel = crypto::Blake2b256Lanes::Kernel;
+  const Kernel kernel = crypto::Blake2b256Lanes().kernel();  // as FileHasher's lanes run
+  return kernel == Kernel::kAvx512 ? 8 : kernel == Kernel::kAvx2 ? 4 : 1;
 }
 
 Lookahead Lookahead::for_stage(unsigned threads, std::size_t group, std::uint64_t archive_size,
@@ -195,7 +198,9 @@ void HashStage::top_up(const std::vector<Candidate>& candidates, std::size_t fro
                        std::map<std::size_t, std::future<HashResult>>& pending) {
   std::vector<std::size_t> group;
   std::vector<std::string> paths;
-  std::size_t next = submitted_;
+  // Candidates before `from` are packed (a held group waits at most until
+  // its first file is needed, so none of them was left unsubmitted).
+  std::size_t next = std::max(submitted_, from);
   std::uint64_t bytes = bytes_ahead_;
   for (; next < candidates.size(); ++next) {
     if (!lookahead_.admits(next - from, bytes)) break;

@@ -57,6 +57,11 @@ struct Lookahead {
   bool admits(std::size_t files_ahead, std::uint64_t bytes_ahead) const;
 };
 
+// The hashing threads of a stage, and the files one of them hashes in one
+// pass of its lanes (a group: eight on AVX-512, four on AVX2, else one).
+unsigned hash_threads();
+std::size_t hash_group();
+
 // Prepares the archives of one session: for every tape of the session, the
 // same members (versions that need a copy on each of them and have none on
 // any), packed to fit the tape with the least room.
