@@ -15,6 +15,7 @@ constexpr std::size_t kLookaheadLanes = 2;
 // (below) while they are under kLookaheadBytes per thread, and never more
 // than that.
 constexpr std::uint64_t kLookaheadBytes = 1ULL << 30;
+
 std::uint64_t round_up(std::uint64_t n) {
   return (n + format::kTarBlockSize - 1) / format::kTarBlockSize * format::kTarBlockSize;
 }
@@ -81,9 +82,9 @@ class HashPool {
         ready_.wait(lock, [&] { return stopping_ || !tasks_.empty() || !hashing.empty(); });
         if (stopping_) return;
         // This thread's share of the files queued or being hashed, at
-        // least one: a thread that wakes first must not take in all the
-        // files of the look-ahead, which would then end together (lanes
-        // advance together) while the other thread idles.
+        // least a group: a thread that wakes first must not take in more
+        // (lanes advance together, so they would all end late together
+        // while the other thread idles), nor split a group.
         const std::size_t share =
             std::max(group_, (tasks_.size() + in_lanes_ + threads_ - 1) / threads_);
         const std::size_t mine = FileHasher::kLanes - hasher.free_lanes();
