@@ -125,7 +125,9 @@ void add_completion_command(CLI::App& app) {
       "completion", "Print a shell completion script (cmake --install puts bash's in place)");
   auto shell = std::make_shared<std::string>();
   command->add_option("shell", *shell, "The shell")->required()->check(CLI::IsMember({"bash"}));
-  command->callback([&app] {
+  // The lambda holds `shell`: CLI11 writes the parsed value through the
+  // reference after this function has returned.
+  command->callback([&app, shell] {
     const std::string script = bash_script(app);
     std::fwrite(script.data(), 1, script.size(), stdout);
   });

@@ -18,8 +18,11 @@
 #        SRC_DIR=$DIR    where the source files are (a disk: SRC_DIR=/var/tmp)
 #        DROP=0          1: drop the page cache before every timed command
 #                        (source read from the disk; needs root)
+#        MIXTAPE_BIN=/path/to/mixtape: time that binary instead of building
+#        BUILD_DIR's (a copy, while the tree is being built)
 #        BASELINE=/path/to/mixtape: also time that binary (an older build),
-#        interleaved with the others, as rows "... (baseline)", CPU native.
+#        interleaved with the others, as rows "..., baseline CPU", for each
+#        CPU in CPUS.
 # CPU ms/MB (user + sys of the whole process per 10^6 bytes) is the measure
 # to compare on a shared machine; wall-clock MB/s depends on the load.
 set -euo pipefail
@@ -36,8 +39,12 @@ cpu_settings_check $cpus
 need_tools -h scripts/install-deps.sh age age-keygen b2sum tar tee cmake split
 if [ "$drop" = 1 ] && [ "$(id -u)" != 0 ]; then echo "run.sh: DROP=1 needs root" >&2; exit 1; fi
 
-cmake --build "$build" --target mixtape >/dev/null
-mixtape="$build/cli/mixtape"
+if [ -n "${MIXTAPE_BIN:-}" ]; then
+  mixtape=$MIXTAPE_BIN  # a copy of a build, timed as it is (a build of the tree may be under way)
+else
+  cmake --build "$build" --target mixtape >/dev/null
+  mixtape="$build/cli/mixtape"
+fi
 baseline=${BASELINE:-}
 [ -z "$baseline" ] || [ -x "$baseline" ] || { echo "run.sh: BASELINE $baseline is not executable" >&2; exit 1; }
 make_work write-bench
@@ -87,14 +94,16 @@ bench_set() {  # bench_set LABEL FILE_MB
   random_files "$src" "$size_mb" "$file_mb"
   sync
   local kinds=()
-  [ -z "$baseline" ] || kinds+=(x)
-  for setting in $cpus; do kinds+=("m.$setting"); done
+  for setting in $cpus; do
+    [ -z "$baseline" ] || kinds+=("x.$setting")
+    kinds+=("m.$setting")
+  done
   for ((run = 1; run <= runs; run++)); do
     echo "$label: run $run/$runs ..." >&2
     local kind
     for kind in "${kinds[@]}"; do
-      if [ "$kind" = x ]; then
-        record "x$label" mixtape_backup native "$baseline"
+      if [ "${kind%%.*}" = x ]; then
+        record "$kind$label" mixtape_backup "${kind#x.}" "$baseline"
       else
         record "$kind$label" mixtape_backup "${kind#m.}"
       fi
@@ -115,8 +124,8 @@ bench_set() {  # bench_set LABEL FILE_MB
   [ "$ours" = "$theirs" ] || { echo "run.sh: hashes differ for $first: $ours vs $theirs" >&2; exit 1; }
   archives=$(grep -o 'in [0-9]* archive' "$work/mixtape.out" | cut -d' ' -f2)
   for kind in "${kinds[@]}"; do
-    local name="$label, ${kind#m.}"
-    [ "$kind" = x ] && name="$label, baseline"
+    local name="$label, ${kind#?.}"
+    [ "${kind%%.*}" = x ] && name="$label, baseline ${kind#x.}"
     rows+=("$(awk -v label="$name" -v archives="$archives" -v bytes="$bytes" \
       -v m="$(median "${wall[$kind$label]}")" -v mc="$(median "${cpu[$kind$label]}")" \
       -v t="$(median "${wall[t$label]}")" -v tc="$(median "${cpu[t$label]}")" \

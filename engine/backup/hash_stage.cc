@@ -8,13 +8,12 @@
 namespace mixtape::backup {
 namespace {
 
-// Files hashed ahead of the one being packed: this many lanes' worth per
-// hashing thread (its lanes full, and as many waiting), and at most
-// kLookaheadBytes per thread once each thread has a file. Lanes advance
-// together, so files sharing a thread arrive later than one alone would:
-// four 256 MiB files per thread arrive together after 0.8 s, where one
-// alone took 0.48 s, but use a third of the CPU (docs/PERFORMANCE.md).
+// Files hashed ahead of the one being packed: at most this many lanes'
+// worth per hashing thread (its lanes full, and as many waiting).
 constexpr std::size_t kLookaheadLanes = 2;
+// Bytes hashed ahead: about two archives; but a group of files per thread
+// (below) while they are under kLookaheadBytes per thread, and never more
+// than that.
 constexpr std::uint64_t kLookaheadBytes = 1ULL << 30;
 
 std::uint64_t round_up(std::uint64_t n) {
@@ -29,7 +28,8 @@ std::uint64_t round_up(std::uint64_t n) {
 // are futures, so the caller consumes them in its order.
 class HashPool {
  public:
-  HashPool(unsigned threads, const std::atomic<bool>& cancel) : threads_(threads) {
+  HashPool(unsigned threads, std::size_t group, const std::atomic<bool>& cancel)
+      : threads_(threads), group_(group) {
     for (unsigned i = 0; i < threads; ++i) workers_.emplace_back([this, &cancel] { work(cancel); });
   }
   ~HashPool() {
@@ -45,16 +45,24 @@ class HashPool {
   HashPool& operator=(const HashPool&) = delete;
 
   unsigned threads() const { return threads_; }
+  std::size_t group() const { return group_; }
 
   std::future<HashResult> submit(const std::string& path) {
-    Task task{path, {}};
-    auto future = task.promise.get_future();
+    return std::move(submit_all({path}).front());
+  }
+  // The paths as one group: a thread that wakes finds them all queued.
+  std::vector<std::future<HashResult>> submit_all(const std::vector<std::string>& paths) {
+    std::vector<std::future<HashResult>> futures;
     {
       std::lock_guard lock(mutex_);
-      tasks_.push_back(std::move(task));
+      for (const auto& path : paths) {
+        Task task{path, {}};
+        futures.push_back(task.promise.get_future());
+        tasks_.push_back(std::move(task));
+      }
     }
-    ready_.notify_one();
-    return future;
+    ready_.notify_all();
+    return futures;
   }
 
  private:
@@ -73,16 +81,25 @@ class HashPool {
         std::unique_lock lock(mutex_);
         ready_.wait(lock, [&] { return stopping_ || !tasks_.empty() || !hashing.empty(); });
         if (stopping_) return;
-        // This thread's share of the queue, at least one file.
-        const std::size_t share = std::max<std::size_t>(1, tasks_.size() / threads_);
-        while (!tasks_.empty() && taken.size() < std::min(share, hasher.free_lanes())) {
+        // This thread's share of the files queued or being hashed, at
+        // least a group: a thread that wakes first must not take in more
+        // (lanes advance together, so they would all end late together
+        // while the other thread idles), nor split a group.
+        const std::size_t share =
+            std::max(group_, (tasks_.size() + in_lanes_ + threads_ - 1) / threads_);
+        const std::size_t mine = FileHasher::kLanes - hasher.free_lanes();
+        while (!tasks_.empty() && mine + taken.size() < share &&
+               hasher.free_lanes() > taken.size()) {
           taken.push_back(std::move(tasks_.front()));
           tasks_.pop_front();
         }
+        in_lanes_ += taken.size();
       }
+      std::size_t ended = 0;
       for (Task& task : taken) {
         if (auto at_once = hasher.add(task.path, next_tag)) {
           task.promise.set_value(std::move(*at_once));
+          ++ended;
           continue;
         }
         hashing.emplace(next_tag++, std::move(task.promise));
@@ -91,6 +108,11 @@ class HashPool {
         auto it = hashing.find(finished.tag);
         it->second.set_value(std::move(finished.result));
         hashing.erase(it);
+        ++ended;
+      }
+      if (ended > 0) {
+        std::lock_guard lock(mutex_);
+        in_lanes_ -= ended;
       }
     }
   }
@@ -98,8 +120,10 @@ class HashPool {
   std::mutex mutex_;
   std::condition_variable ready_;
   std::deque<Task> tasks_;
+  std::size_t in_lanes_ = 0;  // files the threads took and have not finished
   bool stopping_ = false;
   const unsigned threads_;
+  const std::size_t group_;
   std::vector<std::jthread> workers_;  // last: joined before the rest goes
 };
 
@@ -117,7 +141,9 @@ HashStage::HashStage(const catalog::Catalog& writer, std::vector<Id> tape_ids, I
 void HashStage::run(std::vector<Candidate> candidates, BoundedQueue<ArchiveJob>& out,
                     HashStageResult& result) {
   try {
-    HashPool pool(std::max(1u, std::min(4u, std::thread::hardware_concurrency())), cancel_);
+    HashPool pool(hash_threads(), hash_group(), cancel_);
+    lookahead_ =
+        Lookahead::for_stage(pool.threads(), pool.group(), archive_size_, page_cache_share());
     produce(candidates, pool, out, result);
   } catch (...) {
     result.error = std::current_exception();
@@ -132,21 +158,66 @@ void HashStage::run(std::vector<Candidate> candidates, BoundedQueue<ArchiveJob>&
   out.close();
 }
 
-// Enough files to keep every thread's lanes full, but once each thread has
-// one, no more bytes than kLookaheadBytes per thread.
+unsigned hash_threads() {
+  return std::max(1u, std::min(4u, std::thread::hardware_concurrency()));
+}
+
+// Files go to the hashing threads a group at a time, and a thread takes a
+// group whole: as many files as the kernel hashes in one pass (four lanes
+// of AVX2, eight of AVX-512), since fewer cost as much CPU (two files side
+// by side take as long as one alone, both about half the speed per byte of
+// four; docs/PERFORMANCE.md). A file is hashed in a smaller group only when
+// no more are admitted.
+std::size_t hash_group() {
+  using Kernel = crypto::Blake2b256Lanes::Kernel;
+  const Kernel kernel = crypto::Blake2b256Lanes().kernel();  // as FileHasher's lanes run
+  return kernel == Kernel::kAvx512 ? 8 : kernel == Kernel::kAvx2 ? 4 : 1;
+}
+
+Lookahead Lookahead::for_stage(unsigned threads, std::size_t group, std::uint64_t archive_size,
+                               std::uint64_t cache_share) {
+  Lookahead out;
+  out.least_files = threads;
+  out.group = group;
+  out.group_files = group * threads;
+  out.group_bytes = std::min(cache_share, kLookaheadBytes * threads);
+  out.most_files = kLookaheadLanes * FileHasher::kLanes * threads;
+  out.most_bytes = std::min({cache_share, kLookaheadBytes * threads, 2 * archive_size});
+  return out;
+}
+
+bool Lookahead::admits(std::size_t files_ahead, std::uint64_t bytes_ahead) const {
+  if (files_ahead >= most_files) return false;
+  return files_ahead < least_files || bytes_ahead < most_bytes ||
+         (files_ahead < group_files && bytes_ahead < group_bytes);
+}
+
+// The dirty files the look-ahead admits, submitted together; a group
+// smaller than a thread's group waits for more while the file needed next is already
+// being hashed.
 void HashStage::top_up(const std::vector<Candidate>& candidates, std::size_t from, HashPool& pool,
                        std::map<std::size_t, std::future<HashResult>>& pending) {
-  const std::size_t most_files = kLookaheadLanes * FileHasher::kLanes * pool.threads();
-  const std::uint64_t most_bytes = std::min(kLookaheadBytes * pool.threads(), page_cache_share());
-  for (; submitted_ < candidates.size(); ++submitted_) {
-    const std::size_t ahead = submitted_ - from;
-    if (ahead >= most_files) break;
-    if (ahead >= pool.threads() && bytes_ahead_ >= most_bytes) break;
-    const Candidate& candidate = candidates[submitted_];
+  std::vector<std::size_t> group;
+  std::vector<std::string> paths;
+  // Candidates before `from` are packed (a held group waits at most until
+  // its first file is needed, so none of them was left unsubmitted).
+  std::size_t next = std::max(submitted_, from);
+  std::uint64_t bytes = bytes_ahead_;
+  for (; next < candidates.size(); ++next) {
+    if (!lookahead_.admits(next - from, bytes)) break;
+    const Candidate& candidate = candidates[next];
     if (candidate.version) continue;
-    pending.emplace(submitted_, pool.submit(candidate.path));
-    bytes_ahead_ += candidate.size;
+    group.push_back(next);
+    paths.push_back(candidate.path);
+    bytes += candidate.size;
   }
+  const bool needed_now = !group.empty() && group.front() == from;
+  if (group.size() < lookahead_.group && next < candidates.size() && !needed_now) return;
+  submitted_ = next;
+  if (group.empty()) return;
+  auto futures = pool.submit_all(paths);
+  for (std::size_t k = 0; k < group.size(); ++k) pending.emplace(group[k], std::move(futures[k]));
+  bytes_ahead_ = bytes;
 }
 
 void HashStage::produce(const std::vector<Candidate>& candidates, HashPool& pool,

@@ -32,6 +32,36 @@ struct HashStageResult {
   std::exception_ptr error;
 };
 
+// How far the hash stage hashes ahead of the file it packs. An archive's
+// index (every member's hash) precedes it on tape, so archive k is written
+// once all its files are hashed; hashing only about the rest of the archive
+// being packed and the next one lets the writer write archive k while k+1
+// is hashed, instead of waiting for everything the look-ahead took in
+// (lanes advance together, so files hashed side by side end together).
+// Large files are hashed in pairs or groups (one file alone in the lanes
+// costs nearly what a group does), so a thread's group is admitted whole
+// while it is not too large.
+struct Lookahead {
+  std::size_t group = 1;        // files submitted together, at least
+  std::size_t least_files = 1;  // always this many (one per hashing thread)
+  std::size_t group_files = 1;  // this many while they are under group_bytes
+  std::uint64_t group_bytes = 0;
+  std::size_t most_files = 1;    // never more (the threads' lanes, twice over)
+  std::uint64_t most_bytes = 0;  // otherwise: about two archives
+
+  // group: files a thread hashes in one pass of its lanes.
+  static Lookahead for_stage(unsigned threads, std::size_t group, std::uint64_t archive_size,
+                             std::uint64_t cache_share);
+  // Whether one more file may be submitted with this much already ahead
+  // (files and scanned bytes submitted and not yet packed).
+  bool admits(std::size_t files_ahead, std::uint64_t bytes_ahead) const;
+};
+
+// The hashing threads of a stage, and the files one of them hashes in one
+// pass of its lanes (a group: eight on AVX-512, four on AVX2, else one).
+unsigned hash_threads();
+std::size_t hash_group();
+
 // Prepares the archives of one session: for every tape of the session, the
 // same members (versions that need a copy on each of them and have none on
 // any), packed to fit the tape with the least room.
@@ -71,6 +101,7 @@ class HashStage {
   const std::atomic<bool>& cancel_;
   Progress& progress_;
   catalog::WriteBatch batch_{catalog_};
+  Lookahead lookahead_;
   std::size_t submitted_ = 0;
   std::uint64_t bytes_ahead_ = 0;  // scanned sizes of the files submitted and not yet taken
   Id cached_dir_ = 0;

@@ -9,7 +9,7 @@
 //   hash stage (own thread + hash pool, own catalog connection)   write stage (caller's thread)
 //   -----------------------------------------------------------   ----------------------------
 //   for each candidate of this session, in path order:             for each ArchiveJob:
-//     dirty file    -> read + hash (pool, a few files ahead),        index per tape -> age ->
+//     dirty file    -> read + hash (pool, ~two archives ahead),      index per tape -> age ->
 //                      record the version                            records (each drive)
 //     known version -> check the source is as it was hashed         archive: pax tar -> age ->
 //     pack into an ArchiveJob (offsets known in advance)              fan-out -> records -> each

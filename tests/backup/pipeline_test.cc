@@ -3,11 +3,13 @@
 // or vanish under the writer, failed sessions, and reusing a tape whose
 // labelling was interrupted. Every test reads the copies back from the tape
 // images (decrypting them) rather than trusting the catalog.
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <functional>
 
+#include "engine/backup/hash_stage.h"
 #include "engine/tape/image_drive.h"
 #include "engine/tape/libraries.h"
 #include "tests/backup/backup_test_util.h"
@@ -171,6 +173,117 @@ TEST_F(PipelineTest, AChangedFileGetsASecondVersionAndADeletedFileKeepsItsVersio
   EXPECT_EQ(catalog_->copies_of(deleted[0].id).size(), 2u);
   EXPECT_TRUE(catalog_->resolve(src_ + "/deleted"));  // still listed
   expect_all_copied(2);
+}
+
+// The names of the files opened in a directory, in the order the kernel
+// saw the opens (inotify), as far as they have happened.
+class OpenWatch {
+ public:
+  explicit OpenWatch(const std::string& dir) : fd_(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) {
+    if (!fd_.valid() || ::inotify_add_watch(fd_.get(), dir.c_str(), IN_OPEN) < 0)
+      throw SystemError("inotify on " + dir, errno);
+  }
+  // The opens since the last call.
+  std::vector<std::string> opened() {
+    std::vector<std::string> names;
+    alignas(inotify_event) char buffer[64 << 10];
+    for (;;) {
+      ssize_t n = ::read(fd_.get(), buffer, sizeof buffer);
+      if (n <= 0) break;
+      for (char* at = buffer; at < buffer + n;) {
+        auto* event = reinterpret_cast<inotify_event*>(at);
+        if (event->len > 0 && !(event->mask & IN_ISDIR)) names.emplace_back(event->name);
+        at += sizeof(inotify_event) + event->len;
+      }
+    }
+    return names;
+  }
+
+ private:
+  UniqueFd fd_;
+};
+
+TEST(LookaheadTest, HashesTheArchiveBeingPackedAndTheNextOneOnly) {
+  const std::uint64_t mib = 1 << 20;
+  // 2 threads of four lanes (AVX2), archives of 128 MiB (a run of 1 GiB),
+  // memory to spare.
+  const Lookahead ahead = Lookahead::for_stage(2, 4, 128 * mib, 3072 * mib);
+  EXPECT_EQ(ahead.most_bytes, 256 * mib);  // two archives
+  EXPECT_EQ(ahead.most_files, 2 * 2 * FileHasher::kLanes);
+  // How many files of one size it takes in: as many as lanes take, for
+  // small files; a group of four per thread for 64 MiB files (half the
+  // run, not all of it) and 256 MiB files (one thread's four lanes in a
+  // run of 1 GiB); one per thread for files over 1 GiB.
+  auto files_of = [&](const Lookahead& l, std::uint64_t size) {
+    std::size_t files = 0;
+    while (l.admits(files, files * size)) ++files;
+    return files;
+  };
+  EXPECT_EQ(files_of(ahead, 1 * mib), ahead.most_files);
+  EXPECT_EQ(files_of(ahead, 64 * mib), 8u);
+  EXPECT_EQ(files_of(ahead, 256 * mib), 8u);
+  EXPECT_EQ(files_of(ahead, 1024 * mib), 2u);
+  EXPECT_EQ(files_of(ahead, 4096 * mib), 2u);  // one per thread, whatever its size
+  // Small archives: a group per thread still, then two archives' bytes.
+  const Lookahead small = Lookahead::for_stage(2, 4, 256 << 10, 3072 * mib);
+  EXPECT_EQ(files_of(small, 64 << 10), 8u);
+  EXPECT_EQ(files_of(small, 20 << 10), 26u);  // 512 KiB: two archives
+  // Large archives: at most 1 GiB per thread, and what the page cache is
+  // trusted to keep for the write stage's second read.
+  EXPECT_EQ(Lookahead::for_stage(2, 4, 4096 * mib, 8192 * mib).most_bytes, 2048 * mib);
+  EXPECT_EQ(Lookahead::for_stage(2, 4, 4096 * mib, 1024 * mib).most_bytes, 1024 * mib);
+  EXPECT_EQ(Lookahead::for_stage(4, 4, 4096 * mib, 8192 * mib).most_bytes, 4096 * mib);
+  EXPECT_EQ(files_of(Lookahead::for_stage(2, 4, 4096 * mib, 8192 * mib), 64 * mib), 32u);
+  EXPECT_EQ(files_of(Lookahead::for_stage(2, 4, 128 * mib, 512 * mib), 256 * mib), 2u);
+  // Eight lanes to a pass (AVX-512): a group of eight per thread.
+  EXPECT_EQ(files_of(Lookahead::for_stage(2, 8, 128 * mib, 3072 * mib), 64 * mib), 16u);
+  EXPECT_EQ(files_of(Lookahead::for_stage(2, 8, 128 * mib, 3072 * mib), 1 * mib), 32u);
+}
+
+// An archive's index (its members' hashes) precedes it on tape: archive 1
+// can be written only once its files are hashed. The look-ahead keeps
+// hashing about one archive ahead of packing, so the writer writes archive
+// 1 before the last files are even opened for hashing, rather than after
+// everything is hashed.
+TEST_F(PipelineTest, TheFirstArchiveIsWrittenBeforeTheLastFilesAreHashed) {
+  options_.copies = 1;
+  // 64 KiB each: three to an archive of 256 KiB. When the writer has written
+  // the first member, the hash stage has packed at most three archives (one
+  // being written, one queued, one waiting to be: nine files) and hashes at
+  // most `ahead` files beyond them (a group per thread, on this machine).
+  // Ten more must not have been opened yet (with two threads, the look-ahead
+  // before this one took 32 files in at once, some of these among them).
+  std::size_t ahead = 0;
+  const Lookahead lookahead =
+      Lookahead::for_stage(hash_threads(), hash_group(), options_.archive_size, page_cache_share());
+  while (lookahead.admits(ahead, ahead * (64 << 10))) ++ahead;
+  const int first_unopened = static_cast<int>(9 + ahead + 1);
+  const int kFiles = first_unopened + 10;
+  for (int i = 0; i < kFiles; ++i)
+    write_file(src_ + "/f" + std::to_string(100 + i), random_text(64 << 10, i));
+  OpenWatch watch(src_);
+  HookProgress progress;
+  std::vector<std::string> opened_before_first_write;
+  bool first = true;
+  progress.on_advance = [&](const std::string& phase, const std::string& path) {
+    if (phase != "backup" || !first) return;
+    first = false;
+    EXPECT_EQ(path, src_ + "/f100");
+    opened_before_first_write = watch.opened();
+  };
+  BackupReport report = run(progress);
+  EXPECT_EQ(report.copies, static_cast<std::uint64_t>(kFiles));
+  EXPECT_EQ(report.archives, static_cast<std::uint64_t>((kFiles + 2) / 3));
+  const std::set<std::string> early(opened_before_first_write.begin(),
+                                    opened_before_first_write.end());
+  EXPECT_TRUE(early.count("f100"));  // hashed, then read again to be written
+  for (int i = first_unopened; i < kFiles; ++i)
+    EXPECT_FALSE(early.count("f" + std::to_string(100 + i))) << "f" << 100 + i;
+  // Every file was opened in the end (hashed, then written).
+  std::set<std::string> all = early;
+  for (auto& name : watch.opened()) all.insert(name);
+  EXPECT_EQ(all.size(), static_cast<std::size_t>(kFiles));
+  expect_all_copied(1);
 }
 
 TEST_F(PipelineTest, AnUnchangedTreeWritesNothing) {
