@@ -353,7 +353,7 @@ std::uint64_t Catalog::logical_size() {
 // ---------------------------------------------------------------- WriteBatch
 
 void WriteBatch::begin() {
-  if (!transaction_) transaction_.emplace(catalog_.database());
+  if (!transaction_) transaction_.emplace(catalog_.transaction());
 }
 
 void WriteBatch::commit() {
