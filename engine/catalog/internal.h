@@ -141,6 +141,12 @@ ArchiveRow read_archive(const sqlite::Statement& s, int first);
 CopyRow read_copy(const sqlite::Statement& s, int first);
 // A row of kCopiesOnTape and kCopiesInArchive: copy, archive file, version, path.
 CopyWithVersion read_copy_with_version(const sqlite::Statement& s);
+// Binds attributes as mode, uid, gid, uname, gname, mtime_ns from ?first on.
+sqlite::Statement& bind_attributes(sqlite::Statement& s, int first, const Attributes& a);
+// Binds a tape row's columns: all of kInsertTape's (id 0: a new id), or
+// kUpdateTape's mutable ones.
+sqlite::Statement& bind_tape_insert(sqlite::Statement& s, Id id, const TapeRow& t);
+sqlite::Statement& bind_tape_update(sqlite::Statement& s, const TapeRow& t);
 
 // The first row a cached query gives for its keys (bound as ?1, ?2, ...),
 // read by `read` from column 0; none when there is no row.
