@@ -104,6 +104,23 @@ std::span<const char* const> copied_tables();
 
 // ------------------------------------------------------------------ enums
 
+// The names the catalog stores for its enums (to_string and parse_*).
+inline constexpr EnumNames<RunKind, 2> kRunKinds{
+    {{RunKind::kScan, "scan"}, {RunKind::kBackup, "backup"}}};
+inline constexpr EnumNames<VersionKind, 2> kVersionKinds{
+    {{VersionKind::kFile, "file"}, {VersionKind::kSymlink, "symlink"}}};
+inline constexpr EnumNames<TapeState, 4> kTapeStates{{{TapeState::kLabelled, "labelled"},
+                                                      {TapeState::kOpen, "open"},
+                                                      {TapeState::kFull, "full"},
+                                                      {TapeState::kRetired, "retired"}}};
+inline constexpr EnumNames<VerifyResult, 4> kVerifyResults{
+    {{VerifyResult::kOk, "ok"},
+     {VerifyResult::kMismatch, "mismatch"},
+     {VerifyResult::kUnreadable, "unreadable"},
+     {VerifyResult::kMissing, "missing"}}};
+inline constexpr EnumNames<Encryption, 3> kEncryptions{{{Encryption::kNone, "none"},
+                                                        {Encryption::kRecipients, "recipients"},
+                                                        {Encryption::kPassphrase, "passphrase"}}};
 std::optional<RunKind> parse_run_kind(std::string_view text);
 std::optional<VersionKind> parse_version_kind(std::string_view text);
 std::optional<TapeState> parse_tape_state(std::string_view text);
