@@ -88,7 +88,7 @@ struct SessionResult {
 
 // One session: the hash stage and the write stage (one drive per tape)
 // joined by the queue, then each tape's trailing index and commit.
-SessionResult run_session(catalog::Catalog& catalog, const std::vector<Target>& targets, Id run_id,
+SessionResult run_session(catalog::Writer& catalog, const std::vector<Target>& targets, Id run_id,
                           const Sealing& sealing, std::uint64_t age_header_length,
                           const BackupOptions& options, std::uint64_t archive_size,
                           std::uint64_t label_bytes, std::vector<Candidate> candidates,
@@ -137,7 +137,7 @@ SessionResult run_session(catalog::Catalog& catalog, const std::vector<Target>& 
 
 }  // namespace
 
-BackupReport backup(catalog::Catalog& catalog, tape::Library& library, const BackupOptions& options,
+BackupReport backup(catalog::Writer& catalog, tape::Library& library, const BackupOptions& options,
                     const WriterKeys& keys, Progress& user_progress) {
   LockedProgress progress(user_progress);
   BackupReport report;

@@ -65,7 +65,7 @@ struct ScanReport {
 
 // Walks roots (absolute paths) and updates scan states; run_id is the run
 // the paths are seen in. Marks changed paths dirty.
-ScanReport scan(catalog::Catalog& catalog, const std::vector<std::string>& roots,
+ScanReport scan(catalog::Writer& catalog, const std::vector<std::string>& roots,
                 const WalkOptions& options, catalog::Id run_id, Progress& progress);
 
 struct HashReport {
@@ -80,7 +80,7 @@ struct HashReport {
 };
 
 // Hashes every dirty file and records its version in run_id.
-HashReport hash_dirty(catalog::Catalog& catalog, catalog::Id run_id, Progress& progress);
+HashReport hash_dirty(catalog::Writer& catalog, catalog::Id run_id, Progress& progress);
 
 // The attributes and content hash of one path as it is now. nullopt (with
 // `why` set) when it is gone, cannot be read, or kept changing while it was
@@ -117,9 +117,8 @@ struct LabelOptions {
 // unless options.overwrite a tape that is not blank (an interrupted labelling
 // of this catalog counts as blank; a first record the drive cannot read does
 // not). Runs tape::first_contact_test first.
-catalog::TapeRow label_tape(catalog::Catalog& catalog, tape::Drive& drive,
-                            const std::string& serial, const LabelOptions& options,
-                            const WriterKeys& keys);
+catalog::TapeRow label_tape(catalog::Writer& catalog, tape::Drive& drive, const std::string& serial,
+                            const LabelOptions& options, const WriterKeys& keys);
 
 // --commit-every's default: at LTO-6 speed about 10 minutes of tape work,
 // while a checkpoint's locate and full catalog copy (1M files) cost about
@@ -190,7 +189,7 @@ struct BackupReport {
 // others carry on; a tape that reports a media error while being written
 // keeps what was committed, ends in a trailing index if one can still be
 // written, and takes no more writes (docs/BACKUP.md, "Media errors").
-BackupReport backup(catalog::Catalog& catalog, tape::Library& library, const BackupOptions& options,
+BackupReport backup(catalog::Writer& catalog, tape::Library& library, const BackupOptions& options,
                     const WriterKeys& keys, Progress& progress);
 
 // Before the first write of every session: the tape in `drive` must be the

@@ -306,8 +306,8 @@ std::optional<HashedFile> hash_path(const std::string& path, std::string& why) {
   return std::move(result.file);
 }
 
-std::optional<catalog::RecordedVersion> record_hashed(catalog::Catalog& catalog,
-                                                      catalog::Id file_id, const std::string& path,
+std::optional<catalog::RecordedVersion> record_hashed(catalog::Writer& catalog, catalog::Id file_id,
+                                                      const std::string& path,
                                                       const HashResult& result, catalog::Id run_id,
                                                       HashReport& report, Progress& progress) {
   report.bytes_read += result.bytes_read;
@@ -339,7 +339,7 @@ std::optional<catalog::RecordedVersion> record_hashed(catalog::Catalog& catalog,
   return recorded;
 }
 
-HashReport hash_dirty(catalog::Catalog& catalog, catalog::Id run_id, Progress& progress) {
+HashReport hash_dirty(catalog::Writer& catalog, catalog::Id run_id, Progress& progress) {
   HashReport report;
   std::vector<catalog::FileRef> dirty;
   catalog.for_each_dirty([&](const catalog::FileRef& ref) { dirty.push_back(ref); });

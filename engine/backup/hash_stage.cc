@@ -127,7 +127,7 @@ class HashPool {
   std::vector<std::jthread> workers_;  // last: joined before the rest goes
 };
 
-HashStage::HashStage(const catalog::Catalog& writer, std::vector<Id> tape_ids, Id run_id,
+HashStage::HashStage(const catalog::Writer& writer, std::vector<Id> tape_ids, Id run_id,
                      std::uint64_t archive_size, const Room& room, const std::atomic<bool>& cancel,
                      Progress& progress)
     : catalog_(writer.another_connection()),

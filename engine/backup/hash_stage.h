@@ -67,7 +67,7 @@ std::size_t hash_group();
 // any), packed to fit the tape with the least room.
 class HashStage {
  public:
-  HashStage(const catalog::Catalog& writer, std::vector<Id> tape_ids, Id run_id,
+  HashStage(const catalog::Writer& writer, std::vector<Id> tape_ids, Id run_id,
             std::uint64_t archive_size, const Room& room, const std::atomic<bool>& cancel,
             Progress& progress);
   HashStage(const HashStage&) = delete;

@@ -105,8 +105,8 @@ catalog::FileIdentity identity_of(const struct stat& st);
 // warned about, for the next run. Counts into `report` (bytes read
 // included). Returns the version recorded, or nullopt (cancelled: nothing
 // recorded).
-std::optional<catalog::RecordedVersion> record_hashed(catalog::Catalog& catalog,
-                                                      catalog::Id file_id, const std::string& path,
+std::optional<catalog::RecordedVersion> record_hashed(catalog::Writer& catalog, catalog::Id file_id,
+                                                      const std::string& path,
                                                       const HashResult& result, catalog::Id run_id,
                                                       HashReport& report, Progress& progress);
 

@@ -80,7 +80,7 @@ void check_tape_identity(tape::Drive& drive, const catalog::TapeRow& tape) {
   }
 }
 
-std::string new_tape_serial(catalog::Catalog& catalog, tape::Library& library,
+std::string new_tape_serial(catalog::Writer& catalog, tape::Library& library,
                             const std::string& prefix, Progress& progress, std::size_t drive) {
   auto in_library = library.serials();
   std::string catalog_id = catalog.catalog_id();
@@ -103,7 +103,7 @@ std::string new_tape_serial(catalog::Catalog& catalog, tape::Library& library,
 
 namespace {
 
-format::LabelInfo label_info(catalog::Catalog& catalog, const std::string& serial,
+format::LabelInfo label_info(catalog::Writer& catalog, const std::string& serial,
                              const Sealing& sealing) {
   catalog::CatalogConfig config = catalog.config();
   format::LabelInfo label;
@@ -146,7 +146,7 @@ class CountingSink final : public ByteSink {
 
 }  // namespace
 
-std::uint64_t file0_size(catalog::Catalog& catalog, const LabelOptions& options,
+std::uint64_t file0_size(catalog::Writer& catalog, const LabelOptions& options,
                          const Sealing& sealing) {
   CountingSink counter;
   // The longest serial a library makes; no other line of the label varies.
@@ -155,9 +155,8 @@ std::uint64_t file0_size(catalog::Catalog& catalog, const LabelOptions& options,
   return counter.count();
 }
 
-catalog::TapeRow label_tape(catalog::Catalog& catalog, tape::Drive& drive,
-                            const std::string& serial, const LabelOptions& options,
-                            const WriterKeys& keys) {
+catalog::TapeRow label_tape(catalog::Writer& catalog, tape::Drive& drive, const std::string& serial,
+                            const LabelOptions& options, const WriterKeys& keys) {
   tape::check_serial(serial);
   if (catalog.tape_by_serial(serial))
     throw Error("tape " + serial + " is already in the catalog; labelling it again would lose it");

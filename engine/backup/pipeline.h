@@ -90,7 +90,7 @@ std::uint64_t tape_bytes(std::uint64_t bytes, std::uint64_t record_size);
 // The catalog's logical size (what a full copy of it into an index takes),
 // which the file size is not: the WAL may hold many versions of the same
 // pages.
-std::uint64_t catalog_bytes(catalog::Catalog& catalog);
+std::uint64_t catalog_bytes(catalog::Writer& catalog);
 
 // An eighth of the machine's memory: what the page cache is trusted to keep
 // of the files read ahead (unbounded if unknown).

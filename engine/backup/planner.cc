@@ -24,7 +24,7 @@ int goal_of(const std::vector<catalog::CopyGoal>& goals, std::string_view path) 
 
 // Tapes that can take more: not full or retired, loadable, and not already
 // found to have nothing (more) to take in this run; at most `count`.
-std::vector<catalog::TapeRow> usable_tapes(catalog::Catalog& catalog, tape::Library& library,
+std::vector<catalog::TapeRow> usable_tapes(catalog::Writer& catalog, tape::Library& library,
                                            const std::set<std::string>& exhausted,
                                            std::size_t count) {
   std::vector<catalog::TapeRow> out;
@@ -42,7 +42,7 @@ std::vector<catalog::TapeRow> usable_tapes(catalog::Catalog& catalog, tape::Libr
 
 }  // namespace
 
-WorkLeft work_left(catalog::Catalog& catalog, const std::set<Id>& given_up) {
+WorkLeft work_left(catalog::Writer& catalog, const std::set<Id>& given_up) {
   WorkLeft left;
   const auto goals = catalog.copy_goals();
   auto add = [&](int copies, std::uint64_t size) {
@@ -61,7 +61,7 @@ WorkLeft work_left(catalog::Catalog& catalog, const std::set<Id>& given_up) {
   return left;
 }
 
-std::vector<Candidate> candidates_for(catalog::Catalog& catalog, const std::vector<Id>& tape_ids,
+std::vector<Candidate> candidates_for(catalog::Writer& catalog, const std::vector<Id>& tape_ids,
                                       const std::set<Id>& given_up) {
   std::vector<Candidate> out;
   const int tapes = static_cast<int>(tape_ids.size());
@@ -100,13 +100,13 @@ std::vector<Candidate> candidates_for(catalog::Catalog& catalog, const std::vect
   return out;
 }
 
-std::uint64_t pending_bytes(catalog::Catalog& catalog) {
+std::uint64_t pending_bytes(catalog::Writer& catalog) {
   std::uint64_t total = 0;
   catalog.for_each_pending(0, [&](const catalog::PendingVersion& p) { total += p.version.size; });
   return total;
 }
 
-std::vector<TooLarge> files_larger_than_a_tape(catalog::Catalog& catalog,
+std::vector<TooLarge> files_larger_than_a_tape(catalog::Writer& catalog,
                                                const BackupOptions& options,
                                                std::uint64_t label_bytes, const Sealing& sealing,
                                                std::uint64_t age_header_length) {

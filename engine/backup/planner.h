@@ -21,16 +21,16 @@ struct WorkLeft {
   std::uint64_t bytes = 0;
   std::uint64_t items = 0;
 };
-WorkLeft work_left(catalog::Catalog& catalog, const std::set<Id>& given_up);
+WorkLeft work_left(catalog::Writer& catalog, const std::set<Id>& given_up);
 
 // What a session on these tapes may write: every dirty file (hashing tells
 // whether it needs a copy), and the versions that need a copy on each of the
 // tapes and have none on any, in the catalog's path order.
-std::vector<Candidate> candidates_for(catalog::Catalog& catalog, const std::vector<Id>& tape_ids,
+std::vector<Candidate> candidates_for(catalog::Writer& catalog, const std::vector<Id>& tape_ids,
                                       const std::set<Id>& given_up);
 
 // Bytes of every version below its goal that is still on disk.
-std::uint64_t pending_bytes(catalog::Catalog& catalog);
+std::uint64_t pending_bytes(catalog::Writer& catalog);
 
 // Refuses tapes too small to hold even their label and a catalog copy.
 // Returns the files no tape could hold (dirty files by their scanned size,
@@ -40,7 +40,7 @@ struct TooLarge {
   Id file_id = 0;
   std::string line;
 };
-std::vector<TooLarge> files_larger_than_a_tape(catalog::Catalog& catalog,
+std::vector<TooLarge> files_larger_than_a_tape(catalog::Writer& catalog,
                                                const BackupOptions& options,
                                                std::uint64_t label_bytes, const Sealing& sealing,
                                                std::uint64_t age_header_length);
@@ -49,7 +49,7 @@ std::vector<TooLarge> files_larger_than_a_tape(catalog::Catalog& catalog,
 // them.
 class SessionPlanner {
  public:
-  SessionPlanner(catalog::Catalog& catalog, tape::Library& library, const BackupOptions& options,
+  SessionPlanner(catalog::Writer& catalog, tape::Library& library, const BackupOptions& options,
                  const WriterKeys& keys, Progress& progress)
       : catalog_(catalog), library_(library), options_(options), keys_(keys), progress_(progress) {}
 
@@ -64,7 +64,7 @@ class SessionPlanner {
                              BackupReport& report);
 
  private:
-  catalog::Catalog& catalog_;
+  catalog::Writer& catalog_;
   tape::Library& library_;
   const BackupOptions& options_;
   const WriterKeys& keys_;

@@ -58,7 +58,7 @@ std::uint64_t tape_bytes(std::uint64_t bytes, std::uint64_t record_size) {
   return bytes + format::record_count(bytes, record_size) * kRecordOverhead + kRecordOverhead;
 }
 
-std::uint64_t catalog_bytes(catalog::Catalog& catalog) {
+std::uint64_t catalog_bytes(catalog::Writer& catalog) {
   const std::uint64_t logical = catalog.logical_size();
   return logical ? logical : file_size_or_zero(catalog.path());
 }

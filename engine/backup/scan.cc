@@ -20,7 +20,7 @@ constexpr std::uint64_t kWritesPerCommit = 20000;
 
 class ScanVisitor final : public WalkVisitor {
  public:
-  ScanVisitor(catalog::Catalog& catalog, catalog::Id run_id, Progress& progress, ScanReport& report)
+  ScanVisitor(catalog::Writer& catalog, catalog::Id run_id, Progress& progress, ScanReport& report)
       : catalog_(catalog),
         run_id_(run_id),
         previous_run_(catalog.previous_run(run_id)),
@@ -181,7 +181,7 @@ class ScanVisitor final : public WalkVisitor {
 
   void wrote() { batch_.wrote(); }
 
-  catalog::Catalog& catalog_;
+  catalog::Writer& catalog_;
   catalog::Id run_id_;
   catalog::Id previous_run_;  // the last run that can have seen what this one finds gone
   Progress& progress_;
@@ -193,7 +193,7 @@ class ScanVisitor final : public WalkVisitor {
 
 }  // namespace
 
-ScanReport scan(catalog::Catalog& catalog, const std::vector<std::string>& roots,
+ScanReport scan(catalog::Writer& catalog, const std::vector<std::string>& roots,
                 const WalkOptions& options, catalog::Id run_id, Progress& progress) {
   ScanReport report;
   progress.phase("scan", 0, 0);

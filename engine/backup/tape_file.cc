@@ -5,7 +5,7 @@
 namespace mixtape::backup {
 namespace {
 
-format::IndexHeader index_header(catalog::Catalog& catalog, const catalog::TapeRow& tape,
+format::IndexHeader index_header(catalog::Writer& catalog, const catalog::TapeRow& tape,
                                  format::IndexKind kind, std::int64_t index_file,
                                  const Sealing& sealing) {
   format::IndexHeader header;
@@ -31,7 +31,7 @@ void scratch_settings(sqlite::Database& index) {
 // this catalog put on tape brought up to date (a file copy and what changed
 // since) where there is one, else one INSERT ... SELECT per table, about a
 // second per million files. Returns what the index holds.
-catalog::CopyMark start_full_copy(catalog::Catalog& catalog,
+catalog::CopyMark start_full_copy(catalog::Writer& catalog,
                                   std::optional<format::IndexWriter>& writer,
                                   const std::string& path, const format::IndexHeader& header) {
   if (std::optional<catalog::LastTapeCopy> last = catalog.last_tape_copy()) {
@@ -53,7 +53,7 @@ catalog::CopyMark start_full_copy(catalog::Catalog& catalog,
 
 }  // namespace
 
-Sealing sealing_for(catalog::Catalog& catalog, const WriterKeys& keys) {
+Sealing sealing_for(catalog::Writer& catalog, const WriterKeys& keys) {
   catalog::CatalogConfig config = catalog.config();
   Sealing sealing;
   switch (config.encryption) {
@@ -80,7 +80,7 @@ std::uint64_t index_generation(std::int64_t index_file) {
   return static_cast<std::uint64_t>((index_file + 1) / 2);
 }
 
-ArchiveIndex build_archive_index(catalog::Catalog& catalog, const ArchiveIndexPlace& place,
+ArchiveIndex build_archive_index(catalog::Writer& catalog, const ArchiveIndexPlace& place,
                                  const std::vector<format::IndexedMember>& members,
                                  format::ArchiveRecord record, const Sealing& sealing,
                                  std::uint64_t age_header_length, const std::string& temp_dir) {
@@ -108,7 +108,7 @@ ArchiveIndex build_archive_index(catalog::Catalog& catalog, const ArchiveIndexPl
   return index;
 }
 
-TrailingIndex::TrailingIndex(catalog::Catalog& catalog, const catalog::TapeRow& tape,
+TrailingIndex::TrailingIndex(catalog::Writer& catalog, const catalog::TapeRow& tape,
                              std::int64_t index_file, format::CatalogCopy scope,
                              const Sealing& sealing, const std::string& temp_dir)
     : catalog_(catalog),

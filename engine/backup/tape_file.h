@@ -18,7 +18,7 @@ namespace mixtape::backup {
 using format::Sealing;
 
 // The catalog's encryption settings; a passphrase catalog needs keys.passphrase.
-Sealing sealing_for(catalog::Catalog& catalog, const WriterKeys& keys);
+Sealing sealing_for(catalog::Writer& catalog, const WriterKeys& keys);
 
 // Generation of the index at tape file `index_file` (1, 3, 5, ...): its
 // ordinal among the indexes along the tape, counting from 1.
@@ -39,7 +39,7 @@ struct ArchiveIndexPlace {
   std::uint64_t index_block = 0;
   std::optional<catalog::IndexMark> base;
 };
-ArchiveIndex build_archive_index(catalog::Catalog& catalog, const ArchiveIndexPlace& place,
+ArchiveIndex build_archive_index(catalog::Writer& catalog, const ArchiveIndexPlace& place,
                                  const std::vector<format::IndexedMember>& members,
                                  format::ArchiveRecord record, const Sealing& sealing,
                                  std::uint64_t age_header_length, const std::string& temp_dir);
@@ -55,14 +55,14 @@ class TrailingIndex {
  public:
   // scope: kFull, or kTapes for the first trailing index of a new tape
   // (there is no file of the catalog on it to describe yet).
-  TrailingIndex(catalog::Catalog& catalog, const catalog::TapeRow& tape, std::int64_t index_file,
+  TrailingIndex(catalog::Writer& catalog, const catalog::TapeRow& tape, std::int64_t index_file,
                 format::CatalogCopy scope, const Sealing& sealing, const std::string& temp_dir);
   // A full index, once on tape, becomes the catalog's last copy (in the
   // caller's transaction): the next one starts from it.
   format::WrittenIndex write(tape::Drive& drive);
 
  private:
-  catalog::Catalog& catalog_;
+  catalog::Writer& catalog_;
   const Sealing& sealing_;
   std::size_t record_size_;
   bool full_;
@@ -73,7 +73,7 @@ class TrailingIndex {
 
 // Bytes of tape file 0 as label_tape() writes it (the program and its
 // source are in it, so this is megabytes: planning counts it exactly).
-std::uint64_t file0_size(catalog::Catalog& catalog, const LabelOptions& options,
+std::uint64_t file0_size(catalog::Writer& catalog, const LabelOptions& options,
                          const Sealing& sealing);
 
 // A serial for a new tape: the first <prefix><5 digits> that the catalog does
@@ -81,7 +81,7 @@ std::uint64_t file0_size(catalog::Catalog& catalog, const LabelOptions& options,
 // or labelled for this catalog by a run that was killed before registering
 // it, and holding no archive). Never touches a tape of another catalog.
 // Tapes it must look into are loaded into drive `drive`.
-std::string new_tape_serial(catalog::Catalog& catalog, tape::Library& library,
+std::string new_tape_serial(catalog::Writer& catalog, tape::Library& library,
                             const std::string& prefix, Progress& progress, std::size_t drive = 0);
 
 }  // namespace mixtape::backup

@@ -38,7 +38,7 @@ struct WriteSession::Lane {
   DriveStream stream;  // last: its worker stops before the rest goes
 };
 
-WriteSession::WriteSession(catalog::Catalog& catalog, std::vector<Target> targets, Id run_id,
+WriteSession::WriteSession(catalog::Writer& catalog, std::vector<Target> targets, Id run_id,
                            const Sealing& sealing, std::uint64_t age_header_length,
                            const BackupOptions& options, Progress& progress)
     : catalog_(catalog),

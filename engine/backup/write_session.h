@@ -51,7 +51,7 @@ struct LaneOutcome {
 
 class WriteSession {
  public:
-  WriteSession(catalog::Catalog& catalog, std::vector<Target> targets, Id run_id,
+  WriteSession(catalog::Writer& catalog, std::vector<Target> targets, Id run_id,
                const Sealing& sealing, std::uint64_t age_header_length,
                const BackupOptions& options, Progress& progress);
   ~WriteSession();
@@ -87,7 +87,7 @@ class WriteSession {
   void mark_files(const Outcome& outcome);
   Copied write_member(format::PaxWriter& tar, crypto::AgeEncryptor* direct, const Member& member);
 
-  catalog::Catalog& catalog_;
+  catalog::Writer& catalog_;
   std::vector<std::unique_ptr<Lane>> lanes_;
   Id run_id_;
   const Sealing& sealing_;

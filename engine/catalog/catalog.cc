@@ -21,18 +21,6 @@ using internal::sqlite_reason;
 
 namespace {
 
-const char* encryption_name(Encryption e) {
-  switch (e) {
-    case Encryption::kNone:
-      return "none";
-    case Encryption::kRecipients:
-      return "recipients";
-    case Encryption::kPassphrase:
-      return "passphrase";
-  }
-  return "?";
-}
-
 bool file_exists(const std::string& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0;
@@ -141,7 +129,7 @@ Catalog Catalog::create(const std::string& path, const CatalogConfig& config) {
     Catalog catalog(path, std::move(db), false);
     sqlite::WriteScope scope(*catalog.db_);
     catalog.set_config("catalog_id", internal::random_catalog_id());
-    catalog.set_config("encryption", encryption_name(config.encryption));
+    catalog.set_config("encryption", internal::kEncryptions.name(config.encryption));
     std::string recipients;
     for (const auto& r : config.recipients) recipients += r + "\n";
     catalog.set_config("recipients", recipients);
@@ -234,9 +222,7 @@ std::string Catalog::catalog_id() {
 CatalogConfig Catalog::config() {
   CatalogConfig c;
   std::string encryption = get_config("encryption").value_or("none");
-  c.encryption = encryption == "recipients"   ? Encryption::kRecipients
-                 : encryption == "passphrase" ? Encryption::kPassphrase
-                                              : Encryption::kNone;
+  c.encryption = internal::kEncryptions.parse(encryption).value_or(Encryption::kNone);
   std::string recipients = get_config("recipients").value_or("");
   for (std::size_t start = 0; start < recipients.size();) {
     std::size_t end = recipients.find('\n', start);
@@ -353,7 +339,7 @@ std::uint64_t Catalog::logical_size() {
 // ---------------------------------------------------------------- WriteBatch
 
 void WriteBatch::begin() {
-  if (!transaction_) transaction_.emplace(catalog_.database());
+  if (!transaction_) transaction_.emplace(catalog_.transaction());
 }
 
 void WriteBatch::commit() {

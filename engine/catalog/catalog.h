@@ -476,7 +476,73 @@ class Reader {
   Reader& operator=(const Reader&) = default;
 };
 
-class Catalog final : public Reader {
+class Catalog;
+
+// What the writer (engine/backup: scan, hash, plan, label, write a session
+// and commit it) may do with a catalog: read it as a Reader, and record what
+// it scanned, hashed and wrote. Out of its reach: merging indexes, retiring
+// and locating tapes, verification results, history, status and settings
+// (restic's narrow Saver beside its Loader is the model). Catalog implements
+// it; engine/backup's functions take a Writer&, and the hash stage opens
+// another connection of its own from it.
+class Writer : public Reader {
+ public:
+  // ---- the connection (Catalog's comments say more)
+  virtual const std::string& path() const = 0;
+  virtual sqlite::Transaction transaction() = 0;
+  virtual std::uint64_t logical_size() = 0;
+  virtual Catalog another_connection() const = 0;
+
+  // ---- runs
+  virtual Id begin_run(RunKind kind, const std::vector<std::string>& roots) = 0;
+  virtual void finish_run(Id run_id) = 0;
+  virtual Id previous_run(Id run_id) = 0;
+  virtual void set_run_totals(Id run_id, std::uint64_t files, std::uint64_t bytes) = 0;
+
+  // ---- scan and hash
+  virtual Id ensure_dir(std::string_view path) = 0;
+  virtual Id ensure_file(Id dir_id, std::string_view name) = 0;
+  virtual std::vector<DirRow> subdirs(Id dir_id, std::string_view after = {},
+                                      std::size_t limit = 1024) = 0;
+  virtual void touch_dir(Id dir_id, const Attributes& attrs, Id run_id) = 0;
+  virtual std::vector<ScanEntry> scan_entries(Id dir_id) = 0;
+  virtual void set_scan_state(Id file_id, const ScanState& state) = 0;
+  virtual void close_latest_version(Id file_id, Id last_seen_run) = 0;
+  virtual void mark_dirty(Id file_id, Id last_seen_run) = 0;
+  virtual void mark_absent(Id file_id, Id last_seen_run) = 0;
+  virtual void mark_dir_absent(Id dir_id, Id last_seen_run) = 0;
+  virtual void for_each_dirty(const std::function<void(const FileRef&)>& fn) = 0;
+  virtual RecordedVersion record_version(Id file_id, const VersionRow& version, Id run_id) = 0;
+
+  // ---- plan
+  virtual void set_copy_goal(std::string_view prefix, int copies) = 0;
+  virtual std::vector<CopyGoal> copy_goals() = 0;
+  virtual void for_each_pending(Id tape_id, const std::function<void(const PendingVersion&)>& fn,
+                                bool only_present = true) = 0;
+
+  // ---- commit: tapes, archives, copies and the indexes written with them
+  virtual Id add_tape(const TapeRow& tape) = 0;
+  virtual void update_tape(const TapeRow& tape) = 0;
+  virtual void set_tape_state(Id tape_id, TapeState state) = 0;
+  virtual Id add_archive(const ArchiveRow& archive) = 0;
+  virtual Id add_copy(const CopyRow& copy) = 0;
+  virtual CopyMark copy_into(sqlite::Database& index,
+                             const std::optional<CopyMark>& since = std::nullopt) = 0;
+  virtual CopyMark add_changes_into(sqlite::Database& index, const CopyMark& since) = 0;
+  virtual CopyMark refresh_copy(sqlite::Database& index, const CopyMark& held) = 0;
+  virtual std::optional<LastTapeCopy> last_tape_copy() = 0;
+  virtual void keep_tape_copy(const std::string& index_path, const CopyMark& holds) = 0;
+  virtual void drop_stale_tape_copies() = 0;
+  virtual std::optional<IndexMark> index_mark(Id tape_id) = 0;
+  virtual void set_index_mark(Id tape_id, const std::optional<IndexMark>& mark) = 0;
+
+ protected:
+  Writer() = default;
+  Writer(const Writer&) = default;
+  Writer& operator=(const Writer&) = default;
+};
+
+class Catalog final : public Writer {
  public:
   // Creates a new catalog file; refuses an existing path.
   static Catalog create(const std::string& path, const CatalogConfig& config);
@@ -494,7 +560,7 @@ class Catalog final : public Reader {
   // Another connection to this catalog, for a thread of its own, in the
   // same mode. Nothing is checked (this connection's open did that) and
   // closing it stamps nothing (closing this one will).
-  Catalog another_connection() const;
+  Catalog another_connection() const override;
 
   // Checks the database's structure (SQLite's quick_check: every page of
   // every table and index, about 1 ms per MB). A catalog that is damaged
@@ -512,7 +578,7 @@ class Catalog final : public Reader {
   Catalog& operator=(Catalog&&) noexcept;
   ~Catalog();
 
-  const std::string& path() const { return path_; }
+  const std::string& path() const override { return path_; }
   // The schema version this binary writes (the number of migrations).
   static int schema_version();
   // The schema version of the catalog file at path, as written (0 if it
@@ -522,10 +588,10 @@ class Catalog final : public Reader {
   // BEGIN IMMEDIATE ... commit(); rolled back if destroyed uncommitted.
   // Group many writes in one (a scan, a merge): each commit is an fsync.
   // Methods below that make several writes are atomic on their own.
-  sqlite::Transaction transaction() { return sqlite::Transaction(*db_); }
+  sqlite::Transaction transaction() override { return sqlite::Transaction(*db_); }
   // The catalog's logical size: its pages times the page size (what a full
   // copy of it takes, about), which the file size is not.
-  std::uint64_t logical_size();
+  std::uint64_t logical_size() override;
   // The connection, for diagnostics and tests (EXPLAIN QUERY PLAN).
   sqlite::Database& database() { return *db_; }
 
@@ -536,20 +602,20 @@ class Catalog final : public Reader {
   void set_config(std::string_view key, std::string_view value);
 
   // ---- runs
-  Id begin_run(RunKind kind, const std::vector<std::string>& roots);
-  void finish_run(Id run_id);
+  Id begin_run(RunKind kind, const std::vector<std::string>& roots) override;
+  void finish_run(Id run_id) override;
   std::optional<RunRow> run(Id run_id) override;
   std::vector<RunRow> runs() override;  // oldest first
   // The newest run started at or before time_ns (restore --at).
   std::optional<RunRow> run_at(std::int64_t time_ns);
   // The run before run_id (0: none).
-  Id previous_run(Id run_id);
+  Id previous_run(Id run_id) override;
   // What run_id found under its roots (RunRow::files, bytes).
-  void set_run_totals(Id run_id, std::uint64_t files, std::uint64_t bytes);
+  void set_run_totals(Id run_id, std::uint64_t files, std::uint64_t bytes) override;
 
   // ---- namespace
-  Id ensure_dir(std::string_view path);  // makes missing ancestors
-  Id ensure_file(Id dir_id, std::string_view name);
+  Id ensure_dir(std::string_view path) override;  // makes missing ancestors
+  Id ensure_file(Id dir_id, std::string_view name) override;
   std::optional<DirRow> dir(Id dir_id) override;
   std::optional<DirRow> dir_by_path(std::string_view path);
   std::optional<FileRow> file(Id file_id) override;
@@ -559,25 +625,25 @@ class Catalog final : public Reader {
   // ---- scan
   // A directory seen by run_id with these attributes: writes only when they
   // changed or the directory was not open (never seen, or gone and back).
-  void touch_dir(Id dir_id, const Attributes& attrs, Id run_id);
+  void touch_dir(Id dir_id, const Attributes& attrs, Id run_id) override;
   // Every file of the directory with its scan state, by name (one query, to
   // compare with a readdir listing).
-  std::vector<ScanEntry> scan_entries(Id dir_id);
-  void set_scan_state(Id file_id, const ScanState& state);  // insert or replace
+  std::vector<ScanEntry> scan_entries(Id dir_id) override;
+  void set_scan_state(Id file_id, const ScanState& state) override;  // insert or replace
   // The file's latest version, if open, was last seen in last_seen_run (the
   // file changed or went away after it).
-  void close_latest_version(Id file_id, Id last_seen_run);
+  void close_latest_version(Id file_id, Id last_seen_run) override;
   // The file changed since its latest version: dirty, and that version closed.
-  void mark_dirty(Id file_id, Id last_seen_run);
+  void mark_dirty(Id file_id, Id last_seen_run) override;
   void clear_dirty(Id file_id);
   // The path is gone from disk: its scan state is dropped and its latest
   // version closed (its versions stay).
-  void mark_absent(Id file_id, Id last_seen_run);
+  void mark_absent(Id file_id, Id last_seen_run) override;
   // A directory is gone: every file below it is marked absent, and it and
   // every directory below it closed.
-  void mark_dir_absent(Id dir_id, Id last_seen_run);
+  void mark_dir_absent(Id dir_id, Id last_seen_run) override;
   // Dirty files in path order (directory path, then name).
-  void for_each_dirty(const std::function<void(const FileRef&)>& fn);
+  void for_each_dirty(const std::function<void(const FileRef&)>& fn) override;
   std::uint64_t dirty_count();
 
   // ---- versions
@@ -585,7 +651,7 @@ class Catalog final : public Reader {
   // hash, attributes, target) to the file's latest version: that version
   // goes on (reopened, with a gap if a run in between covered the path
   // without seeing it). Otherwise a new version is added.
-  RecordedVersion record_version(Id file_id, const VersionRow& version, Id run_id);
+  RecordedVersion record_version(Id file_id, const VersionRow& version, Id run_id) override;
   std::optional<VersionRow> version(Id version_id) override;
   std::optional<VersionRow> latest_version(Id file_id);
   std::vector<VersionRow> versions_of(Id file_id) override;  // oldest first
@@ -593,10 +659,10 @@ class Catalog final : public Reader {
   // ---- copy goals
   // Sets the goal of a path prefix (a directory or a file; "/" is the
   // default) and updates the versions below it.
-  void set_copy_goal(std::string_view prefix, int copies);
+  void set_copy_goal(std::string_view prefix, int copies) override;
   // Removes a prefix's goal ("/" cannot be removed).
   void remove_copy_goal(std::string_view prefix);
-  std::vector<CopyGoal> copy_goals();  // by prefix
+  std::vector<CopyGoal> copy_goals() override;  // by prefix
   int default_copy_goal();
   int goal_for(std::string_view path);  // longest matching prefix
 
@@ -607,14 +673,14 @@ class Catalog final : public Reader {
   // scan state is readable and not dirty. (Older versions stay below goal in
   // status() until written.)
   void for_each_pending(Id tape_id, const std::function<void(const PendingVersion&)>& fn,
-                        bool only_present = true);
+                        bool only_present = true) override;
 
   // ---- tapes
-  Id add_tape(const TapeRow& tape);  // id ignored; serial must be new
+  Id add_tape(const TapeRow& tape) override;  // id ignored; serial must be new
   // Writes the mutable fields: capacity, state, bytes_used, append_file,
   // append_block, written_at_ns.
-  void update_tape(const TapeRow& tape);
-  void set_tape_state(Id tape_id, TapeState state);
+  void update_tape(const TapeRow& tape) override;
+  void set_tape_state(Id tape_id, TapeState state) override;
   // Where a tape is kept (free text, e.g. "offsite: bank box 12"; "" for
   // not said).
   void set_tape_location(Id tape_id, std::string_view location);
@@ -629,11 +695,11 @@ class Catalog final : public Reader {
   std::vector<TapeRow> tapes() override;  // by serial
 
   // ---- archives and copies
-  Id add_archive(const ArchiveRow& archive);  // id ignored
+  Id add_archive(const ArchiveRow& archive) override;  // id ignored
   std::optional<ArchiveRow> archive(Id archive_id);
   std::optional<ArchiveRow> archive_by_file(Id tape_id, std::int64_t archive_file);
   std::vector<ArchiveRow> archives_of_tape(Id tape_id) override;  // by archive_file
-  Id add_copy(const CopyRow& copy);                               // id ignored
+  Id add_copy(const CopyRow& copy) override;                      // id ignored
   std::vector<LocatedCopy> copies_of(Id version_id) override;     // by tape serial
   // In tape order: archive_file, then data_offset.
   void for_each_copy_on_tape(Id tape_id,
@@ -654,7 +720,8 @@ class Catalog final : public Reader {
   // view), by name after `after`, up to limit: what a scan compares with
   // the disk, without reading the directory's files and their versions.
   // Fewer than limit means the end.
-  std::vector<DirRow> subdirs(Id dir_id, std::string_view after = {}, std::size_t limit = 1024);
+  std::vector<DirRow> subdirs(Id dir_id, std::string_view after = {},
+                              std::size_t limit = 1024) override;
   std::optional<Entry> resolve(std::string_view path, const View& view = View::latest()) override;
   // Every entry below path (depth first, by name), with its full path.
   void walk(std::string_view path, const View& view,
@@ -698,32 +765,33 @@ class Catalog final : public Reader {
   // changed since, and the small tables whole. scan_state, tape_dirs and
   // what a reader rebuilds are left out (docs/FORMAT.md). No transaction may
   // be open on this connection. Returns the mark of what the index holds.
-  CopyMark copy_into(sqlite::Database& index, const std::optional<CopyMark>& since = std::nullopt);
+  CopyMark copy_into(sqlite::Database& index,
+                     const std::optional<CopyMark>& since = std::nullopt) override;
   // Adds to an index that copy_into() filled what changed since its mark,
   // read through this connection: the rows of a write transaction open on
   // it come along (the trailing index, on tape before its session commits).
   // Returns the mark of what the index now holds.
-  CopyMark add_changes_into(sqlite::Database& index, const CopyMark& since);
+  CopyMark add_changes_into(sqlite::Database& index, const CopyMark& since) override;
   // copy_into() for an index that already holds the catalog as of `held`
   // (one started from last_tape_copy()): brings it up to date in place,
   // the changed rows replaced and the small tables whole. Costs what
   // changed, not the catalog's size.
-  CopyMark refresh_copy(sqlite::Database& index, const CopyMark& held);
+  CopyMark refresh_copy(sqlite::Database& index, const CopyMark& held) override;
   // The catalog's last full copy on tape, kept beside the catalog by
   // keep_tape_copy() (<catalog>.tapecopy/<token>.db), if it is there and
   // of this layout; removes older ones. No transaction may be open.
-  std::optional<LastTapeCopy> last_tape_copy();
+  std::optional<LastTapeCopy> last_tape_copy() override;
   // Inside the transaction that commits a full trailing index already on
   // tape: keeps its file (moved from index_path) as the last copy, holding
   // `holds`. If it cannot be kept (a full disk), the next copy is made
   // from the catalog: nothing else depends on it.
-  void keep_tape_copy(const std::string& index_path, const CopyMark& holds);
+  void keep_tape_copy(const std::string& index_path, const CopyMark& holds) override;
   // Removes kept copies other than the one the committed catalog names.
-  void drop_stale_tape_copies();
+  void drop_stale_tape_copies() override;
   // The last archive index on a tape and what it holds (local: a recovered
   // catalog has none, and the next index on the tape is a full copy).
-  std::optional<IndexMark> index_mark(Id tape_id);
-  void set_index_mark(Id tape_id, const std::optional<IndexMark>& mark);
+  std::optional<IndexMark> index_mark(Id tape_id) override;
+  void set_index_mark(Id tape_id, const std::optional<IndexMark>& mark) override;
   // Merges the catalog_* tables of an index (a file from tape: untrusted)
   // into this catalog, in one transaction. Refuses an index of another
   // catalog unless this one is empty (it then adopts the index's id and
@@ -775,7 +843,7 @@ class WriterLock {
 // before.
 class WriteBatch {
  public:
-  explicit WriteBatch(Catalog& catalog, std::uint64_t every = 0)
+  explicit WriteBatch(Writer& catalog, std::uint64_t every = 0)
       : catalog_(catalog), every_(every) {}
   void begin();
   void commit();
@@ -784,7 +852,7 @@ class WriteBatch {
   void wrote();
 
  private:
-  Catalog& catalog_;
+  Writer& catalog_;
   std::uint64_t every_;
   std::uint64_t writes_ = 0;
   std::optional<sqlite::Transaction> transaction_;

@@ -13,6 +13,7 @@
 
 namespace mixtape::catalog {
 
+using internal::bind_attributes;
 using internal::check_name;
 using internal::check_path;
 using internal::subtree_bounds;
@@ -74,15 +75,8 @@ void Catalog::touch_dir(Id dir_id, const Attributes& attrs, Id run_id) {
   if ((a.mode & S_IFMT) != S_IFDIR)
     throw CatalogError("directory metadata with a non-directory mode");
   auto s = stmts_->get(sql::kTouchDir);
-  s->bind(1, dir_id)
-      .bind(2, a.mode)
-      .bind(3, a.uid)
-      .bind(4, a.gid)
-      .bind(5, a.uname)
-      .bind(6, a.gname)
-      .bind(7, a.mtime_ns)
-      .bind(8, run_id);
-  s->run();
+  s->bind(1, dir_id).bind(8, run_id);
+  bind_attributes(*s, 2, a).run();
 }
 
 std::vector<ScanEntry> Catalog::scan_entries(Id dir_id) {

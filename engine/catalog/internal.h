@@ -104,6 +104,23 @@ std::span<const char* const> copied_tables();
 
 // ------------------------------------------------------------------ enums
 
+// The names the catalog stores for its enums (to_string and parse_*).
+inline constexpr EnumNames<RunKind, 2> kRunKinds{
+    {{RunKind::kScan, "scan"}, {RunKind::kBackup, "backup"}}};
+inline constexpr EnumNames<VersionKind, 2> kVersionKinds{
+    {{VersionKind::kFile, "file"}, {VersionKind::kSymlink, "symlink"}}};
+inline constexpr EnumNames<TapeState, 4> kTapeStates{{{TapeState::kLabelled, "labelled"},
+                                                      {TapeState::kOpen, "open"},
+                                                      {TapeState::kFull, "full"},
+                                                      {TapeState::kRetired, "retired"}}};
+inline constexpr EnumNames<VerifyResult, 4> kVerifyResults{
+    {{VerifyResult::kOk, "ok"},
+     {VerifyResult::kMismatch, "mismatch"},
+     {VerifyResult::kUnreadable, "unreadable"},
+     {VerifyResult::kMissing, "missing"}}};
+inline constexpr EnumNames<Encryption, 3> kEncryptions{{{Encryption::kNone, "none"},
+                                                        {Encryption::kRecipients, "recipients"},
+                                                        {Encryption::kPassphrase, "passphrase"}}};
 std::optional<RunKind> parse_run_kind(std::string_view text);
 std::optional<VersionKind> parse_version_kind(std::string_view text);
 std::optional<TapeState> parse_tape_state(std::string_view text);
@@ -141,6 +158,12 @@ ArchiveRow read_archive(const sqlite::Statement& s, int first);
 CopyRow read_copy(const sqlite::Statement& s, int first);
 // A row of kCopiesOnTape and kCopiesInArchive: copy, archive file, version, path.
 CopyWithVersion read_copy_with_version(const sqlite::Statement& s);
+// Binds attributes as mode, uid, gid, uname, gname, mtime_ns from ?first on.
+sqlite::Statement& bind_attributes(sqlite::Statement& s, int first, const Attributes& a);
+// Binds a tape row's columns: all of kInsertTape's (id 0: a new id), or
+// kUpdateTape's mutable ones.
+sqlite::Statement& bind_tape_insert(sqlite::Statement& s, Id id, const TapeRow& t);
+sqlite::Statement& bind_tape_update(sqlite::Statement& s, const TapeRow& t);
 
 // The first row a cached query gives for its keys (bound as ?1, ?2, ...),
 // read by `read` from column 0; none when there is no row.

@@ -21,6 +21,10 @@
 namespace mixtape::catalog {
 namespace {
 
+using internal::bind_attributes;
+using internal::bind_id;
+using internal::bind_tape_insert;
+using internal::bind_tape_update;
 using internal::quote;
 
 constexpr std::int64_t kMaxInt = std::numeric_limits<std::int64_t>::max();
@@ -394,31 +398,12 @@ class IndexMerger {
         if (m.bytes_used != ours->bytes_used || m.append_file != ours->append_file ||
             m.state != ours->state || m.written_at_ns != ours->written_at_ns) {
           auto s = stmts_.get(sql::kUpdateTape);
-          s->bind(1, m.id)
-              .bind(2, m.capacity)
-              .bind(3, to_string(m.state))
-              .bind(4, m.bytes_used)
-              .bind(5, m.append_file)
-              .bind(6, m.append_block);
-          m.written_at_ns ? s->bind(7, m.written_at_ns) : s->bind_null(7);
-          s->run();
+          bind_tape_update(*s, m).run();
         }
       } else {
         auto s = stmts_.get(sql::kInsertTape);
         Id keep = keep_id("SELECT 1 FROM tapes WHERE id = ?1", from);
-        (keep ? s->bind(1, keep) : s->bind_null(1))
-            .bind(2, t.serial)
-            .bind(3, t.capacity)
-            .bind(4, t.record_size)
-            .bind(5, t.encrypted ? 1 : 0)
-            .bind(6, to_string(t.state))
-            .bind(7, t.bytes_used)
-            .bind(8, t.append_file)
-            .bind(9, t.append_block)
-            .bind(10, t.labelled_at_ns);
-        t.written_at_ns ? s->bind(11, t.written_at_ns) : s->bind_null(11);
-        t.foreign_id.empty() ? s->bind_null(12) : s->bind(12, t.foreign_id);
-        s->run();
+        bind_tape_insert(*s, keep, t).run();
         to = db_.last_insert_rowid();
         ++stats_.tapes;
       }
@@ -525,16 +510,9 @@ class IndexMerger {
       auto s = stmts_.get(
           "UPDATE dirs SET mode = ?2, uid = ?3, gid = ?4, uname = ?5, gname = ?6, mtime_ns = ?7, "
           "first_seen_run = ?8, last_seen_run = ?9, changed = " MIXTAPE_EPOCH " WHERE id = ?1");
-      s->bind(1, to)
-          .bind(2, m.attrs.mode)
-          .bind(3, m.attrs.uid)
-          .bind(4, m.attrs.gid)
-          .bind(5, m.attrs.uname)
-          .bind(6, m.attrs.gname)
-          .bind(7, m.attrs.mtime_ns);
-      m.first_seen_run ? s->bind(8, m.first_seen_run) : s->bind_null(8);
-      m.last_seen_run ? s->bind(9, m.last_seen_run) : s->bind_null(9);
-      s->run();
+      bind_attributes(s->bind(1, to), 2, m.attrs);
+      bind_id(*s, 8, m.first_seen_run);
+      bind_id(*s, 9, m.last_seen_run).run();
     }
   }
 

@@ -39,6 +39,40 @@ sqlite::Statement& bind_id(sqlite::Statement& s, int index, Id id) {
   return id ? s.bind(index, id) : s.bind_null(index);
 }
 
+sqlite::Statement& bind_attributes(sqlite::Statement& s, int first, const Attributes& a) {
+  return s.bind(first, a.mode)
+      .bind(first + 1, a.uid)
+      .bind(first + 2, a.gid)
+      .bind(first + 3, a.uname)
+      .bind(first + 4, a.gname)
+      .bind(first + 5, a.mtime_ns);
+}
+
+sqlite::Statement& bind_tape_insert(sqlite::Statement& s, Id id, const TapeRow& t) {
+  bind_id(s, 1, id)
+      .bind(2, t.serial)
+      .bind(3, t.capacity)
+      .bind(4, t.record_size)
+      .bind(5, t.encrypted ? 1 : 0)
+      .bind(6, to_string(t.state))
+      .bind(7, t.bytes_used)
+      .bind(8, t.append_file)
+      .bind(9, t.append_block)
+      .bind(10, t.labelled_at_ns);
+  bind_id(s, 11, t.written_at_ns);
+  return t.foreign_id.empty() ? s.bind_null(12) : s.bind(12, t.foreign_id);
+}
+
+sqlite::Statement& bind_tape_update(sqlite::Statement& s, const TapeRow& t) {
+  s.bind(1, t.id)
+      .bind(2, t.capacity)
+      .bind(3, to_string(t.state))
+      .bind(4, t.bytes_used)
+      .bind(5, t.append_file)
+      .bind(6, t.append_block);
+  return bind_id(s, 7, t.written_at_ns);
+}
+
 namespace {
 
 Id optional_id(const sqlite::Statement& s, int column) {

@@ -463,31 +463,19 @@ void migrate(sqlite::Database& db, std::span<const Migration> steps, const std::
 }
 
 std::optional<RunKind> parse_run_kind(std::string_view text) {
-  if (text == "scan") return RunKind::kScan;
-  if (text == "backup") return RunKind::kBackup;
-  return std::nullopt;
+  return kRunKinds.parse(text);
 }
 
 std::optional<VersionKind> parse_version_kind(std::string_view text) {
-  if (text == "file") return VersionKind::kFile;
-  if (text == "symlink") return VersionKind::kSymlink;
-  return std::nullopt;
+  return kVersionKinds.parse(text);
 }
 
 std::optional<TapeState> parse_tape_state(std::string_view text) {
-  if (text == "labelled") return TapeState::kLabelled;
-  if (text == "open") return TapeState::kOpen;
-  if (text == "full") return TapeState::kFull;
-  if (text == "retired") return TapeState::kRetired;
-  return std::nullopt;
+  return kTapeStates.parse(text);
 }
 
 std::optional<VerifyResult> parse_verify_result(std::string_view text) {
-  if (text == "ok") return VerifyResult::kOk;
-  if (text == "mismatch") return VerifyResult::kMismatch;
-  if (text == "unreadable") return VerifyResult::kUnreadable;
-  if (text == "missing") return VerifyResult::kMissing;
-  return std::nullopt;
+  return kVerifyResults.parse(text);
 }
 
 std::string random_catalog_id() {
@@ -509,39 +497,19 @@ std::string random_catalog_id() {
 namespace mixtape::catalog {
 
 const char* to_string(RunKind kind) {
-  return kind == RunKind::kScan ? "scan" : "backup";
+  return internal::kRunKinds.name(kind);
 }
 
 const char* to_string(VersionKind kind) {
-  return kind == VersionKind::kFile ? "file" : "symlink";
+  return internal::kVersionKinds.name(kind);
 }
 
 const char* to_string(TapeState state) {
-  switch (state) {
-    case TapeState::kLabelled:
-      return "labelled";
-    case TapeState::kOpen:
-      return "open";
-    case TapeState::kFull:
-      return "full";
-    case TapeState::kRetired:
-      return "retired";
-  }
-  return "?";
+  return internal::kTapeStates.name(state);
 }
 
 const char* to_string(VerifyResult result) {
-  switch (result) {
-    case VerifyResult::kOk:
-      return "ok";
-    case VerifyResult::kMismatch:
-      return "mismatch";
-    case VerifyResult::kUnreadable:
-      return "unreadable";
-    case VerifyResult::kMissing:
-      return "missing";
-  }
-  return "?";
+  return internal::kVerifyResults.name(result);
 }
 
 }  // namespace mixtape::catalog

@@ -14,6 +14,8 @@
 namespace mixtape::catalog {
 
 using internal::bind_id;
+using internal::bind_tape_insert;
+using internal::bind_tape_update;
 using internal::quote;
 
 // ---------------------------------------------------------------- planning
@@ -42,37 +44,16 @@ Id Catalog::add_tape(const TapeRow& tape) {
   if (tape_by_serial(tape.serial)) {
     throw CatalogError("tape " + tape.serial + " is already in the catalog");
   }
+  TapeRow row = tape;
+  if (row.labelled_at_ns == 0) row.labelled_at_ns = now_ns();
   auto s = stmts_->get(sql::kInsertTape);
-  s->bind_null(1)
-      .bind(2, tape.serial)
-      .bind(3, tape.capacity)
-      .bind(4, tape.record_size)
-      .bind(5, tape.encrypted ? 1 : 0)
-      .bind(6, to_string(tape.state))
-      .bind(7, tape.bytes_used)
-      .bind(8, tape.append_file)
-      .bind(9, tape.append_block)
-      .bind(10, tape.labelled_at_ns ? tape.labelled_at_ns : now_ns());
-  bind_id(*s, 11, tape.written_at_ns);
-  if (tape.foreign_id.empty()) {
-    s->bind_null(12);
-  } else {
-    s->bind(12, tape.foreign_id);
-  }
-  s->run();
+  bind_tape_insert(*s, 0, row).run();
   return db_->last_insert_rowid();
 }
 
 void Catalog::update_tape(const TapeRow& tape) {
   auto s = stmts_->get(sql::kUpdateTape);
-  s->bind(1, tape.id)
-      .bind(2, tape.capacity)
-      .bind(3, to_string(tape.state))
-      .bind(4, tape.bytes_used)
-      .bind(5, tape.append_file)
-      .bind(6, tape.append_block);
-  bind_id(*s, 7, tape.written_at_ns);
-  s->run();
+  bind_tape_update(*s, tape).run();
   if (db_->changes() == 0) throw CatalogError("no tape with id " + std::to_string(tape.id));
 }
 

@@ -15,7 +15,9 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <memory>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -365,5 +367,27 @@ std::string flock_holder(int fd);
 std::string process_command_line(pid_t pid);
 // Whether a process with that id exists (kill(pid, 0)).
 bool process_exists(pid_t pid);
+
+// An enum's names, written once for both directions: name() for to_string,
+// parse() for reading them back (a catalog column, a setting).
+template <typename Enum, std::size_t N>
+struct EnumNames {
+  struct Name {
+    Enum value;
+    const char* text;
+  };
+  Name names[N];
+
+  const char* name(Enum value) const {
+    for (const Name& n : names)
+      if (n.value == value) return n.text;
+    return "?";
+  }
+  std::optional<Enum> parse(std::string_view text) const {
+    for (const Name& n : names)
+      if (text == n.text) return n.value;
+    return std::nullopt;
+  }
+};
 
 }  // namespace mixtape

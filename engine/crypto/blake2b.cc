@@ -166,16 +166,16 @@ Blake2b256Digest Blake2b256::finish() {
   return digest;
 }
 
+namespace {
+
+constexpr EnumNames<Blake2b256::Kernel, 3> kKernels{{{Blake2b256::Kernel::kFastest, "fastest"},
+                                                     {Blake2b256::Kernel::kLibb2, "libb2"},
+                                                     {Blake2b256::Kernel::kScalar, "scalar"}}};
+
+}  // namespace
+
 const char* to_string(Blake2b256::Kernel kernel) {
-  switch (kernel) {
-    case Kernel::kFastest:
-      return "fastest";
-    case Kernel::kLibb2:
-      return "libb2";
-    case Kernel::kScalar:
-      return "scalar";
-  }
-  return "?";
+  return kKernels.name(kernel);
 }
 
 Blake2b256Digest blake2b256(ByteSpan data) {

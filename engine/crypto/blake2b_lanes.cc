@@ -62,18 +62,18 @@ struct LaneBlocks {
 
 }  // namespace
 
+namespace {
+
+constexpr EnumNames<Blake2b256Lanes::Kernel, 4> kLaneKernels{
+    {{Blake2b256Lanes::Kernel::kFastest, "fastest"},
+     {Blake2b256Lanes::Kernel::kAvx512, "AVX-512"},
+     {Blake2b256Lanes::Kernel::kAvx2, "AVX2"},
+     {Blake2b256Lanes::Kernel::kOneByOne, "one-by-one"}}};
+
+}  // namespace
+
 const char* to_string(Blake2b256Lanes::Kernel kernel) {
-  switch (kernel) {
-    case Kernel::kFastest:
-      return "fastest";
-    case Kernel::kAvx512:
-      return "AVX-512";
-    case Kernel::kAvx2:
-      return "AVX2";
-    case Kernel::kOneByOne:
-      return "one-by-one";
-  }
-  return "?";
+  return kLaneKernels.name(kernel);
 }
 
 struct Blake2b256Lanes::State {

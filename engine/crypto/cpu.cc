@@ -9,16 +9,15 @@
 
 namespace mixtape::crypto {
 
+namespace {
+
+constexpr EnumNames<CpuLevel, 3> kCpuLevels{
+    {{CpuLevel::kGeneric, "generic"}, {CpuLevel::kAvx2, "avx2"}, {CpuLevel::kAvx512, "avx512"}}};
+
+}  // namespace
+
 const char* to_string(CpuLevel level) {
-  switch (level) {
-    case CpuLevel::kGeneric:
-      return "generic";
-    case CpuLevel::kAvx2:
-      return "avx2";
-    case CpuLevel::kAvx512:
-      return "avx512";
-  }
-  return "?";
+  return kCpuLevels.name(level);
 }
 
 std::optional<CpuLevel> parse_cpu_level(std::string_view text) {
@@ -26,10 +25,7 @@ std::optional<CpuLevel> parse_cpu_level(std::string_view text) {
   for (char c : text)
     if (c != '-' && c != '_')
       name += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (name == "avx512") return CpuLevel::kAvx512;
-  if (name == "avx2") return CpuLevel::kAvx2;
-  if (name == "generic") return CpuLevel::kGeneric;
-  return std::nullopt;
+  return kCpuLevels.parse(name);
 }
 
 // libgcc fills in the CPU model before main (so no __builtin_cpu_init()),

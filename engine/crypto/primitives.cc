@@ -13,30 +13,24 @@ void wipe(void* data, std::size_t size) {
   if (size > 0) sodium_memzero(data, size);
 }
 
+namespace {
+
+constexpr EnumNames<AgeErrorKind, 10> kAgeErrorKinds{
+    {{AgeErrorKind::HeaderMalformed, "header malformed"},
+     {AgeErrorKind::NoIdentityMatched, "no identity matched"},
+     {AgeErrorKind::WrongPassphrase, "wrong passphrase"},
+     {AgeErrorKind::HmacMismatch, "header MAC mismatch"},
+     {AgeErrorKind::PayloadCorrupt, "payload corrupt"},
+     {AgeErrorKind::Truncated, "truncated"},
+     {AgeErrorKind::TrailingData, "trailing data"},
+     {AgeErrorKind::ArmorMalformed, "armor malformed"},
+     {AgeErrorKind::WorkFactorTooHigh, "work factor too high"},
+     {AgeErrorKind::KeyMalformed, "key malformed"}}};
+
+}  // namespace
+
 const char* to_string(AgeErrorKind kind) {
-  switch (kind) {
-    case AgeErrorKind::HeaderMalformed:
-      return "header malformed";
-    case AgeErrorKind::NoIdentityMatched:
-      return "no identity matched";
-    case AgeErrorKind::WrongPassphrase:
-      return "wrong passphrase";
-    case AgeErrorKind::HmacMismatch:
-      return "header MAC mismatch";
-    case AgeErrorKind::PayloadCorrupt:
-      return "payload corrupt";
-    case AgeErrorKind::Truncated:
-      return "truncated";
-    case AgeErrorKind::TrailingData:
-      return "trailing data";
-    case AgeErrorKind::ArmorMalformed:
-      return "armor malformed";
-    case AgeErrorKind::WorkFactorTooHigh:
-      return "work factor too high";
-    case AgeErrorKind::KeyMalformed:
-      return "key malformed";
-  }
-  return "unknown";
+  return kAgeErrorKinds.name(kind);
 }
 
 Passphrase::Passphrase(std::string_view text) : bytes_(text.begin(), text.end()) {}

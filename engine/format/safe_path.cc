@@ -24,20 +24,18 @@ std::optional<std::string> safe_relative_path(std::string_view member_name) {
   return result;
 }
 
+namespace {
+
+constexpr EnumNames<MemberType, 5> kMemberTypes{{{MemberType::kFile, "file"},
+                                                 {MemberType::kDirectory, "directory"},
+                                                 {MemberType::kSymlink, "symlink"},
+                                                 {MemberType::kHardlink, "hardlink"},
+                                                 {MemberType::kOther, "other"}}};
+
+}  // namespace
+
 std::string_view member_type_name(MemberType type) {
-  switch (type) {
-    case MemberType::kFile:
-      return "file";
-    case MemberType::kDirectory:
-      return "directory";
-    case MemberType::kSymlink:
-      return "symlink";
-    case MemberType::kHardlink:
-      return "hardlink";
-    case MemberType::kOther:
-      break;
-  }
-  return "other";
+  return kMemberTypes.name(type);
 }
 
 }  // namespace mixtape::format

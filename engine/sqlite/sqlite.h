@@ -147,6 +147,10 @@ class Transaction {
   explicit Transaction(Database& db);
   Transaction(const Transaction&) = delete;
   Transaction& operator=(const Transaction&) = delete;
+  // The moved-from one is done: only the new one commits or rolls back.
+  Transaction(Transaction&& other) noexcept : db_(other.db_), done_(other.done_) {
+    other.done_ = true;
+  }
   ~Transaction();
   void commit();
 

@@ -11,32 +11,25 @@
 
 namespace mixtape::tape {
 
+namespace {
+
+constexpr EnumNames<TapeErrorKind, 11> kTapeErrorKinds{
+    {{TapeErrorKind::kMediaError, "media error"},
+     {TapeErrorKind::kEndOfData, "end of data"},
+     {TapeErrorKind::kBeginningOfTape, "beginning of tape"},
+     {TapeErrorKind::kPhysicalEnd, "physical end of medium"},
+     {TapeErrorKind::kRecordTooLarge, "record too large"},
+     {TapeErrorKind::kWriteProtected, "write protected"},
+     {TapeErrorKind::kNotLoaded, "no tape loaded"},
+     {TapeErrorKind::kInvalidArgument, "invalid argument"},
+     {TapeErrorKind::kTimeout, "timeout"},
+     {TapeErrorKind::kPositionLost, "position lost"},
+     {TapeErrorKind::kDeviceError, "device error"}}};
+
+}  // namespace
+
 std::string_view to_string(TapeErrorKind kind) {
-  switch (kind) {
-    case TapeErrorKind::kMediaError:
-      return "media error";
-    case TapeErrorKind::kEndOfData:
-      return "end of data";
-    case TapeErrorKind::kBeginningOfTape:
-      return "beginning of tape";
-    case TapeErrorKind::kPhysicalEnd:
-      return "physical end of medium";
-    case TapeErrorKind::kRecordTooLarge:
-      return "record too large";
-    case TapeErrorKind::kWriteProtected:
-      return "write protected";
-    case TapeErrorKind::kNotLoaded:
-      return "no tape loaded";
-    case TapeErrorKind::kInvalidArgument:
-      return "invalid argument";
-    case TapeErrorKind::kTimeout:
-      return "timeout";
-    case TapeErrorKind::kPositionLost:
-      return "position lost";
-    case TapeErrorKind::kDeviceError:
-      return "device error";
-  }
-  return "unknown";
+  return kTapeErrorKinds.name(kind);
 }
 
 WriteResult Drive::write_record_gathered(std::span<const ByteSpan> pieces) {

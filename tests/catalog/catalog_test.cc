@@ -15,6 +15,7 @@ namespace {
 
 using testing::file_version;
 using testing::make_file;
+using testing::NewCatalogTest;
 using testing::TempDir;
 using testing::test_config;
 
@@ -257,9 +258,9 @@ TEST(Namespace, EnsureDirMakesAncestorsOnce) {
 
 // ---------------------------------------------------------------- runs
 
-TEST(Runs, BeginFinishAndFindByTime) {
-  TempDir dir;
-  Catalog c = Catalog::create(dir.file("c.db"), test_config());
+class Runs : public NewCatalogTest {};
+
+TEST_F(Runs, BeginFinishAndFindByTime) {
   Id r1 = c.begin_run(RunKind::kScan, {"/b", "/a"});
   Id r2 = c.begin_run(RunKind::kBackup, {"/a"});
   c.finish_run(r1);
@@ -279,9 +280,9 @@ TEST(Runs, BeginFinishAndFindByTime) {
 
 // ---------------------------------------------------------------- versions
 
-TEST(Versions, SameContentGoesOnChangedContentAdds) {
-  TempDir dir;
-  Catalog c = Catalog::create(dir.file("c.db"), test_config());
+class Versions : public NewCatalogTest {};
+
+TEST_F(Versions, SameContentGoesOnChangedContentAdds) {
   Id file = make_file(c, "/data/a.raw");
   Id r1 = c.begin_run(RunKind::kBackup, {"/data"});
   auto v1 = c.record_version(file, file_version("one"), r1);
@@ -323,9 +324,7 @@ TEST(Versions, SameContentGoesOnChangedContentAdds) {
   EXPECT_EQ(all[3].last_seen_run, 0);
 }
 
-TEST(Versions, SymlinksHashTheirTarget) {
-  TempDir dir;
-  Catalog c = Catalog::create(dir.file("c.db"), test_config());
+TEST_F(Versions, SymlinksHashTheirTarget) {
   Id file = make_file(c, "/data/link");
   Id run = c.begin_run(RunKind::kBackup, {"/data"});
   VersionRow v;
@@ -349,9 +348,7 @@ TEST(Versions, SymlinksHashTheirTarget) {
   EXPECT_THROW(c.record_version(file, no_target, run), CatalogError);
 }
 
-TEST(Versions, ReturningFileLeavesAGapForRunsThatMissedIt) {
-  TempDir dir;
-  Catalog c = Catalog::create(dir.file("c.db"), test_config());
+TEST_F(Versions, ReturningFileLeavesAGapForRunsThatMissedIt) {
   Id file = make_file(c, "/data/a");
   Id r1 = c.begin_run(RunKind::kBackup, {"/data"});
   Id v = c.record_version(file, file_version("a"), r1).id;
@@ -476,9 +473,9 @@ TEST(Scan, AnUnchangedDirectoryIsNotWritten) {
 
 // ---------------------------------------------------------------- copy goals
 
-TEST(CopyGoals, LongestPrefixWinsAndVersionsFollow) {
-  TempDir dir;
-  Catalog c = Catalog::create(dir.file("c.db"), test_config());
+class CopyGoals : public NewCatalogTest {};
+
+TEST_F(CopyGoals, LongestPrefixWinsAndVersionsFollow) {
   Id run = c.begin_run(RunKind::kBackup, {"/"});
   auto record = [&](const char* path) {
     return c.record_version(make_file(c, path), file_version(path), run).id;

@@ -10,9 +10,9 @@ namespace {
 
 using namespace testing;
 
-TEST(Tapes, AddFindUpdate) {
-  TempDir tmp;
-  Catalog c = Catalog::create(tmp.file("c.db"), test_config());
+class Tapes : public NewCatalogTest {};
+
+TEST_F(Tapes, AddFindUpdate) {
   TapeRow t;
   t.serial = "L00042";
   t.capacity = 2500ull << 30;
@@ -50,9 +50,9 @@ TEST(Tapes, AddFindUpdate) {
   EXPECT_EQ(all[0].serial, "A00001");
 }
 
-TEST(Copies, ReplicasAndCountsAcrossTapes) {
-  TempDir tmp;
-  Catalog c = Catalog::create(tmp.file("c.db"), test_config());
+class Copies : public NewCatalogTest {};
+
+TEST_F(Copies, ReplicasAndCountsAcrossTapes) {
   Id run = c.begin_run(RunKind::kBackup, {"/d"});
   Id v = c.record_version(make_file(c, "/d/f"), file_version("f"), run).id;
   auto t2 = add_tape_with_archive(c, "L00002", 2, run);
@@ -94,9 +94,7 @@ TEST(Copies, ReplicasAndCountsAcrossTapes) {
   EXPECT_THROW(add_copy(c, t1.archive, 9999), CatalogError);
 }
 
-TEST(Copies, OnATapeInTapeOrder) {
-  TempDir tmp;
-  Catalog c = Catalog::create(tmp.file("c.db"), test_config());
+TEST_F(Copies, OnATapeInTapeOrder) {
   Id run = c.begin_run(RunKind::kBackup, {"/d"});
   Id va = c.record_version(make_file(c, "/d/a"), file_version("a"), run).id;
   Id vb = c.record_version(make_file(c, "/d/b"), file_version("b"), run).id;
@@ -125,9 +123,9 @@ std::vector<std::string> pending_paths(Catalog& c, Id tape, bool only_present = 
   return out;
 }
 
-TEST(Planning, PendingVersionsExcludeTapeAndMetGoals) {
-  TempDir tmp;
-  Catalog c = Catalog::create(tmp.file("c.db"), test_config());
+class Planning : public NewCatalogTest {};
+
+TEST_F(Planning, PendingVersionsExcludeTapeAndMetGoals) {
   Id run = c.begin_run(RunKind::kBackup, {"/d"});
   ScanState present;
   auto add = [&](const char* path) {
@@ -162,9 +160,7 @@ TEST(Planning, PendingVersionsExcludeTapeAndMetGoals) {
   EXPECT_EQ(status.tapes[0].archives, 1u);
 }
 
-TEST(Planning, OnlyPresentSkipsWhatIsNoLongerOnDiskAsHashed) {
-  TempDir tmp;
-  Catalog c = Catalog::create(tmp.file("c.db"), test_config());
+TEST_F(Planning, OnlyPresentSkipsWhatIsNoLongerOnDiskAsHashed) {
   Id r1 = c.begin_run(RunKind::kBackup, {"/d"});
   ScanState seen;
   Id changed = make_file(c, "/d/changed");
@@ -190,9 +186,9 @@ TEST(Planning, OnlyPresentSkipsWhatIsNoLongerOnDiskAsHashed) {
   EXPECT_EQ(pending_paths(c, 0, false).size(), 6u);  // every version ever recorded
 }
 
-TEST(Verification, RecordsAndReportsTheNewest) {
-  TempDir tmp;
-  Catalog c = Catalog::create(tmp.file("c.db"), test_config());
+class Verification : public NewCatalogTest {};
+
+TEST_F(Verification, RecordsAndReportsTheNewest) {
   Id run = c.begin_run(RunKind::kBackup, {"/d"});
   Id v = c.record_version(make_file(c, "/d/f"), file_version("f"), run).id;
   auto t = add_tape_with_archive(c, "L00001");

@@ -44,6 +44,14 @@ inline VersionRow file_version(std::string_view content, std::int64_t mtime_ns =
   return v;
 }
 
+// A test with a new catalog of its own, `c` (test_config(), in a
+// temporary folder).
+class NewCatalogTest : public ::testing::Test {
+ protected:
+  TempDir tmp_;
+  Catalog c = Catalog::create(tmp_.file("c.db"), test_config());
+};
+
 // Ensures the file at `path` (and its directory) and returns its id.
 inline Id make_file(Catalog& c, std::string_view path) {
   auto slash = path.rfind('/');

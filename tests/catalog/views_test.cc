@@ -36,9 +36,9 @@ std::vector<std::string> all_names(Catalog& c, Id dir, const View& view, std::si
   }
 }
 
-TEST(Views, LatestListsDirsAndFilesByNameInPages) {
-  TempDir tmp;
-  Catalog c = Catalog::create(tmp.file("c.db"), test_config());
+class Views : public NewCatalogTest {};
+
+TEST_F(Views, LatestListsDirsAndFilesByNameInPages) {
   Id run = c.begin_run(RunKind::kBackup, {"/big"});
   Id big = c.ensure_dir("/big");
   std::set<std::string> expected;
@@ -75,9 +75,7 @@ TEST(Views, LatestListsDirsAndFilesByNameInPages) {
   EXPECT_TRUE(c.lookup(big, "d3", View::latest())->is_dir);
 }
 
-TEST(Views, OnlyTheLastPageIsShortWhenDirsAndFilesInterleave) {
-  TempDir tmp;
-  Catalog c = Catalog::create(tmp.file("c.db"), test_config());
+TEST_F(Views, OnlyTheLastPageIsShortWhenDirsAndFilesInterleave) {
   Id r1 = c.begin_run(RunKind::kBackup, {"/mix"});
   Id mix = c.ensure_dir("/mix");
   std::vector<std::string> want;
@@ -101,9 +99,7 @@ TEST(Views, OnlyTheLastPageIsShortWhenDirsAndFilesInterleave) {
     EXPECT_EQ(all_names(c, mix, View::latest(), page), want) << "page " << page;
 }
 
-TEST(Views, LatestShowsTheNewestVersionAndDeletedFiles) {
-  TempDir tmp;
-  Catalog c = Catalog::create(tmp.file("c.db"), test_config());
+TEST_F(Views, LatestShowsTheNewestVersionAndDeletedFiles) {
   Id r1 = c.begin_run(RunKind::kBackup, {"/d"});
   Id f = make_file(c, "/d/f");
   Id gone = make_file(c, "/d/gone");
@@ -121,9 +117,7 @@ TEST(Views, LatestShowsTheNewestVersionAndDeletedFiles) {
   EXPECT_TRUE(c.resolve("/", View::latest())->is_dir);
 }
 
-TEST(Views, ANameThatWasBothDirAndFileShowsTheNewer) {
-  TempDir tmp;
-  Catalog c = Catalog::create(tmp.file("c.db"), test_config());
+TEST_F(Views, ANameThatWasBothDirAndFileShowsTheNewer) {
   Id r1 = c.begin_run(RunKind::kBackup, {"/d"});
   Id d = c.ensure_dir("/d");
   c.record_version(c.ensure_file(d, "x"), file_version("x"), r1);
@@ -140,9 +134,7 @@ TEST(Views, ANameThatWasBothDirAndFileShowsTheNewer) {
   EXPECT_FALSE(c.lookup(d, "x", View::snapshot(r1))->is_dir);
 }
 
-TEST(Views, SnapshotsShowEachRunsTreeUnderItsRoots) {
-  TempDir tmp;
-  Catalog c = Catalog::create(tmp.file("c.db"), test_config());
+TEST_F(Views, SnapshotsShowEachRunsTreeUnderItsRoots) {
   const Attributes dir_attrs{0755, 0, 0, "", "", 0};
   Id r1 = c.begin_run(RunKind::kBackup, {"/home/me/photos"});
   c.touch_dir(c.ensure_dir("/home/me/photos"), dir_attrs, r1);
@@ -182,9 +174,7 @@ TEST(Views, SnapshotsShowEachRunsTreeUnderItsRoots) {
   EXPECT_EQ(names(c.list_dir(photos, View::snapshot(r3))), (std::vector<std::string>{"b.raw"}));
 }
 
-TEST(Views, TapesShowWhatTheyHold) {
-  TempDir tmp;
-  Catalog c = Catalog::create(tmp.file("c.db"), test_config());
+TEST_F(Views, TapesShowWhatTheyHold) {
   Id run = c.begin_run(RunKind::kBackup, {"/"});
   Id on_1 = c.record_version(make_file(c, "/a/b/one"), file_version("1"), run).id;
   Id on_2 = c.record_version(make_file(c, "/a/c/two"), file_version("2"), run).id;
@@ -204,9 +194,7 @@ TEST(Views, TapesShowWhatTheyHold) {
   EXPECT_FALSE(c.resolve("/a/c", View::tape(t1.tape)));
 }
 
-TEST(Views, SubdirsListsDirectoryRowsOnlyInPages) {
-  TempDir tmp;
-  Catalog c = Catalog::create(tmp.file("c.db"), test_config());
+TEST_F(Views, SubdirsListsDirectoryRowsOnlyInPages) {
   Id r1 = c.begin_run(RunKind::kBackup, {"/s"});
   Id s = c.ensure_dir("/s");
   std::vector<std::string> want;
@@ -243,9 +231,7 @@ TEST(Views, SubdirsListsDirectoryRowsOnlyInPages) {
   EXPECT_TRUE(c.subdirs(s, "d129").empty());
 }
 
-TEST(Views, WalkVisitsEverythingDepthFirst) {
-  TempDir tmp;
-  Catalog c = Catalog::create(tmp.file("c.db"), test_config());
+TEST_F(Views, WalkVisitsEverythingDepthFirst) {
   Id run = c.begin_run(RunKind::kBackup, {"/r"});
   for (const char* p : {"/r/b/x", "/r/a", "/r/b/c/y", "/other/z"}) {
     c.record_version(make_file(c, p), file_version(p), run);
@@ -262,9 +248,7 @@ TEST(Views, WalkVisitsEverythingDepthFirst) {
 
 // A listing or lookup reads in one transaction of its own, or in the
 // caller's: it must neither leave one open nor end the caller's.
-TEST(Views, ListingsUseTheCallersTransactionOrEndTheirOwn) {
-  TempDir tmp;
-  Catalog c = Catalog::create(tmp.file("c.db"), test_config());
+TEST_F(Views, ListingsUseTheCallersTransactionOrEndTheirOwn) {
   Id run = c.begin_run(RunKind::kBackup, {"/r"});
   c.record_version(make_file(c, "/r/a"), file_version("a"), run);
   const Id r = c.dir_by_path("/r")->id;

@@ -1,4 +1,8 @@
 #include "engine/common/common.h"
+#include "engine/catalog/catalog.h"
+#include "engine/crypto/crypto.h"
+#include "engine/format/format.h"
+#include "engine/tape/tape.h"
 #include "tests/support/test_support.h"
 
 #include <gtest/gtest.h>
@@ -9,6 +13,48 @@
 
 namespace mixtape {
 namespace {
+
+enum class Color { kRed, kGreen, kBlue };
+constexpr EnumNames<Color, 2> kColors{{{Color::kRed, "red"}, {Color::kGreen, "green"}}};
+
+TEST(EnumNames, NamesAndParsesBothWays) {
+  EXPECT_STREQ(kColors.name(Color::kRed), "red");
+  EXPECT_STREQ(kColors.name(Color::kGreen), "green");
+  EXPECT_STREQ(kColors.name(Color::kBlue), "?");  // missing from the table
+  EXPECT_EQ(kColors.parse("green"), Color::kGreen);
+  EXPECT_EQ(kColors.parse("Green"), std::nullopt);
+  EXPECT_EQ(kColors.parse(""), std::nullopt);
+}
+
+// Every value up to the last enumerator has a name in its table (the
+// compiler no longer checks a switch for them: docs/DECISIONS.md).
+template <typename Enum, typename ToString>
+void expect_every_value_named(Enum last, ToString to_string) {
+  for (int i = 0; i <= static_cast<int>(last); ++i) {
+    EXPECT_NE(std::string(to_string(static_cast<Enum>(i))), "?") << "value " << i;
+  }
+}
+
+TEST(EnumNames, EveryEnumOfTheEngineHasAllItsNames) {
+  using namespace catalog;
+  expect_every_value_named(RunKind::kBackup, [](RunKind v) { return to_string(v); });
+  expect_every_value_named(VersionKind::kSymlink, [](VersionKind v) { return to_string(v); });
+  expect_every_value_named(TapeState::kRetired, [](TapeState v) { return to_string(v); });
+  expect_every_value_named(VerifyResult::kMissing, [](VerifyResult v) { return to_string(v); });
+  expect_every_value_named(tape::TapeErrorKind::kDeviceError,
+                           [](tape::TapeErrorKind v) { return std::string(tape::to_string(v)); });
+  expect_every_value_named(crypto::AgeErrorKind::KeyMalformed,
+                           [](crypto::AgeErrorKind v) { return crypto::to_string(v); });
+  expect_every_value_named(crypto::CpuLevel::kAvx512,
+                           [](crypto::CpuLevel v) { return crypto::to_string(v); });
+  expect_every_value_named(crypto::Blake2b256::Kernel::kScalar,
+                           [](crypto::Blake2b256::Kernel v) { return crypto::to_string(v); });
+  expect_every_value_named(crypto::Blake2b256Lanes::Kernel::kOneByOne,
+                           [](crypto::Blake2b256Lanes::Kernel v) { return crypto::to_string(v); });
+  expect_every_value_named(format::MemberType::kOther, [](format::MemberType v) {
+    return std::string(format::member_type_name(v));
+  });
+}
 
 TEST(ParseSize, AcceptsBinaryUnits) {
   EXPECT_EQ(parse_size("4096"), 4096u);

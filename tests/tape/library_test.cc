@@ -152,46 +152,58 @@ TEST(MtxStatus, BarcodesNameSerials) {
 
 // The emulated robot (engine/tape/emulated_changer.h) with tapes L00001..3
 // in slots 1..3 of six (the last is the mail slot).
-void fill(EmulatedChanger& robot) {
-  for (int i = 1; i <= 3; ++i) {
-    const std::string serial = "L0000" + std::to_string(i);
-    robot.put(static_cast<std::size_t>(i), serial + "L6", labelled_cartridge(serial));
+// Its drives are /dev/nst0 and /dev/nst1; changer() gives an MtxChanger
+// over the devices listed, in that order.
+class MtxChangerTest : public ::testing::Test {
+ protected:
+  MtxChangerTest() {
+    for (int i = 1; i <= 3; ++i) {
+      const std::string serial = "L0000" + std::to_string(i);
+      robot_.put(static_cast<std::size_t>(i), serial + "L6", labelled_cartridge(serial));
+    }
   }
-}
 
-TEST(MtxChanger, LoadsSwapsAndUnloadsWithMtx) {
-  EmulatedStDevice nst0("/dev/nst0"), nst1("/dev/nst1");
-  EmulatedChanger robot("/dev/sg3", {&nst0, &nst1}, 6);
-  fill(robot);
-  std::vector<std::unique_ptr<Drive>> drives;
-  drives.push_back(std::make_unique<StDrive>("/dev/nst0", nst0));
-  drives.push_back(std::make_unique<StDrive>("/dev/nst1", nst1));
-  MtxChanger changer("/dev/sg3", std::move(drives), robot.runner());
+  MtxChanger changer(const std::vector<EmulatedStDevice*>& devices,
+                     SerialReader read_serial = read_label) {
+    std::vector<std::unique_ptr<Drive>> drives;
+    for (EmulatedStDevice* device : devices) {
+      drives.push_back(
+          std::make_unique<StDrive>(device == &nst0_ ? "/dev/nst0" : "/dev/nst1", *device));
+    }
+    return MtxChanger("/dev/sg3", std::move(drives), robot_.runner(), std::move(read_serial));
+  }
+
+  EmulatedStDevice nst0_{"/dev/nst0"}, nst1_{"/dev/nst1"};
+  EmulatedChanger robot_{"/dev/sg3", {&nst0_, &nst1_}, 6};
+};
+
+TEST_F(MtxChangerTest, LoadsSwapsAndUnloadsWithMtx) {
+  MtxChanger changer = this->changer({&nst0_, &nst1_}, {});
 
   EXPECT_EQ(changer.serials(), (std::vector<std::string>{"L00001", "L00002", "L00003"}));
-  robot.clear_calls();
+  robot_.clear_calls();
 
   Drive& d0 = changer.load("L00002", 0);
-  EXPECT_EQ(robot.calls(),
+  EXPECT_EQ(robot_.calls(),
             (std::vector<std::string>{"mtx -f /dev/sg3 status", "mtx -f /dev/sg3 load 2 0"}));
   EXPECT_EQ(read_label(d0), "L00002");
   EXPECT_EQ(changer.loaded_serial(0), "L00002");
 
-  robot.clear_calls();
+  robot_.clear_calls();
   EXPECT_EQ(read_label(changer.load("L00003", 0)), "L00003");
-  EXPECT_EQ(robot.calls(),
+  EXPECT_EQ(robot_.calls(),
             (std::vector<std::string>{"mtx -f /dev/sg3 status", "mtx -f /dev/sg3 unload 2 0",
                                       "mtx -f /dev/sg3 status", "mtx -f /dev/sg3 load 3 0"}));
 
-  robot.clear_calls();
+  robot_.clear_calls();
   EXPECT_EQ(read_label(changer.load("L00003", 1)), "L00003");  // moves between drives
-  EXPECT_EQ(robot.calls(),
+  EXPECT_EQ(robot_.calls(),
             (std::vector<std::string>{"mtx -f /dev/sg3 status", "mtx -f /dev/sg3 unload 3 0",
                                       "mtx -f /dev/sg3 status", "mtx -f /dev/sg3 load 3 1"}));
 
-  robot.clear_calls();
+  robot_.clear_calls();
   changer.unload(1);
-  EXPECT_EQ(robot.calls(),
+  EXPECT_EQ(robot_.calls(),
             (std::vector<std::string>{"mtx -f /dev/sg3 status", "mtx -f /dev/sg3 unload 3 1"}));
   EXPECT_EQ(changer.loaded_serial(1), std::nullopt);
 
@@ -201,57 +213,36 @@ TEST(MtxChanger, LoadsSwapsAndUnloadsWithMtx) {
   EXPECT_EQ(s.unloads, 3u);
 }
 
-TEST(MtxChanger, RefusesADeviceThatHoldsAnotherTapeThanTheRobotLoaded) {
-  EmulatedStDevice nst0("/dev/nst0"), nst1("/dev/nst1");
-  EmulatedChanger robot("/dev/sg3", {&nst0, &nst1}, 6);
-  fill(robot);
+TEST_F(MtxChangerTest, RefusesADeviceThatHoldsAnotherTapeThanTheRobotLoaded) {
   // An earlier run left L00002 in the changer's drive 1 (/dev/nst1).
-  ASSERT_EQ(robot({"mtx", "-f", "/dev/sg3", "load", "2", "1"}).exit_status, 0);
+  ASSERT_EQ(robot_({"mtx", "-f", "/dev/sg3", "load", "2", "1"}).exit_status, 0);
   // The devices listed in another order than the changer's drives.
-  std::vector<std::unique_ptr<Drive>> drives;
-  drives.push_back(std::make_unique<StDrive>("/dev/nst1", nst1));
-  drives.push_back(std::make_unique<StDrive>("/dev/nst0", nst0));
-  MtxChanger changer("/dev/sg3", std::move(drives), robot.runner(), read_label);
-  auto e = expect_tape_error(TapeErrorKind::kDeviceError, [&] { changer.load("L00001", 0); });
-  ASSERT_TRUE(e);
-  EXPECT_NE(std::string(e->what()).find("/dev/nst1 holds tape L00002, but /dev/sg3 loaded tape "
-                                        "L00001 into its drive 0"),
-            std::string::npos)
-      << e->what();
+  MtxChanger changer = this->changer({&nst1_, &nst0_});
+  expect_tape_error_saying(TapeErrorKind::kDeviceError,
+                           "/dev/nst1 holds tape L00002, but /dev/sg3 loaded tape L00001 into its "
+                           "drive 0",
+                           [&] { changer.load("L00001", 0); });
   EXPECT_EQ(changer.loaded_serial(0), std::nullopt);
-  EXPECT_EQ(nst1.cartridge()->blocks.size(), 2u) << "L00002 untouched";
+  EXPECT_EQ(nst1_.cartridge()->blocks.size(), 2u) << "L00002 untouched";
 }
 
 // Fewer devices than the changer has drives (allowed: the rest go unused),
 // and the tape wanted sits in one of those: nothing can tell that drive to
 // eject it. A clear error naming it, not a read past the devices given.
-TEST(MtxChanger, ATapeInADriveWithNoDeviceGivenIsAClearError) {
-  EmulatedStDevice nst0("/dev/nst0"), nst1("/dev/nst1");
-  EmulatedChanger robot("/dev/sg3", {&nst0, &nst1}, 6);
-  fill(robot);
-  ASSERT_EQ(robot({"mtx", "-f", "/dev/sg3", "load", "2", "1"}).exit_status, 0);
-  std::vector<std::unique_ptr<Drive>> drives;
-  drives.push_back(std::make_unique<StDrive>("/dev/nst0", nst0));
-  MtxChanger changer("/dev/sg3", std::move(drives), robot.runner(), read_label);
-  auto e = expect_tape_error(TapeErrorKind::kInvalidArgument, [&] { changer.load("L00002", 0); });
-  ASSERT_TRUE(e);
-  EXPECT_NE(std::string(e->what()).find("tape L00002 is in drive 1 of /dev/sg3, whose device was "
-                                        "not given (--device names 1)"),
-            std::string::npos)
-      << e->what();
-  EXPECT_TRUE(nst1.loaded()) << "L00002 stays where it was";
+TEST_F(MtxChangerTest, ATapeInADriveWithNoDeviceGivenIsAClearError) {
+  ASSERT_EQ(robot_({"mtx", "-f", "/dev/sg3", "load", "2", "1"}).exit_status, 0);
+  MtxChanger changer = this->changer({&nst0_});
+  expect_tape_error_saying(TapeErrorKind::kInvalidArgument,
+                           "tape L00002 is in drive 1 of /dev/sg3, whose device was not given "
+                           "(--device names 1)",
+                           [&] { changer.load("L00002", 0); });
+  EXPECT_TRUE(nst1_.loaded()) << "L00002 stays where it was";
   // Tapes in slots still load into the drive it has.
   EXPECT_EQ(read_label(changer.load("L00003", 0)), "L00003");
 }
 
-TEST(MtxChanger, ChecksTheLabelOfEveryTapeItLoads) {
-  EmulatedStDevice nst0("/dev/nst0"), nst1("/dev/nst1");
-  EmulatedChanger robot("/dev/sg3", {&nst0, &nst1}, 6);
-  fill(robot);
-  std::vector<std::unique_ptr<Drive>> drives;
-  drives.push_back(std::make_unique<StDrive>("/dev/nst0", nst0));
-  drives.push_back(std::make_unique<StDrive>("/dev/nst1", nst1));
-  MtxChanger changer("/dev/sg3", std::move(drives), robot.runner(), read_label);
+TEST_F(MtxChangerTest, ChecksTheLabelOfEveryTapeItLoads) {
+  MtxChanger changer = this->changer({&nst0_, &nst1_});
   EXPECT_EQ(read_label(changer.load("L00001", 0)), "L00001");
   EXPECT_EQ(read_label(changer.load("L00002", 1)), "L00002");
   EXPECT_EQ(read_label(changer.load("L00001", 0)), "L00001");  // already there

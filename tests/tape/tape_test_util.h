@@ -16,6 +16,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "engine/common/common.h"
 #include "engine/tape/emulated_st_device.h"
@@ -67,6 +68,28 @@ inline std::string next(Drive& d, std::size_t buffer_size = kProbeReadSize) {
   return "?";
 }
 
+// A stretch of tape as text: each item a record's bytes, "|FM|" a filemark,
+// "|EOD|" the end of data (what next() returns).
+using Objects = std::vector<std::string>;
+
+// Writes each item as a record, "|FM|" as a filemark.
+inline void put_all(Drive& d, const Objects& items) {
+  for (const std::string& item : items) {
+    if (item == "|FM|") {
+      d.write_filemarks(1);
+    } else {
+      put(d, item);
+    }
+  }
+}
+
+// The next `count` objects (next() of each).
+inline Objects next_n(Drive& d, std::size_t count) {
+  Objects out;
+  for (std::size_t i = 0; i < count; ++i) out.push_back(next(d));
+  return out;
+}
+
 // Expects statement to throw TapeError of `kind`; returns it for more checks.
 template <typename F>
 std::optional<TapeError> expect_tape_error(TapeErrorKind kind, F&& statement) {
@@ -78,6 +101,15 @@ std::optional<TapeError> expect_tape_error(TapeErrorKind kind, F&& statement) {
   }
   ADD_FAILURE() << "expected TapeError(" << to_string(kind) << ")";
   return std::nullopt;
+}
+
+// The same, and the error's message contains `words`.
+template <typename F>
+void expect_tape_error_saying(TapeErrorKind kind, std::string_view words, F&& statement) {
+  std::optional<TapeError> e = expect_tape_error(kind, std::forward<F>(statement));
+  if (e) {
+    EXPECT_NE(std::string(e->what()).find(words), std::string::npos) << e->what();
+  }
 }
 
 // ------------------------------------------------------------ a minimal label
