@@ -193,8 +193,8 @@ bool Lookahead::admits(std::size_t files_ahead, std::uint64_t bytes_ahead) const
 }
 
 // The dirty files the look-ahead admits, submitted together; a group
-// smaller than a thread's group waits for more while the file needed next is already
-// being hashed.
+// smaller than a thread's group waits for more while the file needed next
+// is already being hashed.
 void HashStage::top_up(const std::vector<Candidate>& candidates, std::size_t from, HashPool& pool,
                        std::map<std::size_t, std::future<HashResult>>& pending) {
   std::vector<std::size_t> group;

@@ -21,10 +21,14 @@ format::IndexHeader index_header(catalog::Writer& catalog, const catalog::TapeRo
   return header;
 }
 
-// A scratch file until it is on tape: fsyncs (a dozen per index with a
-// rollback journal) would only stall the drive.
-void scratch_settings(sqlite::Database& index) {
-  index.exec("PRAGMA synchronous = OFF");
+// A new index file (a copy of `seed`, if given). A scratch file until it is
+// on tape: fsyncs (a dozen per index with a rollback journal) would only
+// stall the drive.
+sqlite::Database& open_index(std::optional<format::IndexWriter>& writer, const std::string& path,
+                             const format::IndexHeader& header, const std::string& seed = "") {
+  writer.emplace(path, header, seed);
+  writer->database().exec("PRAGMA synchronous = OFF");
+  return writer->database();
 }
 
 // A full copy of the catalog in a new index at `path`: the last full copy
@@ -36,9 +40,7 @@ catalog::CopyMark start_full_copy(catalog::Writer& catalog,
                                   const std::string& path, const format::IndexHeader& header) {
   if (std::optional<catalog::LastTapeCopy> last = catalog.last_tape_copy()) {
     try {
-      writer.emplace(path, header, last->path);
-      scratch_settings(writer->database());
-      return catalog.refresh_copy(writer->database(), last->holds);
+      return catalog.refresh_copy(open_index(writer, path, header, last->path), last->holds);
     } catch (const Error&) {
       // Unusable (damaged, or another layout): the copy is made anew.
       writer.reset();
@@ -46,9 +48,7 @@ catalog::CopyMark start_full_copy(catalog::Writer& catalog,
       for (const char* suffix : {"", "-journal"}) std::filesystem::remove(path + suffix, ignored);
     }
   }
-  writer.emplace(path, header);
-  scratch_settings(writer->database());
-  return catalog.copy_into(writer->database());
+  return catalog.copy_into(open_index(writer, path, header));
 }
 
 }  // namespace
@@ -96,9 +96,8 @@ ArchiveIndex build_archive_index(catalog::Writer& catalog, const ArchiveIndexPla
   index.mark.index_file = place.index_file;
   std::optional<format::IndexWriter> writer;
   if (place.base) {
-    writer.emplace(index.file->path(), header);
-    scratch_settings(writer->database());
-    index.mark.holds = catalog.copy_into(writer->database(), place.base->holds);
+    index.mark.holds =
+        catalog.copy_into(open_index(writer, index.file->path(), header), place.base->holds);
   } else {
     index.mark.holds = start_full_copy(catalog, writer, index.file->path(), header);
   }
@@ -123,9 +122,8 @@ TrailingIndex::TrailingIndex(catalog::Writer& catalog, const catalog::TapeRow& t
     mark_ = start_full_copy(catalog, writer_, file_.path(), header);
     return;
   }
-  writer_.emplace(file_.path(), header);
-  scratch_settings(writer_->database());
-  mark_ = catalog.copy_into(writer_->database(), catalog::CopyMark::nothing_new());
+  mark_ = catalog.copy_into(open_index(writer_, file_.path(), header),
+                            catalog::CopyMark::nothing_new());
 }
 
 format::WrittenIndex TrailingIndex::write(tape::Drive& drive) {

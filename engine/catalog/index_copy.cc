@@ -246,8 +246,7 @@ class AttachedCatalog {
 };
 
 Id max_id(sqlite::Database& db, const std::string& table) {
-  auto s = db.prepare("SELECT coalesce(max(id), 0) FROM " + table);
-  return s.step() ? s.column_int(0) : 0;
+  return db.single_int("SELECT coalesce(max(id), 0) FROM " + table);
 }
 
 }  // namespace
@@ -276,9 +275,7 @@ CopyMark Catalog::fill_copy(sqlite::Database& index, const std::optional<CopyMar
   {
     sqlite::WriteScope scope(*db_);
     db_->exec("UPDATE change_epoch SET epoch = epoch + 1");
-    auto s = db_->prepare("SELECT epoch FROM change_epoch");
-    s.step();
-    mark.epoch = s.column_int(0);
+    mark.epoch = db_->single_int("SELECT epoch FROM change_epoch");
     scope.commit();
   }
   AttachedCatalog attached(index, path_);

@@ -179,23 +179,17 @@ IndexWriter::IndexWriter(std::string path, const IndexHeader& header, const std:
 // tables, no archive and no members; what it holds of the catalog is the
 // catalog module's to bring up to date.
 void IndexWriter::check_seed(const std::string& seed) {
-  auto number = [&](const char* pragma) {
-    auto s = db_.prepare(std::string("PRAGMA ") + pragma);
-    return s.step() ? s.column_int(0) : -1;
-  };
-  auto count = [&](const char* table) {
-    auto s = db_.prepare(std::string("SELECT count(*) FROM ") + table);
-    return s.step() ? s.column_int(0) : -1;
-  };
   std::string why;
-  if (number("application_id") != kIndexApplicationId) {
+  if (db_.single_int("PRAGMA application_id") != kIndexApplicationId) {
     why = "not a mixtape index";
-  } else if (number("user_version") != kFormatVersion || number("page_size") != 4096) {
+  } else if (db_.single_int("PRAGMA user_version") != kFormatVersion ||
+             db_.single_int("PRAGMA page_size") != 4096) {
     why = "written in another format";
   } else {
     auto s = db_.prepare("SELECT value FROM format WHERE key = 'kind'");
-    if (!s.step() || s.column_text(0) != kind_name(IndexKind::kTrailing) || count("archive") != 0 ||
-        count("member") != 0) {
+    if (!s.step() || s.column_text(0) != kind_name(IndexKind::kTrailing) ||
+        db_.single_int("SELECT count(*) FROM archive", -1) != 0 ||
+        db_.single_int("SELECT count(*) FROM member", -1) != 0) {
       why = "not a trailing index";
     }
   }
@@ -303,12 +297,8 @@ void IndexWriter::finish() {
   // the whole copy for less would cost what the seed saves. With the
   // rollback journal the file is complete on disk either way; no side file
   // remains.
-  auto pages = [&](const char* pragma) {
-    auto s = db_.prepare(std::string("PRAGMA ") + pragma);
-    return s.step() ? s.column_int(0) : 0;
-  };
-  const std::int64_t free_pages = pages("freelist_count");
-  if (free_pages > 0 && free_pages * 100 > pages("page_count")) db_.exec("VACUUM");
+  const std::int64_t free_pages = db_.single_int("PRAGMA freelist_count");
+  if (free_pages > 0 && free_pages * 100 > db_.single_int("PRAGMA page_count")) db_.exec("VACUUM");
   finished_ = true;
 }
 

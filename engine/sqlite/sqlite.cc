@@ -116,6 +116,11 @@ Statement Database::prepare(std::string_view sql) {
   return Statement(*this, sql);
 }
 
+std::int64_t Database::single_int(std::string_view sql, std::int64_t none) {
+  Statement s(*this, sql);
+  return s.step() ? s.column_int(0) : none;
+}
+
 std::int64_t Database::last_insert_rowid() const {
   return sqlite3_last_insert_rowid(db_.get());
 }

@@ -60,6 +60,9 @@ class Database {
   // Runs one or more statements without results.
   void exec(std::string_view sql);
   Statement prepare(std::string_view sql);
+  // The first column of the first row of a query ("PRAGMA page_count",
+  // "SELECT count(*) ..."), or `none` when it returns no row.
+  std::int64_t single_int(std::string_view sql, std::int64_t none = 0);
   std::int64_t last_insert_rowid() const;
   int changes() const;
   // True while a transaction (BEGIN or SAVEPOINT) is open on this connection.
